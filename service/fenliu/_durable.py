@@ -1,0 +1,158 @@
+"""The one module that talks to durable_rules.
+
+It uses the engine's C layer (``durable_rules_engine``) directly and never its Python ``Host``: the
+Host starts a background dispatcher that runs actions on another thread (incomplete traces), crashes
+when a ruleset is removed, and cannot replace a ruleset (see docs/engine.md for the measured traps).
+
+How the traps are kept away:
+
+* **Thread safety.** The engine is not thread-safe and never releases the GIL. Every call runs under one
+  process-wide lock; a request's whole session (all its stages) holds it. Scale with processes.
+* **Identity.** Sessions and facts are hashed to 32 bits inside the engine. A request uses one fixed
+  session id and deletes it before the lock is released, so only one session is ever live and two
+  complaints can never share or collide in state. Facts within a session carry distinct fixed ids.
+* **delete_state segfault.** Deleting a session in which no action ever ran crashes the process. Every
+  ruleset gets a catch-all rule that matches every fact, so an action always runs.
+* **Actions.** Rules have no Python actions: the adapter pulls the names of the rules that matched from
+  the C layer and completes them. Nothing runs on another thread; nothing is swallowed.
+* **Reload.** Rulesets get unique names; the old one is deleted with ``delete_ruleset`` after the new
+  one is live. Packs never use the engine's regex operator, which is what leaks on delete.
+* **Spurious "already observed".** The engine can report a distinct fact as already seen (32-bit content
+  hash, issue #376). The adapter retries such a fact once with a nonce field; if the engine still fails,
+  it raises :class:`EngineFailure` and the caller answers from the plain interpreter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final
+
+import durable_rules_engine as _engine
+
+CATCH_ALL: Final = "__catch_all__"
+KIND_FIELD: Final = "_kind"
+STEP_FIELD: Final = "_step"
+SESSION_ID: Final = "fenliu"
+
+#: One lock for the whole process: the engine's C state is shared by every ruleset.
+ENGINE_LOCK: Final = threading.RLock()
+_names = itertools.count(1)
+
+_OPERATORS: Final = frozenset({"$and", "$or", "$neq", "$lt", "$lte", "$gt", "$gte"})
+
+
+class EngineFailure(Exception):
+    """The engine failed on a fact. Carries no fact data."""
+
+
+def check_expression(expr: Any) -> list[str]:
+    """Engine traps in a compiled expression: operators outside the safe set, regex, existence tests."""
+    problems: list[str] = []
+    if isinstance(expr, dict):
+        for k, v in expr.items():
+            if k.startswith("$"):
+                if k not in _OPERATORS:
+                    problems.append(f"operator {k} is not allowed")
+                if k in ("$and", "$or"):
+                    if not isinstance(v, list) or not v:
+                        problems.append(f"{k} needs a non-empty list")
+                    else:
+                        for x in v:
+                            problems += check_expression(x)
+                elif isinstance(v, dict):
+                    for field, value in v.items():
+                        if isinstance(value, dict | list):
+                            problems.append(f"{k} on {field} compares with a structure")
+            elif isinstance(v, dict | list):
+                problems.append(f"field {k} compared with a structure")
+    else:
+        problems.append("an expression must be a mapping")
+    return problems
+
+
+class Ruleset:
+    """One compiled ruleset living in the engine. ``rules`` maps rule names to match expressions."""
+
+    def __init__(self, rules: Mapping[str, Mapping[str, Any]]) -> None:
+        definition: dict[str, Any] = {}
+        for name, expr in rules.items():
+            if name == CATCH_ALL:
+                raise ValueError("reserved rule name")
+            definition[name] = {"all": [{"m": expr}]}
+        definition[CATCH_ALL] = {"all": [{"m": {KIND_FIELD: "f"}}]}
+        self.name = f"fenliu_{next(_names)}"
+        payload = json.dumps(definition, ensure_ascii=False)
+        with ENGINE_LOCK:
+            self._handle: int | None = _engine.create_ruleset(self.name, payload)
+
+    def close(self) -> None:
+        with ENGINE_LOCK:
+            if self._handle is not None:
+                _engine.delete_ruleset(self._handle)
+                self._handle = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A per-request session. Holds the engine lock until the session is deleted."""
+        with ENGINE_LOCK:
+            if self._handle is None:
+                raise EngineFailure("ruleset is closed")
+            s = Session(self._handle)
+            try:
+                yield s
+            finally:
+                s.close()
+
+
+class Session:
+    def __init__(self, handle: int) -> None:
+        self._handle = handle
+        self._facts = 0
+        self._open = False
+
+    def fire(self, fact: dict[str, Any]) -> list[str]:
+        """Assert one fact and return the names of the rules it matched, in engine order."""
+        self._facts += 1
+        body = dict(fact)
+        body["sid"] = SESSION_ID
+        body["id"] = f"f{self._facts}"
+        body[KIND_FIELD] = "f"
+        for attempt in range(2):
+            try:
+                result = _engine.assert_fact(self._handle, json.dumps(body, ensure_ascii=False))
+            except Exception as e:  # engine errors carry codes, never our data
+                raise EngineFailure(f"assert failed: {type(e).__name__}") from None
+            self._open = True
+            code, state_handle = result[0], result[1]
+            if code == 2 and attempt == 0:  # spuriously "already observed": vary the content once
+                body["_nonce"] = self._facts
+                continue
+            if code != 0:
+                raise EngineFailure(f"assert returned code {code}")
+            return self._drain(state_handle)
+        raise EngineFailure("fact rejected twice")
+
+    def _drain(self, state_handle: int) -> list[str]:
+        fired: list[str] = []
+        try:
+            result = _engine.start_action_for_state(self._handle, state_handle)
+            while result:
+                message = json.loads(result[1])
+                for name in message:
+                    if name != CATCH_ALL:
+                        fired.append(name)
+                nxt = _engine.complete_and_start_action(self._handle, state_handle)
+                result = (None, nxt) if nxt else None
+        except Exception as e:
+            raise EngineFailure(f"action loop failed: {type(e).__name__}") from None
+        return fired
+
+    def close(self) -> None:
+        if self._open:
+            # Safe: the catch-all rule guarantees an action ran for this session.
+            _engine.delete_state(self._handle, SESSION_ID)
+            self._open = False

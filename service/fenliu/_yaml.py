@@ -1,0 +1,99 @@
+"""YAML loading that remembers where every node came from.
+
+Mappings load as :class:`YDict` and sequences as :class:`YList`; both carry ``line`` (1-based) and the
+line of each key or item, so every later error can name ``file:line``. Duplicate keys are errors
+(PyYAML would silently keep the last one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+
+class YDict(dict[str, Any]):
+    line: int
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class YList(list[Any]):
+    line: int
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
+
+
+class YamlProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: Node) -> YDict:
+    assert isinstance(node, MappingNode)
+    loader.flatten_mapping(node)
+    out = YDict()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        if key in out:
+            raise YamlProblem(key_node.start_mark.line + 1, f"duplicate key '{key}'")
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader: _Loader, node: Node) -> YList:
+    assert isinstance(node, SequenceNode)
+    out = YList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except YamlProblem:
+        raise
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise YamlProblem(line, f"YAML syntax: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise YamlProblem(1, f"YAML: {e}") from None
+
+
+def line_at(doc: Any, path: list[Any] | tuple[Any, ...]) -> int:
+    """The line of the deepest node reachable along ``path`` (a JSON-schema error path)."""
+    line = getattr(doc, "line", 1)
+    node = doc
+    for step in path:
+        if isinstance(node, YDict) and isinstance(step, str) and step in node:
+            line = node.line_of(step)
+            node = node[step]
+        elif isinstance(node, YList) and isinstance(step, int) and 0 <= step < len(node):
+            line = node.line_of(step)
+            node = node[step]
+        else:
+            break
+    return line

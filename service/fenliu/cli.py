@@ -1,0 +1,237 @@
+"""``fenliu``: the rule author's and operator's command line.
+
+    fenliu check PACK                    every error at once, as file:line: rule-id: message
+    fenliu test PACK [--coverage]        run the pack's cases; expected-versus-got; coverage
+    fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
+    fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
+    fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
+    fenliu serve --rules DIR ...         the gRPC service
+
+The CLI converts JSON to domain objects and back; it holds no rule logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from fenliu.errors import ComplaintError, PackError, Problem
+
+
+def _display(problem: Problem, pack_path: str) -> str:
+    """Problems name files relative to the pack's parent folder; show them relative to the cwd."""
+    base = Path(pack_path).resolve().parent
+    target = (base / problem.file) if problem.file else base
+    try:
+        shown = os.path.relpath(target)
+    except ValueError:
+        shown = str(target)
+    return str(Problem(shown, problem.line, problem.rule, problem.code, problem.message, problem.severity))
+
+
+def _load(pack_path: str, out: TextIO) -> Any:
+    from fenliu.engine import Decider
+    from fenliu.pack import load_pack
+
+    try:
+        pack = load_pack(pack_path)
+        return Decider(pack)
+    except PackError as e:
+        for p in e.problems:
+            print(_display(p, pack_path), file=out)
+        print(f"{len(e.problems)} error(s)", file=out)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    from fenliu.lint import lint
+
+    findings = lint(decider.pack, decider.compiled)
+    errors = [f for f in findings if f.severity == "error"]
+    for f in errors:
+        print(_display(f, args.pack))
+    if errors:
+        print(f"{len(errors)} error(s)")
+        return 1
+    pack = decider.pack
+    print(f"ok: {pack.name} {pack.revision} ({pack.digest}): {len(pack.rules)} rules in {len(pack.stages)} stages, "
+          f"{len(pack.tables)} tables, {len(pack.cases)} cases")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from fenliu.cases import run_cases
+
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    report = run_cases(decider.pack, decider)
+    for f in report.failures:
+        print(f.render())
+    print(f"{report.passed} passed, {len(report.failures)} failed")
+    rules = len(decider.pack.rules)
+    rows = sum(len(t.rows) for t in decider.pack.tables.values())
+    covered_rules = rules - len(report.uncovered_rules)
+    covered_rows = rows - len(report.uncovered_rows)
+    uncovered = bool(report.uncovered_rules or report.uncovered_rows)
+    if args.coverage or uncovered:
+        print(f"coverage: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows")
+        base = Path(args.pack).resolve().parent
+        for rid, file, line in report.uncovered_rules:
+            print(f"  {os.path.relpath(base / file)}:{line}: {rid}: no case reaches this rule")
+        for table, row, file, line in report.uncovered_rows:
+            print(f"  {os.path.relpath(base / file)}:{line}: {table}.{row}: no case reaches this table row")
+    if report.failures:
+        return 1
+    if args.fail_uncovered and uncovered:
+        return 1
+    return 0
+
+
+def _read_complaints(source: TextIO) -> Iterator[tuple[int, Any]]:
+    text = source.read()
+    stripped = text.strip()
+    if not stripped:
+        return
+    try:
+        whole = json.loads(stripped)
+    except json.JSONDecodeError:
+        whole = None
+    if whole is not None:
+        if isinstance(whole, list):
+            yield from enumerate(whole, 1)
+        else:
+            yield 1, whole
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, _BadJson(str(e.msg))
+
+
+class _BadJson:
+    def __init__(self, msg: str) -> None:
+        self.msg = msg
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fenliu.model import complaint_from_dict
+
+    decider = _load(args.pack, sys.stderr)
+    if decider is None:
+        return 1
+    source: TextIO = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    bad = 0
+    indent = 2 if args.pretty else None
+    with source:
+        for n, item in _read_complaints(source):
+            if isinstance(item, _BadJson):
+                bad += 1
+                print(json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}), flush=True)
+                continue
+            try:
+                complaint = complaint_from_dict(item)
+            except ComplaintError as e:
+                bad += 1
+                err = {"line": n, "error": "INVALID_ARGUMENT",
+                       "field_violations": [{"field": v.field, "description": v.description} for v in e.violations]}
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    err["complaint_id"] = item["id"][:128]
+                print(json.dumps(err, ensure_ascii=False), flush=True)
+                continue
+            decision = decider.decide(complaint)
+            print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
+    return 2 if bad else 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from fenliu.lint import lint, render_findings
+
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    findings = lint(decider.pack, decider.compiled)
+    print(render_findings(findings, lambda p: _display(p, args.pack), fmt=args.format))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from fenliu.diff import main as diff_main
+
+    return diff_main(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fenliu.server import run_serve
+
+    return run_serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="check a rule pack; print every error as file:line: rule-id: message")
+    p.add_argument("pack")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("test", help="run a pack's test cases and report coverage")
+    p.add_argument("pack")
+    p.add_argument("--coverage", action="store_true", help="list every rule and table row no case reaches")
+    p.add_argument("--fail-uncovered", action="store_true", help="exit non-zero when anything is uncovered")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("eval", help="decide complaints read as JSON or JSON Lines")
+    p.add_argument("pack")
+    p.add_argument("file", nargs="?", help="a JSON / JSON Lines file, or - for standard input (default)")
+    p.add_argument("--trace", action="store_true", help="include the rule trace")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
+    p.add_argument("pack")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("diff", help="run two packs over a corpus and report what changes")
+    try:
+        from fenliu.diff import add_arguments as diff_args
+
+        diff_args(p)
+    except ImportError:  # pragma: no cover
+        pass
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("serve", help="serve the gRPC API")
+    try:
+        from fenliu.server import add_serve_arguments
+
+        add_serve_arguments(p)
+    except ImportError:  # pragma: no cover - the server module is optional at import time
+        pass
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""Compile a checked :class:`~fenliu.pack.Pack` into a plan the engine evaluates.
+
+What is done once, here, so that a decision does not:
+
+* **Features.** Keywords and patterns are matched in Python, once per complaint, against the title and
+  text together (NFKC-normalized, case-folded). The engine then tests plain booleans. This also keeps
+  the engine's regex operator, which gets alternation wrong and leaks memory on reload, out of use.
+* **Facts.** Each stage asserts one small fact holding only the fields its rules test. Field names are
+  flattened (``region.township_code`` → ``region__township_code``). Every tested field is always
+  present, so negation never depends on a field being missing.
+* **Expressions.** Conditions become engine expressions using only ``$and $or $neq $lt $lte $gt $gte`` and
+  equality; ``not`` is pushed down to the leaves. The compiled set is checked again for engine traps.
+* **Classes of input.** Every outcome depends only on a finite abstraction of the complaint: for each
+  numeric field, where its value falls among the pack's thresholds; for each text field, which of the
+  pack's constants it equals (if any); the keywords present; enums and booleans as they are. The
+  :meth:`CompiledPack.class_key` of a complaint is that abstraction, which makes memoizing sound.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fenliu import fields as F
+from fenliu._durable import STEP_FIELD, check_expression
+from fenliu.errors import Problem
+from fenliu.model import Complaint
+from fenliu.pack import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, iter_tests
+
+#: The engine hangs creating a ruleset with more than 512 distinct tests under one node, and refuses
+#: facts with more than 253 properties. Stay well inside both.
+MAX_TESTS_PER_FIELD: Final = 500
+MAX_FACT_FIELDS: Final = 240
+
+_NEGATE: Final = {"eq": "ne", "ne": "eq", "lt": "gte", "gte": "lt", "lte": "gt", "gt": "lte", "in": "not_in", "not_in": "in"}
+_ENGINE_OP: Final = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
+_OTHER: Final = "\x00other"
+
+
+def normalize_text(s: str) -> str:
+    return unicodedata.normalize("NFKC", s).casefold()
+
+
+def fact_name(field_name: str) -> str:
+    return field_name.replace(".", "__")
+
+
+def keyword_feature(words: tuple[str, ...], index: dict[tuple[str, ...], str]) -> str:
+    return index[tuple(sorted(normalize_text(w) for w in words))]
+
+
+@dataclass(slots=True)
+class StagePlan:
+    name: str
+    index: int
+    rules: list[Rule]
+    fields: list[str]  # field names (dotted) the stage's rules test, excluding features
+    features: list[str]  # keyword/pattern feature names the stage's rules test
+    expressions: dict[str, dict[str, Any]]  # engine rule name -> expression
+    rule_by_name: dict[str, Rule]
+
+
+@dataclass(slots=True)
+class CompiledPack:
+    pack: Pack
+    stages: list[StagePlan]
+    keyword_index: dict[tuple[str, ...], str]  # normalized sorted words -> feature name
+    keyword_groups: dict[str, frozenset[str]]  # feature -> normalized words
+    patterns: dict[str, re.Pattern[str]]  # feature -> compiled regex
+    pattern_index: dict[str, str]  # regex source -> feature
+    words: tuple[str, ...]  # every distinct normalized keyword
+    rule_words: dict[str, tuple[str, ...]]  # rule id -> its normalized keywords
+    hint_codes: dict[str, str]  # normalized hint -> category code
+    complaint_fields: list[str]  # complaint fields any rule tests or copies
+    abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    # -- per complaint ---------------------------------------------------------------------------------
+    def features(self, c: Complaint) -> tuple[dict[str, Any], frozenset[str], bool]:
+        """Complaint → (field values rules may read, keywords present, whether a hint was ignored)."""
+        text = normalize_text(c.title + "\n" + c.text) if (c.title or c.text) else ""
+        present = frozenset(w for w in self.words if w in text) if text else frozenset()
+        values: dict[str, Any] = {}
+        for name in self.complaint_fields:
+            values[name] = c.value(name)
+        hint_ignored = False
+        if c.category_hint.strip():
+            code = self.hint_codes.get(normalize_text(c.category_hint.strip()), "")
+            hint_ignored = code == ""
+            values["category_hint"] = code
+        else:
+            values["category_hint"] = ""
+        for feat, words in self.keyword_groups.items():
+            values[feat] = not words.isdisjoint(present)
+        for feat, rx in self.patterns.items():
+            values[feat] = bool(text) and rx.search(text) is not None
+        return values, present, hint_ignored
+
+    def class_key(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool) -> tuple[Any, ...]:
+        """The finite class of input this complaint belongs to (see module docstring)."""
+        return (present, hint_ignored, values["category_hint"], *(fn(values[name]) for name, fn in self.abstractors),
+                *(values[p] for p in self.patterns))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def compile_pack(pack: Pack) -> CompiledPack:
+    keyword_index: dict[tuple[str, ...], str] = {}
+    keyword_groups: dict[str, frozenset[str]] = {}
+    pattern_index: dict[str, str] = {}
+    patterns: dict[str, re.Pattern[str]] = {}
+    rule_words: dict[str, tuple[str, ...]] = {}
+    all_words: set[str] = set()
+    for r in pack.rules:
+        words: list[str] = []
+        for leaf in iter_tests(r.when):
+            if isinstance(leaf, Keywords):
+                norm = tuple(sorted({normalize_text(w) for w in leaf.words}))
+                if norm not in keyword_index:
+                    feat = f"kw_{len(keyword_index)}"
+                    keyword_index[norm] = feat
+                    keyword_groups[feat] = frozenset(norm)
+                words += [normalize_text(w) for w in leaf.words]
+                all_words.update(norm)
+            elif isinstance(leaf, Pattern) and leaf.regex not in pattern_index:
+                feat = f"re_{len(pattern_index)}"
+                pattern_index[leaf.regex] = feat
+                patterns[feat] = re.compile(leaf.regex)
+        if words:
+            rule_words[r.id] = tuple(dict.fromkeys(words))
+
+    hint_codes: dict[str, str] = {}
+    for code, row in pack.categories.items():
+        hint_codes[normalize_text(code)] = code
+        if isinstance(row.get("name"), str):
+            hint_codes[normalize_text(row["name"])] = code
+
+    # Complaint fields read by tests or copies; their constants for the class abstraction.
+    constants: dict[str, set[Any]] = {}
+    copied: set[str] = set()
+    for r in pack.rules:
+        for leaf in iter_tests(r.when):
+            if isinstance(leaf, Test) and leaf.field in F.COMPLAINT_FIELDS:
+                vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
+                constants.setdefault(leaf.field, set()).update(vals)
+        for v in r.then.values():
+            if v.kind == "copy" and v.source in F.COMPLAINT_FIELDS:
+                copied.add(v.source)
+    complaint_fields = sorted((set(constants) | copied) - {"category_hint"})
+
+    abstractors: list[tuple[str, Callable[[Any], Any]]] = []
+    for name in complaint_fields:
+        ftype = F.COMPLAINT_FIELDS[name]
+        if name in copied or ftype.kind in ("enum", "bool"):
+            abstractors.append((name, _identity))
+        elif ftype.numeric:
+            abstractors.append((name, _band(sorted(float(x) for x in constants[name]))))
+        else:
+            abstractors.append((name, _membership(frozenset(constants[name]))))
+
+    compiled = CompiledPack(pack, [], keyword_index, keyword_groups, patterns, pattern_index,
+                            tuple(sorted(all_words)), rule_words, hint_codes, complaint_fields, abstractors)
+
+    for si, stage in enumerate(pack.stages):
+        rules = [r for r in pack.rules if r.stage == stage]
+        fields_: set[str] = set()
+        feats: set[str] = set()
+        exprs: dict[str, dict[str, Any]] = {}
+        by_name: dict[str, Rule] = {}
+        tests_per_field: dict[str, set[tuple[str, Any]]] = {}
+        for n, r in enumerate(rules):
+            for leaf in iter_tests(r.when):
+                if isinstance(leaf, Test):
+                    fields_.add(leaf.field)
+                    vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
+                    tests_per_field.setdefault(leaf.field, set()).update((leaf.op, v) for v in vals)
+                elif isinstance(leaf, Keywords):
+                    feats.add(keyword_feature(leaf.words, keyword_index))
+                else:
+                    feats.add(pattern_index[leaf.regex])
+            body = to_expression(r.when, compiled)
+            expr: dict[str, Any] = {"$and": [{STEP_FIELD: stage}, body]} if body else {STEP_FIELD: stage}
+            name = f"r{n}"
+            for why in check_expression(expr):
+                compiled.problems.append(Problem(r.file, r.line, r.id, "engine-trap", why))
+            exprs[name] = expr
+            by_name[name] = r
+        for fname, tests in tests_per_field.items():
+            if len(tests) > MAX_TESTS_PER_FIELD:
+                first = next(r for r in rules if any(isinstance(x, Test) and x.field == fname for x in iter_tests(r.when)))
+                compiled.problems.append(Problem(first.file, first.line, first.id, "engine-too-many-tests",
+                    f"stage {stage}: {len(tests)} distinct tests on '{fname}'; the engine hangs past 512 (limit {MAX_TESTS_PER_FIELD})"))
+        if len(fields_) + len(feats) > MAX_FACT_FIELDS:
+            first_rule = rules[0]
+            compiled.problems.append(Problem(first_rule.file, first_rule.line, first_rule.id, "engine-too-many-properties",
+                f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})"))
+        compiled.stages.append(StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name))
+    return compiled
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+def _band(thresholds: list[float]) -> Callable[[Any], Any]:
+    ts = sorted(set(thresholds))
+    exact = frozenset(ts)
+
+    def band(v: Any) -> Any:
+        x = float(v)
+        return (bisect.bisect_left(ts, x), x in exact)
+
+    return band
+
+
+def _membership(consts: frozenset[Any]) -> Callable[[Any], Any]:
+    def member(v: Any) -> Any:
+        return v if v in consts else _OTHER
+
+    return member
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditions → engine expressions
+
+
+def _leaf_expression(t: Test) -> dict[str, Any]:
+    name = fact_name(t.field)
+    if t.op == "eq":
+        return {name: t.value}
+    if t.op == "in":
+        alts = [{name: v} for v in t.value]
+        return alts[0] if len(alts) == 1 else {"$or": alts}
+    if t.op == "not_in":
+        alts = [{"$neq": {name: v}} for v in t.value]
+        return alts[0] if len(alts) == 1 else {"$and": alts}
+    return {_ENGINE_OP[t.op]: {name: t.value}}
+
+
+def to_expression(c: Cond, cp: CompiledPack, negate: bool = False) -> dict[str, Any] | None:
+    """An engine expression for ``c`` (or its negation). ``None`` means always true."""
+    if isinstance(c, Test):
+        return _leaf_expression(Test(c.field, _NEGATE[c.op], c.value, c.line) if negate else c)
+    if isinstance(c, Keywords):
+        return {keyword_feature(c.words, cp.keyword_index): not negate}
+    if isinstance(c, Pattern):
+        return {cp.pattern_index[c.regex]: not negate}
+    if isinstance(c, Not):
+        return to_expression(c.item, cp, not negate)
+    if isinstance(c, All | AnyOf):
+        if not c.items:
+            if negate:  # not(always) — never true: an impossible equality on the step field
+                return {STEP_FIELD: "\x00never"}
+            return None
+        parts = [to_expression(x, cp, negate) for x in c.items]
+        conj = isinstance(c, All) != negate
+        if conj:
+            kept = [p for p in parts if p is not None]
+            if not kept:
+                return None
+            return kept[0] if len(kept) == 1 else {"$and": kept}
+        if any(p is None for p in parts):
+            return None
+        kept = [p for p in parts if p is not None]
+        return kept[0] if len(kept) == 1 else {"$or": kept}
+    raise TypeError(type(c).__name__)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The plain interpretation: the same conditions evaluated directly in Python.
+
+
+def evaluate(c: Cond, fact: dict[str, Any], cp: CompiledPack) -> bool:
+    if isinstance(c, Test):
+        v = fact[fact_name(c.field)]
+        op = c.op
+        if op == "eq":
+            return bool(v == c.value)
+        if op == "ne":
+            return bool(v != c.value)
+        if op == "in":
+            return v in c.value
+        if op == "not_in":
+            return v not in c.value
+        if op == "lt":
+            return bool(v < c.value)
+        if op == "lte":
+            return bool(v <= c.value)
+        if op == "gt":
+            return bool(v > c.value)
+        return bool(v >= c.value)
+    if isinstance(c, Keywords):
+        return bool(fact[keyword_feature(c.words, cp.keyword_index)])
+    if isinstance(c, Pattern):
+        return bool(fact[cp.pattern_index[c.regex]])
+    if isinstance(c, Not):
+        return not evaluate(c.item, fact, cp)
+    if isinstance(c, All):
+        return all(evaluate(x, fact, cp) for x in c.items)
+    if isinstance(c, AnyOf):
+        return any(evaluate(x, fact, cp) for x in c.items)
+    raise TypeError(type(c).__name__)

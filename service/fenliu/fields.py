@@ -1,0 +1,158 @@
+"""What a rule may test and what a rule may set.
+
+Rules test *complaint fields* (what the citizen's front end sent, normalized) and *decision fields*
+(what earlier stages set). Rules set decision fields only. Each field has a type, which the pack checker
+uses to refuse comparisons the engine would get silently wrong (a number compared with text, an enum
+value that does not exist, a department code nobody defined).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from fenliu import model
+
+# Types: "enum" (values listed), "int", "number", "bool", "text", "code" (a key of table `table`),
+# "codes" (a list of such keys), "duration" (hours; written 2h / 3d / none).
+
+
+@dataclass(frozen=True, slots=True)
+class FieldType:
+    kind: str
+    values: tuple[str, ...] = ()
+    table: str = ""
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("int", "number")
+
+    def describe(self) -> str:
+        if self.kind == "enum":
+            return "one of " + ", ".join(self.values)
+        if self.kind == "code":
+            return f"a code of table '{self.table}'"
+        if self.kind == "codes":
+            return f"a list of codes of table '{self.table}'"
+        return {
+            "int": "a whole number",
+            "number": "a number",
+            "bool": "true or false",
+            "text": "text",
+            "duration": "a duration such as 2h or 15d, or none",
+        }[self.kind]
+
+
+def _enum(values: tuple[str, ...], optional: bool = True) -> FieldType:
+    return FieldType("enum", ((model.UNSPECIFIED,) if optional else ()) + values)
+
+
+#: Complaint fields rules may test (title and text only through `keywords` / `pattern`).
+COMPLAINT_FIELDS: Final[dict[str, FieldType]] = {
+    "channel": _enum(model.CHANNELS),
+    "intent": _enum(model.INTENTS),
+    "received_tier": _enum(model.TIERS),
+    "public_opinion": _enum(model.PUBLIC_OPINIONS, optional=False),
+    "procedure": _enum(model.PROCEDURES, optional=False),
+    "last_stage": _enum(model.STAGES),
+    "last_outcome": _enum(model.OUTCOMES),
+    "people_involved": FieldType("int"),
+    "repeat_visits": FieldType("int"),
+    "amount_yuan": FieldType("number"),
+    **{name: FieldType("bool") for name in model.COMPLAINT_BOOLS},
+    # The category the hint names (matched by code in any case or by Chinese name), or "" when the
+    # hint is absent or names no category.
+    "category_hint": FieldType("code", table="categories"),
+    "existing_case_id": FieldType("text"),
+    "region.banner_code": FieldType("text"),
+    "region.township_code": FieldType("text"),
+    "region.village_code": FieldType("text"),
+}
+
+#: Decision fields rules may set, and later stages may test.
+DECISION_FIELDS: Final[dict[str, FieldType]] = {
+    "category": FieldType("code", table="categories"),
+    "excluded": FieldType("bool"),
+    "exclusion": FieldType("code", table="exclusions"),
+    "referred_to": FieldType("code", table="departments"),
+    "color": FieldType("enum", model.COLORS),
+    "tier": FieldType("enum", model.TIERS),
+    "approach": FieldType("enum", (*model.APPROACHES, "NONE")),
+    "owner_department": FieldType("code", table="departments"),
+    "co_departments": FieldType("codes", table="departments"),
+    "stage": FieldType("enum", model.STAGES),
+    "statutory_route": FieldType("text"),
+    "first_contact_within": FieldType("duration"),
+    "plan_within": FieldType("duration"),
+    "accept_within": FieldType("duration"),
+    "resolve_within": FieldType("duration"),
+}
+
+#: How rules of one stage that set the same decision field are reconciled. "first": the rule with the
+#: highest priority wins, ties go to the rule defined first. "highest": the highest value in the
+#: field's enum order wins (colour: RED over YELLOW over BLUE), whatever the priorities.
+RESOLUTION: Final[dict[str, str]] = {name: "first" for name in DECISION_FIELDS} | {"color": "highest"}
+
+#: Starting values of decision fields, before any stage runs; a pack's manifest `defaults` override them.
+BUILTIN_DEFAULTS: Final[dict[str, object]] = {
+    "category": model.UNCLASSIFIED,
+    "excluded": False,
+    "exclusion": "",
+    "referred_to": "",
+    "color": "BLUE",
+    "tier": "BANNER",
+    "approach": "NONE",
+    "owner_department": "",
+    "co_departments": (),
+    "stage": "ASSESS",
+    "statutory_route": "",
+    "first_contact_within": None,
+    "plan_within": None,
+    "accept_within": None,
+    "resolve_within": None,
+}
+
+DEADLINE_SLOTS: Final = {
+    "first_contact_within": "first_contact_by",
+    "plan_within": "plan_by",
+    "accept_within": "accept_by",
+    "resolve_within": "resolve_by",
+}
+
+#: Keys of the tables every pack must have, and the columns their rows must carry.
+REQUIRED_TABLES: Final[dict[str, dict[str, FieldType]]] = {
+    "departments": {"name": FieldType("text")},
+    "exclusions": {"name": FieldType("text")},
+    "categories": {
+        "name": FieldType("text"),
+        "owner": FieldType("code", table="departments"),
+        "entry_stage": FieldType("enum", model.STAGES),
+        "arbitrable": FieldType("bool"),
+    },
+}
+
+STAGE_NAMES_ZH: Final = {"CONSULT": "咨询", "ASSESS": "评估", "MEDIATE": "调解", "ARBITRATE": "仲裁", "LITIGATE": "诉讼"}
+COLOR_NAMES_ZH: Final = {"RED": "红色", "YELLOW": "黄色", "BLUE": "蓝色"}
+TIER_NAMES_ZH: Final = {"VILLAGE": "嘎查村", "TOWNSHIP": "苏木镇", "BANNER": "旗"}
+APPROACH_NAMES_ZH: Final = {"IMMEDIATE": "即知即调", "DIVERTED": "分流分调", "JOINT": "联管联调", "NONE": ""}
+
+DEFAULT_STAGES: Final = ("classify", "exclude", "grade", "route", "funnel", "deadlines")
+
+
+def parse_duration(value: object) -> int | None:
+    """``2h`` → 2, ``3d`` → 72, ``none`` → None. Raises ValueError otherwise."""
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str) and len(value) >= 2 and value[:-1].isdigit():
+        n = int(value[:-1])
+        if value[-1] == "h":
+            return n
+        if value[-1] == "d":
+            return n * 24
+    raise ValueError("a duration is written like 2h or 15d, or none")
+
+
+def format_duration(hours: int | None) -> str:
+    if hours is None:
+        return "none"
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"

@@ -1,0 +1,453 @@
+"""The domain vocabulary: the complaint fenliu receives and the decision it returns.
+
+Field names follow ``spec/domain.md`` (snake_case, as in the proto). This module holds no rule logic:
+it validates a complaint (naming every bad field), and it describes a decision.
+
+Personal data (``complainant``: name, id_number, phone) is kept on the complaint only so that it can be
+masked in the decision log; no rule sees it and no error message ever quotes it. Error messages never
+quote any submitted value, only field names and the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from fenliu.errors import ComplaintError, FieldViolation
+
+#: Local time of the banner: a timestamp without an offset is read in this zone.
+LOCAL_TZ: Final = timezone(timedelta(hours=8))
+
+UNSPECIFIED: Final = "UNSPECIFIED"
+UNCLASSIFIED: Final = "unclassified"
+
+CHANNELS: Final = ("VISIT", "LETTER", "PHONE", "ONLINE", "MOBILE", "AGENT_VISIT")
+INTENTS: Final = ("PETITION", "SUGGESTION", "MEDIATION", "LITIGATION", "CONSULTATION", "LEGAL_AID", "REPORT")
+TIERS: Final = ("VILLAGE", "TOWNSHIP", "BANNER")
+PUBLIC_OPINIONS: Final = ("NONE", "LOCAL", "VIRAL")
+PROCEDURES: Final = (
+    "NONE",
+    "LITIGATION_PENDING",
+    "ARBITRATION_PENDING",
+    "ADMIN_REVIEW_PENDING",
+    "JUDGMENT_EFFECTIVE",
+    "REVIEW_TERMINATED",
+)
+STAGES: Final = ("CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE")
+OUTCOMES: Final = ("RESOLVED", "FAILED", "REFUSED")
+COLORS: Final = ("BLUE", "YELLOW", "RED")
+APPROACHES: Final = ("IMMEDIATE", "DIVERTED", "JOINT")
+
+#: Enumerations of complaint fields. A field absent from the complaint takes the first value listed
+#: under ``ENUM_DEFAULTS`` (``UNSPECIFIED`` unless the contract names a default).
+COMPLAINT_ENUMS: Final[dict[str, tuple[str, ...]]] = {
+    "channel": CHANNELS,
+    "intent": INTENTS,
+    "received_tier": TIERS,
+    "public_opinion": PUBLIC_OPINIONS,
+    "procedure": PROCEDURES,
+    "last_stage": STAGES,
+    "last_outcome": OUTCOMES,
+}
+ENUM_DEFAULTS: Final[dict[str, str]] = {"public_opinion": "NONE", "procedure": "NONE"}
+
+COMPLAINT_BOOLS: Final = (
+    "cross_village",
+    "cross_township",
+    "vulnerable",
+    "extreme_risk",
+    "conflict_verbal",
+    "escalation_intent",
+    "sensitive_period",
+    "new_facts",
+    "crime_involved",
+)
+COMPLAINT_INTS: Final = ("people_involved", "repeat_visits")
+COMPLAINT_FLOATS: Final = ("amount_yuan",)
+REGION_FIELDS: Final = ("banner_code", "township_code", "village_code")
+COMPLAINANT_FIELDS: Final = ("name", "id_number", "phone")
+
+#: Documented size limits (characters). See docs/api.md.
+MAX_ID = 128
+MAX_TITLE = 200
+MAX_TEXT = 20_000
+MAX_HINT = 64
+MAX_CODE = 64
+MAX_PERSONAL = 128
+MAX_COUNT = 1_000_000_000
+MAX_AMOUNT = 1e15
+
+_STRING_LIMITS: Final = {
+    "id": MAX_ID,
+    "title": MAX_TITLE,
+    "text": MAX_TEXT,
+    "category_hint": MAX_HINT,
+    "existing_case_id": MAX_ID,
+}
+_TOP_FIELDS: Final = frozenset(
+    {
+        "id",
+        "received_at",
+        "region",
+        "complainant",
+        *_STRING_LIMITS,
+        *COMPLAINT_ENUMS,
+        *COMPLAINT_BOOLS,
+        *COMPLAINT_INTS,
+        *COMPLAINT_FLOATS,
+    }
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Complainant:
+    """Personal data. Used by no rule; masked before anything is written anywhere."""
+
+    name: str = ""
+    id_number: str = ""
+    phone: str = ""
+
+    def __repr__(self) -> str:  # never print personal data by accident
+        return "Complainant(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Complaint:
+    """A validated, normalized complaint. Build it with :func:`complaint_from_dict`."""
+
+    id: str
+    received_at: datetime
+    text: str = ""
+    title: str = ""
+    category_hint: str = ""
+    channel: str = UNSPECIFIED
+    intent: str = UNSPECIFIED
+    received_tier: str = UNSPECIFIED
+    public_opinion: str = "NONE"
+    procedure: str = "NONE"
+    last_stage: str = UNSPECIFIED
+    last_outcome: str = UNSPECIFIED
+    people_involved: int = 1
+    repeat_visits: int = 0
+    amount_yuan: float = 0.0
+    cross_village: bool = False
+    cross_township: bool = False
+    vulnerable: bool = False
+    extreme_risk: bool = False
+    conflict_verbal: bool = False
+    escalation_intent: bool = False
+    sensitive_period: bool = False
+    new_facts: bool = False
+    crime_involved: bool = False
+    existing_case_id: str = ""
+    region: Mapping[str, str] = field(default_factory=dict)
+    complainant: Complainant = field(default_factory=Complainant)
+    received_at_given: bool = True
+
+    def value(self, name: str) -> Any:
+        """The value of a rule-visible field (``region.township_code`` style names allowed)."""
+        if name.startswith("region."):
+            return self.region.get(name[7:], "")
+        return getattr(self, name)
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return "null" if v is None else type(v).__name__
+
+
+def parse_timestamp(value: str) -> datetime:
+    """ISO 8601; a timestamp without an offset is banner local time (+08:00)."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=LOCAL_TZ)
+    return dt
+
+
+def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
+    """Validate and normalize a complaint given as a JSON-like mapping.
+
+    Raises :class:`ComplaintError` listing *every* bad field. Messages name fields and allowed values,
+    never the submitted values.
+    """
+    bad: list[FieldViolation] = []
+    if not isinstance(data, Mapping):
+        raise ComplaintError([FieldViolation("", f"a complaint must be a JSON object, not {_type_name(data)}")])
+
+    for key in data:
+        if key not in _TOP_FIELDS:
+            bad.append(FieldViolation(str(key)[:64], "unknown field"))
+
+    out: dict[str, Any] = {}
+
+    for name, limit in _STRING_LIMITS.items():
+        v = data.get(name)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
+        elif len(v) > limit:
+            bad.append(FieldViolation(name, f"is longer than {limit} characters"))
+        elif _SURROGATE.search(v):
+            bad.append(FieldViolation(name, "contains invalid Unicode (a lone surrogate)"))
+        elif "\x00" in v:
+            bad.append(FieldViolation(name, "contains a NUL character"))
+        else:
+            out[name] = v
+
+    cid = out.get("id", "")
+    if "id" not in data or (isinstance(data.get("id"), str) and not cid.strip()):
+        bad.append(FieldViolation("id", "is required"))
+    if not out.get("text", "").strip() and not out.get("category_hint", "").strip():
+        if not any(v.field in ("text", "category_hint") for v in bad):
+            bad.append(FieldViolation("text", "text or category_hint is required"))
+
+    for name, allowed in COMPLAINT_ENUMS.items():
+        v = data.get(name)
+        if v is None or v == UNSPECIFIED or v == "":
+            continue
+        if not isinstance(v, str):
+            bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
+        elif v not in allowed:
+            bad.append(FieldViolation(name, "unknown value; allowed: " + ", ".join(allowed)))
+        else:
+            out[name] = v
+
+    for name in COMPLAINT_BOOLS:
+        v = data.get(name)
+        if v is None:
+            continue
+        if not isinstance(v, bool):
+            bad.append(FieldViolation(name, f"must be true or false, not {_type_name(v)}"))
+        else:
+            out[name] = v
+
+    for name in COMPLAINT_INTS:
+        v = data.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            bad.append(FieldViolation(name, f"must be a whole number, not {_type_name(v)}"))
+        elif isinstance(v, float) and (not math.isfinite(v) or not v.is_integer()):
+            bad.append(FieldViolation(name, "must be a whole number"))
+        elif v < 0:
+            bad.append(FieldViolation(name, "must not be negative"))
+        elif v > MAX_COUNT:
+            bad.append(FieldViolation(name, f"must not exceed {MAX_COUNT}"))
+        else:
+            out[name] = int(v)
+
+    for name in COMPLAINT_FLOATS:
+        v = data.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            bad.append(FieldViolation(name, f"must be a number, not {_type_name(v)}"))
+        elif not math.isfinite(v):
+            bad.append(FieldViolation(name, "must be a finite number"))
+        elif v < 0:
+            bad.append(FieldViolation(name, "must not be negative"))
+        elif v > MAX_AMOUNT:
+            bad.append(FieldViolation(name, f"must not exceed {MAX_AMOUNT:.0e}"))
+        else:
+            out[name] = float(v)
+
+    region = data.get("region")
+    if region is not None:
+        if not isinstance(region, Mapping):
+            bad.append(FieldViolation("region", f"must be an object, not {_type_name(region)}"))
+        else:
+            reg: dict[str, str] = {}
+            for k, v in region.items():
+                if k not in REGION_FIELDS:
+                    bad.append(FieldViolation(f"region.{str(k)[:64]}", "unknown field"))
+                elif v is None:
+                    continue
+                elif not isinstance(v, str):
+                    bad.append(FieldViolation(f"region.{k}", f"must be a string, not {_type_name(v)}"))
+                elif len(v) > MAX_CODE or _SURROGATE.search(v) or "\x00" in v:
+                    bad.append(FieldViolation(f"region.{k}", f"must be a code of at most {MAX_CODE} characters"))
+                else:
+                    reg[k] = v.strip()
+            out["region"] = reg
+
+    person = data.get("complainant")
+    if person is not None:
+        if not isinstance(person, Mapping):
+            bad.append(FieldViolation("complainant", f"must be an object, not {_type_name(person)}"))
+        else:
+            pdata: dict[str, str] = {}
+            for k, v in person.items():
+                if k not in COMPLAINANT_FIELDS:
+                    bad.append(FieldViolation(f"complainant.{str(k)[:64]}", "unknown field"))
+                elif v is None:
+                    continue
+                elif not isinstance(v, str):
+                    bad.append(FieldViolation(f"complainant.{k}", "must be a string"))
+                elif len(v) > MAX_PERSONAL or _SURROGATE.search(v) or "\x00" in v:
+                    bad.append(FieldViolation(f"complainant.{k}", f"must be at most {MAX_PERSONAL} characters"))
+                else:
+                    pdata[k] = v
+            out["complainant"] = Complainant(**pdata)
+
+    received_at: datetime | None = None
+    ra = data.get("received_at")
+    if ra is not None:
+        if not isinstance(ra, str):
+            bad.append(FieldViolation("received_at", f"must be an ISO 8601 timestamp string, not {_type_name(ra)}"))
+        else:
+            try:
+                received_at = parse_timestamp(ra)
+            except ValueError:
+                bad.append(FieldViolation("received_at", "is not an ISO 8601 timestamp"))
+
+    if bad:
+        raise ComplaintError(bad)
+
+    given = received_at is not None
+    if received_at is None:
+        received_at = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
+    if out.get("people_involved", 1) == 0:  # proto3 cannot tell 0 from unset: 0 means "unknown" = 1
+        out["people_involved"] = 1
+    return Complaint(received_at=received_at, received_at_given=given, **out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The decision
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One rule that fired: where it is, what it set, and what it lost to another rule."""
+
+    rule: str
+    stage: str
+    layer: str
+    file: str
+    line: int
+    priority: int
+    set: Mapping[str, Any]
+    overruled: Mapping[str, str] = field(default_factory=dict)
+    matched_keywords: tuple[str, ...] = ()
+    table_rows: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "rule": self.rule,
+            "stage": self.stage,
+            "layer": self.layer,
+            "source": f"{self.file}:{self.line}",
+            "priority": self.priority,
+            "set": {k: list(v) if isinstance(v, tuple) else v for k, v in self.set.items()},
+        }
+        if self.overruled:
+            d["overruled"] = dict(self.overruled)
+        if self.matched_keywords:
+            d["matched_keywords"] = list(self.matched_keywords)
+        if self.table_rows:
+            d["table_rows"] = list(self.table_rows)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PackId:
+    name: str
+    revision: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "revision": self.revision, "digest": self.digest}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything a pack decides about a complaint, before ids and clock times are attached.
+
+    It depends only on the rule-visible features of the complaint, which is what makes it safe to
+    memoize per pack.
+    """
+
+    category: str
+    excluded: bool
+    exclusion: str
+    referred_to: str
+    color: str
+    tier: str
+    approach: str
+    owner_department: str
+    co_departments: tuple[str, ...]
+    stage: str
+    path: tuple[str, ...]
+    statutory_route: str
+    within: Mapping[str, int]  # deadline name -> hours after received_at
+    guidance: str
+    trace: tuple[TraceEntry, ...]
+    notes: tuple[str, ...]
+    pack: PackId
+
+
+DEADLINE_NAMES: Final = ("first_contact_by", "plan_by", "accept_by", "resolve_by")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    complaint_id: str
+    decision_id: str
+    received_at: datetime
+    existing_case_id: str
+    outcome: Outcome
+    deadlines: Mapping[str, datetime]
+    decided_at: datetime
+
+    def to_dict(self, *, trace: bool = False) -> dict[str, Any]:
+        o = self.outcome
+        d: dict[str, Any] = {
+            "complaint_id": self.complaint_id,
+            "decision_id": self.decision_id,
+            "category": o.category,
+            "excluded": o.excluded,
+            "exclusion": o.exclusion or None,
+            "referred_to": o.referred_to or None,
+            "existing_case_id": self.existing_case_id or None,
+            "color": o.color,
+            "tier": o.tier,
+            "approach": o.approach or None,
+            "owner_department": o.owner_department,
+            "co_departments": list(o.co_departments),
+            "stage": o.stage,
+            "path": list(o.path),
+            "statutory_route": o.statutory_route or None,
+            "deadlines": {
+                name: (self.deadlines[name].isoformat() if name in self.deadlines else None)
+                for name in DEADLINE_NAMES
+            },
+            "guidance": o.guidance,
+            "rule_pack": o.pack.to_dict(),
+        }
+        if trace:
+            d["trace"] = [t.to_dict() for t in o.trace]
+            d["notes"] = list(o.notes)
+        return d
+
+
+def deadlines_for(received_at: datetime, within: Mapping[str, int]) -> dict[str, datetime]:
+    """Absolute deadlines, in the timezone the complaint was received in (local time by default)."""
+    base = received_at if received_at.tzinfo else received_at.replace(tzinfo=LOCAL_TZ)
+    return {name: base + timedelta(hours=h) for name, h in within.items()}
