@@ -14,7 +14,8 @@ How the traps are kept away:
 * **delete_state segfault.** Deleting a session in which no action ever ran crashes the process. Every
   ruleset gets a catch-all rule that matches every fact, so an action always runs.
 * **Actions.** Rules have no Python actions: the adapter pulls the names of the rules that matched from
-  the C layer and completes them. Nothing runs on another thread; nothing is swallowed.
+  the C layer and completes them. Nothing runs on another thread; nothing is swallowed. A rule whose
+  expression holds ``$or`` fires once per satisfied branch; the adapter reports each rule once.
 * **Reload.** Rulesets get unique names; the old one is deleted with ``delete_ruleset`` after the new
   one is live. Packs never use the engine's regex operator, which is what leaks on delete.
 * **Spurious "already observed".** The engine can report a distinct fact as already seen (32-bit content
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any, Final
 
 import durable_rules_engine as _engine
@@ -43,6 +46,48 @@ ENGINE_LOCK: Final = threading.RLock()
 _names = itertools.count(1)
 
 _OPERATORS: Final = frozenset({"$and", "$or", "$neq", "$lt", "$lte", "$gt", "$gte"})
+
+
+def encode(value: Any) -> str:
+    """JSON the engine parses faithfully.
+
+    The engine's number parser rejects exponents (``1e-05``, ``1e+16``, ``1E5``: error 204), which
+    Python's ``json`` writes for small and large floats. Floats are written in positional notation:
+    the shortest round-trip form where it has no exponent, otherwise the exact decimal expansion.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("the engine cannot take a non-finite number")
+        text = repr(value)
+        return format(Decimal(value), "f") if ("e" in text or "E" in text) else text
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode(v) for v in value) + "]"
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _dumps_fact(body: Mapping[str, Any]) -> str:
+    """A flat fact: plain ``json.dumps`` unless a float would be written with an exponent."""
+    for v in body.values():
+        # repr() switches to exponent notation below 1e-4 and from 1e16 on.
+        if type(v) is float and v != 0.0 and not (1e-4 <= abs(v) < 1e16):
+            return encode(body)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def _rule_name(message: str) -> str:
+    """The rule name of an action message ``{"NAME": {...}}`` (names are plain ASCII, no quotes)."""
+    if message.startswith('{"'):
+        end = message.find('"', 2)
+        if end > 2:
+            return message[2:end]
+    parsed = json.loads(message)
+    return str(next(iter(parsed)))
 
 
 class EngineFailure(Exception):
@@ -85,7 +130,7 @@ class Ruleset:
             definition[name] = {"all": [{"m": expr}]}
         definition[CATCH_ALL] = {"all": [{"m": {KIND_FIELD: "f"}}]}
         self.name = f"fenliu_{next(_names)}"
-        payload = json.dumps(definition, ensure_ascii=False)
+        payload = encode(definition)
         with ENGINE_LOCK:
             self._handle: int | None = _engine.create_ruleset(self.name, payload)
 
@@ -123,7 +168,7 @@ class Session:
         body[KIND_FIELD] = "f"
         for attempt in range(2):
             try:
-                result = _engine.assert_fact(self._handle, json.dumps(body, ensure_ascii=False))
+                result = _engine.assert_fact(self._handle, _dumps_fact(body))
             except Exception as e:  # engine errors carry codes, never our data
                 raise EngineFailure(f"assert failed: {type(e).__name__}") from None
             self._open = True
@@ -141,10 +186,10 @@ class Session:
         try:
             result = _engine.start_action_for_state(self._handle, state_handle)
             while result:
-                message = json.loads(result[1])
-                for name in message:
-                    if name != CATCH_ALL:
-                        fired.append(name)
+                name = _rule_name(result[1])
+                # An expression with $or fires once per satisfied branch: keep the first.
+                if name != CATCH_ALL and name not in fired:
+                    fired.append(name)
                 nxt = _engine.complete_and_start_action(self._handle, state_handle)
                 result = (None, nxt) if nxt else None
         except Exception as e:

@@ -102,6 +102,12 @@ _TOP_FIELDS: Final = frozenset(
     }
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _key_name(key: object) -> str:
+    """An unknown key is named only when it looks like a field name: a key may carry anything."""
+    return key if isinstance(key, str) and _IDENT.fullmatch(key) else "<unnamed>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +199,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
 
     for key in data:
         if key not in _TOP_FIELDS:
-            bad.append(FieldViolation(str(key)[:64], "unknown field"))
+            bad.append(FieldViolation(_key_name(key), "unknown field"))
 
     out: dict[str, Any] = {}
 
@@ -277,7 +283,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
             reg: dict[str, str] = {}
             for k, v in region.items():
                 if k not in REGION_FIELDS:
-                    bad.append(FieldViolation(f"region.{str(k)[:64]}", "unknown field"))
+                    bad.append(FieldViolation(f"region.{_key_name(k)}", "unknown field"))
                 elif v is None:
                     continue
                 elif not isinstance(v, str):
@@ -296,7 +302,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
             pdata: dict[str, str] = {}
             for k, v in person.items():
                 if k not in COMPLAINANT_FIELDS:
-                    bad.append(FieldViolation(f"complainant.{str(k)[:64]}", "unknown field"))
+                    bad.append(FieldViolation(f"complainant.{_key_name(k)}", "unknown field"))
                 elif v is None:
                     continue
                 elif not isinstance(v, str):

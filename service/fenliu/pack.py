@@ -487,7 +487,7 @@ def _check_tables(tables: dict[str, Table], out: _Collector) -> None:
             rel, line = t.row_lines[row_key]
             for col, ftype in cols.items():
                 if col not in row:
-                    what = {"owner": "an owner department", "entry_stage": "an entry stage"}.get(col, f"'{col}'")
+                    what = {"owner": "owner department", "entry_stage": "entry stage"}.get(col, "value")
                     out.add(rel, line, row_key, "missing-column", f"{tname} row '{row_key}' has no {what} (column '{col}')")
                     continue
                 ok, why = checker.fits(ftype, row[col])

@@ -1,0 +1,37 @@
+"""Shared fixtures: the reference pack, prepared once per session on both backends."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fenliu.engine import Decider
+from fenliu.pack import Pack, load_pack
+
+ROOT = Path(__file__).resolve().parents[1]
+WUSHEN = ROOT / "rules" / "wushen"
+
+
+@pytest.fixture(scope="session")
+def wushen() -> Pack:
+    return load_pack(WUSHEN)
+
+
+@pytest.fixture(scope="session")
+def durable_decider(wushen: Pack) -> Decider:
+    return Decider(wushen, backend="durable", memoize=False)
+
+
+@pytest.fixture(scope="session")
+def python_decider(wushen: Pack) -> Decider:
+    return Decider(wushen, backend="python", memoize=False)
+
+
+@pytest.fixture
+def pack_copy(tmp_path: Path) -> Path:
+    """A writable copy of the reference pack, for tests that break it."""
+    dst = tmp_path / "wushen"
+    shutil.copytree(WUSHEN, dst)
+    return dst

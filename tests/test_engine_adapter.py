@@ -1,0 +1,151 @@
+"""The adapter's assumptions about durable_rules, checked against the real engine.
+
+See shared notes: the engine segfaults on delete_state after a fact that matched nothing, hashes
+sessions and facts to 32 bits, is not thread-safe, rejects exponent notation, and fires a rule once
+per satisfied $or branch. Tests that could crash the interpreter run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+from fenliu import _durable
+from fenliu.engine import Decider
+from fenliu.model import complaint_from_dict
+from fenliu.pack import Pack
+
+
+def run_py(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_adapter_survives_facts_that_match_no_rule() -> None:
+    # Without the catch-all rule, deleting such a session crashes the process (state.c:828-936).
+    proc = run_py("""
+        from fenliu import _durable
+        rs = _durable.Ruleset({"r": {"$and": [{"_step": "s"}, {"cat": "labor"}]}})
+        for i in range(20000):
+            with rs.session() as s:
+                assert s.fire({"_step": "s", "cat": "other%d" % i}) == []
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_adapter_sessions_do_not_leak_between_requests() -> None:
+    rs = _durable.Ruleset({"r": {"$and": [{"_step": "s"}, {"$gte": {"n": 3}}]}})
+    try:
+        for _ in range(3000):  # identical content again and again: never "already observed"
+            with rs.session() as s:
+                assert s.fire({"_step": "s", "n": 5}) == ["r"]
+            with rs.session() as s:
+                assert s.fire({"_step": "s", "n": 1}) == []
+    finally:
+        rs.close()
+
+
+def test_adapter_reports_or_rule_once() -> None:
+    rs = _durable.Ruleset({"r": {"$and": [{"_step": "s"}, {"$or": [{"a": 1}, {"b": 1}, {"c": 1}]}]}})
+    try:
+        with rs.session() as s:
+            assert s.fire({"_step": "s", "a": 1, "b": 1, "c": 1}) == ["r"]
+    finally:
+        rs.close()
+
+
+@pytest.mark.parametrize("value,fires", [(5e-324, False), (1e-05, False), (1e15, True), (99_999.99999999999, False), (100_000.0, True)])
+def test_adapter_encodes_floats_the_engine_can_parse(value: float, fires: bool) -> None:
+    rs = _durable.Ruleset({"ge": {"$and": [{"_step": "s"}, {"$gte": {"n": 100_000}}]},
+                           "pos": {"$and": [{"_step": "s"}, {"$gt": {"n": 0}}]}})
+    try:
+        with rs.session() as s:
+            fired = s.fire({"_step": "s", "n": value})
+        assert "pos" in fired
+        assert ("ge" in fired) == fires
+    finally:
+        rs.close()
+
+
+def test_adapter_encode_is_json() -> None:
+    import json
+
+    doc: dict[str, Any] = {"a": [1, 2.5, 1e-7, True, None, "字\"q"], "b": {"c": 1e20}}
+    assert json.loads(_durable.encode(doc)) == doc
+
+
+def test_adapter_check_expression_refuses_engine_traps() -> None:
+    assert _durable.check_expression({"$and": [{"_step": "s"}, {"$mt": {"t": "a|b"}}]}) == ["operator $mt is not allowed"]
+    assert _durable.check_expression({"$nex": {"x": 1}}) == ["operator $nex is not allowed"]
+    assert _durable.check_expression({"$ne": {"x": 1}}) == ["operator $ne is not allowed"]
+    assert _durable.check_expression({"$and": [{"_step": "s"}, {"$gte": {"n": 3}}]}) == []
+
+
+def test_adapter_many_rulesets_created_and_deleted(wushen: Pack) -> None:
+    # What a reload does: a new ruleset under a fresh name, the old one deleted.
+    c = complaint_from_dict({"id": "x", "text": "邻居家排水", "people_involved": 4})
+    first = None
+    for _ in range(60):
+        d = Decider(wushen, memoize=False)
+        o = d.outcome(c)
+        first = first or o
+        assert o == first and d.fallbacks == 0
+        d.close()
+
+
+def test_engine_is_safe_from_many_threads(wushen: Pack, python_decider: Decider) -> None:
+    decider = Decider(wushen, memoize=False)
+    texts = ["拖欠农民工工资", "邻居排水", "草场放牧", "学校收费", "离婚抚养", "煤矿粉尘", "无关的话"]
+    complaints = [complaint_from_dict({"id": f"c{i}", "text": texts[i % len(texts)], "people_involved": i % 40,
+                                       "vulnerable": i % 3 == 0}) for i in range(700)]
+    expected = [python_decider.outcome(c) for c in complaints]
+    errors: list[str] = []
+
+    def work(offset: int) -> None:
+        for i in range(offset, len(complaints), 7):
+            if decider.outcome(complaints[i]) != expected[i]:
+                errors.append(complaints[i].id)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert decider.fallbacks == 0
+
+
+def test_engine_failure_falls_back_to_interpreter(wushen: Pack, python_decider: Decider, monkeypatch: pytest.MonkeyPatch) -> None:
+    decider = Decider(wushen, memoize=False)
+    c = complaint_from_dict({"id": "x", "text": "拖欠农民工工资", "people_involved": 12})
+    real = _durable._engine.assert_fact
+    calls = {"n": 0}
+
+    def flaky(handle: int, payload: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("Could not assert fact, error code: 307")
+        return real(handle, payload)
+
+    monkeypatch.setattr(_durable._engine, "assert_fact", flaky)
+    assert decider.outcome(c) == python_decider.outcome(c)
+    assert decider.fallbacks == 1
+    monkeypatch.setattr(_durable._engine, "assert_fact", real)
+    assert decider.outcome(c) == python_decider.outcome(c)  # the rebuilt engine serves again
+    assert decider.fallbacks == 1
+
+
+def test_exactly_one_module_imports_durable_rules() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "service" / "fenliu"
+    importers = sorted(p.name for p in root.rglob("*.py")
+                       if "durable_rules_engine" in p.read_text("utf-8") and "import" in p.read_text("utf-8")
+                       and any(line.startswith(("import durable", "from durable")) for line in p.read_text("utf-8").splitlines()))
+    assert importers == ["_durable.py"]

@@ -1,0 +1,275 @@
+"""Every kind of broken pack: `fenliu check` names file, line and rule id, and exits non-zero."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fenliu.cli import main
+from fenliu.errors import PackError
+from fenliu.pack import load_pack
+
+
+def check(pack: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["check", str(pack)])
+    return code, capsys.readouterr().out
+
+
+def line_of(path: Path, needle: str, nth: int = 1) -> int:
+    hits = [i for i, line in enumerate(path.read_text("utf-8").splitlines(), 1) if needle in line]
+    return hits[nth - 1]
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text("utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), "utf-8")
+
+
+def append_rule(pack: Path, name: str, body: str) -> Path:
+    f = pack / name
+    f.write_text("rules:\n" + body, "utf-8")
+    return f
+
+
+def assert_reported(out: str, file: Path, line: int, rule: str, code: str) -> None:
+    pattern = re.escape(f"{file.name}:{line}: {rule}: ")
+    hits = [ln for ln in out.splitlines() if re.search(pattern, ln) and f"[{code}]" in ln]
+    assert hits, f"expected {file.name}:{line}: {rule}: ... [{code}] in:\n{out}"
+
+
+def test_check_reference_pack_is_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(Path(__file__).resolve().parents[1] / "rules" / "wushen", capsys)
+    assert code == 0, out
+    assert out.startswith("ok: wushen ")
+
+
+def test_check_yaml_syntax_error_names_line(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "    when: {extreme_risk: true}", "    when: {extreme_risk: true")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert re.search(r"grade\.yaml:\d+: -: YAML syntax", out), out
+
+
+def test_check_schema_violation_names_rule(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(
+        f,
+        "  - id: grade.red.viral\n    stage: grade\n",
+        "  - id: grade.red.viral\n    stage: grade\n    priority: high\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "priority: high"), "grade.red.viral", "schema")
+
+
+def test_check_unknown_rule_key_suggests_fix(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "    description: 网络舆情已扩散", "    descripton: 网络舆情已扩散")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "descripton"), "grade.red.viral", "schema")
+    assert "did you mean 'description'" in out
+
+
+def test_check_unknown_field_suggests_fix(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "when: {extreme_risk: true}", "when: {extreme_risks: true}")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "extreme_risks"), "grade.red.extreme_risk", "unknown-field")
+    assert "did you mean 'extreme_risk'" in out
+
+
+@pytest.mark.parametrize("bad", ["{gtee: 30}", "{$gte: 30}", "{$ne: 30}"])
+def test_check_misspelt_operator_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "when: {people_involved: {gte: 30}}", f"when: {{people_involved: {bad}}}")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, bad), "grade.red.crowd", "bad-operator")
+
+
+def test_check_engine_operator_as_field_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = append_rule(
+        pack_copy,
+        "extra.yaml",
+        "  - id: grade.nex\n    stage: grade\n    when: {$nex: {amount_yuan: 1}}\n    then: {color: RED}\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 4, "grade.nex", "bad-operator")
+
+
+def test_check_number_compared_with_text_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "when: {amount_yuan: {gte: 1000000}}", "when: {amount_yuan: {gte: '1000000'}}")
+    replace(f, "when: {repeat_visits: {gte: 3}}", "when: {repeat_visits: '3'}")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "'1000000'"), "grade.red.amount", "type-mismatch")
+    assert_reported(out, f, line_of(f, "repeat_visits: '3'"), "grade.red.repeat_visits", "type-mismatch")
+
+
+def test_check_unknown_enum_value_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "grade.yaml"
+    replace(f, "when: {public_opinion: VIRAL}", "when: {public_opinion: VIRALL}")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "VIRALL"), "grade.red.viral", "unknown-value")
+
+
+def test_check_bad_regex_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = append_rule(
+        pack_copy,
+        "extra.yaml",
+        "  - id: classify.rx\n    stage: classify\n    when: {pattern: '(abc'}\n    then: {category: neighbor}\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 4, "classify.rx", "bad-regex")
+
+
+def test_check_duplicate_rule_id_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = append_rule(
+        pack_copy, "zz_extra.yaml", "  - id: grade.blue\n    stage: grade\n    then: {color: BLUE}\n"
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 2, "grade.blue", "duplicate-rule")
+    assert "grade.yaml:" in out  # names where the first one is
+
+
+def test_check_category_without_owner_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = pack_copy / "tables.yaml"
+    replace(f, "        name: 林权\n        owner: forestry_grassland\n", "        name: 林权\n")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "      forest_rights:"), "forest_rights", "missing-column")
+    assert "has no owner department (column 'owner')" in out
+
+
+def test_check_unknown_department_in_table_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = pack_copy / "tables.yaml"
+    replace(f, "co_departments: [womens_federation]", "co_departments: [womens_federaton]")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "      marriage_family:"), "marriage_family", "unknown-value")
+
+
+def test_check_deadline_over_sixty_days_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = pack_copy / "tables.yaml"
+    replace(
+        f,
+        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 30d}",
+        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 61d}",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "resolve: 61d"), "YELLOW", "deadline-too-long")
+
+
+def test_check_priority_out_of_engine_range_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = append_rule(
+        pack_copy,
+        "extra.yaml",
+        "  - id: grade.neg\n    stage: grade\n    priority: -5\n    then: {color: RED}\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 4, "grade.neg", "schema")
+
+
+def test_check_more_than_500_tests_on_one_field_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The engine never returns from building a ruleset with more than 512 tests under one node.
+    body = "".join(
+        f"  - id: route.region_{i}\n    stage: route\n    when: {{region.township_code: 'T{i:04d}'}}\n    then: {{tier: TOWNSHIP}}\n"
+        for i in range(501)
+    )
+    f = append_rule(pack_copy, "regions.yaml", body)
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 2, "route.region_0", "engine-too-many-tests")
+
+
+def test_check_long_in_list_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = ", ".join(f"'V{i}'" for i in range(501))
+    f = append_rule(
+        pack_copy,
+        "extra.yaml",
+        f"  - id: route.many\n    stage: route\n    when: {{region.village_code: {{in: [{values}]}}}}\n    then: {{tier: VILLAGE}}\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 4, "route.many", "engine-too-many-tests")
+
+
+def test_check_too_many_fact_properties_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The engine refuses facts with more than 253 properties; each keyword group is one property.
+    body = "".join(
+        f"  - id: classify.kw_{i}\n    stage: classify\n    when: {{keywords: [词{i}]}}\n    then: {{category: neighbor}}\n"
+        for i in range(241)
+    )
+    append_rule(pack_copy, "many_keywords.yaml", body)
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert "[engine-too-many-properties]" in out
+
+
+def test_check_every_error_is_reported_at_once(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(pack_copy / "grade.yaml", "when: {public_opinion: VIRAL}", "when: {public_opinion: VIRALL}")
+    replace(
+        pack_copy / "route.yaml",
+        "      tier: BANNER\n      approach: JOINT",
+        "      tier: BANNERR\n      approach: JOINT",
+    )
+    replace(pack_copy / "funnel.yaml", "stage: funnel\n    priority: 0", "stage: funel\n    priority: 0")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert "grade.yaml" in out and "route.yaml" in out and "funnel.yaml" in out
+    assert out.strip().endswith("3 error(s)")
+
+
+def test_check_unknown_placeholder_in_guidance_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = pack_copy / "exclude.yaml"
+    replace(f, "请向{referred_to}了解办理进展。", "请向{refered_to}了解办理进展。")
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, line_of(f, "{refered_to}"), "exclude.judicial.court", "bad-guidance")
+
+
+def test_check_missing_manifest_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("rules: []\n", "utf-8")
+    with pytest.raises(PackError) as exc:
+        load_pack(tmp_path)
+    assert exc.value.problems[0].code == "no-manifest"
+
+
+def test_check_failing_case_makes_test_fail(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(pack_copy / "grade.yaml", "people_involved: {gte: 10}", "people_involved: {gte: 11}")
+    code = main(["test", str(pack_copy)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert 'color: expected "RED", got "YELLOW"' in out
+    assert re.search(r"color_test\.yaml:\d+: FAIL ", out)
