@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from fenliu.engine import Decider
 from fenliu.pack import Pack, load_pack
 

@@ -14,7 +14,9 @@ FENLIU = [sys.executable, "-m", "fenliu.cli"]
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FENLIU, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [*FENLIU, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_cli_check_reference_pack_exits_zero() -> None:
@@ -32,7 +34,12 @@ def test_cli_test_reference_pack_has_full_coverage() -> None:
 
 
 def test_cli_eval_one_json_complaint() -> None:
-    complaint = {"id": "c-1", "text": "老板拖欠我们农民工工资", "people_involved": 12, "received_at": "2026-03-01T09:00:00+08:00"}
+    complaint = {
+        "id": "c-1",
+        "text": "老板拖欠我们农民工工资",
+        "people_involved": 12,
+        "received_at": "2026-03-01T09:00:00+08:00",
+    }
     p = run("eval", str(WUSHEN), "-", stdin=json.dumps(complaint, ensure_ascii=False))
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
@@ -71,7 +78,9 @@ def test_cli_eval_missing_id_and_text_is_named() -> None:
 
 def test_cli_check_broken_pack_exits_non_zero(tmp_path: Path) -> None:
     (tmp_path / "pack.yaml").write_text("name: broken\nrevision: 1\n", "utf-8")
-    (tmp_path / "r.yaml").write_text("rules:\n  - id: x\n    stage: nowhere\n    then: {colour: RED}\n", "utf-8")
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - id: x\n    stage: nowhere\n    then: {colour: RED}\n", "utf-8"
+    )
     p = run("check", str(tmp_path))
     assert p.returncode == 1
     assert "r.yaml:3: x: stage 'nowhere'" in p.stdout

@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from fenliu import _durable
 from fenliu.engine import Decider
 from fenliu.model import complaint_from_dict
@@ -22,7 +21,9 @@ from fenliu.pack import Pack
 
 
 def run_py(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_adapter_survives_facts_that_match_no_rule() -> None:
@@ -60,10 +61,17 @@ def test_adapter_reports_or_rule_once() -> None:
         rs.close()
 
 
-@pytest.mark.parametrize("value,fires", [(5e-324, False), (1e-05, False), (1e15, True), (99_999.99999999999, False), (100_000.0, True)])
+@pytest.mark.parametrize(
+    "value,fires",
+    [(5e-324, False), (1e-05, False), (1e15, True), (99_999.99999999999, False), (100_000.0, True)],
+)
 def test_adapter_encodes_floats_the_engine_can_parse(value: float, fires: bool) -> None:
-    rs = _durable.Ruleset({"ge": {"$and": [{"_step": "s"}, {"$gte": {"n": 100_000}}]},
-                           "pos": {"$and": [{"_step": "s"}, {"$gt": {"n": 0}}]}})
+    rs = _durable.Ruleset(
+        {
+            "ge": {"$and": [{"_step": "s"}, {"$gte": {"n": 100_000}}]},
+            "pos": {"$and": [{"_step": "s"}, {"$gt": {"n": 0}}]},
+        }
+    )
     try:
         with rs.session() as s:
             fired = s.fire({"_step": "s", "n": value})
@@ -76,12 +84,14 @@ def test_adapter_encodes_floats_the_engine_can_parse(value: float, fires: bool) 
 def test_adapter_encode_is_json() -> None:
     import json
 
-    doc: dict[str, Any] = {"a": [1, 2.5, 1e-7, True, None, "字\"q"], "b": {"c": 1e20}}
+    doc: dict[str, Any] = {"a": [1, 2.5, 1e-7, True, None, '字"q'], "b": {"c": 1e20}}
     assert json.loads(_durable.encode(doc)) == doc
 
 
 def test_adapter_check_expression_refuses_engine_traps() -> None:
-    assert _durable.check_expression({"$and": [{"_step": "s"}, {"$mt": {"t": "a|b"}}]}) == ["operator $mt is not allowed"]
+    assert _durable.check_expression({"$and": [{"_step": "s"}, {"$mt": {"t": "a|b"}}]}) == [
+        "operator $mt is not allowed"
+    ]
     assert _durable.check_expression({"$nex": {"x": 1}}) == ["operator $nex is not allowed"]
     assert _durable.check_expression({"$ne": {"x": 1}}) == ["operator $ne is not allowed"]
     assert _durable.check_expression({"$and": [{"_step": "s"}, {"$gte": {"n": 3}}]}) == []
@@ -102,8 +112,17 @@ def test_adapter_many_rulesets_created_and_deleted(wushen: Pack) -> None:
 def test_engine_is_safe_from_many_threads(wushen: Pack, python_decider: Decider) -> None:
     decider = Decider(wushen, memoize=False)
     texts = ["拖欠农民工工资", "邻居排水", "草场放牧", "学校收费", "离婚抚养", "煤矿粉尘", "无关的话"]
-    complaints = [complaint_from_dict({"id": f"c{i}", "text": texts[i % len(texts)], "people_involved": i % 40,
-                                       "vulnerable": i % 3 == 0}) for i in range(700)]
+    complaints = [
+        complaint_from_dict(
+            {
+                "id": f"c{i}",
+                "text": texts[i % len(texts)],
+                "people_involved": i % 40,
+                "vulnerable": i % 3 == 0,
+            }
+        )
+        for i in range(700)
+    ]
     expected = [python_decider.outcome(c) for c in complaints]
     errors: list[str] = []
 
@@ -121,7 +140,9 @@ def test_engine_is_safe_from_many_threads(wushen: Pack, python_decider: Decider)
     assert decider.fallbacks == 0
 
 
-def test_engine_failure_falls_back_to_interpreter(wushen: Pack, python_decider: Decider, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_failure_falls_back_to_interpreter(
+    wushen: Pack, python_decider: Decider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decider = Decider(wushen, memoize=False)
     c = complaint_from_dict({"id": "x", "text": "拖欠农民工工资", "people_involved": 12})
     real = _durable._engine.assert_fact
@@ -145,7 +166,13 @@ def test_exactly_one_module_imports_durable_rules() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "service" / "fenliu"
-    importers = sorted(p.name for p in root.rglob("*.py")
-                       if "durable_rules_engine" in p.read_text("utf-8") and "import" in p.read_text("utf-8")
-                       and any(line.startswith(("import durable", "from durable")) for line in p.read_text("utf-8").splitlines()))
+    importers = sorted(
+        p.name
+        for p in root.rglob("*.py")
+        if "durable_rules_engine" in p.read_text("utf-8")
+        and "import" in p.read_text("utf-8")
+        and any(
+            line.startswith(("import durable", "from durable")) for line in p.read_text("utf-8").splitlines()
+        )
+    )
     assert importers == ["_durable.py"]

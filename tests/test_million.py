@@ -10,14 +10,24 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from fenliu.engine import Decider
 from fenliu.model import complaint_from_dict
 from fenliu.pack import Pack
 
 N = int(os.environ.get("FENLIU_MILLION", "1000000"))
-TEXTS = ["拖欠农民工工资三个月", "邻居家排水淹了院子", "草场被占放牧受阻", "学校乱收费", "离婚后孩子抚养费", "煤矿粉尘污染",
-         "医院误诊", "低保被取消", "退役军人优抚待遇", "交通事故赔偿", "说不清楚的事情"]
+TEXTS = [
+    "拖欠农民工工资三个月",
+    "邻居家排水淹了院子",
+    "草场被占放牧受阻",
+    "学校乱收费",
+    "离婚后孩子抚养费",
+    "煤矿粉尘污染",
+    "医院误诊",
+    "低保被取消",
+    "退役军人优抚待遇",
+    "交通事故赔偿",
+    "说不清楚的事情",
+]
 
 
 def _rss_mb() -> float:
@@ -35,8 +45,15 @@ def test_million_decisions_flat_memory_and_no_confusion(wushen: Pack, python_dec
     for i in range(N):
         params = (i % len(TEXTS), (i // 7) % 40, i % 5 == 0, (i // 3) % 4)
         t, people, vulnerable, repeats = params
-        c = complaint_from_dict({"id": f"complaint-{i}", "text": TEXTS[t], "people_involved": people,
-                                 "vulnerable": vulnerable, "repeat_visits": repeats})
+        c = complaint_from_dict(
+            {
+                "id": f"complaint-{i}",
+                "text": TEXTS[t],
+                "people_involved": people,
+                "vulnerable": vulnerable,
+                "repeat_visits": repeats,
+            }
+        )
         d = decider.decide(c)
         if params not in expected:
             expected[params] = python_decider.outcome(c)

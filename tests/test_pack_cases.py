@@ -20,11 +20,24 @@ def test_reference_pack_cases_all_pass_with_full_coverage(wushen: Pack) -> None:
 def test_reference_pack_covers_the_contract(wushen: Pack) -> None:
     cats = set(wushen.categories) - {"unclassified"}
     assert len(cats) == 22
-    assert set(wushen.tables["exclusions"].rows) == {"judicial", "terminated", "duplicate", "misconduct_or_crime"}
+    assert set(wushen.tables["exclusions"].rows) == {
+        "judicial",
+        "terminated",
+        "duplicate",
+        "misconduct_or_crime",
+    }
     expected_categories = {c.expect.get("category") for c in wushen.cases}
     assert cats <= expected_categories
     intents = {c.complaint.get("intent") for c in wushen.cases}
-    assert {"PETITION", "SUGGESTION", "MEDIATION", "LITIGATION", "CONSULTATION", "LEGAL_AID", "REPORT"} <= intents
+    assert {
+        "PETITION",
+        "SUGGESTION",
+        "MEDIATION",
+        "LITIGATION",
+        "CONSULTATION",
+        "LEGAL_AID",
+        "REPORT",
+    } <= intents
     retriage = {(c.complaint.get("last_stage"), c.complaint.get("last_outcome")) for c in wushen.cases}
     for stage in ("CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE"):
         assert (stage, "FAILED") in retriage and (stage, "REFUSED") in retriage

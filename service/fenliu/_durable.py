@@ -65,7 +65,11 @@ def encode(value: Any) -> str:
         text = repr(value)
         return format(Decimal(value), "f") if ("e" in text or "E" in text) else text
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{encode(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{encode(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ",".join(encode(v) for v in value) + "]"
     raise TypeError(f"cannot encode {type(value).__name__}")

@@ -72,7 +72,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 def load_yaml(text: str) -> Any:
     """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except YamlProblem:
         raise
     except yaml.MarkedYAMLError as e:
@@ -88,12 +88,10 @@ def line_at(doc: Any, path: list[Any] | tuple[Any, ...]) -> int:
     line = getattr(doc, "line", 1)
     node = doc
     for step in path:
-        if isinstance(node, YDict) and isinstance(step, str) and step in node:
-            line = node.line_of(step)
-            node = node[step]
+        if isinstance(node, YDict) and isinstance(step, str) and step in node:  # noqa: SIM114 (types differ)
+            line, node = node.line_of(step), node[step]
         elif isinstance(node, YList) and isinstance(step, int) and 0 <= step < len(node):
-            line = node.line_of(step)
-            node = node[step]
+            line, node = node.line_of(step), node[step]
         else:
             break
     return line

@@ -62,8 +62,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} error(s)")
         return 1
     pack = decider.pack
-    print(f"ok: {pack.name} {pack.revision} ({pack.digest}): {len(pack.rules)} rules in {len(pack.stages)} stages, "
-          f"{len(pack.tables)} tables, {len(pack.cases)} cases")
+    print(
+        f"ok: {pack.name} {pack.revision} ({pack.digest}): {len(pack.rules)} rules in {len(pack.stages)} stages, "
+        f"{len(pack.tables)} tables, {len(pack.cases)} cases"
+    )
     return 0
 
 
@@ -137,20 +139,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for n, item in _read_complaints(source):
             if isinstance(item, _BadJson):
                 bad += 1
-                print(json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}), flush=True)
+                print(
+                    json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}),
+                    flush=True,
+                )
                 continue
             try:
                 complaint = complaint_from_dict(item)
             except ComplaintError as e:
                 bad += 1
-                err = {"line": n, "error": "INVALID_ARGUMENT",
-                       "field_violations": [{"field": v.field, "description": v.description} for v in e.violations]}
+                err = {
+                    "line": n,
+                    "error": "INVALID_ARGUMENT",
+                    "field_violations": [
+                        {"field": v.field, "description": v.description} for v in e.violations
+                    ],
+                }
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     err["complaint_id"] = item["id"][:128]
                 print(json.dumps(err, ensure_ascii=False), flush=True)
                 continue
             decision = decider.decide(complaint)
-            print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
+            print(
+                json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True
+            )
     return 2 if bad else 0
 
 

@@ -36,7 +36,16 @@ from fenliu.pack import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Te
 MAX_TESTS_PER_FIELD: Final = 500
 MAX_FACT_FIELDS: Final = 240
 
-_NEGATE: Final = {"eq": "ne", "ne": "eq", "lt": "gte", "gte": "lt", "lte": "gt", "gt": "lte", "in": "not_in", "not_in": "in"}
+_NEGATE: Final = {
+    "eq": "ne",
+    "ne": "eq",
+    "lt": "gte",
+    "gte": "lt",
+    "lte": "gt",
+    "gt": "lte",
+    "in": "not_in",
+    "not_in": "in",
+}
 _ENGINE_OP: Final = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 _OTHER: Final = "\x00other"
 
@@ -100,10 +109,17 @@ class CompiledPack:
             values[feat] = bool(text) and rx.search(text) is not None
         return values, present, hint_ignored
 
-    def class_key(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool) -> tuple[Any, ...]:
+    def class_key(
+        self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool
+    ) -> tuple[Any, ...]:
         """The finite class of input this complaint belongs to (see module docstring)."""
-        return (present, hint_ignored, values["category_hint"], *(fn(values[name]) for name, fn in self.abstractors),
-                *(values[p] for p in self.patterns))
+        return (
+            present,
+            hint_ignored,
+            values["category_hint"],
+            *(fn(values[name]) for name, fn in self.abstractors),
+            *(values[p] for p in self.patterns),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,8 +179,19 @@ def compile_pack(pack: Pack) -> CompiledPack:
         else:
             abstractors.append((name, _membership(frozenset(constants[name]))))
 
-    compiled = CompiledPack(pack, [], keyword_index, keyword_groups, patterns, pattern_index,
-                            tuple(sorted(all_words)), rule_words, hint_codes, complaint_fields, abstractors)
+    compiled = CompiledPack(
+        pack,
+        [],
+        keyword_index,
+        keyword_groups,
+        patterns,
+        pattern_index,
+        tuple(sorted(all_words)),
+        rule_words,
+        hint_codes,
+        complaint_fields,
+        abstractors,
+    )
 
     for si, stage in enumerate(pack.stages):
         rules = [r for r in pack.rules if r.stage == stage]
@@ -192,13 +219,31 @@ def compile_pack(pack: Pack) -> CompiledPack:
             by_name[name] = r
         for fname, tests in tests_per_field.items():
             if len(tests) > MAX_TESTS_PER_FIELD:
-                first = next(r for r in rules if any(isinstance(x, Test) and x.field == fname for x in iter_tests(r.when)))
-                compiled.problems.append(Problem(first.file, first.line, first.id, "engine-too-many-tests",
-                    f"stage {stage}: {len(tests)} distinct tests on '{fname}'; the engine hangs past 512 (limit {MAX_TESTS_PER_FIELD})"))
+                first = next(
+                    r
+                    for r in rules
+                    if any(isinstance(x, Test) and x.field == fname for x in iter_tests(r.when))
+                )
+                compiled.problems.append(
+                    Problem(
+                        first.file,
+                        first.line,
+                        first.id,
+                        "engine-too-many-tests",
+                        f"stage {stage}: {len(tests)} distinct tests on '{fname}'; the engine hangs past 512 (limit {MAX_TESTS_PER_FIELD})",
+                    )
+                )
         if len(fields_) + len(feats) > MAX_FACT_FIELDS:
             first_rule = rules[0]
-            compiled.problems.append(Problem(first_rule.file, first_rule.line, first_rule.id, "engine-too-many-properties",
-                f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})"))
+            compiled.problems.append(
+                Problem(
+                    first_rule.file,
+                    first_rule.line,
+                    first_rule.id,
+                    "engine-too-many-properties",
+                    f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})",
+                )
+            )
         compiled.stages.append(StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name))
     return compiled
 

@@ -83,7 +83,9 @@ class DurableMatcher:
 class Decider:
     """A prepared pack: compile once, decide many times. Thread-safe."""
 
-    def __init__(self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 65536) -> None:
+    def __init__(
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 65536
+    ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
         if self.compiled.problems:
@@ -103,8 +105,12 @@ class Decider:
         self._arbitrable = {code: bool(row.get("arbitrable")) for code, row in cats.items()}
         self._names = {
             "category": {code: str(row.get("name", code)) for code, row in cats.items()},
-            "department": {code: str(row.get("name", code)) for code, row in pack.tables["departments"].rows.items()},
-            "exclusion": {code: str(row.get("name", code)) for code, row in pack.tables["exclusions"].rows.items()},
+            "department": {
+                code: str(row.get("name", code)) for code, row in pack.tables["departments"].rows.items()
+            },
+            "exclusion": {
+                code: str(row.get("name", code)) for code, row in pack.tables["exclusions"].rows.items()
+            },
         }
 
     def close(self) -> None:
@@ -150,13 +156,20 @@ class Decider:
         if self._durable is not None:
             try:
                 with self._durable.session() as session:
-                    return self._pipeline(values, present, hint_ignored,
-                                          lambda plan, fact: self._durable.matches_in(session, fact))  # type: ignore[union-attr]
+                    return self._pipeline(
+                        values,
+                        present,
+                        hint_ignored,
+                        lambda plan, fact: self._durable.matches_in(session, fact),
+                    )
             except _durable.EngineFailure as e:
                 # The engine failed on a valid complaint (a known engine bug). Answer from the plain
                 # interpretation, which the differential test holds equal, and rebuild the engine.
                 self.fallbacks += 1
-                log.error("engine failure; decided by the plain interpreter", extra={"event": "engine_fallback", "reason": str(e)})
+                log.error(
+                    "engine failure; decided by the plain interpreter",
+                    extra={"event": "engine_fallback", "reason": str(e)},
+                )
                 try:
                     old = self._durable
                     self._durable = DurableMatcher(self.compiled)
@@ -166,7 +179,9 @@ class Decider:
                     self._durable = None
         return self._pipeline(values, present, hint_ignored, self._python.matches)
 
-    def _pipeline(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool, match: Any) -> Outcome:
+    def _pipeline(
+        self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool, match: Any
+    ) -> Outcome:
         pack = self.pack
         slots: dict[str, Any] = dict(pack.defaults)
         set_by: dict[str, str] = {}
@@ -174,7 +189,9 @@ class Decider:
         guidance_rules: list[Rule] = []
         notes: list[str] = []
         if hint_ignored:
-            notes.append("category_hint is not a category code or name; it was ignored and the keywords decided")
+            notes.append(
+                "category_hint is not a category code or name; it was ignored and the keywords decided"
+            )
         for plan in self.compiled.stages:
             if not plan.rules:
                 continue
@@ -213,22 +230,33 @@ class Decider:
                 # the guidance either. A rule that sets nothing but speaks (guidance only) always does.
                 if rule.guidance and (mine or not rule.then):
                     guidance_rules.append(rule)
-                trace.append(TraceEntry(
-                    rule=rule.id, stage=rule.stage, layer=rule.layer, file=rule.file, line=rule.line,
-                    priority=rule.priority, set={k: _show(k, v) for k, v in mine.items()},
-                    overruled={k: lost[k] for k in sorted(lost)},
-                    matched_keywords=tuple(w for w in self.compiled.rule_words.get(rule.id, ()) if w in present),
-                    table_rows=tuple(dict.fromkeys(rows_read.get(rule.id, ()))),
-                ))
+                trace.append(
+                    TraceEntry(
+                        rule=rule.id,
+                        stage=rule.stage,
+                        layer=rule.layer,
+                        file=rule.file,
+                        line=rule.line,
+                        priority=rule.priority,
+                        set={k: _show(k, v) for k, v in mine.items()},
+                        overruled={k: lost[k] for k in sorted(lost)},
+                        matched_keywords=tuple(
+                            w for w in self.compiled.rule_words.get(rule.id, ()) if w in present
+                        ),
+                        table_rows=tuple(dict.fromkeys(rows_read.get(rule.id, ()))),
+                    )
+                )
         if "category" not in set_by:
-            notes.append(f"no rule classified the complaint: category {slots['category']}, for a person to triage")
+            notes.append(
+                f"no rule classified the complaint: category {slots['category']}, for a person to triage"
+            )
         category = str(slots["category"])
         excluded = bool(slots["excluded"])
         stage = str(slots["stage"])
         if excluded:
             path: tuple[str, ...] = ()
         else:
-            later = STAGES[STAGES.index(stage) + 1:] if stage in STAGES else ()
+            later = STAGES[STAGES.index(stage) + 1 :] if stage in STAGES else ()
             path = tuple(s for s in later if s != "ARBITRATE" or self._arbitrable.get(category, False))
         within = {F.DEADLINE_SLOTS[s]: int(slots[s]) for s in F.DEADLINE_SLOTS if slots.get(s) is not None}
         approach = str(slots["approach"])
@@ -267,7 +295,9 @@ class Decider:
             return False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
         return v
 
-    def _value(self, slot: str, expr: Value, slots: dict[str, Any], values: dict[str, Any], rows: list[str]) -> Any:
+    def _value(
+        self, slot: str, expr: Value, slots: dict[str, Any], values: dict[str, Any], rows: list[str]
+    ) -> Any:
         if expr.kind == "literal":
             return expr.literal
         if expr.kind == "copy":

@@ -131,7 +131,13 @@ REQUIRED_TABLES: Final[dict[str, dict[str, FieldType]]] = {
     },
 }
 
-STAGE_NAMES_ZH: Final = {"CONSULT": "咨询", "ASSESS": "评估", "MEDIATE": "调解", "ARBITRATE": "仲裁", "LITIGATE": "诉讼"}
+STAGE_NAMES_ZH: Final = {
+    "CONSULT": "咨询",
+    "ASSESS": "评估",
+    "MEDIATE": "调解",
+    "ARBITRATE": "仲裁",
+    "LITIGATE": "诉讼",
+}
 COLOR_NAMES_ZH: Final = {"RED": "红色", "YELLOW": "黄色", "BLUE": "蓝色"}
 TIER_NAMES_ZH: Final = {"VILLAGE": "嘎查村", "TOWNSHIP": "苏木镇", "BANNER": "旗"}
 APPROACH_NAMES_ZH: Final = {"IMMEDIATE": "即知即调", "DIVERTED": "分流分调", "JOINT": "联管联调", "NONE": ""}

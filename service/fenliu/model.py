@@ -195,7 +195,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     """
     bad: list[FieldViolation] = []
     if not isinstance(data, Mapping):
-        raise ComplaintError([FieldViolation("", f"a complaint must be a JSON object, not {_type_name(data)}")])
+        raise ComplaintError(
+            [FieldViolation("", f"a complaint must be a JSON object, not {_type_name(data)}")]
+        )
 
     for key in data:
         if key not in _TOP_FIELDS:
@@ -221,9 +223,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     cid = out.get("id", "")
     if "id" not in data or (isinstance(data.get("id"), str) and not cid.strip()):
         bad.append(FieldViolation("id", "is required"))
-    if not out.get("text", "").strip() and not out.get("category_hint", "").strip():
-        if not any(v.field in ("text", "category_hint") for v in bad):
-            bad.append(FieldViolation("text", "text or category_hint is required"))
+    no_words = not out.get("text", "").strip() and not out.get("category_hint", "").strip()
+    if no_words and not any(v.field in ("text", "category_hint") for v in bad):
+        bad.append(FieldViolation("text", "text or category_hint is required"))
 
     for name, allowed in COMPLAINT_ENUMS.items():
         v = data.get(name)
@@ -289,7 +291,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 elif not isinstance(v, str):
                     bad.append(FieldViolation(f"region.{k}", f"must be a string, not {_type_name(v)}"))
                 elif len(v) > MAX_CODE or _SURROGATE.search(v) or "\x00" in v:
-                    bad.append(FieldViolation(f"region.{k}", f"must be a code of at most {MAX_CODE} characters"))
+                    bad.append(
+                        FieldViolation(f"region.{k}", f"must be a code of at most {MAX_CODE} characters")
+                    )
                 else:
                     reg[k] = v.strip()
             out["region"] = reg
@@ -308,7 +312,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 elif not isinstance(v, str):
                     bad.append(FieldViolation(f"complainant.{k}", "must be a string"))
                 elif len(v) > MAX_PERSONAL or _SURROGATE.search(v) or "\x00" in v:
-                    bad.append(FieldViolation(f"complainant.{k}", f"must be at most {MAX_PERSONAL} characters"))
+                    bad.append(
+                        FieldViolation(f"complainant.{k}", f"must be at most {MAX_PERSONAL} characters")
+                    )
                 else:
                     pdata[k] = v
             out["complainant"] = Complainant(**pdata)
@@ -317,7 +323,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     ra = data.get("received_at")
     if ra is not None:
         if not isinstance(ra, str):
-            bad.append(FieldViolation("received_at", f"must be an ISO 8601 timestamp string, not {_type_name(ra)}"))
+            bad.append(
+                FieldViolation("received_at", f"must be an ISO 8601 timestamp string, not {_type_name(ra)}")
+            )
         else:
             try:
                 received_at = parse_timestamp(ra)

@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 
 from fenliu import fields as F
-from fenliu._yaml import YDict, YList, YamlProblem, line_at, load_yaml
+from fenliu._yaml import YamlProblem, YDict, YList, line_at, load_yaml
 from fenliu.errors import PackError, Problem
 
 # ---------------------------------------------------------------------------------------------------
@@ -251,7 +251,13 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     rel_root = Path(_relpath(root, base_rel))
     if root in seen:
         chain = " -> ".join(_relpath(p, base_rel) for p in (*seen, root))
-        out.add(str(rel_root / "pack.yaml"), 1, "", "extends-cycle", f"packs extend each other in a cycle: {chain}")
+        out.add(
+            str(rel_root / "pack.yaml"),
+            1,
+            "",
+            "extends-cycle",
+            f"packs extend each other in a cycle: {chain}",
+        )
         return []
     manifest_path = root / "pack.yaml"
     mrel = str(rel_root / "pack.yaml")
@@ -265,8 +271,13 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     if "extends" in manifest:
         base = (root / manifest["extends"]).resolve()
         if not (base / "pack.yaml").is_file() and base not in seen and base != root:
-            out.add(mrel, manifest.line_of("extends"), "", "extends-missing",
-                    f"extends '{manifest['extends']}': no pack.yaml there")
+            out.add(
+                mrel,
+                manifest.line_of("extends"),
+                "",
+                "extends-missing",
+                f"extends '{manifest['extends']}': no pack.yaml there",
+            )
             return []
         layers = _load_layers(base, out, (*seen, root), base_rel)
         if not layers:
@@ -282,7 +293,13 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         lines[rel] = data.count(b"\n") + 1
         if p.name == "pack.yaml":
             if p.parent != root:
-                out.add(rel, 1, "", "nested-pack", "a pack.yaml below the pack folder; packs do not nest (use extends)")
+                out.add(
+                    rel,
+                    1,
+                    "",
+                    "nested-pack",
+                    "a pack.yaml below the pack folder; packs do not nest (use extends)",
+                )
             continue
         doc = _read_yaml(p, rel, out)
         if doc is None:
@@ -348,18 +365,30 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
             for tname, tdoc in (doc.get("tables") or {}).items():
                 trows = tdoc["rows"]
                 if (layer.name, tname) in defined:
-                    out.add(rel, tdoc.line, "", "duplicate-table",
-                            f"table '{tname}' is already defined in {defined[(layer.name, tname)]}")
+                    out.add(
+                        rel,
+                        tdoc.line,
+                        "",
+                        "duplicate-table",
+                        f"table '{tname}' is already defined in {defined[(layer.name, tname)]}",
+                    )
                     continue
                 defined[(layer.name, tname)] = rel
                 if tname in tables:
                     t = tables[tname]
                     if t.key != tdoc["key"]:
-                        out.add(rel, tdoc.line_of("key"), "", "table-key",
-                                f"table '{tname}' is keyed by '{t.key}' in {t.file}, not '{tdoc['key']}'")
+                        out.add(
+                            rel,
+                            tdoc.line_of("key"),
+                            "",
+                            "table-key",
+                            f"table '{tname}' is keyed by '{t.key}' in {t.file}, not '{tdoc['key']}'",
+                        )
                         continue
                 else:
-                    t = Table(tname, str(tdoc["key"]), {}, rel, tdoc.line, {}, {}, str(tdoc.get("description", "")))
+                    t = Table(
+                        tname, str(tdoc["key"]), {}, rel, tdoc.line, {}, {}, str(tdoc.get("description", ""))
+                    )
                     tables[tname] = t
                 for row_key, row in trows.items():
                     row_key = str(row_key)
@@ -369,7 +398,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     t.row_lines[row_key] = (rel, trows.line_of(row_key))
                     t.row_layers[row_key] = layer.name
 
-    _check_tables(tables, out)
+    _check_tables(tables, out, top.manifest_rel)
 
     # Rules: base layers first; an extending layer adds, overrides (override: true) or removes.
     rules: dict[str, tuple[YDict, str, str]] = {}
@@ -382,15 +411,25 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     del rules[rid]
                     order.remove(rid)
                 else:
-                    out.add(rel, doc.line_of("remove_rules"), rid, "remove-missing",
-                            f"remove_rules names '{rid}', which no base pack defines{_suggest(rid, rules)}")
+                    out.add(
+                        rel,
+                        doc.line_of("remove_rules"),
+                        rid,
+                        "remove-missing",
+                        f"remove_rules names '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                    )
             for i, rdoc in enumerate(doc.get("rules") or []):
                 rid = rdoc["id"]
                 line = doc["rules"].line_of(i)
                 if rdoc.get("override"):
                     if li == 0 or rid not in rules or rules[rid][2] == layer.name:
-                        out.add(rel, line, rid, "override-missing",
-                                f"override of rule '{rid}', which no base pack defines{_suggest(rid, rules)}")
+                        out.add(
+                            rel,
+                            line,
+                            rid,
+                            "override-missing",
+                            f"override of rule '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                        )
                         continue
                     rules[rid] = (rdoc, rel, layer.name)
                     continue
@@ -398,7 +437,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     prev = rules[rid]
                     where = f"{prev[1]}:{prev[0].line}"
                     hint = " (to replace a base rule, add override: true)" if prev[2] != layer.name else ""
-                    out.add(rel, line, rid, "duplicate-rule", f"rule id '{rid}' is already used at {where}{hint}")
+                    out.add(
+                        rel, line, rid, "duplicate-rule", f"rule id '{rid}' is already used at {where}{hint}"
+                    )
                     duplicates.append((rdoc, rel, layer.name))
                     continue
                 rules[rid] = (rdoc, rel, layer.name)
@@ -417,14 +458,25 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
     for k, v in defaults.items():
         rel, line = defaults_lines.get(k, (top.manifest_rel, 0))
         if k not in F.DECISION_FIELDS:
-            out.add(rel, line, "", "unknown-field", f"defaults: '{k}' is not a decision field{_suggest(k, F.DECISION_FIELDS)}")
+            out.add(
+                rel,
+                line,
+                "",
+                "unknown-field",
+                f"defaults: '{k}' is not a decision field{_suggest(k, F.DECISION_FIELDS)}",
+            )
             continue
         ok, why = checker.fits(F.DECISION_FIELDS[k], v, allow_empty=True)
         if not ok:
             out.add(rel, line, "", "type-mismatch", f"defaults: {k}: {why}")
     if "categories" in tables and defaults.get("category") not in tables["categories"].rows:
-        out.add(top.manifest_rel, 0, "", "default-category",
-                f"the default category '{defaults.get('category')}' is not a row of table categories")
+        out.add(
+            top.manifest_rel,
+            0,
+            "",
+            "default-category",
+            f"the default category '{defaults.get('category')}' is not a row of table categories",
+        )
 
     cases: list[Case] = []
     for rel, doc in top.case_files:
@@ -432,15 +484,32 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         for i, c in enumerate(doc["cases"]):
             line = doc["cases"].line_of(i)
             if c["name"] in names:
-                out.add(rel, line, "", "duplicate-case", f"case name '{c['name']}' is used twice in this file")
+                out.add(
+                    rel, line, "", "duplicate-case", f"case name '{c['name']}' is used twice in this file"
+                )
             names.add(c["name"])
-            cases.append(Case(str(c["name"]), _plain(c["complaint"]), _plain(c["expect"]),
-                              tuple(c.get("fired") or ()), tuple(c.get("not_fired") or ()), rel, line))
+            cases.append(
+                Case(
+                    str(c["name"]),
+                    _plain(c["complaint"]),
+                    _plain(c["expect"]),
+                    tuple(c.get("fired") or ()),
+                    tuple(c.get("not_fired") or ()),
+                    rel,
+                    line,
+                )
+            )
     known = {r.id for r in built} | set(rules)
     for c in cases:
         for rid in (*c.fired, *c.not_fired):
             if rid not in known:
-                out.add(c.file, c.line, rid, "unknown-rule", f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}")
+                out.add(
+                    c.file,
+                    c.line,
+                    rid,
+                    "unknown-rule",
+                    f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}",
+                )
 
     digest = hashlib.sha256()
     file_lines: dict[str, int] = {}
@@ -473,10 +542,10 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _check_tables(tables: dict[str, Table], out: _Collector) -> None:
-    for tname, cols in F.REQUIRED_TABLES.items():
+def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> None:
+    for tname in F.REQUIRED_TABLES:
         if tname not in tables:
-            out.add("pack.yaml", 0, "", "missing-table", f"the pack has no table '{tname}' (required)")
+            out.add(manifest, 0, "", "missing-table", f"the pack has no table '{tname}' (required)")
     depts = tables["departments"].rows if "departments" in tables else {}
     checker = _RuleChecker(tables, (), out)
     for tname, cols in F.REQUIRED_TABLES.items():
@@ -488,7 +557,13 @@ def _check_tables(tables: dict[str, Table], out: _Collector) -> None:
             for col, ftype in cols.items():
                 if col not in row:
                     what = {"owner": "owner department", "entry_stage": "entry stage"}.get(col, "value")
-                    out.add(rel, line, row_key, "missing-column", f"{tname} row '{row_key}' has no {what} (column '{col}')")
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "missing-column",
+                        f"{tname} row '{row_key}' has no {what} (column '{col}')",
+                    )
                     continue
                 ok, why = checker.fits(ftype, row[col])
                 if not ok:
@@ -499,21 +574,41 @@ def _check_tables(tables: dict[str, Table], out: _Collector) -> None:
             rel, line = t.row_lines[row_key]
             for d in row.get("co_departments") or []:
                 if d not in depts:
-                    out.add(rel, line, row_key, "unknown-value",
-                            f"categories row '{row_key}': co_departments: '{d}' is not a department{_suggest(str(d), depts)}")
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "unknown-value",
+                        f"categories row '{row_key}': co_departments: '{d}' is not a department{_suggest(str(d), depts)}",
+                    )
     for t in tables.values():
         for row_key, row in t.rows.items():
             for col, v in row.items():
-                if col.endswith("_within") or t.name == "deadlines":
-                    if isinstance(v, str) and v[-1:] in ("h", "d") and v[:-1].isdigit():
-                        hours = F.parse_duration(v)
-                        if hours is not None and hours > 60 * 24:
-                            rel, line = t.row_lines[row_key]
-                            out.add(rel, line, row_key, "deadline-too-long",
-                                    f"{t.name} row '{row_key}': {col} {v} exceeds the statutory 60 days")
+                is_duration = isinstance(v, str) and v[-1:] in ("h", "d") and v[:-1].isdigit()
+                if not ((col.endswith("_within") or t.name == "deadlines") and is_duration):
+                    continue
+                hours = F.parse_duration(v)
+                if hours is not None and hours > 60 * 24:
+                    rel, line = t.row_lines[row_key]
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "deadline-too-long",
+                        f"{t.name} row '{row_key}': {col} {v} exceeds the statutory 60 days",
+                    )
 
 
-_PLACEHOLDERS = ("category", "owner_department", "referred_to", "exclusion", "tier", "stage", "color", "approach")
+_PLACEHOLDERS = (
+    "category",
+    "owner_department",
+    "referred_to",
+    "exclusion",
+    "tier",
+    "stage",
+    "color",
+    "approach",
+)
 
 
 class _RuleChecker:
@@ -589,7 +684,11 @@ class _RuleChecker:
             tname, col = name.split(".", 1)
             t = self.tables[tname]
             if t.key not in F.DECISION_FIELDS:
-                self.err(line, "bad-table-field", f"table '{tname}' is keyed by '{t.key}', not a decision field; its columns cannot be tested")
+                self.err(
+                    line,
+                    "bad-table-field",
+                    f"table '{tname}' is keyed by '{t.key}', not a decision field; its columns cannot be tested",
+                )
                 return None
             values = [row[col] for row in t.rows.values() if col in row]
             if not values:
@@ -602,7 +701,9 @@ class _RuleChecker:
                 return F.FieldType("number")
             if all(isinstance(x, str) for x in values):
                 return F.FieldType("text")
-            self.err(line, "untestable-field", f"column '{name}' mixes types or holds lists; it cannot be tested")
+            self.err(
+                line, "untestable-field", f"column '{name}' mixes types or holds lists; it cannot be tested"
+            )
             return None
         known = [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS]
         self.err(line, "unknown-field", f"unknown field '{name}'{_suggest(name, known)}")
@@ -611,7 +712,11 @@ class _RuleChecker:
     # -- conditions -----------------------------------------------------------------------------------
     def cond(self, node: Any, line: int) -> Cond | None:
         if not isinstance(node, dict):
-            self.err(line, "schema", "a condition is a mapping (field: value, all:, any:, not:, keywords:, pattern:)")
+            self.err(
+                line,
+                "schema",
+                "a condition is a mapping (field: value, all:, any:, not:, keywords:, pattern:)",
+            )
             return None
         items: list[Cond] = []
         ok = True
@@ -619,7 +724,10 @@ class _RuleChecker:
             kline = node.line_of(key) if isinstance(node, YDict) else line
             c: Cond | None
             if key in ("all", "any"):
-                subs = [self.cond(x, val.line_of(i) if isinstance(val, YList) else kline) for i, x in enumerate(val)]
+                subs = [
+                    self.cond(x, val.line_of(i) if isinstance(val, YList) else kline)
+                    for i, x in enumerate(val)
+                ]
                 if any(s is None for s in subs):
                     ok = False
                     continue
@@ -658,7 +766,11 @@ class _RuleChecker:
 
     def field_test(self, name: str, val: Any, line: int) -> Cond | None:
         if name.startswith("$"):
-            self.err(line, "bad-operator", f"'{name}' is an engine operator; write field: {{op: value}} with op one of {', '.join(OPERATORS)}")
+            self.err(
+                line,
+                "bad-operator",
+                f"'{name}' is an engine operator; write field: {{op: value}} with op one of {', '.join(OPERATORS)}",
+            )
             return None
         ftype = self.field_type(name, line)
         if ftype is None:
@@ -672,7 +784,11 @@ class _RuleChecker:
         for op, v in val.items():
             oline = val.line_of(op) if isinstance(val, YDict) else line
             if op not in OPERATORS:
-                self.err(oline, "bad-operator", f"{name}: unknown operator '{op}'{_suggest(op.lstrip('$'), OPERATORS)} (operators: {', '.join(OPERATORS)})")
+                self.err(
+                    oline,
+                    "bad-operator",
+                    f"{name}: unknown operator '{op}'{_suggest(op.lstrip('$'), OPERATORS)} (operators: {', '.join(OPERATORS)})",
+                )
                 return None
             if op == "between":
                 if not (isinstance(v, list) and len(v) == 2):
@@ -705,10 +821,16 @@ class _RuleChecker:
             for x in v:
                 ok, why = self.fits(ftype, x, allow_empty=True)
                 if not ok:
-                    self.err(line, "type-mismatch" if "not a" not in why else "unknown-value", f"{name}: {why}")
+                    self.err(
+                        line, "type-mismatch" if "not a" not in why else "unknown-value", f"{name}: {why}"
+                    )
                     return None
             if len(v) > 500:
-                self.err(line, "engine-too-many-tests", f"{name}: {op} lists {len(v)} values; the engine hangs past 512 tests on one field")
+                self.err(
+                    line,
+                    "engine-too-many-tests",
+                    f"{name}: {op} lists {len(v)} values; the engine hangs past 512 tests on one field",
+                )
                 return None
             return Test(name, op, tuple(v), line)
         if ftype.kind == "bool" and op not in ("eq", "ne"):
@@ -727,13 +849,25 @@ class _RuleChecker:
         if isinstance(node, dict):
             if "copy" in node and len(node) == 1:
                 src = str(node["copy"])
-                st = self.field_type(src, line) if src in F.COMPLAINT_FIELDS or src in F.DECISION_FIELDS else None
+                st = (
+                    self.field_type(src, line)
+                    if src in F.COMPLAINT_FIELDS or src in F.DECISION_FIELDS
+                    else None
+                )
                 if st is None:
                     if src not in F.COMPLAINT_FIELDS and src not in F.DECISION_FIELDS:
-                        self.err(line, "unknown-field", f"then {slot}: copy of unknown field '{src}'{_suggest(src, [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS])}")
+                        self.err(
+                            line,
+                            "unknown-field",
+                            f"then {slot}: copy of unknown field '{src}'{_suggest(src, [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS])}",
+                        )
                     return None
                 if not _compatible(st, ftype):
-                    self.err(line, "type-mismatch", f"then {slot}: cannot copy '{src}' ({st.describe()}) into {slot} ({ftype.describe()})")
+                    self.err(
+                        line,
+                        "type-mismatch",
+                        f"then {slot}: cannot copy '{src}' ({st.describe()}) into {slot} ({ftype.describe()})",
+                    )
                     return None
                 return Value("copy", source=src, line=line)
             if "lookup" in node and set(node) <= {"lookup", "add"}:
@@ -741,14 +875,24 @@ class _RuleChecker:
                 tname, _, col = spec.partition(".")
                 t = self.tables.get(tname)
                 if t is None:
-                    self.err(line, "bad-lookup", f"then {slot}: no table '{tname}'{_suggest(tname, self.tables)}")
+                    self.err(
+                        line, "bad-lookup", f"then {slot}: no table '{tname}'{_suggest(tname, self.tables)}"
+                    )
                     return None
                 if t.key not in F.DECISION_FIELDS:
-                    self.err(line, "bad-lookup", f"then {slot}: table '{tname}' is keyed by '{t.key}', not a decision field")
+                    self.err(
+                        line,
+                        "bad-lookup",
+                        f"then {slot}: table '{tname}' is keyed by '{t.key}', not a decision field",
+                    )
                     return None
                 cols = {c for row in t.rows.values() for c in row}
                 if col not in cols:
-                    self.err(line, "bad-lookup", f"then {slot}: table '{tname}' has no column '{col}'{_suggest(col, cols)}")
+                    self.err(
+                        line,
+                        "bad-lookup",
+                        f"then {slot}: table '{tname}' has no column '{col}'{_suggest(col, cols)}",
+                    )
                     return None
                 already_checked = col in F.REQUIRED_TABLES.get(tname, {})
                 for rk, row in t.rows.items():
@@ -756,8 +900,13 @@ class _RuleChecker:
                         ok, why = self.fits(ftype, row[col], allow_empty=True)
                         if not ok:
                             rrel, rline = t.row_lines[rk]
-                            self.out.add(rrel, rline, rk, "type-mismatch",
-                                         f"{tname} row '{rk}': {col} is looked up into {slot} by rule '{self.rule_id}': {why}")
+                            self.out.add(
+                                rrel,
+                                rline,
+                                rk,
+                                "type-mismatch",
+                                f"{tname} row '{rk}': {col} is looked up into {slot} by rule '{self.rule_id}': {why}",
+                            )
                             return None
                 add = tuple(node.get("add") or ())
                 if add:
@@ -769,7 +918,11 @@ class _RuleChecker:
                         self.err(line, "unknown-value", f"then {slot}: add: {why}")
                         return None
                 return Value("lookup", table=tname, column=col, add=add, line=line)
-            self.err(line, "bad-value", f"then {slot}: a value is a literal, {{copy: field}} or {{lookup: table.column}}")
+            self.err(
+                line,
+                "bad-value",
+                f"then {slot}: a value is a literal, {{copy: field}} or {{lookup: table.column}}",
+            )
             return None
         lit: Any = node
         ok, why = self.fits(ftype, lit, allow_empty=True)
@@ -787,7 +940,11 @@ class _RuleChecker:
         before = len(self.out.problems)
         stage = str(doc["stage"])
         if stage not in self.stages:
-            self.err(doc.line_of("stage"), "unknown-stage", f"stage '{stage}' is not one of {', '.join(self.stages)}{_suggest(stage, self.stages)}")
+            self.err(
+                doc.line_of("stage"),
+                "unknown-stage",
+                f"stage '{stage}' is not one of {', '.join(self.stages)}{_suggest(stage, self.stages)}",
+            )
         when = self.cond(doc["when"], doc.line_of("when")) if "when" in doc else ALWAYS
         then: dict[str, Value] = {}
         tdoc = doc["then"]
@@ -796,7 +953,11 @@ class _RuleChecker:
         for slot, vnode in tdoc.items():
             sline = tdoc.line_of(slot)
             if slot not in F.DECISION_FIELDS:
-                self.err(sline, "unknown-field", f"then: '{slot}' is not a decision field{_suggest(slot, F.DECISION_FIELDS)}")
+                self.err(
+                    sline,
+                    "unknown-field",
+                    f"then: '{slot}' is not a decision field{_suggest(slot, F.DECISION_FIELDS)}",
+                )
                 continue
             v = self.value(slot, vnode, sline)
             if v is not None:
@@ -806,16 +967,32 @@ class _RuleChecker:
             try:
                 names = {fname for _, fname, _, _ in string.Formatter().parse(guidance) if fname is not None}
             except ValueError as e:
-                self.err(doc.line_of("guidance"), "bad-guidance", f"guidance: {e} (write {{{{ and }}}} for braces)")
+                self.err(
+                    doc.line_of("guidance"), "bad-guidance", f"guidance: {e} (write {{{{ and }}}} for braces)"
+                )
                 names = set()
             for n in sorted(names):
                 if n not in _PLACEHOLDERS:
-                    self.err(doc.line_of("guidance"), "bad-guidance",
-                             f"guidance: unknown placeholder {{{n}}}{_suggest(n, _PLACEHOLDERS)} (allowed: {', '.join(_PLACEHOLDERS)})")
+                    self.err(
+                        doc.line_of("guidance"),
+                        "bad-guidance",
+                        f"guidance: unknown placeholder {{{n}}}{_suggest(n, _PLACEHOLDERS)} (allowed: {', '.join(_PLACEHOLDERS)})",
+                    )
         if len(self.out.problems) > before or when is None:
             return None
-        return Rule(self.rule_id, stage, int(doc.get("priority", 0)), str(doc.get("description", "")), when, then,
-                    guidance, rel, doc.line, layer, order)
+        return Rule(
+            self.rule_id,
+            stage,
+            int(doc.get("priority", 0)),
+            str(doc.get("description", "")),
+            when,
+            then,
+            guidance,
+            rel,
+            doc.line,
+            layer,
+            order,
+        )
 
 
 def _compatible(src: F.FieldType, dst: F.FieldType) -> bool:

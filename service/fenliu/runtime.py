@@ -49,12 +49,20 @@ class ReloadResult:
 
     def summary(self) -> str:
         if self.ok:
-            return f"loaded {self.pack.name} {self.pack.revision} ({self.pack.digest})" if self.pack else "loaded"
+            return (
+                f"loaded {self.pack.name} {self.pack.revision} ({self.pack.digest})"
+                if self.pack
+                else "loaded"
+            )
         parts = [str(p) for p in self.problems] + self.failures
-        return "refused: " + "; ".join(parts[:20]) + (f" (+{len(parts) - 20} more)" if len(parts) > 20 else "")
+        return (
+            "refused: " + "; ".join(parts[:20]) + (f" (+{len(parts) - 20} more)" if len(parts) > 20 else "")
+        )
 
 
-def prepare(path: str | Path, *, memoize: bool = True, run_tests: bool = True) -> tuple[Decider | None, ReloadResult]:
+def prepare(
+    path: str | Path, *, memoize: bool = True, run_tests: bool = True
+) -> tuple[Decider | None, ReloadResult]:
     """Load, compile, lint and test a pack; return a ready decider, or None with the reasons."""
     try:
         pack = load_pack(path)
@@ -98,7 +106,9 @@ class Triage:
     def from_path(cls, path: str | Path, *, memoize: bool = True, run_tests: bool = True) -> Triage:
         decider, result = prepare(path, memoize=memoize, run_tests=run_tests)
         if decider is None:
-            raise PackError(result.problems or [Problem(str(path), 0, "", "tests-failed", f) for f in result.failures])
+            raise PackError(
+                result.problems or [Problem(str(path), 0, "", "tests-failed", f) for f in result.failures]
+            )
         return cls(decider, path=str(path), memoize=memoize)
 
     @staticmethod
@@ -130,8 +140,14 @@ class Triage:
         with self._swap:
             decider, result = prepare(path, memoize=self._memoize)
             if decider is None:
-                log.warning("pack refused", extra={"event": "pack_refused", "path": str(path),
-                                                   "errors": [str(p) for p in result.problems] + result.failures})
+                log.warning(
+                    "pack refused",
+                    extra={
+                        "event": "pack_refused",
+                        "path": str(path),
+                        "errors": [str(p) for p in result.problems] + result.failures,
+                    },
+                )
                 return result
             old = self._decider
             if old is not None and old.id == decider.id:
@@ -143,7 +159,15 @@ class Triage:
             info = self._info
             if old is not None:
                 old.close()
-        log.info("pack loaded", extra={"event": "pack_loaded", "pack": info.name, "revision": info.revision, "digest": info.digest})
+        log.info(
+            "pack loaded",
+            extra={
+                "event": "pack_loaded",
+                "pack": info.name,
+                "revision": info.revision,
+                "digest": info.digest,
+            },
+        )
         for fn in self._listeners:
             fn(info)
         return result
