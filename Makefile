@@ -9,10 +9,9 @@ STAMP  := $(VENV)/.fenliu-setup
 PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 
 # durable-rules 2.0.28 calls PyEval_CallObject, removed in Python 3.13: map it to its replacement there.
-PY_MINOR = $(shell $(PYTHON) -c 'import sys; print(sys.version_info[1])')
-DR_CPPFLAGS = $(shell [ $(PY_MINOR) -ge 13 ] && echo '-DPyEval_CallObject=PyObject_CallObject')
+DR_CPPFLAGS = $(shell scripts/durable-cppflags.sh $(PYTHON))
 
-.PHONY: setup run test test-fast lint typecheck bench proto clean
+.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps
 
 setup: $(STAMP) proto
 
@@ -25,10 +24,15 @@ $(STAMP): pyproject.toml
 proto: $(STAMP)
 	$(PY) -m fenliu._protogen
 
+# The Node client test (tests/node) calls the service from another language.
+node-deps: tests/node/node_modules/.package-lock.json
+tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+
 run: setup
 	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS)
 
-test: setup
+test: setup node-deps
 	$(VENV)/bin/fenliu check $(PACK)
 	$(VENV)/bin/fenliu test $(PACK) --coverage --fail-uncovered
 	$(PY) -m pytest -q

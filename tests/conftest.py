@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from fenliu.engine import Decider
 from fenliu.pack import Pack, load_pack
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import strategies as st
+
 from fenliu import model
 from fenliu.pack import Keywords, Pack, iter_tests
-from hypothesis import strategies as st
 
 FILLER = [
     "我们",

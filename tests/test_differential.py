@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+
 from conftest import WUSHEN
 from fenliu.engine import Decider
 from fenliu.model import complaint_from_dict
 from fenliu.pack import load_pack
-from hypothesis import HealthCheck, given, settings
 from strategies import complaints
 
 PACK = load_pack(WUSHEN)

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from fenliu import _durable
 from fenliu.engine import Decider
 from fenliu.model import complaint_from_dict
@@ -176,3 +177,13 @@ def test_exactly_one_module_imports_durable_rules() -> None:
         )
     )
     assert importers == ["_durable.py"]
+
+
+def test_closed_decider_answers_from_interpreter_without_rebuilding(wushen: Pack, python_decider: Decider) -> None:
+    # A decision that raced a reload finds its pack's engine closed: it must still be answered, by the
+    # same pack, and must not resurrect an engine nobody will close.
+    decider = Decider(wushen, memoize=False)
+    c = complaint_from_dict({"id": "x", "text": "拖欠农民工工资", "people_involved": 12})
+    decider.close()
+    assert decider.outcome(c) == python_decider.outcome(c)
+    assert decider._durable is None

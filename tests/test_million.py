@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from fenliu.engine import Decider
 from fenliu.model import complaint_from_dict
 from fenliu.pack import Pack

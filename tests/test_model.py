@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from fenliu.errors import ComplaintError
 from fenliu.model import complaint_from_dict
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from fenliu.cli import main
 from fenliu.errors import PackError
 from fenliu.pack import load_pack

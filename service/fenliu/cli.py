@@ -6,6 +6,7 @@
     fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
     fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
     fenliu serve --rules DIR ...         the gRPC service
+    fenliu call [FILE|-]                 call a running service
 
 The CLI converts JSON to domain objects and back; it holds no rule logic.
 """
@@ -189,6 +190,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from fenliu.server import run_call
+
+    return run_call(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - the server module is optional at import time
         pass
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)")
+    from fenliu.server import add_call_arguments
+
+    add_call_arguments(p)
+    p.set_defaults(func=cmd_call)
     return parser
 
 

@@ -95,6 +95,7 @@ class Decider:
         self._python = PythonMatcher(self.compiled)
         self._durable: DurableMatcher | None = DurableMatcher(self.compiled) if backend == "durable" else None
         self._memoize = memoize
+        self._closed = False
         self._cache: OrderedDict[tuple[Any, ...], Outcome] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -114,6 +115,8 @@ class Decider:
         }
 
     def close(self) -> None:
+        """Release the engine. A decision still in flight on this pack finishes on the interpreter."""
+        self._closed = True
         if self._durable is not None:
             self._durable.close()
             self._durable = None
@@ -163,6 +166,8 @@ class Decider:
                         lambda plan, fact: self._durable.matches_in(session, fact),
                     )
             except _durable.EngineFailure as e:
+                if self._closed:  # swapped out by a reload while this decision was waiting
+                    return self._pipeline(values, present, hint_ignored, self._python.matches)
                 # The engine failed on a valid complaint (a known engine bug). Answer from the plain
                 # interpretation, which the differential test holds equal, and rebuild the engine.
                 self.fallbacks += 1
