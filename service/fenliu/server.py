@@ -1,0 +1,705 @@
+"""The gRPC transport: ``fenliu.v1.TriageService`` with health, reflection and rich errors.
+
+The servicer holds no rule logic: it converts proto ↔ domain (:mod:`fenliu.convert`), asks the engine,
+and maps errors to status codes (AIP-193):
+
+=========================  =================  ==================================================
+what                       code               details
+=========================  =================  ==================================================
+bad complaint              INVALID_ARGUMENT   BadRequest (every bad field) + ErrorInfo INVALID_COMPLAINT
+bytes that are no message  INVALID_ARGUMENT   ErrorInfo MALFORMED_REQUEST
+no rule pack loaded        UNAVAILABLE        ErrorInfo NO_RULE_PACK
+engine failure (a bug)     INTERNAL           ErrorInfo ENGINE_FAILURE
+=========================  =================  ==================================================
+
+ErrorInfo's domain is ``fenliu.v1``. No status or log line carries a stack trace, a submitted value
+or personal data.
+
+The engine is not thread-safe (see the durable_rules notes): calls run on gRPC's thread pool and take
+one lock around the engine, one engine per process. Scale with processes: :mod:`fenliu.supervisor`.
+
+``create_server(address, triage, ...) -> (server, port)`` builds a server without starting it, so tests
+bind port 0. ``fenliu serve`` is :func:`add_serve_arguments` + :func:`run_serve`; ``fenliu call`` (a
+small client) is :func:`add_call_arguments` + :func:`run_call`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import grpc
+from google.protobuf import (
+    any_pb2,
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    struct_pb2,
+    timestamp_pb2,
+)
+from google.protobuf import message as _message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from fenliu import convert
+from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.errors import ComplaintError, FieldViolation, NoPackError
+from fenliu.model import MAX_ID, Complaint, Decision
+
+log = logging.getLogger("fenliu.server")
+
+SERVICE_NAME: Final = "fenliu.v1.TriageService"
+ERROR_DOMAIN: Final = "fenliu.v1"
+DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
+DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_THREADS: Final = 16
+DEFAULT_GRACE_SECONDS: Final = 10.0
+
+#: Keepalive and connection settings (see docs/api.md). Clients may ping every 10 s at most.
+KEEPALIVE_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
+    ("grpc.keepalive_time_ms", 60_000),  # ping an idle client every minute
+    ("grpc.keepalive_timeout_ms", 20_000),  # and drop it if the ping is not answered in 20 s
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # Recycle connections (GOAWAY after 5 minutes) so that clients spread again over the workers after
+    # one was replaced. No age grace: calls in flight, long bulk streams included, run to their end.
+    ("grpc.max_connection_age_ms", 300_000),
+)
+
+#: What the servicer needs of the engine (``fenliu.runtime.Triage``).
+
+
+class TriageEngine(Protocol):
+    def decide(self, complaint: Complaint) -> Decision: ...
+
+    def info(self) -> Any: ...
+
+    def load(self, path: str) -> Any: ...
+
+    def add_listener(self, fn: Callable[[Any], None]) -> None: ...
+
+
+#: HOOK (metrics, decision log): called after each item (each unary call, each stream item) with the
+#: method name ("Triage", "TriageStream", "GetRulePack"), the validated complaint (None if it was
+#: invalid), the decision (None if there is none) and the item's status code. Must be quick and must
+#: not raise (an exception is logged and ignored).
+Observer = Callable[[str, Complaint | None, Decision | None, grpc.StatusCode], None]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Errors as google.rpc.Status
+
+
+def _error_info(reason: str, metadata: dict[str, str] | None = None) -> Any:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
+    for k, v in (metadata or {}).items():
+        info.metadata[k] = v
+    return info
+
+
+def _status(code: grpc.StatusCode, message: str, *details: Any) -> Any:
+    st = status_pb2.Status(code=code.value[0], message=message)
+    for d in details:
+        packed = any_pb2.Any()
+        packed.Pack(d)
+        st.details.append(packed)
+    return st
+
+
+def invalid_complaint_status(violations: Sequence[FieldViolation], prefix: str = "complaint.") -> Any:
+    """INVALID_ARGUMENT with one BadRequest naming every bad field and one ErrorInfo."""
+    bad = error_details_pb2.BadRequest()
+    names: list[str] = []
+    for v in violations:
+        name = prefix + v.field if v.field else prefix.rstrip(".")
+        names.append(name)
+        bad.field_violations.add(field=name, description=v.description)
+    n = len(names)
+    message = f"invalid complaint: {n} bad field{'s' if n != 1 else ''}: " + ", ".join(dict.fromkeys(names))
+    info = _error_info("INVALID_COMPLAINT", {"fields": ",".join(dict.fromkeys(names))})
+    return _status(grpc.StatusCode.INVALID_ARGUMENT, message, bad, info)
+
+
+def malformed_status(message_type: str) -> Any:
+    return _status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request is not a valid {message_type} message (protobuf wire format)",
+        _error_info("MALFORMED_REQUEST", {"message_type": message_type}),
+    )
+
+
+def no_pack_status() -> Any:
+    return _status(
+        grpc.StatusCode.UNAVAILABLE,
+        "no rule pack is loaded yet; retry later",
+        _error_info("NO_RULE_PACK"),
+    )
+
+
+def engine_failure_status() -> Any:
+    return _status(
+        grpc.StatusCode.INTERNAL,
+        "the engine failed on this complaint; the failure is logged",
+        _error_info("ENGINE_FAILURE"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Request decoding: bytes that do not parse must give INVALID_ARGUMENT, not INTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for a request that is not a valid message of ``message_type``."""
+
+    message_type: str
+
+
+def _strings_to_bytes(m: descriptor_pb2.DescriptorProto) -> None:
+    if m.options.map_entry:
+        return
+    for f in m.field:
+        if f.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+            f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    for nested in m.nested_type:
+        _strings_to_bytes(nested)
+
+
+def _byte_mirror() -> dict[str, Any]:
+    """Request classes like fenliu.v1's, but with bytes where the proto has strings.
+
+    protobuf rejects a whole message whose string field is not UTF-8. Parsing such a message again
+    with its byte mirror lets the converter name the offending fields.
+    """
+    fdp = descriptor_pb2.FileDescriptorProto()
+    pb.DESCRIPTOR.CopyToProto(fdp)
+    fdp.name = "fenliu/v1/triage_byte_mirror.proto"
+    del fdp.service[:]
+    for m in fdp.message_type:
+        _strings_to_bytes(m)
+    pool = descriptor_pool.DescriptorPool()
+    for dep in (any_pb2, struct_pb2, timestamp_pb2, status_pb2):
+        dep_proto = descriptor_pb2.FileDescriptorProto()
+        dep.DESCRIPTOR.CopyToProto(dep_proto)
+        pool.Add(dep_proto)
+    pool.Add(fdp)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"fenliu.v1.{name}"))
+        for name in ("TriageRequest", "TriageStreamRequest")
+    }
+
+
+_MIRROR: Final = _byte_mirror()
+
+
+def request_deserializer(cls: Any) -> Callable[[bytes], Any]:
+    """Parse ``cls``; on failure try its byte mirror; else return :class:`Undecodable`. Never raises."""
+    mirror = _MIRROR.get(cls.DESCRIPTOR.name)
+    full_name = str(cls.DESCRIPTOR.full_name)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except _message.DecodeError:
+            pass
+        except Exception:  # the parser must never turn a client's bytes into INTERNAL
+            return Undecodable(full_name)
+        if mirror is not None:
+            try:
+                return mirror.FromString(data)
+            except Exception:
+                pass
+        return Undecodable(full_name)
+
+    return deserialize
+
+
+# ----------------------------------------------------------------------------------------------------
+# The servicer
+
+
+@dataclass
+class CallCounters:
+    """Calls started and finished in this process (logged when a worker stops)."""
+
+    started: int = 0
+    finished: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start(self) -> None:
+        with self.lock:
+            self.started += 1
+
+    def finish(self) -> None:
+        with self.lock:
+            self.finished += 1
+
+
+def _code_of(status: Any) -> grpc.StatusCode:
+    for c in grpc.StatusCode:
+        if c.value[0] == status.code:
+            return c
+    return grpc.StatusCode.UNKNOWN
+
+
+def _safe_id(request: Any) -> str:
+    """The complaint's id, if it is one a client may be told back (UTF-8, within the size limit)."""
+    try:
+        raw = request.complaint.id
+    except AttributeError:
+        return ""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return ""
+    text = str(raw)
+    if not text.strip() or len(text) > MAX_ID or "\x00" in text:
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return text
+
+
+class TriageServicer:
+    """fenliu.v1.TriageService. One engine, behind one lock."""
+
+    def __init__(self, triage: TriageEngine, observers: Sequence[Observer] = ()) -> None:
+        self._triage = triage
+        self._engine_lock = threading.Lock()
+        self.observers: list[Observer] = list(observers)
+        self.counters = CallCounters()
+
+    # -- one item: a unary call or one stream message
+
+    def _notify(
+        self, method: str, complaint: Complaint | None, decision: Decision | None, code: grpc.StatusCode
+    ) -> None:
+        for observer in self.observers:
+            try:
+                observer(method, complaint, decision, code)
+            except Exception:
+                log.warning("observer_failed", exc_info=True, extra={"method": method})
+
+    def decide_one(self, request: Any, method: str) -> tuple[Any, Any]:
+        """(decision proto, None) or (None, google.rpc.Status). Never raises."""
+        complaint: Complaint | None = None
+        decision: Decision | None = None
+        out: Any = None
+        status: Any = None
+        try:
+            if isinstance(request, Undecodable):
+                status = malformed_status(request.message_type)
+            else:
+                complaint = convert.complaint_from_proto(request.complaint)
+                with self._engine_lock:
+                    decision = self._triage.decide(complaint)
+                out = convert.decision_to_proto(decision, trace=bool(request.include_trace))
+        except ComplaintError as e:
+            status = invalid_complaint_status(e.violations)
+            log.debug(
+                "complaint_rejected", extra={"method": method, "fields": [v.field for v in e.violations]}
+            )
+        except NoPackError:
+            status = no_pack_status()
+        except Exception:
+            log.error("engine_failure", exc_info=True, extra={"method": method})
+            status = engine_failure_status()
+            decision = None
+        code = grpc.StatusCode.OK if status is None else _code_of(status)
+        self._notify(method, complaint, decision, code)
+        return out, status
+
+    # -- RPCs
+
+    def Triage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.counters.start()
+        try:
+            decision, status = self.decide_one(request, "Triage")
+            if status is not None:
+                context.abort_with_status(rpc_status.to_status(status))
+            return pb.TriageResponse(decision=decision)
+        finally:
+            self.counters.finish()
+
+    def TriageStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        self.counters.start()
+        try:
+            for index, request in enumerate(requests):
+                decision, status = self.decide_one(request, "TriageStream")
+                cid = decision.complaint_id if decision is not None else _safe_id(request)
+                if status is None:
+                    yield pb.TriageStreamResponse(index=index, complaint_id=cid, decision=decision)
+                else:
+                    yield pb.TriageStreamResponse(index=index, complaint_id=cid, error=status)
+        finally:
+            self.counters.finish()
+
+    def GetRulePack(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.counters.start()
+        try:
+            if isinstance(request, Undecodable):
+                status: Any = malformed_status(request.message_type)
+            else:
+                info = self._triage.info()
+                if info is not None:
+                    self._notify("GetRulePack", None, None, grpc.StatusCode.OK)
+                    return convert.rule_pack_to_proto(info)
+                status = no_pack_status()
+            self._notify("GetRulePack", None, None, _code_of(status))
+            context.abort_with_status(rpc_status.to_status(status))
+        finally:
+            self.counters.finish()
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "Triage": grpc.unary_unary_rpc_method_handler(
+                self.Triage,
+                request_deserializer=request_deserializer(pb.TriageRequest),
+                response_serializer=pb.TriageResponse.SerializeToString,
+            ),
+            "TriageStream": grpc.stream_stream_rpc_method_handler(
+                self.TriageStream,
+                request_deserializer=request_deserializer(pb.TriageStreamRequest),
+                response_serializer=pb.TriageStreamResponse.SerializeToString,
+            ),
+            "GetRulePack": grpc.unary_unary_rpc_method_handler(
+                self.GetRulePack,
+                request_deserializer=request_deserializer(pb.GetRulePackRequest),
+                response_serializer=pb.GetRulePackResponse.SerializeToString,
+            ),
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building a server
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files: the server's certificate chain and key; with ``client_ca``, mutual TLS."""
+
+    cert: str
+    key: str
+    client_ca: str | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        chain = Path(self.cert).read_bytes()
+        key = Path(self.key).read_bytes()
+        ca = Path(self.client_ca).read_bytes() if self.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
+        )
+
+
+@dataclass
+class Serving:
+    """A built (not yet started) server and what a worker needs to run and stop it."""
+
+    server: grpc.Server
+    port: int
+    servicer: TriageServicer
+    health: health.HealthServicer
+
+
+def server_options(max_message_bytes: int, reuse_port: bool) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        *KEEPALIVE_OPTIONS,
+    ]
+
+
+def build_server(
+    address: str,
+    triage: TriageEngine,
+    *,
+    tls: TlsFiles | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    observers: Sequence[Observer] = (),
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    reuse_port: bool = False,
+    threads: int = DEFAULT_THREADS,
+) -> Serving:
+    """Build the server with TriageService, health and reflection, bound to ``address``."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fenliu-rpc"),
+        interceptors=list(interceptors),  # HOOK: metrics and other interceptors
+        options=server_options(max_message_bytes, reuse_port),
+    )
+    servicer = TriageServicer(triage, observers)
+    server.add_registered_method_handlers(SERVICE_NAME, servicer.handlers())
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+
+    def set_health(serving: bool) -> None:
+        st = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        health_servicer.set("", st)
+        health_servicer.set(SERVICE_NAME, st)
+
+    set_health(triage.info() is not None)
+    triage.add_listener(lambda _info: set_health(True))
+
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
+    )
+    try:
+        if tls is not None:
+            port = server.add_secure_port(address, tls.credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise OSError(f"cannot listen on {address}: {e}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return Serving(server, port, servicer, health_servicer)
+
+
+def create_server(
+    address: str,
+    triage: TriageEngine,
+    *,
+    tls: TlsFiles | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    observers: Sequence[Observer] = (),
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    reuse_port: bool = False,
+    threads: int = DEFAULT_THREADS,
+) -> tuple[grpc.Server, int]:
+    """A server (not started) and the port it is bound to; bind ``host:0`` for a free port."""
+    s = build_server(
+        address,
+        triage,
+        tls=tls,
+        max_message_bytes=max_message_bytes,
+        observers=observers,
+        interceptors=interceptors,
+        reuse_port=reuse_port,
+        threads=threads,
+    )
+    return s.server, s.port
+
+
+# ----------------------------------------------------------------------------------------------------
+# fenliu serve
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", metavar="DIR", help="rule pack directory (without it: NOT_SERVING)")
+    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="calls served at once per worker; an open stream holds one (default %(default)s)",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (enables TLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="server private key")
+    parser.add_argument("--tls-client-ca", metavar="PEM", help="CA for client certificates (mutual TLS)")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest request or response (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="on SIGTERM, time for calls in flight to finish (default %(default)s)",
+    )
+    parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
+    parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
+
+
+def tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
+    cert, key, ca = (
+        getattr(args, "tls_cert", None),
+        getattr(args, "tls_key", None),
+        getattr(args, "tls_client_ca", None),
+    )
+    if not cert and not key and not ca:
+        return None
+    if not cert or not key:
+        raise SystemExit(
+            "fenliu serve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)"
+        )
+    return TlsFiles(cert, key, ca)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``fenliu serve``: one process (``--workers 1``) or a supervisor with N workers on one port."""
+    from fenliu import supervisor
+
+    return supervisor.serve(args)
+
+
+def banner(
+    address: str,
+    port: int,
+    workers: int,
+    pids: Iterable[int],
+    pack: str,
+    tls: TlsFiles | None,
+    control_pid: int | None = None,
+) -> str:
+    """What ``fenliu serve`` prints once it is ready: where it listens and how to call it."""
+    host = address.rsplit(":", 1)[0] or "127.0.0.1"
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = "127.0.0.1"
+    target = f"{host}:{port}"
+    sample = json.dumps(
+        {"id": "demo-1", "channel": "VISIT", "text": "邻居家的排水沟堵了，污水流进我家院子，多次协商无果"},
+        ensure_ascii=False,
+    )
+    tls_flags = ""
+    grpcurl_flags = "-plaintext"
+    if tls is not None:
+        tls_flags = " --tls-ca CA.pem" + (
+            " --tls-cert CLIENT.pem --tls-key CLIENT.key" if tls.client_ca else ""
+        )
+        grpcurl_flags = "-cacert CA.pem" + (" -cert CLIENT.pem -key CLIENT.key" if tls.client_ca else "")
+    grpcurl_body = json.dumps(
+        {"complaint": json.loads(sample) | {"channel": "CHANNEL_VISIT"}}, ensure_ascii=False
+    )
+    pid_list = ", ".join(str(p) for p in pids)
+    control = control_pid if control_pid is not None else os.getpid()
+    return "\n".join(
+        [
+            f"fenliu: serving {pack} on {target} ({'TLS' if tls else 'plaintext'}"
+            f"{', mutual TLS' if tls and tls.client_ca else ''}), "
+            f"{workers} worker{'s' if workers != 1 else ''} (pid {pid_list})",
+            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack); "
+            "grpc.health.v1.Health; reflection",
+            "  call it:",
+            f"    fenliu call --address {target}{tls_flags} --trace '{sample}'",
+            f"    grpcurl {grpcurl_flags} -d '{grpcurl_body}' {target} fenliu.v1.TriageService/Triage",
+            f"    node tests/node/client.js {target} '{sample}'",
+            f"  reload the pack: kill -HUP {control}; stop: Ctrl-C or kill -TERM {control}",
+        ]
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# fenliu call: a small client
+
+
+def add_call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "complaint",
+        nargs="?",
+        default="-",
+        help="the complaint as JSON (a list: sent over TriageStream), @FILE, or - for stdin (default)",
+    )
+    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
+    parser.add_argument("--trace", action="store_true", help="ask for the trace")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA of the server's certificate (enables TLS)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+
+
+def status_to_dict(status: Any) -> dict[str, Any]:
+    """A google.rpc.Status as JSON: code name, message, bad fields and error reason."""
+    out: dict[str, Any] = {"code": _code_of(status).name, "message": status.message}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            detail.Unpack(br)
+            out["field_violations"] = [
+                {"field": v.field, "description": v.description} for v in br.field_violations
+            ]
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            ei = error_details_pb2.ErrorInfo()
+            detail.Unpack(ei)
+            out["reason"] = ei.reason
+            out["domain"] = ei.domain
+    return out
+
+
+def _read_input(spec: str) -> Any:
+    if spec == "-":
+        text = sys.stdin.read()
+    elif spec.startswith("@"):
+        text = Path(spec[1:]).read_text(encoding="utf-8")
+    else:
+        text = spec
+    return json.loads(text)
+
+
+def run_call(args: argparse.Namespace) -> int:
+    """``fenliu call``: 0 decided, 1 rejected (INVALID_ARGUMENT), 2 any other failure."""
+    from fenliu._proto.fenliu.v1 import triage_pb2_grpc
+
+    try:
+        data = _read_input(args.complaint)
+        items = data if isinstance(data, list) else [data]
+        complaints = [convert.complaint_to_proto(d) for d in items]
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
+        return 2
+    if args.tls_ca or args.tls_cert:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+        )
+        channel = grpc.secure_channel(args.address, creds)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
+        stub = triage_pb2_grpc.TriageServiceStub(channel)
+        if not isinstance(data, list):
+            try:
+                resp = stub.Triage(
+                    pb.TriageRequest(complaint=complaints[0], include_trace=args.trace), timeout=args.timeout
+                )
+            except grpc.RpcError as e:
+                st = rpc_status.from_call(e)
+                err = (
+                    status_to_dict(st) if st is not None else {"code": e.code().name, "message": e.details()}
+                )
+                print(json.dumps(err, ensure_ascii=False, indent=2))
+                return 1 if err["code"] == "INVALID_ARGUMENT" else 2
+            print(json.dumps(convert.decision_from_proto(resp.decision), ensure_ascii=False, indent=2))
+            return 0
+        worst = 0
+        requests = (pb.TriageStreamRequest(complaint=c, include_trace=args.trace) for c in complaints)
+        try:
+            for item in stub.TriageStream(requests, timeout=args.timeout):
+                if item.HasField("decision"):
+                    out = {"index": item.index, "decision": convert.decision_from_proto(item.decision)}
+                else:
+                    out = {
+                        "index": item.index,
+                        "complaint_id": item.complaint_id,
+                        "error": status_to_dict(item.error),
+                    }
+                    worst = max(worst, 1 if item.error.code == code_pb2.INVALID_ARGUMENT else 2)
+                print(json.dumps(out, ensure_ascii=False))
+        except grpc.RpcError as e:
+            print(json.dumps({"code": e.code().name, "message": e.details()}), file=sys.stderr)
+            return 2
+        return worst

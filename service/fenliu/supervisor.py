@@ -1,0 +1,510 @@
+"""Serving with processes: ``fenliu serve --workers N``.
+
+The engine is not thread-safe, so fenliu scales with processes: N workers, each with its own engine and
+its own gRPC server, listen on one port with ``SO_REUSEPORT`` and the kernel spreads connections over
+them. Workers are started with the ``spawn`` method (gRPC must not be forked).
+
+The supervisor
+
+* holds the port (a bound, non-listening ``SO_REUSEPORT`` socket) so that ``:0`` picks one port for all;
+* replaces a worker that dies (logged as ``worker_exited`` then ``worker_started``), backing off when a
+  worker dies young again and again;
+* on SIGTERM or SIGINT tells every worker to stop: each one stops taking calls (health NOT_SERVING, the
+  listening socket closed), lets calls in flight finish within ``--grace`` seconds, then exits 0; the
+  supervisor then exits 0;
+* on SIGHUP forwards SIGHUP to the workers, each of which reloads the pack (:func:`on_reload_signal`).
+
+``--workers 1`` serves in the calling process, with the same signals, and no supervisor.
+Every log line is JSON (:mod:`fenliu.logs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fenliu.logs import setup_logging
+
+log = logging.getLogger("fenliu.supervisor")
+
+READY_TIMEOUT: Final = 120.0  # seconds for a worker to load its pack and listen
+YOUNG: Final = 10.0  # a worker that dies younger than this counts as a crash loop
+MAX_BACKOFF: Final = 30.0
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"fenliu serve: --address must be HOST:PORT, not {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def reserve_port(address: str) -> tuple[socket.socket, int]:
+    """Bind (without listening) a SO_REUSEPORT socket on ``address``: the port every worker will use."""
+    host, port = _split_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SystemExit(f"fenliu serve: cannot listen on {address}: {e.strerror}") from None
+    return sock, int(sock.getsockname()[1])
+
+
+def _with_port(address: str, port: int) -> str:
+    host, _ = address.rsplit(":", 1)
+    return f"{host}:{port}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Extension points
+
+
+@dataclass
+class Extensions:
+    """What a worker serves with: the engine (maybe wrapped) and the servicer's observers and interceptors."""
+
+    triage: Any
+    observers: list[Any] = field(default_factory=list)
+    interceptors: list[Any] = field(default_factory=list)
+
+
+def build_extensions(args: argparse.Namespace, triage: Any) -> Extensions:
+    """HOOK (metrics, decision log), called in each serving process once its pack is loaded.
+
+    ``args.metrics_address`` and ``args.decision_log`` are accepted by ``fenliu serve`` and passed
+    through untouched; fenliu.metrics and fenliu.decision_log plug in here, e.g. ``metrics.observer``
+    and a ``DecisionLog`` as observers (signature :data:`fenliu.server.Observer`),
+    ``metrics.server_interceptor()`` as an interceptor, ``metrics.TimedTriage(triage)`` as the engine.
+    """
+    return Extensions(triage)
+
+
+def on_supervisor_start(args: argparse.Namespace) -> None:
+    """HOOK, called in the supervisor before any worker starts (e.g. ``metrics.prepare_multiprocess``
+    and ``metrics.start_metrics_http(args.metrics_address)``)."""
+
+
+def on_worker_exit(pid: int, *, crashed: bool) -> None:
+    """HOOK, called in the supervisor when a worker has exited: ``crashed`` when it died unasked (it is
+    then replaced), false when it stopped on shutdown (e.g. ``metrics.mark_worker_dead(pid)`` and
+    ``metrics.record_worker_restart()`` for a crash)."""
+
+
+def on_reload_signal(triage: Any, rules: str | None) -> Any:
+    """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails."""
+    if not rules:
+        log.warning("reload_skipped", extra={"reason": "no --rules given"})
+        return None
+    started = time.monotonic()
+    try:
+        result = triage.load(rules)
+    except Exception:
+        log.error("reload_failed", exc_info=True, extra={"rules": rules})
+        return None
+    ms = round((time.monotonic() - started) * 1000, 1)
+    if getattr(result, "ok", False):
+        pack = result.pack
+        log.info(
+            "pack_reloaded",
+            extra={
+                "rules": rules,
+                "pack": getattr(pack, "name", None),
+                "revision": getattr(pack, "revision", None),
+                "unchanged": bool(getattr(result, "unchanged", False)),
+                "ms": ms,
+            },
+        )
+    else:
+        problems = [str(p) for p in getattr(result, "problems", [])]
+        failures = [str(f) for f in getattr(result, "failures", [])]
+        log.error(
+            "pack_reload_failed",
+            extra={"rules": rules, "problems": problems[:50], "failures": failures[:50], "ms": ms},
+        )
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------
+# One worker
+
+
+def _load_triage(rules: str | None) -> Any:
+    from fenliu.runtime import Triage
+
+    return Triage.from_path(rules) if rules else Triage.empty()
+
+
+def _pack_label(triage: Any) -> str:
+    info = triage.info()
+    return f"{info.name}@{info.revision}" if info is not None else "no rule pack (NOT_SERVING)"
+
+
+@dataclass
+class _StopFlag:
+    event: threading.Event = field(default_factory=threading.Event)
+    signal: str = ""
+
+
+def _install_worker_signals(stop: _StopFlag, on_hup: Callable[[], None]) -> None:
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.signal = signal.Signals(signum).name
+        stop.event.set()
+
+    def _hup(_signum: int, _frame: Any) -> None:
+        on_hup()
+
+    signal.signal(signal.SIGTERM, _stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _hup)
+
+
+def serve_in_process(
+    args: argparse.Namespace,
+    address: str,
+    *,
+    reuse_port: bool,
+    on_ready: Callable[[int, str], None],
+    watch_parent: bool = False,
+) -> int:
+    """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code."""
+    from fenliu import server as srv
+    from fenliu.errors import PackError
+
+    ppid = os.getppid()
+    try:
+        triage = _load_triage(args.rules)
+    except PackError as e:
+        log.error("pack_error", extra={"rules": args.rules, "problems": [str(p) for p in e.problems][:50]})
+        return 2
+    except OSError as e:
+        log.error("pack_unreadable", extra={"rules": args.rules, "error": e.strerror or type(e).__name__})
+        return 2
+    ext = build_extensions(args, triage)
+    try:
+        serving = srv.build_server(
+            address,
+            ext.triage,
+            tls=srv.tls_from_args(args),
+            max_message_bytes=args.max_message_bytes,
+            observers=ext.observers,
+            interceptors=ext.interceptors,
+            reuse_port=reuse_port,
+            threads=getattr(args, "threads", srv.DEFAULT_THREADS),
+        )
+    except OSError as e:
+        log.error("listen_failed", extra={"address": address, "error": str(e)})
+        return 3
+
+    stop = _StopFlag()
+
+    def reload() -> None:
+        threading.Thread(
+            target=on_reload_signal, args=(triage, args.rules), name="fenliu-reload", daemon=True
+        ).start()
+
+    _install_worker_signals(stop, reload)
+    serving.server.start()
+    label = _pack_label(triage)
+    log.info("worker_serving", extra={"address": _with_port(address, serving.port), "pack": label})
+    on_ready(serving.port, label)
+
+    while not stop.event.wait(0.5):
+        if watch_parent and os.getppid() != ppid:
+            stop.signal = "parent_exited"
+            break
+    grace = float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS))
+    c = serving.servicer.counters
+    log.info(
+        "worker_stopping",
+        extra={"signal": stop.signal, "grace_s": grace, "in_flight": c.started - c.finished},
+    )
+    serving.health.enter_graceful_shutdown()
+    serving.server.stop(grace).wait()
+    log.info("worker_stopped", extra={"calls_started": c.started, "calls_finished": c.finished})
+    return 0
+
+
+def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) -> None:
+    """Target of a spawned worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
+    setup_logging(options.get("log_level", "INFO"))
+    args = argparse.Namespace(**options)
+
+    def ready(port: int, label: str) -> None:
+        conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
+
+    code = 1
+    try:
+        code = serve_in_process(args, address, reuse_port=True, on_ready=ready, watch_parent=True)
+    except Exception:
+        log.error("worker_crashed", exc_info=True, extra={"worker": index})
+        code = 1
+    finally:
+        with contextlib.suppress(OSError):
+            conn.close()
+    logging.shutdown()
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The supervisor
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: Any
+    conn: Any
+    started: float
+    ready: bool = False
+    pid: int = 0
+
+
+class Supervisor:
+    def __init__(self, args: argparse.Namespace, address: str, workers: int) -> None:
+        self.args = args
+        self.address = address
+        self.count = workers
+        self.ctx = multiprocessing.get_context("spawn")
+        self.workers: dict[int, _Worker] = {}
+        self.crashes: dict[int, int] = {}
+        self.restart_at: dict[int, float] = {}
+        self.stopping = ""
+        self.hup = False
+        self.label = ""
+
+    def spawn(self, index: int) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(
+            target=_worker_entry,
+            args=(vars(self.args), index, self.address, child),
+            name=f"fenliu-worker-{index}",
+        )
+        p.start()
+        child.close()
+        w = _Worker(index, p, parent, time.monotonic(), pid=p.pid or 0)
+        self.workers[index] = w
+        log.info("worker_started", extra={"worker": index, "worker_pid": w.pid})
+        return w
+
+    def _read_ready(self, w: _Worker) -> None:
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            with contextlib.suppress(OSError):
+                w.conn.close()
+            w.conn = None
+            return
+        if isinstance(msg, dict) and msg.get("ready"):
+            w.ready = True
+            self.label = str(msg.get("pack", ""))
+            log.info("worker_ready", extra={"worker": w.index, "worker_pid": w.pid, "pack": self.label})
+
+    def start_all(self) -> bool:
+        """Start every worker and wait until all listen; False if one fails to start."""
+        for i in range(self.count):
+            self.spawn(i)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not all(w.ready for w in self.workers.values()):
+            if self.stopping:
+                return False
+            pending = [w for w in self.workers.values() if not w.ready]
+            for w in pending:
+                if not w.process.is_alive() and not (w.conn is not None and w.conn.poll()):
+                    log.error(
+                        "worker_failed_to_start",
+                        extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
+                    )
+                    return False
+            if time.monotonic() > deadline:
+                log.error("workers_not_ready", extra={"timeout_s": READY_TIMEOUT})
+                return False
+            conns = [w.conn for w in pending if w.conn is not None]
+            for c in multiprocessing.connection.wait(
+                [*conns, *(w.process.sentinel for w in pending)], timeout=0.5
+            ):
+                for w in pending:
+                    if c is w.conn:
+                        self._read_ready(w)
+        return True
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for index, w in list(self.workers.items()):
+            if w.process.is_alive():
+                continue
+            w.process.join(0)
+            code = w.process.exitcode
+            lived = now - w.started
+            how = signal.Signals(-code).name if code is not None and code < 0 else f"exit {code}"
+            del self.workers[index]
+            if w.conn is not None:
+                with contextlib.suppress(OSError):
+                    w.conn.close()
+            on_worker_exit(w.pid, crashed=not self.stopping)
+            if self.stopping:
+                continue
+            self.crashes[index] = self.crashes.get(index, 0) + 1 if lived < YOUNG else 0
+            delay = (
+                0.0 if self.crashes[index] == 0 else min(MAX_BACKOFF, 0.5 * 2 ** (self.crashes[index] - 1))
+            )
+            log.error(
+                "worker_exited",
+                extra={
+                    "worker": index,
+                    "worker_pid": w.pid,
+                    "exitcode": code,
+                    "how": how,
+                    "lived_s": round(lived, 1),
+                    "restart_in_s": delay,
+                },
+            )
+            self.restart_at[index] = now + delay
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for index, at in list(self.restart_at.items()):
+            if at <= now and not self.stopping:
+                del self.restart_at[index]
+                self.spawn(index)
+
+    def signal_workers(self, signum: int) -> None:
+        for w in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signum)
+
+    def run(self, wakeup_fd: int) -> None:
+        """Watch the workers until a stop signal."""
+        while not self.stopping:
+            waitables: list[Any] = [wakeup_fd]
+            for w in self.workers.values():
+                waitables.append(w.process.sentinel)
+                if w.conn is not None:
+                    waitables.append(w.conn)
+            timeout = 1.0
+            if self.restart_at:
+                timeout = max(0.0, min(timeout, min(self.restart_at.values()) - time.monotonic()))
+            ready = multiprocessing.connection.wait(waitables, timeout=timeout)
+            if wakeup_fd in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(wakeup_fd, 512)
+            for w in list(self.workers.values()):
+                if w.conn is not None and w.conn in ready:
+                    self._read_ready(w)
+            if self.hup:
+                self.hup = False
+                log.info("reload_requested", extra={"workers": [w.pid for w in self.workers.values()]})
+                self.signal_workers(signal.SIGHUP)
+            self._reap()
+            self._restart_due()
+
+    def shutdown(self, grace: float) -> None:
+        log.info(
+            "shutdown_started",
+            extra={"signal": self.stopping, "workers": [w.pid for w in self.workers.values()]},
+        )
+        self.signal_workers(signal.SIGTERM)
+        deadline = time.monotonic() + grace + 10.0
+        for w in list(self.workers.values()):
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                log.error(
+                    "worker_killed",
+                    extra={"worker": w.index, "worker_pid": w.pid, "reason": "grace exceeded"},
+                )
+                w.process.kill()
+                w.process.join(5)
+            else:
+                log.info(
+                    "worker_exited",
+                    extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
+                )
+            on_worker_exit(w.pid, crashed=False)
+        log.info("shutdown_complete")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``fenliu serve``; returns the exit code (0 after a graceful stop)."""
+    setup_logging(getattr(args, "log_level", "INFO"))
+    from fenliu import server as srv
+
+    tls = srv.tls_from_args(args)
+    workers = int(args.workers)
+    if workers < 1:
+        raise SystemExit("fenliu serve: --workers must be at least 1")
+
+    def announce(port: int, label: str, pids: list[int]) -> None:
+        print(srv.banner(args.address, port, workers, pids, label, tls), flush=True)
+
+    if workers == 1:
+        return serve_in_process(
+            args,
+            args.address,
+            reuse_port=False,
+            on_ready=lambda port, label: announce(port, label, [os.getpid()]),
+        )
+
+    holder, port = reserve_port(args.address)
+    address = _with_port(args.address, port)
+    sup = Supervisor(args, address, workers)
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    old_wakeup = signal.set_wakeup_fd(wfd)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        sup.stopping = sup.stopping or signal.Signals(signum).name
+
+    def _hup(_signum: int, _frame: Any) -> None:
+        sup.hup = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _hup)
+    try:
+        log.info("supervisor_started", extra={"address": address, "workers": workers})
+        on_supervisor_start(args)
+        if not sup.start_all():
+            sup.stopping = sup.stopping or "startup_failed"
+            sup.shutdown(0.0)
+            return 0 if sup.stopping in ("SIGTERM", "SIGINT") else 1
+        announce(port, sup.label, [w.pid for w in sup.workers.values()])
+        sup.run(rfd)
+        sup.shutdown(float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS)))
+        return 0
+    finally:
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(rfd)
+        os.close(wfd)
+        holder.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fenliu.supervisor`` takes the arguments of ``fenliu serve``."""
+    from fenliu.server import add_serve_arguments
+
+    parser = argparse.ArgumentParser(prog="fenliu serve", description="serve the gRPC API")
+    add_serve_arguments(parser)
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    from fenliu.supervisor import main as _main  # the importable copy, so that spawn can pickle workers
+
+    raise SystemExit(_main())

@@ -1,0 +1,166 @@
+"""`fenliu serve --workers N` under load: a killed worker is replaced, SIGTERM drops no accepted call.
+
+Loopback only; every test is bounded in time (well under 60 s each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from fenliu import convert
+from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from grpc_helpers import PACK, ServeProcess, established_connections, start_load, stub_for
+
+pytestmark = pytest.mark.slow
+
+
+def _results(paths: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def test_serve_killed_worker_is_replaced_and_retrying_callers_lose_nothing(tmp_path: Path) -> None:
+    started = time.monotonic()
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "3", "--grace", "5"],
+        tmp_path / "serve.log",
+    )
+    try:
+        assert len(sp.worker_pids) == 3
+        outs = [tmp_path / f"load{i}.json" for i in range(3)]
+        clients = [start_load("load", sp.target, 8.0, f"k{i}", out, channels=3) for i, out in enumerate(outs)]
+        time.sleep(2.5)
+        port = int(sp.target.rsplit(":", 1)[1])
+        held = {pid: established_connections(pid, port) for pid in sp.worker_pids}
+        victim = max(held, key=lambda pid: held[pid])
+        assert held[victim] > 0, held  # the worker killed is serving callers
+        os.kill(victim, signal.SIGKILL)
+        (exited,) = sp.wait_for("worker_exited", timeout=10)
+        assert exited["worker_pid"] == victim and exited["how"] == "SIGKILL" and exited["level"] == "ERROR"
+        ready = sp.wait_for("worker_ready", count=4, timeout=20)
+        replacement = ready[-1]["worker_pid"]
+        assert replacement not in sp.worker_pids
+        for c in clients:
+            assert c.wait(40) == 0
+        results = _results(outs)
+        for r in results:
+            assert r["failures"] == [] and r["lost"] == [], r
+            assert r["ok"] == r["calls"] > 0
+        total = sum(r["ok"] for r in results)
+        print(
+            f"\n{total} calls, {sum(r['ok_items'] for r in results)} decisions, "
+            f"{sum(r['retries'] for r in results)} retries after SIGKILL of one of 3 workers"
+        )
+        # the replacement serves
+        with stub_for(sp.target) as stub:
+            c = convert.complaint_to_proto({"id": "after", "text": "邻居家排水"})
+            assert stub.Triage(pb.TriageRequest(complaint=c), timeout=10).decision.complaint_id == "after"
+        assert sp.stop() == 0
+        stopped = sp.events("worker_stopped")
+        assert len(stopped) == 3
+        assert {e["pid"] for e in stopped} == {*(set(sp.worker_pids) - {victim}), replacement}
+    finally:
+        sp.kill()
+    assert time.monotonic() - started < 60
+
+
+def test_serve_sigterm_finishes_accepted_calls_and_exits_0(tmp_path: Path) -> None:
+    started = time.monotonic()
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "2", "--grace", "10"],
+        tmp_path / "serve.log",
+    )
+    try:
+        # SIGHUP first: every worker reloads its pack (the old one serves meanwhile)
+        sp.proc.send_signal(signal.SIGHUP)
+        sp.wait_for("reload_requested", timeout=10)
+        reloaded = sp.wait_for("pack_reloaded", count=2, timeout=30)
+        assert {e["pid"] for e in reloaded} == set(sp.worker_pids)
+
+        outs = [tmp_path / f"gone{i}.json" for i in range(3)]
+        clients = [
+            start_load("until-gone", sp.target, 20.0, f"t{i}", out, channels=2) for i, out in enumerate(outs)
+        ]
+        time.sleep(3.5)
+        t0 = time.monotonic()
+        assert sp.stop(timeout=30) == 0
+        stop_s = time.monotonic() - t0
+        for c in clients:
+            assert c.wait(40) == 0
+        results = _results(outs)
+        for r in results:
+            assert r["broken"] == [], r
+        ok = sum(r["ok"] for r in results)
+        stopping = sp.events("worker_stopping")
+        in_flight = sum(e["in_flight"] for e in stopping)
+        assert in_flight > 0  # SIGTERM came while calls were in flight
+        stopped = sp.events("worker_stopped")
+        assert len(stopped) == 2
+        for e in stopped:
+            assert e["calls_started"] == e["calls_finished"]
+        # every call a worker accepted came back to its caller with a decision
+        assert sum(e["calls_started"] for e in stopped) == ok > 0
+        assert sp.events("shutdown_complete")
+        refused = sum(r["refused"] for r in results)
+        print(
+            f"\n{ok} calls succeeded ({in_flight} in flight at SIGTERM), {refused} refused after;"
+            f" stop took {stop_s:.1f}s"
+        )
+    finally:
+        sp.kill()
+    assert time.monotonic() - started < 60
+
+
+def test_serve_single_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "1"], tmp_path / "serve.log"
+    )
+    try:
+        assert sp.worker_pids == [sp.proc.pid]
+        assert f"kill -HUP {sp.proc.pid}" in "\n".join(sp.stdout)
+        with stub_for(sp.target) as stub:
+            resp = stub.GetRulePack(pb.GetRulePackRequest(), timeout=10)
+            assert resp.name == "wushen"
+        assert sp.stop() == 0
+        (e,) = sp.events("worker_stopped")
+        assert e["calls_started"] == e["calls_finished"] == 1
+        for line in sp.logs():
+            assert {"ts", "level", "event", "pid"} <= set(line)
+    finally:
+        sp.kill()
+
+
+def test_serve_bad_pack_exits_nonzero_and_says_why(tmp_path: Path) -> None:
+    bad = tmp_path / "pack"
+    bad.mkdir()
+    (bad / "pack.yaml").write_text("name: broken\nrevision: [\n", encoding="utf-8")
+    log = tmp_path / "serve.log"
+    with pytest.raises(AssertionError):
+        ServeProcess(
+            ["--rules", str(bad), "--address", "127.0.0.1:0", "--workers", "2"], log, ready_timeout=30
+        )
+    events = [
+        json.loads(line)["event"] for line in log.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    assert "pack_error" in events and "worker_failed_to_start" in events
+
+
+def test_serve_unreachable_after_stop(tmp_path: Path) -> None:
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "2"], tmp_path / "serve.log"
+    )
+    try:
+        target = sp.target
+        assert sp.stop() == 0
+    finally:
+        sp.kill()
+    with stub_for(target) as stub, pytest.raises(grpc.RpcError) as info:
+        stub.GetRulePack(pb.GetRulePackRequest(), timeout=2)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
