@@ -529,6 +529,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, time for calls in flight to finish (default %(default)s)",
     )
+    parser.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="do not reload when files in the rules folder change (SIGHUP still reloads)",
+    )
     parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
     parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)

@@ -181,6 +181,7 @@ def serve_in_process(
     reuse_port: bool,
     on_ready: Callable[[int, str], None],
     watch_parent: bool = False,
+    watch_rules: bool = False,
 ) -> int:
     """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code."""
     from fenliu import server as srv
@@ -219,6 +220,7 @@ def serve_in_process(
         ).start()
 
     _install_worker_signals(stop, reload)
+    watcher = _start_watcher(args, reload) if watch_rules else None
     serving.server.start()
     label = _pack_label(triage)
     log.info("worker_serving", extra={"address": _with_port(address, serving.port), "pack": label})
@@ -234,10 +236,21 @@ def serve_in_process(
         "worker_stopping",
         extra={"signal": stop.signal, "grace_s": grace, "in_flight": c.started - c.finished},
     )
+    if watcher is not None:
+        watcher.stop()
     serving.health.enter_graceful_shutdown()
     serving.server.stop(grace).wait()
     log.info("worker_stopped", extra={"calls_started": c.started, "calls_finished": c.finished})
     return 0
+
+
+def _start_watcher(args: argparse.Namespace, on_change: Callable[[], None]) -> Any:
+    """Reload on changes to the rules folder (and the base packs it extends), unless --no-watch."""
+    if not args.rules or not getattr(args, "watch", True):
+        return None
+    from fenliu.reload import PackWatcher
+
+    return PackWatcher(args.rules, on_change).start()
 
 
 def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) -> None:
@@ -458,6 +471,7 @@ def serve(args: argparse.Namespace) -> int:
             args.address,
             reuse_port=False,
             on_ready=lambda port, label: announce(port, label, [os.getpid()]),
+            watch_rules=True,
         )
 
     holder, port = reserve_port(args.address)
@@ -485,7 +499,18 @@ def serve(args: argparse.Namespace) -> int:
             sup.shutdown(0.0)
             return 0 if sup.stopping in ("SIGTERM", "SIGINT") else 1
         announce(port, sup.label, [w.pid for w in sup.workers.values()])
-        sup.run(rfd)
+
+        def _changed() -> None:  # from the watcher's thread: wake the loop, which signals the workers
+            sup.hup = True
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(wfd, b"w")
+
+        watcher = _start_watcher(args, _changed)
+        try:
+            sup.run(rfd)
+        finally:
+            if watcher is not None:
+                watcher.stop()
         sup.shutdown(float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS)))
         return 0
     finally:
