@@ -617,7 +617,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "complaint",
         nargs="?",
         default="-",
-        help="the complaint as JSON (a list: sent over TriageStream), @FILE, or - for stdin (default)",
+        help="the complaint as JSON (a list: sent over TriageStream), a file (or @FILE), or - for stdin (default)",
     )
     parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
     parser.add_argument("--trace", action="store_true", help="ask for the trace")
@@ -650,6 +650,8 @@ def _read_input(spec: str) -> Any:
         text = sys.stdin.read()
     elif spec.startswith("@"):
         text = Path(spec[1:]).read_text(encoding="utf-8")
+    elif not spec.lstrip().startswith(("{", "[")) and Path(spec).is_file():
+        text = Path(spec).read_text(encoding="utf-8")
     else:
         text = spec
     return json.loads(text)
