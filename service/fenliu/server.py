@@ -537,6 +537,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
     parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
+    parser.add_argument(
+        "--decision-log-key-file",
+        metavar="FILE",
+        help="HMAC key for personal data in the decision log (else $FENLIU_DECISION_LOG_KEY)",
+    )
+    parser.add_argument(
+        "--decision-log-max-bytes", type=int, default=100 << 20, metavar="N", help="rotate at this size"
+    )
+    parser.add_argument(
+        "--decision-log-backups", type=int, default=10, metavar="N", help="rotated files kept"
+    )
+    parser.add_argument(
+        "--decision-log-redact-text",
+        action="store_true",
+        help="log the lengths of title, text and hint instead of the words",
+    )
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
 
 

@@ -83,26 +83,87 @@ class Extensions:
     interceptors: list[Any] = field(default_factory=list)
 
 
+_metrics_on = False  # this process records Prometheus metrics (set by build_extensions / on_supervisor_start)
+_metrics_server: Any = None
+_metrics_dir: str | None = None
+
+
 def build_extensions(args: argparse.Namespace, triage: Any) -> Extensions:
-    """HOOK (metrics, decision log), called in each serving process once its pack is loaded.
+    """Called in each serving process once its pack is loaded: metrics and the decision log.
 
-    ``args.metrics_address`` and ``args.decision_log`` are accepted by ``fenliu serve`` and passed
-    through untouched; fenliu.metrics and fenliu.decision_log plug in here, e.g. ``metrics.observer``
-    and a ``DecisionLog`` as observers (signature :data:`fenliu.server.Observer`),
-    ``metrics.server_interceptor()`` as an interceptor, ``metrics.TimedTriage(triage)`` as the engine.
+    With ``--metrics-address``: decision, rule-firing, pack and gRPC metrics (``fenliu.metrics``); the
+    engine is timed. With ``--decision-log PATH``: every decision as a JSON line, personal data
+    keyed-hashed (``fenliu.decision_log``; the key from ``--decision-log-key-file`` or
+    ``$FENLIU_DECISION_LOG_KEY``).
     """
-    return Extensions(triage)
+    global _metrics_on
+    ext = Extensions(triage)
+    if getattr(args, "metrics_address", None):
+        from fenliu import metrics
+
+        _metrics_on = True
+        metrics.watch(triage)
+        ext.triage = metrics.TimedTriage(triage)
+        ext.observers.append(metrics.observer)
+        ext.interceptors.append(metrics.server_interceptor())
+    if getattr(args, "decision_log", None):
+        from fenliu.decision_log import DecisionLog, load_hash_key
+
+        ext.observers.append(
+            DecisionLog(
+                args.decision_log,
+                max_bytes=int(getattr(args, "decision_log_max_bytes", 100 << 20)),
+                backups=int(getattr(args, "decision_log_backups", 10)),
+                hash_key=load_hash_key(getattr(args, "decision_log_key_file", None)),
+                redact_text=bool(getattr(args, "decision_log_redact_text", False)),
+            )
+        )
+    return ext
 
 
-def on_supervisor_start(args: argparse.Namespace) -> None:
-    """HOOK, called in the supervisor before any worker starts (e.g. ``metrics.prepare_multiprocess``
-    and ``metrics.start_metrics_http(args.metrics_address)``)."""
+def on_supervisor_start(args: argparse.Namespace, *, workers: int) -> None:
+    """Called in the supervisor (or the single serving process) before serving: the metrics endpoint.
+
+    With several workers, metrics go through prometheus_client's multiprocess mode: a fresh folder that
+    workers inherit through ``PROMETHEUS_MULTIPROC_DIR``, summed by the supervisor's endpoint.
+    """
+    global _metrics_on, _metrics_server, _metrics_dir
+    if not getattr(args, "metrics_address", None):
+        return
+    import tempfile
+
+    from fenliu import metrics
+
+    if workers > 1:
+        _metrics_dir = tempfile.mkdtemp(prefix="fenliu-metrics-")
+        metrics.prepare_multiprocess(_metrics_dir)
+    _metrics_server, port = metrics.start_metrics_http(args.metrics_address)
+    _metrics_on = True
+    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port})
+
+
+def on_supervisor_stop() -> None:
+    global _metrics_server, _metrics_dir
+    if _metrics_server is not None:
+        _metrics_server.shutdown()
+        _metrics_server.server_close()
+        _metrics_server = None
+    if _metrics_dir is not None:
+        import shutil
+
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
+        _metrics_dir = None
 
 
 def on_worker_exit(pid: int, *, crashed: bool) -> None:
-    """HOOK, called in the supervisor when a worker has exited: ``crashed`` when it died unasked (it is
-    then replaced), false when it stopped on shutdown (e.g. ``metrics.mark_worker_dead(pid)`` and
-    ``metrics.record_worker_restart()`` for a crash)."""
+    """Called in the supervisor when a worker has exited; ``crashed`` when it died unasked."""
+    if not _metrics_on:
+        return
+    from fenliu import metrics
+
+    metrics.mark_worker_dead(pid)
+    if crashed:
+        metrics.record_worker_restart()
 
 
 def on_reload_signal(triage: Any, rules: str | None) -> Any:
@@ -117,6 +178,10 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
         log.error("reload_failed", exc_info=True, extra={"rules": rules})
         return None
     ms = round((time.monotonic() - started) * 1000, 1)
+    if _metrics_on:
+        from fenliu import metrics
+
+        metrics.record_reload(bool(getattr(result, "ok", False)), getattr(result, "pack", None))
     if getattr(result, "ok", False):
         pack = result.pack
         log.info(
@@ -466,13 +531,17 @@ def serve(args: argparse.Namespace) -> int:
         print(srv.banner(args.address, port, workers, pids, label, tls), flush=True)
 
     if workers == 1:
-        return serve_in_process(
-            args,
-            args.address,
-            reuse_port=False,
-            on_ready=lambda port, label: announce(port, label, [os.getpid()]),
-            watch_rules=True,
-        )
+        on_supervisor_start(args, workers=1)
+        try:
+            return serve_in_process(
+                args,
+                args.address,
+                reuse_port=False,
+                on_ready=lambda port, label: announce(port, label, [os.getpid()]),
+                watch_rules=True,
+            )
+        finally:
+            on_supervisor_stop()
 
     holder, port = reserve_port(args.address)
     address = _with_port(args.address, port)
@@ -493,7 +562,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, _hup)
     try:
         log.info("supervisor_started", extra={"address": address, "workers": workers})
-        on_supervisor_start(args)
+        on_supervisor_start(args, workers=workers)
         if not sup.start_all():
             sup.stopping = sup.stopping or "startup_failed"
             sup.shutdown(0.0)
@@ -514,6 +583,7 @@ def serve(args: argparse.Namespace) -> int:
         sup.shutdown(float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS)))
         return 0
     finally:
+        on_supervisor_stop()
         signal.set_wakeup_fd(old_wakeup)
         os.close(rfd)
         os.close(wfd)
