@@ -11,9 +11,11 @@ PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 # durable-rules 2.0.28 calls PyEval_CallObject, removed in Python 3.13: map it to its replacement there.
 DR_CPPFLAGS = $(shell scripts/durable-cppflags.sh $(PYTHON))
 
-.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps
+.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps prometheus
 
-setup: $(STAMP) proto
+PROTO_STAMP := service/fenliu/_proto/.generated
+
+setup: $(STAMP) $(PROTO_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,20 +23,32 @@ $(STAMP): pyproject.toml
 	CPPFLAGS="$(DR_CPPFLAGS)" $(PY) -m pip install -q --no-binary durable-rules -e '.[dev]'
 	touch $(STAMP)
 
-proto: $(STAMP)
+# Generated code is generated (into service/fenliu/_proto, not committed), and only when the protos change.
+$(PROTO_STAMP): $(PROTO_SRC) $(STAMP)
 	$(PY) -m fenliu._protogen
+	touch $(PROTO_STAMP)
+
+proto:
+	rm -f $(PROTO_STAMP)
+	$(MAKE) --no-print-directory $(PROTO_STAMP)
 
 # The Node client test (tests/node) calls the service from another language.
 node-deps: tests/node/node_modules/.package-lock.json
 tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
+# Debian's prometheus and promtool, for the alert-rule tests and the real-Prometheus integration test.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || bash scripts/install-prometheus.sh
+
 run: setup
 	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS)
 
-test: setup node-deps
+test: setup node-deps prometheus
+	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/fenliu check $(PACK)
 	$(VENV)/bin/fenliu test $(PACK) --coverage --fail-uncovered
+	$(VENV)/bin/fenliu lint $(PACK)
 	$(PY) -m pytest -q
 
 test-fast: setup
