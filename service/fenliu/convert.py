@@ -12,6 +12,8 @@ A decision goes the other way from :meth:`fenliu.model.Decision.to_dict`, so tha
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -87,6 +89,12 @@ def enum_number(enum: Any, name: str | None) -> Any:
 # Complaint: proto → JSON form → validated Complaint
 
 
+_TYPE_MESSAGE: Final = FieldDescriptor.TYPE_MESSAGE
+_TYPE_ENUM: Final = FieldDescriptor.TYPE_ENUM
+_TYPE_STRING: Final = FieldDescriptor.TYPE_STRING
+_TYPE_BYTES: Final = FieldDescriptor.TYPE_BYTES
+
+
 def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation]) -> str | None:
     """A string field's value (None when empty). Reads bytes fields too (see server's byte mirror)."""
     value = getattr(msg, fd.name)
@@ -121,18 +129,18 @@ def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViola
     """The JSON form of a proto complaint, and the violations the JSON form cannot express (strings
     that are not UTF-8, enum numbers this version does not know, timestamps out of range).
 
-    ``msg`` is a ``fenliu.v1.Complaint``, or its byte mirror whose string fields are bytes.
+    ``msg`` is a ``fenliu.v1.Complaint``, or its byte mirror whose string fields are bytes. Only the
+    fields that are set are read (``ListFields``): proto3 leaves the rest at their zero values, which
+    the JSON form leaves out.
     """
     out: dict[str, Any] = {}
     bad: list[FieldViolation] = []
-    for fd in msg.DESCRIPTOR.fields:
+    for fd, value in msg.ListFields():
         name = fd.name
-        if fd.type == FieldDescriptor.TYPE_MESSAGE:
-            if not msg.HasField(name):
-                continue
-            sub = getattr(msg, name)
+        ftype = fd.type
+        if ftype == _TYPE_MESSAGE:
             if name == "received_at":
-                iso = _timestamp(sub)
+                iso = _timestamp(value)
                 if iso is None:
                     bad.append(
                         FieldViolation(name, "is not a valid timestamp (seconds or nanos out of range)")
@@ -140,22 +148,20 @@ def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViola
                 else:
                     out[name] = iso
             else:
-                out[name] = _submessage(sub, name, bad)
-        elif fd.type == FieldDescriptor.TYPE_ENUM:
-            enum_value = enum_name(fd.enum_type, getattr(msg, name))
+                out[name] = _submessage(value, name, bad)
+        elif ftype == _TYPE_ENUM:
+            enum_value = enum_name(fd.enum_type, value)
             if enum_value == UNKNOWN_ENUM:
                 allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
                 bad.append(FieldViolation(name, f"unknown enum number; allowed: {allowed}"))
             elif enum_value is not None:
                 out[name] = enum_value
-        elif fd.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+        elif ftype in (_TYPE_STRING, _TYPE_BYTES):
             s = _string(msg, fd, name, bad)
             if s is not None:
                 out[name] = s
-        else:  # bool, int64, double
-            v = getattr(msg, name)
-            if (isinstance(v, float) and math.isnan(v)) or v:
-                out[name] = v
+        elif (isinstance(value, float) and math.isnan(value)) or value:  # bool, int64, double
+            out[name] = value
     return out, bad
 
 
@@ -297,9 +303,51 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
     return msg
 
 
+# A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
+# times. The proto of an outcome is built once and copied; only the per-complaint fields are set.
+_TEMPLATES: OrderedDict[tuple[int, bool], tuple[Any, Any]] = OrderedDict()
+_TEMPLATES_MAX: Final = 4096
+_TEMPLATES_LOCK: Final = threading.Lock()
+
+
+def _template(decision: Decision, trace: bool) -> Any:
+    outcome = decision.outcome
+    key = (id(outcome), trace)
+    with _TEMPLATES_LOCK:
+        hit = _TEMPLATES.get(key)
+        if hit is not None and hit[0] is outcome:
+            _TEMPLATES.move_to_end(key)
+            return hit[1]
+    d = decision.to_dict(trace=trace)
+    d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
+    d["deadlines"] = {}
+    template = decision_dict_to_proto(d)
+    with _TEMPLATES_LOCK:
+        _TEMPLATES[key] = (outcome, template)  # holding the outcome keeps its id from being reused
+        if len(_TEMPLATES) > _TEMPLATES_MAX:
+            _TEMPLATES.popitem(last=False)
+    return template
+
+
+def _set_timestamp(ts: Any, when: datetime) -> None:
+    seconds = when.timestamp()
+    whole = math.floor(seconds)
+    ts.seconds = whole
+    ts.nanos = when.microsecond * 1000
+
+
 def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
     """A ``fenliu.v1.Decision``; the trace and notes only when ``trace`` is true."""
-    return decision_dict_to_proto(decision.to_dict(trace=trace))
+    msg: Any = pb.Decision()
+    msg.CopyFrom(_template(decision, trace))
+    msg.complaint_id = decision.complaint_id
+    msg.decision_id = decision.decision_id
+    if decision.existing_case_id:
+        msg.existing_case_id = decision.existing_case_id
+    deadlines = msg.deadlines
+    for name, when in decision.deadlines.items():
+        _set_timestamp(getattr(deadlines, name), when)
+    return msg
 
 
 def _iso(ts: Any) -> str:

@@ -88,19 +88,16 @@ _STRING_LIMITS: Final = {
     "category_hint": MAX_HINT,
     "existing_case_id": MAX_ID,
 }
-_TOP_FIELDS: Final = frozenset(
-    {
-        "id",
-        "received_at",
-        "region",
-        "complainant",
-        *_STRING_LIMITS,
-        *COMPLAINT_ENUMS,
-        *COMPLAINT_BOOLS,
-        *COMPLAINT_INTS,
-        *COMPLAINT_FLOATS,
-    }
-)
+_KINDS: Final[dict[str, str]] = {
+    **{name: "str" for name in _STRING_LIMITS},
+    **{name: "enum" for name in COMPLAINT_ENUMS},
+    **{name: "bool" for name in COMPLAINT_BOOLS},
+    **{name: "int" for name in COMPLAINT_INTS},
+    **{name: "float" for name in COMPLAINT_FLOATS},
+    "region": "region",
+    "complainant": "complainant",
+    "received_at": "received_at",
+}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -199,74 +196,51 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
             [FieldViolation("", f"a complaint must be a JSON object, not {_type_name(data)}")]
         )
 
-    for key in data:
-        if key not in _TOP_FIELDS:
-            bad.append(FieldViolation(_key_name(key), "unknown field"))
-
     out: dict[str, Any] = {}
-
-    for name, limit in _STRING_LIMITS.items():
-        v = data.get(name)
-        if v is None:
-            continue
-        if not isinstance(v, str):
-            bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
-        elif len(v) > limit:
-            bad.append(FieldViolation(name, f"is longer than {limit} characters"))
-        elif _SURROGATE.search(v):
-            bad.append(FieldViolation(name, "contains invalid Unicode (a lone surrogate)"))
-        elif "\x00" in v:
-            bad.append(FieldViolation(name, "contains a NUL character"))
-        else:
-            out[name] = v
-
-    cid = out.get("id", "")
-    if "id" not in data or (isinstance(data.get("id"), str) and not cid.strip()):
-        bad.append(FieldViolation("id", "is required"))
-    no_words = not out.get("text", "").strip() and not out.get("category_hint", "").strip()
-    if no_words and not any(v.field in ("text", "category_hint") for v in bad):
-        bad.append(FieldViolation("text", "text or category_hint is required"))
-
-    for name, allowed in COMPLAINT_ENUMS.items():
-        v = data.get(name)
-        if v is None or v == UNSPECIFIED or v == "":
-            continue
-        if not isinstance(v, str):
-            bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
-        elif v not in allowed:
-            bad.append(FieldViolation(name, "unknown value; allowed: " + ", ".join(allowed)))
-        else:
-            out[name] = v
-
-    for name in COMPLAINT_BOOLS:
-        v = data.get(name)
-        if v is None:
-            continue
-        if not isinstance(v, bool):
-            bad.append(FieldViolation(name, f"must be true or false, not {_type_name(v)}"))
-        else:
-            out[name] = v
-
-    for name in COMPLAINT_INTS:
-        v = data.get(name)
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            bad.append(FieldViolation(name, f"must be a whole number, not {_type_name(v)}"))
-        elif isinstance(v, float) and (not math.isfinite(v) or not v.is_integer()):
-            bad.append(FieldViolation(name, "must be a whole number"))
-        elif v < 0:
-            bad.append(FieldViolation(name, "must not be negative"))
-        elif v > MAX_COUNT:
-            bad.append(FieldViolation(name, f"must not exceed {MAX_COUNT}"))
-        else:
-            out[name] = int(v)
-
-    for name in COMPLAINT_FLOATS:
-        v = data.get(name)
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
+    for name, v in data.items():
+        kind = _KINDS.get(name) if isinstance(name, str) else None
+        if kind is None:
+            bad.append(FieldViolation(_key_name(name), "unknown field"))
+        elif v is None or kind in ("region", "complainant", "received_at"):
+            continue  # absent; the structured fields are read below
+        elif kind == "str":
+            if not isinstance(v, str):
+                bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
+            elif len(v) > _STRING_LIMITS[name]:
+                bad.append(FieldViolation(name, f"is longer than {_STRING_LIMITS[name]} characters"))
+            elif _SURROGATE.search(v):
+                bad.append(FieldViolation(name, "contains invalid Unicode (a lone surrogate)"))
+            elif "\x00" in v:
+                bad.append(FieldViolation(name, "contains a NUL character"))
+            else:
+                out[name] = v
+        elif kind == "enum":
+            allowed = COMPLAINT_ENUMS[name]
+            if v == UNSPECIFIED or v == "":
+                continue
+            if not isinstance(v, str):
+                bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
+            elif v not in allowed:
+                bad.append(FieldViolation(name, "unknown value; allowed: " + ", ".join(allowed)))
+            else:
+                out[name] = v
+        elif kind == "bool":
+            if not isinstance(v, bool):
+                bad.append(FieldViolation(name, f"must be true or false, not {_type_name(v)}"))
+            else:
+                out[name] = v
+        elif kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                bad.append(FieldViolation(name, f"must be a whole number, not {_type_name(v)}"))
+            elif isinstance(v, float) and (not math.isfinite(v) or not v.is_integer()):
+                bad.append(FieldViolation(name, "must be a whole number"))
+            elif v < 0:
+                bad.append(FieldViolation(name, "must not be negative"))
+            elif v > MAX_COUNT:
+                bad.append(FieldViolation(name, f"must not exceed {MAX_COUNT}"))
+            else:
+                out[name] = int(v)
+        elif isinstance(v, bool) or not isinstance(v, int | float):  # kind == "float"
             bad.append(FieldViolation(name, f"must be a number, not {_type_name(v)}"))
         elif not math.isfinite(v):
             bad.append(FieldViolation(name, "must be a finite number"))
@@ -276,6 +250,13 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
             bad.append(FieldViolation(name, f"must not exceed {MAX_AMOUNT:.0e}"))
         else:
             out[name] = float(v)
+
+    cid = out.get("id", "")
+    if "id" not in data or (isinstance(data.get("id"), str) and not cid.strip()):
+        bad.append(FieldViolation("id", "is required"))
+    no_words = not out.get("text", "").strip() and not out.get("category_hint", "").strip()
+    if no_words and not any(v.field in ("text", "category_hint") for v in bad):
+        bad.append(FieldViolation("text", "text or category_hint is required"))
 
     region = data.get("region")
     if region is not None:
