@@ -29,6 +29,8 @@ def test_durable_rules_builds_on_python(minor: int) -> None:
     py = _interpreter(minor)
     if py is None:
         pytest.skip(f"no Python 3.{minor} on this machine")
-    proc = subprocess.run([str(ROOT / "scripts" / "check-durable-build.sh"), py], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "check-durable-build.sh"), py], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"builds and runs on Python 3.{minor}" in proc.stdout

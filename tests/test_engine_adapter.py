@@ -179,7 +179,9 @@ def test_exactly_one_module_imports_durable_rules() -> None:
     assert importers == ["_durable.py"]
 
 
-def test_closed_decider_answers_from_interpreter_without_rebuilding(wushen: Pack, python_decider: Decider) -> None:
+def test_closed_decider_answers_from_interpreter_without_rebuilding(
+    wushen: Pack, python_decider: Decider
+) -> None:
     # A decision that raced a reload finds its pack's engine closed: it must still be answered, by the
     # same pack, and must not resurrect an engine nobody will close.
     decider = Decider(wushen, memoize=False)

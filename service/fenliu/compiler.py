@@ -19,6 +19,7 @@ What is done once, here, so that a decision does not:
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 import unicodedata
 from collections.abc import Callable
@@ -51,7 +52,9 @@ _OTHER: Final = "\x00other"
 
 
 def normalize_text(s: str) -> str:
-    return unicodedata.normalize("NFKC", s).casefold()
+    if not unicodedata.is_normalized("NFKC", s):  # a quick check; most texts are already NFKC
+        s = unicodedata.normalize("NFKC", s)
+    return s.casefold()
 
 
 def fact_name(field_name: str) -> str:
@@ -87,27 +90,39 @@ class CompiledPack:
     complaint_fields: list[str]  # complaint fields any rule tests or copies
     abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    _getters: list[tuple[str, Callable[[Complaint], Any]]] = field(default_factory=list)
 
     # -- per complaint ---------------------------------------------------------------------------------
     def features(self, c: Complaint) -> tuple[dict[str, Any], frozenset[str], bool]:
-        """Complaint → (field values rules may read, keywords present, whether a hint was ignored)."""
+        """Complaint → (field values rules may read, keywords present, whether a hint was ignored).
+
+        Keyword-group booleans, which only the engine needs, are added by :meth:`keyword_features`
+        when an outcome is actually evaluated (not on a memoized hit).
+        """
         text = normalize_text(c.title + "\n" + c.text) if (c.title or c.text) else ""
         present = frozenset(w for w in self.words if w in text) if text else frozenset()
-        values: dict[str, Any] = {}
-        for name in self.complaint_fields:
-            values[name] = c.value(name)
+        values: dict[str, Any] = {name: get(c) for name, get in self.getters}
         hint_ignored = False
-        if c.category_hint.strip():
-            code = self.hint_codes.get(normalize_text(c.category_hint.strip()), "")
+        hint = c.category_hint.strip()
+        if hint:
+            code = self.hint_codes.get(normalize_text(hint), "")
             hint_ignored = code == ""
             values["category_hint"] = code
         else:
             values["category_hint"] = ""
-        for feat, words in self.keyword_groups.items():
-            values[feat] = not words.isdisjoint(present)
         for feat, rx in self.patterns.items():
             values[feat] = bool(text) and rx.search(text) is not None
         return values, present, hint_ignored
+
+    def keyword_features(self, values: dict[str, Any], present: frozenset[str]) -> None:
+        for feat, words in self.keyword_groups.items():
+            values[feat] = not words.isdisjoint(present)
+
+    @property
+    def getters(self) -> list[tuple[str, Callable[[Complaint], Any]]]:
+        if not self._getters:
+            self._getters = [(name, _getter(name)) for name in self.complaint_fields]
+        return self._getters
 
     def class_key(
         self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool
@@ -120,6 +135,13 @@ class CompiledPack:
             *(fn(values[name]) for name, fn in self.abstractors),
             *(values[p] for p in self.patterns),
         )
+
+
+def _getter(name: str) -> Callable[[Complaint], Any]:
+    if name.startswith("region."):
+        key = name[7:]
+        return lambda c: c.region.get(key, "")
+    return operator.attrgetter(name)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ class Decider:
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool) -> Outcome:
+        self.compiled.keyword_features(values, present)
         if self._durable is not None:
             try:
                 with self._durable.session() as session:
