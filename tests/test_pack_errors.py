@@ -273,3 +273,17 @@ def test_check_failing_case_makes_test_fail(pack_copy: Path, capsys: pytest.Capt
     assert code == 1
     assert 'color: expected "RED", got "YELLOW"' in out
     assert re.search(r"color_test\.yaml:\d+: FAIL ", out)
+
+
+def test_check_test_on_a_deadline_duration_is_refused(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A deadline is held in hours; a test like {first_contact_within: 3d} could never match.
+    f = append_rule(
+        pack_copy,
+        "extra.yaml",
+        "  - id: funnel.fast\n    stage: funnel\n    when: {first_contact_within: 3d}\n    then: {stage: CONSULT}\n",
+    )
+    code, out = check(pack_copy, capsys)
+    assert code == 1
+    assert_reported(out, f, 4, "funnel.fast", "untestable-field")

@@ -11,6 +11,7 @@ category, exclusion, or a department).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,8 @@ class CaseFailure:
     diffs: list[tuple[str, Any, Any]]  # (field, expected, got)
     error: str = ""
 
-    def render(self) -> str:
-        head = f"{self.case.file}:{self.case.line}: FAIL {self.case.name}"
+    def render(self, show_file: Callable[[str], str] = str) -> str:
+        head = f"{show_file(self.case.file)}:{self.case.line}: FAIL {self.case.name}"
         if self.error:
             return f"{head}\n    {self.error}"
         lines = [head]
@@ -141,11 +142,14 @@ def _cover(report: CaseReport, decision: Decision, pack: Pack) -> None:
 
 
 def _uncovered(report: CaseReport, pack: Pack) -> None:
+    # A pack's cases answer for its own layer: the rules and rows an extending pack adds or changes.
+    # The base pack's cases cover the base.
+    top = pack.layers[-1]
     for r in pack.rules:
-        if r.id not in report.fired:
+        if r.layer == top and r.id not in report.fired:
             report.uncovered_rules.append((r.id, r.file, r.line))
     for t in pack.tables.values():
         for row in t.rows:
-            if (t.name, row) not in report.rows:
+            if t.row_layers.get(row) == top and (t.name, row) not in report.rows:
                 file, line = t.row_lines[row]
                 report.uncovered_rows.append((t.name, row, file, line))

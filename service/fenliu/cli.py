@@ -77,17 +77,19 @@ def cmd_test(args: argparse.Namespace) -> int:
     if decider is None:
         return 1
     report = run_cases(decider.pack, decider)
+    base = Path(args.pack).resolve().parent
     for f in report.failures:
-        print(f.render())
+        print(f.render(lambda file: os.path.relpath(base / file)))
     print(f"{report.passed} passed, {len(report.failures)} failed")
-    rules = len(decider.pack.rules)
-    rows = sum(len(t.rows) for t in decider.pack.tables.values())
+    top = decider.pack.layers[-1]
+    rules = sum(r.layer == top for r in decider.pack.rules)
+    rows = sum(t.row_layers.get(row) == top for t in decider.pack.tables.values() for row in t.rows)
     covered_rules = rules - len(report.uncovered_rules)
     covered_rows = rows - len(report.uncovered_rows)
     uncovered = bool(report.uncovered_rules or report.uncovered_rows)
     if args.coverage or uncovered:
-        print(f"coverage: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows")
-        base = Path(args.pack).resolve().parent
+        layer = f" of layer {top}" if len(decider.pack.layers) > 1 else ""
+        print(f"coverage{layer}: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows")
         for rid, file, line in report.uncovered_rules:
             print(f"  {os.path.relpath(base / file)}:{line}: {rid}: no case reaches this rule")
         for table, row, file, line in report.uncovered_rows:
@@ -240,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)")
+    p = sub.add_parser(
+        "call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)"
+    )
     from fenliu.server import add_call_arguments
 
     add_call_arguments(p)

@@ -241,7 +241,7 @@ class Decider:
                         rule=rule.id,
                         stage=rule.stage,
                         layer=rule.layer,
-                        file=rule.file,
+                        file=rule.source or rule.file,
                         line=rule.line,
                         priority=rule.priority,
                         set={k: _show(k, v) for k, v in mine.items()},

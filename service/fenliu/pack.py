@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import importlib.resources
 import json
+import os
 import re
 import string
 from collections.abc import Iterable
@@ -112,6 +113,7 @@ class Rule:
     line: int
     layer: str
     order: int  # position in the pack (base layers first, files sorted, rules in file order)
+    source: str = ""  # "<pack name>/<file in the pack>", the same wherever the pack lies (for traces)
 
 
 @dataclass(slots=True)
@@ -239,6 +241,7 @@ class _Layer:
     digest_parts: list[bytes]
     file_lines: dict[str, int]
     manifest_rel: str
+    sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
 
 
 def _pack_files(root: Path) -> list[Path]:
@@ -286,11 +289,14 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     files: list[tuple[str, Any]] = []
     cases: list[tuple[str, Any]] = []
     lines: dict[str, int] = {}
+    sources: dict[str, str] = {}
     for p in _pack_files(root):
         rel = str(rel_root / p.relative_to(root))
         data = p.read_bytes()
-        parts.append(rel.encode() + b"\0" + data + b"\0")
+        # The digest names files by pack name and place in the pack, never by where the pack lies.
+        parts.append(f"{manifest['name']}/{p.relative_to(root).as_posix()}".encode() + b"\0" + data + b"\0")
         lines[rel] = data.count(b"\n") + 1
+        sources[rel] = f"{manifest['name']}/{p.relative_to(root).as_posix()}"
         if p.name == "pack.yaml":
             if p.parent != root:
                 out.add(
@@ -309,15 +315,13 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                 cases.append((rel, doc))
         elif _validate_schema(doc, "rules", rel, out):
             files.append((rel, doc))
-    layers.append(_Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel))
+    layers.append(_Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources))
     return layers
 
 
 def _relpath(p: Path, base: Path) -> str:
-    try:
-        return p.relative_to(base).as_posix()
-    except ValueError:
-        return p.as_posix()
+    """``p`` relative to ``base`` (with ``..`` where needed), so names do not depend on the checkout."""
+    return Path(os.path.relpath(p, base)).as_posix()
 
 
 def load_pack(path: str | Path) -> Pack:
@@ -403,17 +407,20 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
     # Rules: base layers first; an extending layer adds, overrides (override: true) or removes.
     rules: dict[str, tuple[YDict, str, str]] = {}
     duplicates: list[tuple[YDict, str, str]] = []  # still checked, so every error shows at once
+    removed: set[str] = set()
     order: list[str] = []
     for li, layer in enumerate(layers):
         for rel, doc in layer.files:
-            for rid in doc.get("remove_rules") or []:
+            removals = doc.get("remove_rules") or []
+            for ri, rid in enumerate(removals):
                 if rid in rules and li > 0:
                     del rules[rid]
                     order.remove(rid)
+                    removed.add(rid)
                 else:
                     out.add(
                         rel,
-                        doc.line_of("remove_rules"),
+                        removals.line_of(ri) if isinstance(removals, YList) else doc.line_of("remove_rules"),
                         rid,
                         "remove-missing",
                         f"remove_rules names '{rid}', which no base pack defines{_suggest(rid, rules)}",
@@ -446,14 +453,15 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                 order.append(rid)
 
     checker = _RuleChecker(tables, stages, out)
+    source_of = {rel: src for layer in layers for rel, src in layer.sources.items()}
     built: list[Rule] = []
     for n, rid in enumerate(order):
         rdoc, rel, lname = rules[rid]
-        r = checker.rule(rdoc, rel, lname, n)
+        r = checker.rule(rdoc, rel, lname, n, source_of.get(rel, rel))
         if r is not None:
             built.append(r)
     for rdoc, rel, lname in duplicates:
-        checker.rule(rdoc, rel, lname, -1)
+        checker.rule(rdoc, rel, lname, -1, rel)
 
     for k, v in defaults.items():
         rel, line = defaults_lines.get(k, (top.manifest_rel, 0))
@@ -499,7 +507,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     line,
                 )
             )
-    known = {r.id for r in built} | set(rules)
+    known = {r.id for r in built} | set(rules) | removed
     for c in cases:
         for rid in (*c.fired, *c.not_fired):
             if rid not in known:
@@ -675,6 +683,11 @@ class _RuleChecker:
         if name in F.DECISION_FIELDS:
             if F.DECISION_FIELDS[name].kind == "codes":
                 self.err(line, "untestable-field", f"'{name}' is a list and cannot be tested in when")
+                return None
+            if F.DECISION_FIELDS[name].kind == "duration":
+                self.err(
+                    line, "untestable-field", f"'{name}' is a deadline duration and cannot be tested in when"
+                )
                 return None
             return F.DECISION_FIELDS[name]
         if name in ("title", "text"):
@@ -935,7 +948,7 @@ class _RuleChecker:
             lit = F.parse_duration(lit)
         return Value("literal", literal=lit, line=line)
 
-    def rule(self, doc: YDict, rel: str, layer: str, order: int) -> Rule | None:
+    def rule(self, doc: YDict, rel: str, layer: str, order: int, source: str) -> Rule | None:
         self.file, self.rule_id = rel, str(doc["id"])
         before = len(self.out.problems)
         stage = str(doc["stage"])
@@ -992,6 +1005,7 @@ class _RuleChecker:
             doc.line,
             layer,
             order,
+            source,
         )
 
 
