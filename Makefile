@@ -54,9 +54,11 @@ test: setup node-deps prometheus
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow'
 
+LINT_PATHS := $(wildcard service tests bench tools)
+
 lint: setup
-	$(VENV)/bin/ruff check service tests bench
-	$(VENV)/bin/ruff format --check service tests bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 
 bench: setup
