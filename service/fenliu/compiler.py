@@ -74,6 +74,10 @@ class StagePlan:
     features: list[str]  # keyword/pattern feature names the stage's rules test
     expressions: dict[str, dict[str, Any]]  # engine rule name -> expression
     rule_by_name: dict[str, Rule]
+    fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
+
+    def __post_init__(self) -> None:
+        self.fact_names = [(name, fact_name(name)) for name in self.fields]
 
 
 @dataclass(slots=True)
@@ -118,6 +122,12 @@ class CompiledPack:
         for feat, words in self.keyword_groups.items():
             values[feat] = not words.isdisjoint(present)
 
+    def field_abstractor(self, name: str) -> Callable[[Any], Any] | None:
+        """How a tested field's value is reduced to its class: complaint fields as in
+        :meth:`class_key`; decision fields and table columns are finite already (None)."""
+        fn = dict(self.abstractors).get(name)
+        return None if fn is None or fn is _identity else fn
+
     @property
     def getters(self) -> list[tuple[str, Callable[[Complaint], Any]]]:
         if not self._getters:
@@ -127,9 +137,13 @@ class CompiledPack:
     def class_key(
         self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool
     ) -> tuple[Any, ...]:
-        """The finite class of input this complaint belongs to (see module docstring)."""
+        """The finite class of input this complaint belongs to (see module docstring).
+
+        Keywords count through the groups rules test (call :meth:`keyword_features` first), not as the
+        exact set of words present: which words matched is told per decision, outside the outcome.
+        """
         return (
-            present,
+            *(values[feat] for feat in self.keyword_groups),
             hint_ignored,
             values["category_hint"],
             *(fn(values[name]) for name, fn in self.abstractors),

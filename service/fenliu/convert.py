@@ -321,6 +321,8 @@ def _template(decision: Decision, trace: bool) -> Any:
     d = decision.to_dict(trace=trace)
     d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
     d["deadlines"] = {}
+    for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
+        entry.pop("matched_keywords", None)
     template = decision_dict_to_proto(d)
     with _TEMPLATES_LOCK:
         _TEMPLATES[key] = (outcome, template)  # holding the outcome keeps its id from being reused
@@ -347,6 +349,10 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
     deadlines = msg.deadlines
     for name, when in decision.deadlines.items():
         _set_timestamp(getattr(deadlines, name), when)
+    if trace:
+        for entry, words in zip(msg.trace, decision.matched_keywords, strict=False):
+            if words:
+                entry.matched_keywords.extend(words)
     return msg
 
 

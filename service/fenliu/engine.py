@@ -18,17 +18,19 @@ An :class:`Outcome` depends only on the complaint's class of input (see :mod:`fe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fenliu import _durable
 from fenliu import fields as F
-from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate, fact_name
+from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate
 from fenliu.errors import PackError
 from fenliu.model import COLORS, STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.pack import Pack, Rule, Value
@@ -49,7 +51,7 @@ class PythonMatcher:
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
 
-    def matches(self, plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
+    def matches(self, plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
         return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
 
     def close(self) -> None:
@@ -80,11 +82,32 @@ class DurableMatcher:
         self.ruleset.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Transition:
+    """What one stage did to a decision: (field, value, rule) updates, its trace, the rules that speak."""
+
+    updates: tuple[tuple[str, Any, str], ...]
+    trace: tuple[TraceEntry, ...]
+    guidance: tuple[Rule, ...]
+
+
+def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
+    """The fields a stage's `then` values read: copied fields, and the keys of looked-up tables."""
+    names: set[str] = set()
+    for rule in plan.rules:
+        for v in rule.then.values():
+            if v.kind == "copy":
+                names.add(v.source)
+            elif v.kind == "lookup":
+                names.add(pack.tables[v.table].key)
+    return tuple(sorted(names))
+
+
 class Decider:
     """A prepared pack: compile once, decide many times. Thread-safe."""
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 65536
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 4096
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -98,6 +121,18 @@ class Decider:
         self._closed = False
         self._cache: OrderedDict[tuple[Any, ...], Outcome] = OrderedDict()
         self._cache_size = cache_size
+        # Matching memoized per stage: the rules a stage's fact matches depend only on that fact's class.
+        # stage_hits: stages answered from memory; stage_misses: stages the engine evaluated.
+        self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
+        self._stage_cache_size = 65536
+        self.stage_hits = 0
+        self.stage_misses = 0
+        # Per stage, how each tested field is reduced to its class (None: it is finite already).
+        self._stage_abstractors = [
+            [self.compiled.field_abstractor(name) for name in plan.fields] for plan in self.compiled.stages
+        ]
+        self._transitions: dict[tuple[Any, ...], _Transition] = {}
+        self._then_reads = [_then_reads(plan, pack) for plan in self.compiled.stages]
         self._cache_lock = threading.Lock()
         self.fallbacks = 0
         self.cache_hits = 0
@@ -123,7 +158,13 @@ class Decider:
 
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
-        outcome = self.outcome(complaint)
+        outcome, present = self._outcome(complaint)
+        rule_words = self.compiled.rule_words
+        matched = (
+            tuple(tuple(w for w in rule_words.get(t.rule, ()) if w in present) for t in outcome.trace)
+            if present
+            else ()
+        )
         within = outcome.within
         return Decision(
             complaint_id=complaint.id,
@@ -133,39 +174,60 @@ class Decider:
             outcome=outcome,
             deadlines=deadlines_for(complaint.received_at, within),
             decided_at=now or datetime.now(UTC),
+            matched_keywords=matched if any(matched) else (),
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:
+        return self._outcome(complaint)[0]
+
+    def _outcome(self, complaint: Complaint) -> tuple[Outcome, frozenset[str]]:
         values, present, hint_ignored = self.compiled.features(complaint)
+        self.compiled.keyword_features(values, present)
         if not self._memoize:
-            return self._evaluate(values, present, hint_ignored)
+            return self._evaluate(values, present, hint_ignored), present
         key = self.compiled.class_key(values, present, hint_ignored)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
-                return hit
+                return hit, present
             self.cache_misses += 1
         outcome = self._evaluate(values, present, hint_ignored)
         with self._cache_lock:
             self._cache[key] = outcome
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return outcome
+        return outcome, present
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool) -> Outcome:
-        self.compiled.keyword_features(values, present)
         if self._durable is not None:
+            durable = self._durable
             try:
-                with self._durable.session() as session:
-                    return self._pipeline(
-                        values,
-                        present,
-                        hint_ignored,
-                        lambda plan, fact: self._durable.matches_in(session, fact),
-                    )
+                with contextlib.ExitStack() as stack:
+                    session: _durable.Session | None = None
+
+                    def match(
+                        plan: StagePlan, fact: dict[str, Any], key: tuple[Any, ...] | None
+                    ) -> list[Rule]:
+                        nonlocal session
+                        if key is not None:
+                            hit = self._stage_cache.get(key)
+                            if hit is not None:
+                                self.stage_hits += 1
+                                return list(hit)
+                        if session is None:  # the engine is entered only for a class it has not seen
+                            session = stack.enter_context(durable.session())
+                        fired = durable.matches_in(session, fact)
+                        if key is not None:
+                            self.stage_misses += 1
+                            if len(self._stage_cache) >= self._stage_cache_size:
+                                self._stage_cache.clear()
+                            self._stage_cache[key] = tuple(fired)
+                        return fired
+
+                    return self._pipeline(values, present, hint_ignored, match)
             except _durable.EngineFailure as e:
                 if self._closed:  # swapped out by a reload while this decision was waiting
                     return self._pipeline(values, present, hint_ignored, self._python.matches)
@@ -179,11 +241,21 @@ class Decider:
                 try:
                     old = self._durable
                     self._durable = DurableMatcher(self.compiled)
-                    old.close()
+                    if old is not None:
+                        old.close()
                 except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
                     log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
                     self._durable = None
         return self._pipeline(values, present, hint_ignored, self._python.matches)
+
+    @staticmethod
+    def _fact(plan: StagePlan, raw: list[Any], feats: list[Any]) -> dict[str, Any]:
+        fact: dict[str, Any] = {_durable.STEP_FIELD: plan.name}
+        for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
+            fact[fname] = v
+        for feat, v in zip(plan.features, feats, strict=True):
+            fact[feat] = v
+        return fact
 
     def _pipeline(
         self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool, match: Any
@@ -198,60 +270,43 @@ class Decider:
             notes.append(
                 "category_hint is not a category code or name; it was ignored and the keywords decided"
             )
+        memo = self._memoize
         for plan in self.compiled.stages:
             if not plan.rules:
                 continue
-            fact: dict[str, Any] = {_durable.STEP_FIELD: plan.name}
-            for name in plan.fields:
-                fact[fact_name(name)] = self._read(name, values, slots)
-            for feat in plan.features:
-                fact[feat] = values[feat]
-            fired: list[Rule] = match(plan, fact)
-            fired.sort(key=lambda r: (-r.priority, r.order))
-            winners: dict[str, tuple[Rule, Any]] = {}
-            losers: dict[str, dict[str, str]] = {}
-            rows_read: dict[str, list[str]] = {}
-            for rule in fired:
-                for slot, expr in rule.then.items():
-                    v = self._value(slot, expr, slots, values, rows_read.setdefault(rule.id, []))
-                    if v is _SKIP:
-                        continue
-                    prev = winners.get(slot)
-                    if prev is None:
-                        winners[slot] = (rule, v)
-                    elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
-                        losers.setdefault(prev[0].id, {})[slot] = rule.id
-                        winners[slot] = (rule, v)
-                    else:
-                        losers.setdefault(rule.id, {})[slot] = prev[0].id
-            won: dict[str, dict[str, Any]] = {}
-            for slot, (rule, v) in winners.items():
-                slots[slot] = v
-                set_by[slot] = rule.id
-                won.setdefault(rule.id, {})[slot] = v
-            for rule in fired:
-                mine = won.get(rule.id, {})
-                lost = losers.get(rule.id, {})
-                # A rule that lost every field it set has not changed the decision: it gets no say in
-                # the guidance either. A rule that sets nothing but speaks (guidance only) always does.
-                if rule.guidance and (mine or not rule.then):
-                    guidance_rules.append(rule)
-                trace.append(
-                    TraceEntry(
-                        rule=rule.id,
-                        stage=rule.stage,
-                        layer=rule.layer,
-                        file=rule.source or rule.file,
-                        line=rule.line,
-                        priority=rule.priority,
-                        set={k: _show(k, v) for k, v in mine.items()},
-                        overruled={k: lost[k] for k in sorted(lost)},
-                        matched_keywords=tuple(
-                            w for w in self.compiled.rule_words.get(rule.id, ()) if w in present
-                        ),
-                        table_rows=tuple(dict.fromkeys(rows_read.get(rule.id, ()))),
-                    )
+            raw = [self._read(name, values, slots) for name in plan.fields]
+            feats = [values[feat] for feat in plan.features]
+            if memo:
+                # A stage's transition depends only on its fact's class and the values its `then` reads.
+                skey = (
+                    plan.index,
+                    *[
+                        v if fn is None else fn(v)
+                        for v, fn in zip(raw, self._stage_abstractors[plan.index], strict=True)
+                    ],
+                    *feats,
                 )
+                tkey = (
+                    skey,
+                    *(values[n] if n in values else slots.get(n) for n in self._then_reads[plan.index]),
+                )
+                step = self._transitions.get(tkey)
+                if step is not None:
+                    self.stage_hits += 1
+                else:
+                    fact = self._fact(plan, raw, feats)
+                    step = self._transition(plan, match(plan, fact, skey), slots, values, present)
+                    if len(self._transitions) >= self._stage_cache_size:
+                        self._transitions.clear()
+                    self._transitions[tkey] = step
+            else:
+                fact = self._fact(plan, raw, feats)
+                step = self._transition(plan, match(plan, fact, None), slots, values, present)
+            for slot, v, rule_id in step.updates:
+                slots[slot] = v
+                set_by[slot] = rule_id
+            trace.extend(step.trace)
+            guidance_rules.extend(step.guidance)
         if "category" not in set_by:
             notes.append(
                 f"no rule classified the complaint: category {slots['category']}, for a person to triage"
@@ -285,6 +340,60 @@ class Decider:
             notes=tuple(notes),
             pack=self.id,
         )
+
+    def _transition(
+        self,
+        plan: StagePlan,
+        fired: list[Rule],
+        slots: dict[str, Any],
+        values: dict[str, Any],
+        present: frozenset[str],
+    ) -> _Transition:
+        """Resolve the rules a stage matched: who sets what, who lost to whom, who speaks."""
+        fired = sorted(fired, key=lambda r: (-r.priority, r.order))
+        winners: dict[str, tuple[Rule, Any]] = {}
+        losers: dict[str, dict[str, str]] = {}
+        rows_read: dict[str, list[str]] = {}
+        for rule in fired:
+            for slot, expr in rule.then.items():
+                v = self._value(slot, expr, slots, values, rows_read.setdefault(rule.id, []))
+                if v is _SKIP:
+                    continue
+                prev = winners.get(slot)
+                if prev is None:
+                    winners[slot] = (rule, v)
+                elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
+                    losers.setdefault(prev[0].id, {})[slot] = rule.id
+                    winners[slot] = (rule, v)
+                else:
+                    losers.setdefault(rule.id, {})[slot] = prev[0].id
+        won: dict[str, dict[str, Any]] = {}
+        for slot, (rule, v) in winners.items():
+            won.setdefault(rule.id, {})[slot] = v
+        trace: list[TraceEntry] = []
+        speaking: list[Rule] = []
+        for rule in fired:
+            mine = won.get(rule.id, {})
+            lost = losers.get(rule.id, {})
+            # A rule that lost every field it set has not changed the decision: it gets no say in
+            # the guidance either. A rule that sets nothing but speaks (guidance only) always does.
+            if rule.guidance and (mine or not rule.then):
+                speaking.append(rule)
+            trace.append(
+                TraceEntry(
+                    rule=rule.id,
+                    stage=rule.stage,
+                    layer=rule.layer,
+                    file=rule.source or rule.file,
+                    line=rule.line,
+                    priority=rule.priority,
+                    set={k: _show(k, v) for k, v in mine.items()},
+                    overruled={k: lost[k] for k in sorted(lost)},
+                    table_rows=tuple(dict.fromkeys(rows_read.get(rule.id, ()))),
+                )
+            )
+        updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
+        return _Transition(updates, tuple(trace), tuple(speaking))
 
     def _read(self, name: str, values: dict[str, Any], slots: dict[str, Any]) -> Any:
         if name in values:

@@ -410,6 +410,8 @@ class Decision:
     outcome: Outcome
     deadlines: Mapping[str, datetime]
     decided_at: datetime
+    #: Per trace entry (same order), the keywords of that rule found in this complaint's words.
+    matched_keywords: tuple[tuple[str, ...], ...] = ()
 
     def to_dict(self, *, trace: bool = False) -> dict[str, Any]:
         o = self.outcome
@@ -438,6 +440,9 @@ class Decision:
         }
         if trace:
             d["trace"] = [t.to_dict() for t in o.trace]
+            for entry, words in zip(d["trace"], self.matched_keywords, strict=False):
+                if words:
+                    entry["matched_keywords"] = list(words)
             d["notes"] = list(o.notes)
         return d
 
