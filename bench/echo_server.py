@@ -1,0 +1,285 @@
+"""The ceiling: a gRPC server with fenliu's service and messages that decides nothing.
+
+``python -m bench.echo_server --address 127.0.0.1:PORT --workers N`` serves ``fenliu.v1.TriageService``
+(Triage, TriageStream, GetRulePack) and ``grpc.health.v1`` with the transport settings of ``fenliu
+serve`` (the same thread pool size and channel options, ``SO_REUSEPORT`` across N worker processes).
+Each call parses the ``TriageRequest`` and answers a ``TriageResponse`` carrying a fixed, typical
+decision (with a fixed trace when the request asks for one) whose ``complaint_id`` is the request's.
+What fenliu costs beyond this server is validation, the decision and its conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (str(ROOT), str(ROOT / "service")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+
+from fenliu import convert  # noqa: E402
+from fenliu._proto.fenliu.v1 import triage_pb2 as pb  # noqa: E402
+
+SERVICE = "fenliu.v1.TriageService"
+
+#: A typical decision of the reference pack (wage arrears, 12 people: RED, joint handling), as
+#: ``Decision.to_dict(trace=True)`` gives it.
+TYPICAL: dict[str, Any] = {
+    "complaint_id": "",
+    "decision_id": "117d6ea0a28c4fe489a2e0da2f36a8ac",
+    "category": "wage_arrears",
+    "excluded": False,
+    "exclusion": None,
+    "referred_to": None,
+    "existing_case_id": None,
+    "color": "RED",
+    "tier": "BANNER",
+    "approach": "JOINT",
+    "owner_department": "hr_social_security",
+    "co_departments": ["governance_center"],
+    "stage": "ASSESS",
+    "path": ["MEDIATE", "LITIGATE"],
+    "statutory_route": "由劳动保障监察处理；农民工请求支付劳动报酬申请法律援助不受经济困难条件限制",
+    "deadlines": {
+        "first_contact_by": "2026-11-27T13:27:41.998384+08:00",
+        "plan_by": "2026-11-30T11:27:41.998384+08:00",
+        "accept_by": "2026-12-12T11:27:41.998384+08:00",
+        "resolve_by": "2026-12-12T11:27:41.998384+08:00",
+    },
+    "guidance": "您反映的事项由旗级人社局牵头，会同相关部门和综治中心联合办理（联管联调）。",
+    "rule_pack": {"name": "wushen", "revision": "2026.11.1", "digest": "163485d14744"},
+    "trace": [
+        {
+            "rule": "classify.wage_arrears",
+            "stage": "classify",
+            "layer": "wushen",
+            "source": "wushen/classify.yaml:34",
+            "priority": 80,
+            "set": {"category": "wage_arrears"},
+            "matched_keywords": ["农民工", "工钱"],
+        },
+        {
+            "rule": "grade.red.wage_crowd",
+            "stage": "grade",
+            "layer": "wushen",
+            "source": "wushen/grade.yaml:36",
+            "priority": 0,
+            "set": {"color": "RED"},
+        },
+        {
+            "rule": "grade.yellow.group",
+            "stage": "grade",
+            "layer": "wushen",
+            "source": "wushen/grade.yaml:51",
+            "priority": 0,
+            "set": {},
+            "overruled": {"color": "grade.red.wage_crowd"},
+        },
+        {
+            "rule": "grade.blue",
+            "stage": "grade",
+            "layer": "wushen",
+            "source": "wushen/grade.yaml:77",
+            "priority": 0,
+            "set": {},
+            "overruled": {"color": "grade.red.wage_crowd"},
+        },
+        {
+            "rule": "route.joint",
+            "stage": "route",
+            "layer": "wushen",
+            "source": "wushen/route.yaml:19",
+            "priority": 30,
+            "set": {"tier": "BANNER", "approach": "JOINT", "co_departments": ["governance_center"]},
+            "table_rows": ["categories.wage_arrears"],
+        },
+        {
+            "rule": "route.diverted",
+            "stage": "route",
+            "layer": "wushen",
+            "source": "wushen/route.yaml:42",
+            "priority": 20,
+            "set": {},
+            "overruled": {"approach": "route.joint", "tier": "route.joint"},
+        },
+        {
+            "rule": "route.village",
+            "stage": "route",
+            "layer": "wushen",
+            "source": "wushen/route.yaml:57",
+            "priority": 10,
+            "set": {},
+            "overruled": {"approach": "route.joint", "tier": "route.joint"},
+        },
+        {
+            "rule": "route.owner",
+            "stage": "route",
+            "layer": "wushen",
+            "source": "wushen/route.yaml:10",
+            "priority": 0,
+            "set": {
+                "owner_department": "hr_social_security",
+                "statutory_route": "由劳动保障监察处理；农民工请求支付劳动报酬申请法律援助不受经济困难条件限制",
+            },
+            "overruled": {"co_departments": "route.joint"},
+            "table_rows": ["categories.wage_arrears"],
+        },
+        {
+            "rule": "funnel.entry",
+            "stage": "funnel",
+            "layer": "wushen",
+            "source": "wushen/funnel.yaml:4",
+            "priority": 0,
+            "set": {"stage": "ASSESS"},
+            "table_rows": ["categories.wage_arrears"],
+        },
+        {
+            "rule": "deadlines.by_color",
+            "stage": "deadlines",
+            "layer": "wushen",
+            "source": "wushen/deadlines.yaml:5",
+            "priority": 0,
+            "set": {
+                "first_contact_within": "2h",
+                "plan_within": "3d",
+                "resolve_within": "15d",
+                "accept_within": "15d",
+            },
+            "table_rows": ["deadlines.RED"],
+        },
+        {
+            "rule": "explain.joint",
+            "stage": "explain",
+            "layer": "wushen",
+            "source": "wushen/explain.yaml:5",
+            "priority": 0,
+            "set": {},
+        },
+    ],
+    "notes": [],
+}
+
+
+def _transport_settings() -> tuple[list[tuple[str, int]], int]:
+    """fenliu serve's channel options and thread pool size, so the ceiling differs only in the work done."""
+    try:
+        from fenliu.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_THREADS, server_options
+
+        return list(server_options(DEFAULT_MAX_MESSAGE_BYTES, True)), int(DEFAULT_THREADS)
+    except ImportError:  # the server module is not there yet: the same defaults by hand
+        return [
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", 4 << 20),
+            ("grpc.max_send_message_length", 4 << 20),
+        ], 16
+
+
+class EchoServicer:
+    def __init__(self) -> None:
+        plain = {k: v for k, v in TYPICAL.items() if k not in ("trace", "notes")}
+        self.decision = convert.decision_dict_to_proto(plain)
+        self.decision_traced = convert.decision_dict_to_proto(TYPICAL)
+
+    def _answer(self, request: Any) -> Any:
+        d = pb.Decision()
+        d.CopyFrom(self.decision_traced if request.include_trace else self.decision)
+        d.complaint_id = request.complaint.id
+        return d
+
+    def Triage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.TriageResponse(decision=self._answer(request))
+
+    def TriageStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        for index, request in enumerate(requests):
+            yield pb.TriageStreamResponse(
+                index=index, complaint_id=request.complaint.id, decision=self._answer(request)
+            )
+
+    def GetRulePack(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.GetRulePackResponse(name="echo", revision="0", digest="0")
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "Triage": grpc.unary_unary_rpc_method_handler(
+                self.Triage,
+                request_deserializer=pb.TriageRequest.FromString,
+                response_serializer=pb.TriageResponse.SerializeToString,
+            ),
+            "TriageStream": grpc.stream_stream_rpc_method_handler(
+                self.TriageStream,
+                request_deserializer=pb.TriageStreamRequest.FromString,
+                response_serializer=pb.TriageStreamResponse.SerializeToString,
+            ),
+            "GetRulePack": grpc.unary_unary_rpc_method_handler(
+                self.GetRulePack,
+                request_deserializer=pb.GetRulePackRequest.FromString,
+                response_serializer=pb.GetRulePackResponse.SerializeToString,
+            ),
+        }
+
+
+def create_server(address: str) -> tuple[grpc.Server, int]:
+    options, threads = _transport_settings()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options)
+    server.add_registered_method_handlers(SERVICE, EchoServicer().handlers())
+    hs = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    for name in ("", SERVICE):
+        hs.set(name, health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server, port
+
+
+def serve_one(address: str) -> None:
+    server, _ = create_server(address)
+    server.start()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    server.stop(0.5).wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--address", required=True, help="HOST:PORT (a fixed port: workers share it)")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.workers <= 1:
+        serve_one(args.address)
+        return 0
+    cmd = [sys.executable, "-m", "bench.echo_server", "--address", args.address, "--workers", "1"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT) for _ in range(args.workers)]
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(0.5):
+        if any(p.poll() is not None for p in procs):
+            break
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Profile the decision path with cProfile: ``python -m bench.profiling [--what decide|call] [-n N] [--memo]``.
+
+* ``decide``: ``Decider.decide(c).to_dict(trace=True)`` on N corpus complaints (memo off unless --memo).
+* ``call``: what a worker does for one unary call besides gRPC itself — the servicer's ``decide_one``
+  (proto → complaint, the decision under the engine lock, decision → proto) on pre-built requests.
+
+Prints the functions with the most internal time, and the cumulative time of the top-level steps.
+cProfile roughly doubles the cost of Python function calls, so read shares, not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (str(ROOT), str(ROOT / "service")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from bench import corpus  # noqa: E402
+from fenliu.engine import Decider  # noqa: E402
+from fenliu.model import complaint_from_dict  # noqa: E402
+from fenliu.pack import load_pack  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--what", choices=("decide", "call"), default="decide")
+    ap.add_argument("-n", type=int, default=3000)
+    ap.add_argument("--memo", action="store_true")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args(argv)
+    data = corpus.generate(args.n)
+    pack = load_pack(ROOT / "rules" / "wushen")
+    prof = cProfile.Profile()
+    if args.what == "decide":
+        d = Decider(pack, memoize=args.memo)
+        complaints = [complaint_from_dict(x) for x in data]
+        prof.enable()
+        for c in complaints:
+            d.decide(c).to_dict(trace=True)
+        prof.disable()
+    else:
+        from fenliu import convert
+        from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+        from fenliu.runtime import Triage
+        from fenliu.server import TriageServicer
+
+        servicer = TriageServicer(Triage(Decider(pack, memoize=args.memo)))
+        requests = [pb.TriageRequest(complaint=convert.complaint_to_proto(x)) for x in data]
+        prof.enable()
+        for r in requests:
+            servicer.decide_one(r, "Triage")
+        prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(args.top)
+    stats.sort_stats("cumulative").print_stats(args.top)
+    print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

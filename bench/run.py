@@ -1,0 +1,633 @@
+"""``make bench``: every fenliu benchmark in one run, written to docs/performance.md.
+
+    python bench/run.py [--quick] [--parts zen,breakdown,grpc,growth,startup,memory] [--out PATH]
+
+Each goal of issue 6 is a ratio of two numbers measured in this run, on this machine, interleaved where
+that is possible. The run prints the ratios and exits 0 whether the goals pass or miss; a part that
+fails is reported as such and the others still run. See bench/README.md for what each part measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ first on the path, where bench/zen would shadow the zen package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+for _p in (str(ROOT), str(ROOT / "service")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
+from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
+from fenliu.model import complaint_from_dict  # noqa: E402
+from fenliu.pack import load_pack  # noqa: E402
+
+PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory")
+
+FULL = {
+    "corpus": 5000,
+    "rounds": 3,
+    "breakdown_n": 1000,
+    "grpc_seconds": 6.0,
+    "grpc_warmup": 1.5,
+    "grpc_rounds": 2,
+    "grpc_corpus": 20000,
+    "growth_n": 1000,
+    "growth_rounds": 2,
+    "startup_repeats": 3,
+    "reload_repeats": 5,
+    "memory_decisions": 1_000_000,
+    "memory_every": 100_000,
+    "memory_off_decisions": 100_000,
+    "memory_off_every": 10_000,
+    "memory_max_seconds": 600.0,
+}
+QUICK = {
+    "corpus": 400,
+    "rounds": 1,
+    "breakdown_n": 200,
+    "grpc_seconds": 2.0,
+    "grpc_warmup": 1.0,
+    "grpc_rounds": 1,
+    "grpc_corpus": 1000,
+    "growth_n": 100,
+    "growth_rounds": 1,
+    "startup_repeats": 1,
+    "reload_repeats": 2,
+    "memory_decisions": 20_000,
+    "memory_every": 5_000,
+    "memory_off_decisions": 5_000,
+    "memory_off_every": 1_000,
+    "memory_max_seconds": 120.0,
+}
+
+# Goals (issue 6): (key, description, target, higher_is_better)
+GOALS = {
+    "inproc": ("in-process decisions per CPU-second, trace on: fenliu ÷ ZEN", 1.0, True),
+    "unary1": ("gRPC unary throughput, 1 worker: fenliu ÷ echo", 0.85, True),
+    "unary2": ("gRPC unary throughput, 2 workers: fenliu ÷ echo", 0.85, True),
+    "stream1": ("gRPC stream throughput, 1 worker: fenliu ÷ echo", 0.80, True),
+    "stream2": ("gRPC stream throughput, 2 workers: fenliu ÷ echo", 0.80, True),
+    "growth": ("cost per decision, 500 ÷ 60 generated rules", 3.0, False),
+    "memory": ("worker RSS across the run, peak MB (and flat)", 120.0, False),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "durable-rules": _version("durable_rules"),
+        "grpcio": _version("grpcio"),
+        "protobuf": _version("protobuf"),
+        "zen-engine": _version("zen-engine"),
+    }
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Run:
+    def __init__(self, settings: dict[str, Any], quick: bool) -> None:
+        self.s = settings
+        self.quick = quick
+        self.results: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.ratios: dict[str, tuple[float, str]] = {}  # goal -> (value, how)
+        self.timings: dict[str, float] = {}
+        data = corpus.generate(settings["corpus"])
+        self.data = data
+        self.complaints = [complaint_from_dict(x) for x in data]
+
+    def part(self, name: str, fn: Callable[[], None]) -> None:
+        log(f"{name} ...")
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception as e:
+            self.errors[name] = f"{type(e).__name__}: {e}"
+            log(f"{name} FAILED: {self.errors[name]}")
+            traceback.print_exc()
+        self.timings[name] = time.monotonic() - t0
+        log(f"{name} done in {self.timings[name]:.0f} s")
+
+    # -- parts ------------------------------------------------------------------------------------------
+
+    def zen(self) -> None:
+        pack = load_pack(inprocess.WUSHEN)
+        from fenliu.engine import Decider
+
+        d = Decider(pack, memoize=False)
+        n, diffs = zen_compare.compare(self.complaints, d, zen_compare.zen_engine())
+        d.close()
+        self.results["zen_check"] = {"compared": n, "differences": len(diffs), "first": diffs[:10]}
+        log(f"ZEN check: {n} complaints, {len(diffs)} differences")
+        if diffs:
+            log(zen_compare.render_diffs(diffs))
+        r = inprocess.engines(self.complaints, self.s["rounds"], pack)
+        self.results["engines"] = r
+        rates = r["rates"]
+        for k, v in rates.items():
+            log(f"  {k:28s} {v:9.0f} decisions per CPU-second")
+        log(f"  memo cache hit rate on a cold pass of the corpus: {r['cold_hit_rate']:.1%}")
+        if r.get("cold_stage_hit_rate") is not None:
+            log(f"  stages answered from the stage memo on that pass: {r['cold_stage_hit_rate']:.1%}")
+        if not diffs:
+            self.ratios["inproc"] = (
+                rates["fenliu memo=cold trace=on"] / rates["zen trace=on"],
+                "fenliu memo=cold trace=on ÷ zen trace=on",
+            )
+
+    def breakdown(self) -> None:
+        data = self.data[: self.s["breakdown_n"]]
+        self.results["breakdown"] = inprocess.breakdown(data, rounds=1 if self.quick else 3)
+        try:  # reaches into the adapter's internals, which may change under it
+            self.results["durable_share"] = inprocess.durable_share(data)
+        except (AttributeError, TypeError, ValueError) as e:
+            self.results["durable_share"] = {}
+            self.errors["breakdown (durable internals)"] = f"{type(e).__name__}: {e}"
+        for name, us in self.results["breakdown"]:
+            log(f"  {name:62s} {us:8.1f} µs")
+        for name, v in self.results["durable_share"].items():
+            log(f"  {name:62s} {v:8.1f}")
+
+    def grpc(self) -> None:
+        s = self.s
+        runs: list[LoadResult] = []
+        starts: dict[str, float] = {}
+        common = {"seconds": s["grpc_seconds"], "warmup": s["grpc_warmup"], "corpus_n": s["grpc_corpus"]}
+        logs = Path(tempfile.gettempdir()) / "fenliu-bench"
+        logs.mkdir(exist_ok=True)
+        # Both servers run side by side (an idle server costs nothing); their loads alternate, round after
+        # round, so that a change in the machine's load hits both alike. Each round sends new complaints.
+        for workers in (1, 2):
+            with (
+                ServerProcess("echo", workers, log_path=str(logs / f"echo-{workers}.log")) as echo,
+                ServerProcess("fenliu", workers, log_path=str(logs / f"fenliu-{workers}.log")) as fen,
+            ):
+                starts[f"echo {workers}"], starts[f"fenliu {workers}"] = (
+                    echo.start_to_serving,
+                    fen.start_to_serving,
+                )
+                for rnd in range(s["grpc_rounds"]):
+                    for mode in ("unary", "stream"):
+                        conc = {"concurrency": 8} if mode == "unary" else {"concurrency": 2, "window": 16}
+                        for server in (echo, fen) if rnd % 2 == 0 else (fen, echo):
+                            r = run_load(server, mode, **conc, **common, salt=rnd)
+                            runs.append(r)
+                            log(
+                                f"  {server.kind:6s} workers={workers} {mode:6s} {r.rps:7.0f}/s  "
+                                f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms  "
+                                f"server CPU {r.cpu_us_per_request:5.0f} µs/req  errors {r.errors}"
+                            )
+        self.results["grpc_runs"] = [
+            r.__dict__ | {"rps": r.rps, "cpu_us": r.cpu_us_per_request} for r in runs
+        ]
+        self.results["grpc_start"] = starts
+        table = []
+        for workers in (1, 2):
+            for mode in ("unary", "stream"):
+                for kind in ("echo", "fenliu"):
+                    rs = [r for r in runs if (r.target, r.mode, r.workers) == (kind, mode, workers)]
+                    requests = sum(r.requests for r in rs)
+                    table.append(
+                        {
+                            "target": kind,
+                            "workers": workers,
+                            "mode": mode,
+                            "rounds": len(rs),
+                            "rps": statistics.median(r.rps for r in rs),
+                            "p50_ms": statistics.median(r.p50_ms for r in rs),
+                            "p99_ms": statistics.median(r.p99_ms for r in rs),
+                            "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6 if requests else 0.0,
+                            "errors": sum(r.errors for r in rs),
+                        }
+                    )
+        self.results["grpc"] = table
+        by = {(x["target"], x["mode"], x["workers"]): x for x in table}
+        for mode in ("unary", "stream"):
+            for w in (1, 2):
+                f, e = by[("fenliu", mode, w)], by[("echo", mode, w)]
+                if e["rps"] and not f["errors"] and not e["errors"]:
+                    self.ratios[f"{mode}{w}"] = (
+                        f["rps"] / e["rps"],
+                        f"{f['rps']:.0f}/s ÷ {e['rps']:.0f}/s; server CPU per request "
+                        f"{f['cpu_us']:.0f} µs vs {e['cpu_us']:.0f} µs ({e['cpu_us'] / f['cpu_us']:.2f}×)",
+                    )
+
+    def growth(self) -> None:
+        r = inprocess.growth(self.complaints[: self.s["growth_n"]], genpack.SIZES, self.s["growth_rounds"])
+        self.results["growth"] = r
+        for n, row in r.items():
+            log(
+                f"  {n:4d} rules: memo off {row['us_off']:7.0f} µs, memo cold {row['us_cold']:7.0f} µs "
+                f"(hit rate {row['cold_hit_rate']:.0%}), {row['rules_fired']:.1f} rules fired"
+            )
+        lo, hi = min(r), max(r)
+        self.ratios["growth"] = (
+            r[hi]["us_cold"] / r[lo]["us_cold"],
+            f"memo cold {r[hi]['us_cold']:.0f} µs ÷ "
+            f"{r[lo]['us_cold']:.0f} µs (memo off: {r[hi]['us_off'] / r[lo]['us_off']:.2f}×)",
+        )
+
+    def startup(self) -> None:
+        out: dict[str, list[float]] = {}
+        for _ in range(self.s["startup_repeats"]):
+            for kind, workers in (("echo", 1), ("fenliu", 1), ("fenliu", 2)):
+                with ServerProcess(kind, workers) as server:
+                    out.setdefault(f"{kind} workers={workers}", []).append(server.start_to_serving)
+        self.results["startup"] = {k: statistics.median(v) for k, v in out.items()}
+        self.results["reload"] = inprocess.reload_times(self.s["reload_repeats"])
+        for k, v in self.results["startup"].items():
+            log(f"  start to SERVING, {k}: {v * 1000:.0f} ms")
+        for k, v in self.results["reload"].items():
+            log(f"  {k}: {v:.1f}")
+
+    def _memory_run(self, decisions: int, every: int, memo: bool) -> dict[str, Any]:
+        s = self.s
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.memory",
+            "--decisions",
+            str(decisions),
+            "--every",
+            str(every),
+            "--max-seconds",
+            str(s["memory_max_seconds"]),
+        ]
+        if not memo:
+            cmd.append("--no-memo")
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        last = ""
+        assert p.stdout is not None
+        for line in p.stdout:
+            last = line
+            log("  " + line.strip()[:160])
+        if p.wait() != 0:
+            raise RuntimeError(f"bench.memory exited with {p.returncode}")
+        m: dict[str, Any] = json.loads(last)
+        rss = [v for _, v in m["samples"]]
+        m["second_half_growth_mb"] = round(rss[-1] - rss[len(rss) // 2], 1)
+        m["max_mb"] = max(rss)
+        return m
+
+    def memory(self) -> None:
+        s = self.s
+        # The engine alone (memo off), then the worker as it runs (memoized): the difference is the cache.
+        off = self._memory_run(s["memory_off_decisions"], s["memory_off_every"], memo=False)
+        m = self._memory_run(s["memory_decisions"], s["memory_every"], memo=True)
+        m["engine_only"] = off
+        if m["cache_entries"]:
+            m["kb_per_cache_entry"] = round(
+                (m["samples"][-1][1] - off["samples"][-1][1]) * 1024 / m["cache_entries"], 1
+            )
+        self.results["memory"] = m
+        rss = [v for _, v in m["samples"]]
+        self.ratios["memory"] = (
+            max(m["peak_mb"], max(rss)),
+            f"{rss[0]:.0f} → {rss[-1]:.0f} MB over {m['decisions']:,} decisions; second half "
+            f"{m['second_half_growth_mb']:+.1f} MB; memo off: {off['samples'][0][1]:.0f} → "
+            f"{off['samples'][-1][1]:.0f} MB over {off['decisions']:,}",
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The report
+
+
+def verdict(key: str, value: float, r: Run) -> str:
+    _, target, higher = GOALS[key]
+    ok = value >= target if higher else value <= target
+    if key == "memory":
+        m = r.results["memory"]
+        flat = m["second_half_growth_mb"] <= max(2.0, 0.05 * m["max_mb"])
+        ok = ok and flat
+    return "PASS" if ok else "MISS"
+
+
+def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
+    L: list[str] = []
+    add = L.append
+    mode = (
+        "quick (--quick: small sizes, one round; for checking the bench, not for the numbers)"
+        if r.quick
+        else "full"
+    )
+    add("# Performance")
+    add("")
+    add(
+        f"Written by `make bench` (`bench/run.py`) on {started}, {mode}, in {seconds / 60:.1f} min. "
+        f"Source at the start: {info['revision']}. Every ratio below comes from numbers measured in this one run on this "
+        "machine; absolute numbers move with the machine's load, ratios much less. How each number is "
+        "measured: `bench/README.md`."
+    )
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    for k in (
+        "nproc",
+        "cpu",
+        "memory",
+        "kernel",
+        "python",
+        "durable-rules",
+        "grpcio",
+        "protobuf",
+        "zen-engine",
+    ):
+        add(f"| {k} | {info[k]} |")
+    add(f"| load average at start → end | {info['load_start']} → {info['load_end']} |")
+    add("")
+    add("## Goals")
+    add("")
+    add("| goal | target | measured | | from |")
+    add("|---|---|---|---|---|")
+    for key, (desc, target, higher) in GOALS.items():
+        tgt = f"{'≥' if higher else '≤'} {target:g}{'×' if key != 'memory' else ' MB'}"
+        if key in r.ratios:
+            value, how = r.ratios[key]
+            shown = f"{value:.2f}×" if key != "memory" else f"{value:.0f} MB"
+            add(f"| {desc} | {tgt} | {shown} | **{verdict(key, value, r)}** | {how} |")
+        else:
+            why = "not measured"
+            if key == "inproc" and r.results.get("zen_check", {}).get("differences"):
+                why = "ZEN graph not equivalent on the corpus: no ratio"
+            add(f"| {desc} | {tgt} | — | **NOT MEASURED** | {why} |")
+    add("")
+    if r.errors:
+        add("## Parts that failed")
+        add("")
+        for k, v in r.errors.items():
+            add(f"- **{k}**: `{v}`")
+        add("")
+
+    if "engines" in r.results:
+        e = r.results["engines"]
+        zc = r.results["zen_check"]
+        add(
+            f"## In process: fenliu and GoRules ZEN on the reference pack ({e['n']:,} complaints, "
+            f"median of {e['rounds']} interleaved rounds)"
+        )
+        add("")
+        add(
+            f"ZEN graph `bench/zen/wushen.json` checked first: {zc['compared']:,} complaints, "
+            f"**{zc['differences']} differences** in {', '.join(zen_compare.COMPARED)}."
+        )
+        add("")
+        add("| engine | memo | trace | decisions per CPU-second | CPU µs per decision | ÷ ZEN, same trace |")
+        add("|---|---|---|---|---|---|")
+        rates = e["rates"]
+        for name, v in rates.items():
+            parts = name.split()
+            engine = parts[0]
+            memo = parts[1].split("=")[1] if engine == "fenliu" else "—"
+            trace = parts[-1].split("=")[1]
+            zen = rates[f"zen trace={trace}"]
+            add(f"| {engine} | {memo} | {trace} | {v:,.0f} | {1e6 / v:.0f} | {v / zen:.2f}× |")
+        add("")
+        stage = e.get("cold_stage_hit_rate")
+        if stage is not None:
+            add(
+                f"Stage memo on the same cold pass: **{stage:.1%}** of the stages were answered without the engine "
+                "(`Decider.stage_hits` ÷ (`stage_hits` + `stage_misses`))."
+            )
+            add("")
+        add(
+            f"Memo cache hit rate on a cold pass over the corpus: **{e['cold_hit_rate']:.1%}** (the corpus holds "
+            "distinct complaints; an outcome is cached per class of input). *memo=off*: every decision runs the "
+            "engine. *memo=cold*: a fresh decider, one pass (what a worker sees on distinct complaints). "
+            "*memo=warm*: every class seen before (an upper bound, not a realistic rate). The goal uses "
+            "memo=cold with trace on: the service runs memoized, and a cold pass is the honest rate for "
+            "distinct complaints."
+        )
+        add("")
+    if "breakdown" in r.results:
+        add("## Where a decision's time goes (CPU µs per complaint, best of rounds, memo off unless said)")
+        add("")
+        add("| step | µs |")
+        add("|---|---|")
+        for name, us in r.results["breakdown"]:
+            add(f"| {name} | {us:.1f} |")
+        add("")
+        if r.results.get("durable_share"):
+            add("Inside durable_rules matching (memo off), µs per decision:")
+            add("")
+            add("| | |")
+            add("|---|---|")
+            for name, v in r.results["durable_share"].items():
+                add(f"| {name} | {v:.1f} |")
+            add("")
+    if "grpc" in r.results:
+        add(
+            f"## gRPC (`fenliu serve` beside the echo server, {r.s['grpc_seconds']:g} s per load after "
+            f"{r.s['grpc_warmup']:g} s warm-up, {r.s['grpc_rounds']} alternating rounds, median; trace off)"
+        )
+        add("")
+        add("| server | workers | mode | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |")
+        add("|---|---|---|---|---|---|---|---|")
+        for x in r.results["grpc"]:
+            add(
+                f"| {x['target']} | {x['workers']} | {x['mode']} | {x['rps']:,.0f} | {x['p50_ms']:.2f} | "
+                f"{x['p99_ms']:.2f} | {x['cpu_us']:.0f} | {x['errors']} |"
+            )
+        add("")
+        add(
+            "Load: 2 client processes (Python, grpc.aio), each with 2 connections; unary: 8 calls in flight per "
+            "process; stream: 2 bidirectional streams per process with 16 messages in flight on each. Every "
+            "round sends complaints no earlier round sent (20,000 per client and mode), so the memo cache "
+            "sees distinct complaints. The clients share the 2 cores with the servers: a throughput ratio "
+            "includes the clients' share of the machine, and flatters the slower server when the clients are "
+            "the bottleneck (2 workers). The server's CPU per request, read from /proc over the measured "
+            "window, is the stricter view of what the decision adds to the call."
+        )
+        add("")
+    if "growth" in r.results:
+        add(
+            f"## Cost as the pack grows (generated packs, `bench/genpack.py`; {r.s['growth_n']:,} complaints)"
+        )
+        add("")
+        add(
+            "| rules | stages | load + compile ms | rules fired per decision | memo off CPU µs | memo cold CPU µs | "
+            "cold hit rate |"
+        )
+        add("|---|---|---|---|---|---|---|")
+        for n, row in r.results["growth"].items():
+            add(
+                f"| {n} | {row['stages']} | {row['load_compile_ms']:.0f} | {row['rules_fired']:.1f} | "
+                f"{row['us_off']:.0f} | {row['us_cold']:.0f} | {row['cold_hit_rate']:.0%} |"
+            )
+        add("")
+    if "startup" in r.results:
+        add("## Start and reload")
+        add("")
+        add("| | ms |")
+        add("|---|---|")
+        for k, v in r.results["startup"].items():
+            add(f"| start to SERVING (health check), {k} | {v * 1000:.0f} |")
+        rl = r.results["reload"]
+        add(
+            f"| first load in process (`Triage.from_path`, incl. {rl['cases']:.0f} cases) | {rl['first_load_ms']:.0f} |"
+        )
+        add(
+            f"| reload (`Triage.load`: load, compile, lint, {rl['cases']:.0f} cases, swap) | {rl['reload_ms']:.0f} |"
+        )
+        add(f"| of which: parse the pack | {rl['parse_ms']:.0f} |")
+        add(f"| of which: compile (incl. the durable_rules ruleset) | {rl['compile_ms']:.0f} |")
+        add(f"| of which: lint | {rl['lint_ms']:.0f} |")
+        add(f"| of which: run the pack's cases | {rl['cases_ms']:.0f} |")
+        add("")
+    if "memory" in r.results:
+        m = r.results["memory"]
+        off = m["engine_only"]
+        add(f"## Worker memory ({m['decisions']:,} distinct complaints through the servicer in one process)")
+        add("")
+        add(
+            "| decisions | RSS MB, memoized (as served) | | decisions | RSS MB, memo off (the engine alone) |"
+        )
+        add("|---|---|---|---|---|")
+        rows = max(len(m["samples"]), len(off["samples"]))
+        for i in range(rows):
+            a = m["samples"][i] if i < len(m["samples"]) else None
+            b = off["samples"][i] if i < len(off["samples"]) else None
+            add(
+                f"| {f'{a[0]:,}' if a else ''} | {a[1] if a else ''} | | {f'{b[0]:,}' if b else ''} | "
+                f"{b[1] if b else ''} |"
+            )
+        add("")
+        per_entry = (
+            f" ≈ {m['kb_per_cache_entry']} KB per cached outcome;" if "kb_per_cache_entry" in m else ""
+        )
+        add(
+            f"Memoized: peak (VmHWM) {m['peak_mb']} MB; growth over the second half {m['second_half_growth_mb']:+} MB; "
+            f"memo cache {m['cache_entries']:,} of {m['cache_size']:,} entries{per_entry} hit rate "
+            f"{m['hit_rate']:.1%}; {m['seconds']:.0f} s"
+            + (" — **stopped early by the time cap**" if m["capped"] else "")
+            + f". Memo off: peak {off['peak_mb']} MB, growth over the second half {off['second_half_growth_mb']:+} MB"
+            + (" — **stopped early by the time cap**" if off["capped"] else "")
+            + f". Path per decision: {m.get('path', 'decide')}."
+        )
+        add("")
+    add("## Part durations")
+    add("")
+    add(", ".join(f"{k} {v:.0f} s" for k, v in r.timings.items()) + ".")
+    add("")
+    return "\n".join(L)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="fenliu benchmarks (issue 6)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one round: checks the bench, ~2 min")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument("--json", help="also write every number as JSON here")
+    args = ap.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
+
+    # Stopped with SIGTERM, unwind like Ctrl-C so that servers and clients are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    info = machine()
+    info["revision"] = _git_revision()
+    info["load_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    t0 = time.monotonic()
+    run = Run(QUICK if args.quick else FULL, args.quick)
+    log(
+        f"machine: {info['nproc']} × {info['cpu']}; Python {info['python']}, durable-rules {info['durable-rules']}, "
+        f"grpcio {info['grpcio']}, zen-engine {info['zen-engine']}; corpus {len(run.complaints):,} complaints"
+    )
+    for name in PARTS:
+        if name in parts:
+            run.part(name, getattr(run, name))
+    info["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = report(run, info, started, time.monotonic() - t0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"machine": info, "results": run.results, "errors": run.errors, "ratios": run.ratios},
+                ensure_ascii=False,
+                indent=1,
+                default=str,
+            )
+        )
+    print()
+    for key, (desc, _target, _) in GOALS.items():
+        if key in run.ratios:
+            v, how = run.ratios[key]
+            shown = f"{v:.2f}×" if key != "memory" else f"{v:.0f} MB"
+            print(f"{verdict(key, v, run):4s}  {desc}: {shown}  ({how})")
+        else:
+            print(f"----  {desc}: not measured")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

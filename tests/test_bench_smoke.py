@@ -1,0 +1,233 @@
+"""The benchmarks work: each part of ``make bench`` at a tiny size, and ZEN decides exactly as fenliu.
+
+No test here asserts a time or a rate: only that every part runs, returns well-formed numbers, and that
+the ZEN graph the benchmark times is equivalent to the reference pack on the whole benchmark corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
+from bench.zen import build as zen_build  # noqa: E402
+
+from fenliu.engine import Decider  # noqa: E402
+from fenliu.model import COLORS, complaint_from_dict  # noqa: E402
+from fenliu.pack import load_pack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pack() -> Any:
+    return load_pack(ROOT / "rules" / "wushen")
+
+
+@pytest.fixture(scope="module")
+def bench_corpus() -> list[Any]:
+    from bench import run
+
+    return [complaint_from_dict(x) for x in corpus.generate(run.FULL["corpus"])]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The corpus
+
+
+def test_corpus_same_seed_same_complaints() -> None:
+    assert corpus.generate(300) == corpus.generate(300)
+    assert corpus.generate(300) != corpus.generate(300, seed=1)
+    assert len({c["id"] for c in corpus.generate(300)}) == 300
+
+
+def test_corpus_valid_and_covers_categories_colours_exclusions(pack: Any, bench_corpus: list[Any]) -> None:
+    assert corpus.categories_in(corpus.generate(2000)) == set(corpus.PHRASES)
+    d = Decider(pack, memoize=False)
+    outcomes = [d.outcome(c) for c in bench_corpus[:3000]]
+    d.close()
+    assert {o.category for o in outcomes} == set(pack.categories)  # the 22 and unclassified
+    assert {o.color for o in outcomes} == set(COLORS)
+    assert {o.exclusion for o in outcomes} == {"", *pack.tables["exclusions"].rows}
+    assert {o.stage for o in outcomes} == {"CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE"}
+    assert {o.approach for o in outcomes} == {"", "IMMEDIATE", "DIVERTED", "JOINT"}
+    assert any("category_hint is not a category" in n for o in outcomes for n in o.notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ZEN
+
+
+def test_zen_graph_is_current(pack: Any) -> None:
+    assert zen_build.render() == zen_compare.GRAPH.read_text(encoding="utf-8"), (
+        "bench/zen/wushen.json is stale: run python -m bench.zen.build"
+    )
+
+
+def test_zen_decides_like_fenliu_on_the_whole_bench_corpus(pack: Any, bench_corpus: list[Any]) -> None:
+    d = Decider(pack, memoize=False)
+    n, diffs = zen_compare.compare(bench_corpus, d, zen_compare.zen_engine())
+    d.close()
+    assert n == len(bench_corpus)
+    assert diffs == [], zen_compare.render_diffs(diffs)
+
+
+def test_zen_comparison_catches_a_wrong_graph(pack: Any, bench_corpus: list[Any], tmp_path: Path) -> None:
+    graph = json.loads(zen_compare.GRAPH.read_text(encoding="utf-8"))
+    grade = next(n for n in graph["nodes"] if n["id"] == "grade")
+    grade["content"]["rules"][0]["in0"] = ">= 31"  # RED from 31 people instead of 30
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(graph, ensure_ascii=False), encoding="utf-8")
+    d = Decider(pack, memoize=False)
+    _, diffs = zen_compare.compare(bench_corpus[:2000], d, zen_compare.zen_engine(bad))
+    d.close()
+    assert diffs and {x["field"] for x in diffs} >= {"color"}
+
+
+def test_zen_trace_is_returned(bench_corpus: list[Any]) -> None:
+    engine = zen_compare.zen_engine()
+    r = zen_compare.zen_evaluate(engine, bench_corpus[0], trace=True)
+    assert r.get("trace") and "classify" in r["trace"]
+    assert not zen_compare.zen_evaluate(engine, bench_corpus[0]).get("trace")
+
+
+# ---------------------------------------------------------------------------------------------------
+# In-process parts at tiny size
+
+
+def test_engines_tiny(pack: Any, bench_corpus: list[Any]) -> None:
+    r = inprocess.engines(bench_corpus[:20], rounds=1, pack=pack)
+    assert len(r["rates"]) == 8 and all(v > 0 for v in r["rates"].values())
+    assert 0.0 <= r["cold_hit_rate"] <= 1.0
+
+
+def test_breakdown_tiny(pack: Any) -> None:
+    data = corpus.generate(20)
+    rows = inprocess.breakdown(data, rounds=1, pack=pack)
+    assert rows and all(us > 0 for _, us in rows)
+    share = inprocess.durable_share(data, pack=pack)
+    assert share["facts asserted per decision (a count)"] == len(pack.stages)
+
+
+@pytest.mark.parametrize("n", genpack.SIZES)
+def test_generated_pack_loads_with_exact_size(n: int, tmp_path: Path) -> None:
+    p = load_pack(genpack.write_pack(n, tmp_path / f"gen{n}"))
+    assert len(p.rules) == n
+    d = Decider(p)  # compiles inside the engine's limits
+    outcomes = [d.outcome(complaint_from_dict(x)) for x in corpus.generate(200)]
+    d.close()
+    assert len({o.category for o in outcomes}) > 3  # the keywords match real texts
+    assert genpack.build(n) == genpack.build(n)
+
+
+def test_growth_tiny(bench_corpus: list[Any]) -> None:
+    r = inprocess.growth(bench_corpus[:10], (60, 200), rounds=1)
+    assert set(r) == {60, 200}
+    assert all(row["us_off"] > 0 and row["us_cold"] > 0 and row["rules"] == n for n, row in r.items())
+
+
+def test_reload_times_tiny() -> None:
+    r = inprocess.reload_times(1)
+    assert r["cases"] >= 248 and r["reload_ms"] > 0
+
+
+def test_memory_tiny() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--decisions", "300", "--every", "100"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    assert m["decisions"] == 300 and len(m["samples"]) == 4 and m["peak_mb"] > 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# gRPC: the echo server in process, then servers and clients as processes
+
+
+def test_echo_server_answers_with_fenliu_messages() -> None:
+    import grpc
+    from bench import echo_server
+
+    from fenliu import convert
+    from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+    from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+
+    server, port = echo_server.create_server("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.TriageServiceStub(ch)
+            data = corpus.generate(3)
+            r = stub.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(data[0])), timeout=10)
+            assert r.decision.complaint_id == data[0]["id"] and r.decision.category and not r.decision.trace
+            r = stub.Triage(
+                pb.TriageRequest(complaint=convert.complaint_to_proto(data[0]), include_trace=True)
+            )
+            assert r.decision.trace
+            reqs = [pb.TriageStreamRequest(complaint=convert.complaint_to_proto(x)) for x in data]
+            got = list(stub.TriageStream(iter(reqs), timeout=10))
+            assert [(g.index, g.complaint_id) for g in got] == [(i, x["id"]) for i, x in enumerate(data)]
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["echo", "fenliu"])
+def test_grpc_load_tiny(kind: str) -> None:
+    from bench.grpc_load import ServerProcess, run_load
+
+    with ServerProcess(kind, 1) as server:
+        assert server.start_to_serving > 0
+        for mode in ("unary", "stream"):
+            r = run_load(
+                server, mode, processes=1, concurrency=2, window=4, seconds=1.0, warmup=0.5, corpus_n=50
+            )
+            assert r.requests > 0 and r.errors == 0, r
+            assert 0 < r.p50_ms <= r.p99_ms
+
+
+@pytest.mark.slow
+def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import run
+
+    tiny = dict(
+        run.QUICK,
+        corpus=60,
+        breakdown_n=20,
+        grpc_seconds=0.5,
+        grpc_warmup=0.3,
+        grpc_corpus=50,
+        growth_n=5,
+        memory_decisions=200,
+        memory_every=100,
+        memory_off_decisions=100,
+        memory_off_every=50,
+    )
+    monkeypatch.setattr(run, "QUICK", tiny)
+    out = tmp_path / "performance.md"
+    assert run.main(["--quick", "--out", str(out), "--json", str(tmp_path / "bench.json")]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "## Machine" in text and "## Goals" in text and "zen-engine" in text
+    for section in (
+        "In process",
+        "Where a decision's time goes",
+        "gRPC",
+        "Cost as the pack grows",
+        "Start and reload",
+        "Worker memory",
+    ):
+        assert section in text, section
+    assert "0 differences" in text
+    assert "NOT MEASURED" not in text and "Parts that failed" not in text
+    assert text.count("PASS") + text.count("MISS") >= len(run.GOALS)
