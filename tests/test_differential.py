@@ -55,3 +55,18 @@ def test_memoized_outcome_equals_fresh_evaluation(python_decider: Decider, data:
 def test_differential_actually_ran_the_engine(durable_decider: Decider) -> None:
     assert durable_decider._durable is not None  # the engine, not a fallback, decided above
     assert durable_decider.fallbacks == 0
+
+
+@settings(max_examples=3_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(complaints(PACK))
+def test_keyword_automaton_finds_exactly_the_words_present(data: dict[str, Any]) -> None:
+    from fenliu.compiler import normalize_text
+
+    cp = COMPILED
+    c = complaint_from_dict(data)
+    _values, present, _hint = cp.features(c)
+    text = normalize_text(c.title + "\n" + c.text)
+    assert present == frozenset(w for w in cp.words if w in text)
+
+
+COMPILED = MEMO.compiled

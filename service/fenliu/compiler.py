@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import ahocorasick  # type: ignore[import-not-found]
+
 from fenliu import fields as F
 from fenliu._durable import STEP_FIELD, check_expression
 from fenliu.errors import Problem
@@ -95,6 +97,7 @@ class CompiledPack:
     abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     _getters: list[tuple[str, Callable[[Complaint], Any]]] = field(default_factory=list)
+    _automaton: Any = None
 
     # -- per complaint ---------------------------------------------------------------------------------
     def features(self, c: Complaint) -> tuple[dict[str, Any], frozenset[str], bool]:
@@ -104,7 +107,9 @@ class CompiledPack:
         when an outcome is actually evaluated (not on a memoized hit).
         """
         text = normalize_text(c.title + "\n" + c.text) if (c.title or c.text) else ""
-        present = frozenset(w for w in self.words if w in text) if text else frozenset()
+        present = (
+            frozenset(w for _end, w in self.automaton.iter(text)) if text and self.words else frozenset()
+        )
         values: dict[str, Any] = {name: get(c) for name, get in self.getters}
         hint_ignored = False
         hint = c.category_hint.strip()
@@ -127,6 +132,18 @@ class CompiledPack:
         :meth:`class_key`; decision fields and table columns are finite already (None)."""
         fn = dict(self.abstractors).get(name)
         return None if fn is None or fn is _identity else fn
+
+    @property
+    def automaton(self) -> Any:
+        """Every keyword of the pack in one Aho-Corasick automaton: one pass over a text finds them
+        all, overlapping ones included (房屋 inside 房屋质量)."""
+        if self._automaton is None:
+            auto = ahocorasick.Automaton()
+            for w in self.words:
+                auto.add_word(w, w)
+            auto.make_automaton()
+            self._automaton = auto
+        return self._automaton
 
     @property
     def getters(self) -> list[tuple[str, Callable[[Complaint], Any]]]:
