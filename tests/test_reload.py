@@ -102,13 +102,18 @@ def test_reload_under_load_never_fails_a_call_and_serves_only_tested_packs(tmp_p
                 time.sleep(0.05)
         elapsed = time.monotonic() - started
         rss_after = {pid: _rss_mb(pid) for pid in sp.worker_pids}
+        stop.touch()
+        for c in clients:
+            assert c.wait(60) == 0, "a load client failed"
+        results = [json.loads((tmp_path / f"c{i}.json").read_text("utf-8")) for i in range(3)]
+        outcomes = _outcomes(sp)
+        assert sp.stop() == 0
     finally:
         stop.touch()
         for c in clients:
-            c.wait(60)
-    results = [json.loads((tmp_path / f"c{i}.json").read_text("utf-8")) for i in range(3)]
-    outcomes = _outcomes(sp)
-    assert sp.stop() == 0
+            if c.poll() is None:
+                c.kill()
+        sp.kill()  # no-op after a clean stop; never leave a server behind a failed test
 
     # No call failed, and every decision came from a pack that passed its tests.
     for r in results:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -132,6 +133,7 @@ class Decider:
             [self.compiled.field_abstractor(name) for name in plan.fields] for plan in self.compiled.stages
         ]
         self._transitions: dict[tuple[Any, ...], _Transition] = {}
+        self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
         self._then_reads = [_then_reads(plan, pack) for plan in self.compiled.stages]
         self._cache_lock = threading.Lock()
         self.fallbacks = 0
@@ -260,8 +262,10 @@ class Decider:
     def _pipeline(
         self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool, match: Any
     ) -> Outcome:
-        pack = self.pack
-        slots: dict[str, Any] = dict(pack.defaults)
+        # One environment: the complaint's values (fields and keyword booleans) and the decision's fields,
+        # whose names never collide. Stages read it and write decision fields into it.
+        slots: dict[str, Any] = dict(values)
+        slots.update(self.pack.defaults)
         set_by: dict[str, str] = {}
         trace: list[TraceEntry] = []
         guidance_rules: list[Rule] = []
@@ -274,8 +278,8 @@ class Decider:
         for plan in self.compiled.stages:
             if not plan.rules:
                 continue
-            raw = [self._read(name, values, slots) for name in plan.fields]
-            feats = [values[feat] for feat in plan.features]
+            raw = [get(slots) for get in self._readers[plan.index]]
+            feats = [slots[feat] for feat in plan.features]
             if memo:
                 # A stage's transition depends only on its fact's class and the values its `then` reads.
                 skey = (
@@ -286,22 +290,19 @@ class Decider:
                     ],
                     *feats,
                 )
-                tkey = (
-                    skey,
-                    *(values[n] if n in values else slots.get(n) for n in self._then_reads[plan.index]),
-                )
+                tkey = (skey, *[slots.get(n) for n in self._then_reads[plan.index]])
                 step = self._transitions.get(tkey)
                 if step is not None:
                     self.stage_hits += 1
                 else:
                     fact = self._fact(plan, raw, feats)
-                    step = self._transition(plan, match(plan, fact, skey), slots, values, present)
+                    step = self._transition(plan, match(plan, fact, skey), slots)
                     if len(self._transitions) >= self._stage_cache_size:
                         self._transitions.clear()
                     self._transitions[tkey] = step
             else:
                 fact = self._fact(plan, raw, feats)
-                step = self._transition(plan, match(plan, fact, None), slots, values, present)
+                step = self._transition(plan, match(plan, fact, None), slots)
             for slot, v, rule_id in step.updates:
                 slots[slot] = v
                 set_by[slot] = rule_id
@@ -341,14 +342,7 @@ class Decider:
             pack=self.id,
         )
 
-    def _transition(
-        self,
-        plan: StagePlan,
-        fired: list[Rule],
-        slots: dict[str, Any],
-        values: dict[str, Any],
-        present: frozenset[str],
-    ) -> _Transition:
+    def _transition(self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any]) -> _Transition:
         """Resolve the rules a stage matched: who sets what, who lost to whom, who speaks."""
         fired = sorted(fired, key=lambda r: (-r.priority, r.order))
         winners: dict[str, tuple[Rule, Any]] = {}
@@ -356,7 +350,7 @@ class Decider:
         rows_read: dict[str, list[str]] = {}
         for rule in fired:
             for slot, expr in rule.then.items():
-                v = self._value(slot, expr, slots, values, rows_read.setdefault(rule.id, []))
+                v = self._value(slot, expr, slots, rows_read.setdefault(rule.id, []))
                 if v is _SKIP:
                     continue
                 prev = winners.get(slot)
@@ -395,28 +389,29 @@ class Decider:
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
         return _Transition(updates, tuple(trace), tuple(speaking))
 
-    def _read(self, name: str, values: dict[str, Any], slots: dict[str, Any]) -> Any:
-        if name in values:
-            return values[name]
-        if name in slots:
-            v = slots[name]
-            return "" if v is None else v
+    def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
+        """How a stage reads a tested field from the environment (a table column: from the current row)."""
+        if name in F.COMPLAINT_FIELDS or name in F.DECISION_FIELDS:
+            return operator.itemgetter(name)
         tname, _, col = name.partition(".")
         table = self.pack.tables[tname]
-        row = table.rows.get(str(slots.get(table.key, "")), {})
-        v = row.get(col)
-        if v is None:
-            sample = next((r[col] for r in table.rows.values() if r.get(col) is not None), "")
-            return False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
-        return v
+        key = table.key
+        rows = table.rows
+        sample = next((r[col] for r in rows.values() if r.get(col) is not None), "")
+        default: Any = False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
 
-    def _value(
-        self, slot: str, expr: Value, slots: dict[str, Any], values: dict[str, Any], rows: list[str]
-    ) -> Any:
+        def read(env: dict[str, Any]) -> Any:
+            row = rows.get(str(env.get(key, "")))
+            v = row.get(col) if row is not None else None
+            return default if v is None else v
+
+        return read
+
+    def _value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
         if expr.kind == "literal":
             return expr.literal
         if expr.kind == "copy":
-            v = values[expr.source] if expr.source in values else slots.get(expr.source)
+            v = slots.get(expr.source)
             return _SKIP if v in (None, "", "UNSPECIFIED") else v
         table = self.pack.tables[expr.table]
         key = str(slots.get(table.key, ""))
