@@ -306,7 +306,7 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
 # times. The proto of an outcome is built once and copied; only the per-complaint fields are set.
 _TEMPLATES: OrderedDict[tuple[int, bool], tuple[Any, Any]] = OrderedDict()
-_TEMPLATES_MAX: Final = 4096
+_TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
 
 

@@ -108,7 +108,7 @@ class Decider:
     """A prepared pack: compile once, decide many times. Thread-safe."""
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 4096
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 2048
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -125,7 +125,7 @@ class Decider:
         # Matching memoized per stage: the rules a stage's fact matches depend only on that fact's class.
         # stage_hits: stages answered from memory; stage_misses: stages the engine evaluated.
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
-        self._stage_cache_size = 65536
+        self._stage_cache_size = 16384  # each memory (matching, transitions) holds at most this many entries
         self.stage_hits = 0
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class (None: it is finite already).
