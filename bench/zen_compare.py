@@ -22,27 +22,13 @@ from typing import Any
 import zen
 
 from fenliu.engine import Decider
-from fenliu.model import Complaint, Outcome
+from fenliu.model import DECIDED_FIELDS, Complaint, Outcome
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"
 
 #: The decision fields compared on every complaint (deadlines as durations in hours).
-COMPARED = (
-    "category",
-    "excluded",
-    "exclusion",
-    "referred_to",
-    "color",
-    "tier",
-    "approach",
-    "owner_department",
-    "co_departments",
-    "stage",
-    "path",
-    "statutory_route",
-    "deadlines",
-)
+COMPARED = DECIDED_FIELDS
 
 _INPUT_FIELDS = (
     "procedure",

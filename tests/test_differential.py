@@ -17,23 +17,11 @@ from fenliu.pack import load_pack
 from strategies import complaints
 
 PACK = load_pack(WUSHEN)
-SETTINGS = settings(
-    max_examples=5_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False
-)
 
 
-@SETTINGS
+@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
-def test_durable_and_interpreter_agree_part1(
-    durable_decider: Decider, python_decider: Decider, data: dict[str, Any]
-) -> None:
-    c = complaint_from_dict(data)
-    assert durable_decider.outcome(c) == python_decider.outcome(c)
-
-
-@SETTINGS
-@given(complaints(PACK))
-def test_durable_and_interpreter_agree_part2(
+def test_durable_and_interpreter_agree(
     durable_decider: Decider, python_decider: Decider, data: dict[str, Any]
 ) -> None:
     c = complaint_from_dict(data)

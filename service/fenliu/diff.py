@@ -26,24 +26,10 @@ from typing import Any, TextIO
 
 from fenliu import fields as F
 from fenliu.errors import ComplaintError, PackError
-from fenliu.model import DEADLINE_NAMES, Complaint, Outcome, PackId, complaint_from_dict
+from fenliu.model import DEADLINE_NAMES, DECIDED_FIELDS, Complaint, Outcome, PackId, complaint_from_dict
 
 #: The decision fields compared, in report order.
-FIELDS: tuple[str, ...] = (
-    "category",
-    "excluded",
-    "exclusion",
-    "referred_to",
-    "color",
-    "tier",
-    "approach",
-    "owner_department",
-    "co_departments",
-    "stage",
-    "path",
-    "statutory_route",
-    "deadlines",
-)
+FIELDS: tuple[str, ...] = DECIDED_FIELDS
 
 EXCERPT = 40
 NONE = "—"

@@ -400,6 +400,24 @@ class Outcome:
 
 DEADLINE_NAMES: Final = ("first_contact_by", "plan_by", "accept_by", "resolve_by")
 
+#: The decision's outputs that a pack decides (everything but ids, guidance and the trace), in the
+#: contract's order: what `fenliu diff` and the benchmark's equivalence check compare.
+DECIDED_FIELDS: Final = (
+    "category",
+    "excluded",
+    "exclusion",
+    "referred_to",
+    "color",
+    "tier",
+    "approach",
+    "owner_department",
+    "co_departments",
+    "stage",
+    "path",
+    "statutory_route",
+    "deadlines",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
