@@ -162,3 +162,35 @@ def test_serve_with_metrics_and_decision_log_keeps_personal_data_out(tmp_path: P
         person = e["complaint"].get("complainant") or {}
         assert NAME not in json.dumps(person, ensure_ascii=False)
         assert ID_NUMBER not in json.dumps(e, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_decision_log_without_key(tmp_path: Path, workers: str) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FENLIU_DECISION_LOG_KEY"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fenliu.cli",
+            "serve",
+            "--rules",
+            str(PACK),
+            "--address",
+            "127.0.0.1:0",
+            "--workers",
+            workers,
+            "--decision-log",
+            str(tmp_path / "d.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "needs a hash key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "d.jsonl").exists()

@@ -524,6 +524,15 @@ def serve(args: argparse.Namespace) -> int:
 
     tls = srv.tls_from_args(args)
     workers = int(args.workers)
+    if getattr(args, "decision_log", None):  # refuse to start without a key, before any worker does
+        from fenliu.decision_log import load_hash_key
+
+        try:
+            load_hash_key(getattr(args, "decision_log_key_file", None))
+        except (ValueError, OSError) as e:
+            log.error("decision_log_unusable", extra={"error": str(e)})
+            print(f"fenliu serve: {e}", file=sys.stderr)
+            return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
 
