@@ -396,7 +396,7 @@ def run_load(target: str, seconds: float, prefix: str, channels: int, stream_eve
 def run_until_gone(target: str, seconds: float, prefix: str, channels: int) -> dict[str, Any]:
     """Send calls (unary and streams of about a second) until the server is gone; never retries.
 
-    A call either succeeds or fails with UNAVAILABLE before any response (``refused``); anything else,
+    A call either succeeds or fails before any response (``refused``: UNAVAILABLE or CANCELLED); anything else,
     or a stream cut after some of its responses, is ``broken``: an accepted call that was dropped.
     """
     chans = [
@@ -431,7 +431,11 @@ def run_until_gone(target: str, seconds: float, prefix: str, channels: int) -> d
             refused_in_a_row = 0
         except grpc.RpcError as e:
             code = e.code()
-            if code == grpc.StatusCode.UNAVAILABLE and got == 0:
+            # Refused: failed before any response. gRPC answers UNAVAILABLE, or CANCELLED for a call that
+            # reached the transport as the server stopped but was never handed to the application. The
+            # caller may retry either; that no *accepted* call was dropped is checked by the test's
+            # accounting (calls the workers started == calls that succeeded).
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and got == 0:
                 result["refused"] += 1
                 refused_in_a_row += 1
                 time.sleep(0.05)
