@@ -287,3 +287,21 @@ def test_check_test_on_a_deadline_duration_is_refused(
     code, out = check(pack_copy, capsys)
     assert code == 1
     assert_reported(out, f, 4, "funnel.fast", "untestable-field")
+
+
+def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> None:
+    # ＡＢＣ (full-width) and abc are one keyword after NFKC and case-folding; the list still compiles.
+    from fenliu.engine import Decider
+    from fenliu.model import complaint_from_dict
+
+    append_rule(
+        pack_copy,
+        "extra.yaml",
+        "  - id: classify.abc\n    stage: classify\n    priority: 99\n    when: {keywords: [ＡＢＣ, abc]}\n    then: {category: neighbor}\n",
+    )
+    pack = load_pack(pack_copy)
+    c = complaint_from_dict({"id": "x", "text": "Abc 的问题"})
+    for backend in ("durable", "python"):
+        d = Decider(pack, backend=backend, memoize=False)
+        assert d.outcome(c).category == "neighbor"
+        d.close()

@@ -63,10 +63,6 @@ def fact_name(field_name: str) -> str:
     return field_name.replace(".", "__")
 
 
-def keyword_feature(words: tuple[str, ...], index: dict[tuple[str, ...], str]) -> str:
-    return index[tuple(sorted(normalize_text(w) for w in words))]
-
-
 @dataclass(slots=True)
 class StagePlan:
     name: str
@@ -87,6 +83,7 @@ class CompiledPack:
     pack: Pack
     stages: list[StagePlan]
     keyword_index: dict[tuple[str, ...], str]  # normalized sorted words -> feature name
+    keyword_of: dict[tuple[str, ...], str]  # a `keywords:` list as written -> its feature name
     keyword_groups: dict[str, frozenset[str]]  # feature -> normalized words
     patterns: dict[str, re.Pattern[str]]  # feature -> compiled regex
     pattern_index: dict[str, str]  # regex source -> feature
@@ -180,6 +177,7 @@ def _getter(name: str) -> Callable[[Complaint], Any]:
 
 def compile_pack(pack: Pack) -> CompiledPack:
     keyword_index: dict[tuple[str, ...], str] = {}
+    keyword_of: dict[tuple[str, ...], str] = {}
     keyword_groups: dict[str, frozenset[str]] = {}
     pattern_index: dict[str, str] = {}
     patterns: dict[str, re.Pattern[str]] = {}
@@ -194,6 +192,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
                     feat = f"kw_{len(keyword_index)}"
                     keyword_index[norm] = feat
                     keyword_groups[feat] = frozenset(norm)
+                keyword_of[leaf.words] = keyword_index[norm]
                 words += [normalize_text(w) for w in leaf.words]
                 all_words.update(norm)
             elif isinstance(leaf, Pattern) and leaf.regex not in pattern_index:
@@ -236,6 +235,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
         pack,
         [],
         keyword_index,
+        keyword_of,
         keyword_groups,
         patterns,
         pattern_index,
@@ -260,7 +260,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
                     vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
                     tests_per_field.setdefault(leaf.field, set()).update((leaf.op, v) for v in vals)
                 elif isinstance(leaf, Keywords):
-                    feats.add(keyword_feature(leaf.words, keyword_index))
+                    feats.add(keyword_of[leaf.words])
                 else:
                     feats.add(pattern_index[leaf.regex])
             body = to_expression(r.when, compiled)
@@ -345,7 +345,7 @@ def to_expression(c: Cond, cp: CompiledPack, negate: bool = False) -> dict[str, 
     if isinstance(c, Test):
         return _leaf_expression(Test(c.field, _NEGATE[c.op], c.value, c.line) if negate else c)
     if isinstance(c, Keywords):
-        return {keyword_feature(c.words, cp.keyword_index): not negate}
+        return {cp.keyword_of[c.words]: not negate}
     if isinstance(c, Pattern):
         return {cp.pattern_index[c.regex]: not negate}
     if isinstance(c, Not):
@@ -393,7 +393,7 @@ def evaluate(c: Cond, fact: dict[str, Any], cp: CompiledPack) -> bool:
             return bool(v > c.value)
         return bool(v >= c.value)
     if isinstance(c, Keywords):
-        return bool(fact[keyword_feature(c.words, cp.keyword_index)])
+        return bool(fact[cp.keyword_of[c.words]])
     if isinstance(c, Pattern):
         return bool(fact[cp.pattern_index[c.regex]])
     if isinstance(c, Not):

@@ -24,10 +24,10 @@ import operator
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fenliu import _durable
 from fenliu import fields as F
@@ -42,10 +42,6 @@ _COLOR_RANK = {c: i for i, c in enumerate(COLORS)}
 _SKIP = object()
 
 
-class Matcher(Protocol):
-    def run(self, stages: Iterable[tuple[StagePlan, dict[str, Any]]]) -> None: ...
-
-
 class PythonMatcher:
     """The plain interpretation: conditions evaluated directly on the fact."""
 
@@ -54,9 +50,6 @@ class PythonMatcher:
 
     def matches(self, plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
         return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
-
-    def close(self) -> None:
-        pass
 
 
 class DurableMatcher:
