@@ -125,7 +125,8 @@ def breakdown(
     interp = Decider(pack, backend="python", memoize=False)
     memo = Decider(pack)
     cp = d.compiled
-    feats = [_prepared(cp, c) for c in complaints]
+    keys = [cp.read(c)[0] for c in complaints]
+    feats = [cp.values(c, k) for c, k in zip(complaints, keys, strict=True)]
     for c in complaints:
         memo.outcome(c)
     decisions = [d.decide(c) for c in complaints]
@@ -141,15 +142,15 @@ def breakdown(
         return lambda plan, fact, *_: list(rec[plan.index])
 
     answers: list[dict[int, list[Any]]] = []
-    for f in feats:
+    for f, k in zip(feats, keys, strict=True):
         rec: dict[int, list[Any]] = {}
-        d._pipeline(*f, recorder(rec))
+        d._walk(f, k, recorder(rec), False)
         answers.append(rec)
     replayers = [replayer(rec) for rec in answers]
 
     def replay() -> None:
-        for f, match in zip(feats, replayers, strict=True):
-            d._pipeline(*f, match)
+        for f, k, match in zip(feats, keys, replayers, strict=True):
+            d._finish(d._walk(f, k, match, False), bool(k[1]))
 
     rows: list[tuple[str, Callable[[], Any]]] = [
         (
@@ -158,17 +159,32 @@ def breakdown(
         ),
         ("complaint_from_dict (validate JSON)", lambda: [complaint_from_dict(x) for x in data]),
         (
-            "features: normalize text, find keywords, keyword groups",
-            lambda: [_prepared(cp, c) for c in complaints],
+            "read: normalize text, find keywords, class key",
+            lambda: [cp.read(c) for c in complaints],
         ),
-        ("class_key (memo key)", lambda: [cp.class_key(*f) for f in feats]),
-        ("outcome, memo hit (features + key + lookup)", lambda: [memo.outcome(c) for c in complaints]),
+        (
+            "values for the engine (a memo miss only)",
+            lambda: [cp.values(c, k) for c, k in zip(complaints, keys, strict=True)],
+        ),
+        ("outcome, memo hit (read + walk the memo graph)", lambda: [memo.outcome(c) for c in complaints]),
         (
             "pipeline, matches replayed from a table (facts, resolution, trace, guidance; no engine)",
             replay,
         ),
-        ("pipeline with durable_rules matching", lambda: [d._evaluate(*f) for f in feats]),
-        ("pipeline with the plain interpreter", lambda: [interp._evaluate(*f) for f in feats]),
+        (
+            "pipeline with durable_rules matching",
+            lambda: [
+                d._finish(d._evaluate(c, k, memo=False), bool(k[1]))
+                for c, k in zip(complaints, keys, strict=True)
+            ],
+        ),
+        (
+            "pipeline with the plain interpreter",
+            lambda: [
+                interp._finish(interp._evaluate(c, k, memo=False), bool(k[1]))
+                for c, k in zip(complaints, keys, strict=True)
+            ],
+        ),
         (
             "decide(), memo off (features + durable pipeline + Decision)",
             lambda: [d.decide(c) for c in complaints],
@@ -207,16 +223,6 @@ def breakdown(
     return out
 
 
-def _prepared(cp: Any, c: Complaint) -> tuple[dict[str, Any], frozenset[str], bool]:
-    """A complaint's features as the pipeline needs them, keyword-group booleans included (the engine
-    adds those only on a memo miss, where present)."""
-    values, present, hint_ignored = cp.features(c)
-    add_keywords = getattr(cp, "keyword_features", None)
-    if add_keywords is not None:
-        add_keywords(values, present)
-    return values, present, hint_ignored
-
-
 def _seconds(fn: Callable[[], Any]) -> float:
     """CPU seconds of this process (see :func:`per_second`)."""
     t0 = time.process_time()
@@ -245,7 +251,8 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
 
     for c in complaints:
         facts: list[dict[str, Any]] = []
-        d._pipeline(*_prepared(d.compiled, c), recorder(facts))
+        key = d.compiled.read(c)[0]
+        d._walk(d.compiled.values(c, key), key, recorder(facts), False)
         per_decision.append(facts)
     n = len(complaints)
     ruleset = d._durable.ruleset

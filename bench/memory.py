@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_mb": round(_status("VmHWM"), 1),
         "memoize": not args.no_memo,
         "path": path,
-        "cache_entries": len(decider._cache),
+        "cache_entries": decider.memory_nodes,
         "cache_size": decider._cache_size,
         "hit_rate": round(decider.cache_hits / max(1, done), 4),
         "capped": capped,

@@ -557,11 +557,13 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             )
         add("")
         per_entry = (
-            f" ≈ {m['kb_per_cache_entry']} KB per cached outcome;" if "kb_per_cache_entry" in m else ""
+            f" ≈ {m['kb_per_cache_entry']} KB per entry, the other caches included;"
+            if "kb_per_cache_entry" in m
+            else ""
         )
         add(
             f"Memoized: peak (VmHWM) {m['peak_mb']} MB; growth over the second half {m['second_half_growth_mb']:+} MB; "
-            f"memo cache {m['cache_entries']:,} of {m['cache_size']:,} entries{per_entry} hit rate "
+            f"memo graph {m['cache_entries']:,} of {m['cache_size']:,} nodes and edges{per_entry} hit rate "
             f"{m['hit_rate']:.1%}; {m['seconds']:.0f} s"
             + (" — **stopped early by the time cap**" if m["capped"] else "")
             + f". Memo off: peak {off['peak_mb']} MB, growth over the second half {off['second_half_growth_mb']:+} MB"

@@ -51,10 +51,41 @@ _NEGATE: Final = {
 }
 _ENGINE_OP: Final = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 _OTHER: Final = "\x00other"
+_NOTHING: Final[frozenset[str]] = frozenset()
+
+
+def _ascii_forms() -> dict[str, str]:
+    """Characters whose compatibility decomposition is plain ASCII (full-width letters and punctuation,
+    the ideographic space, the ellipsis, ...), from the blocks where Chinese text meets them."""
+    blocks = ((0x00A0, 0x0100), (0x2000, 0x2070), (0x3000, 0x3001), (0xFE10, 0xFE70), (0xFF00, 0xFFF0))
+    forms: dict[str, str] = {}
+    for lo, hi in blocks:
+        for cp in range(lo, hi):
+            ch = chr(cp)
+            d = unicodedata.normalize("NFKD", ch)
+            if d != ch and d.isascii():
+                forms[ch] = d
+    return forms
+
+
+_ASCII_FORMS: Final = _ascii_forms()
+_ASCII_FORM_RX: Final = re.compile("[" + re.escape("".join(_ASCII_FORMS)) + "]")
+
+
+def _ascii_form(m: re.Match[str]) -> str:
+    return _ASCII_FORMS[m.group()]
 
 
 def normalize_text(s: str) -> str:
-    if not unicodedata.is_normalized("NFKC", s):  # a quick check; most texts are already NFKC
+    """NFKC, then case-folded.
+
+    Chinese text is rarely NFKC as written: its full-width punctuation is not. Those characters are
+    first replaced by their decompositions (plain ASCII, which never reorders or composes), which
+    leaves the NFKC form unchanged and usually makes the text NFKC already, so the full normalization
+    is skipped. ``tests/test_model.py`` holds this equal to ``unicodedata.normalize``.
+    """
+    s = _ASCII_FORM_RX.sub(_ascii_form, s)
+    if not unicodedata.is_normalized("NFKC", s):
         s = unicodedata.normalize("NFKC", s)
     return s.casefold()
 
@@ -93,40 +124,69 @@ class CompiledPack:
     complaint_fields: list[str]  # complaint fields any rule tests or copies
     abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    _getters: list[tuple[str, Callable[[Complaint], Any]]] = field(default_factory=list)
+    word_mask: dict[str, int] = field(default_factory=dict)  # normalized keyword -> bits of its groups
+    _read_fields: Callable[[Complaint], tuple[Any, ...]] = field(default=lambda c: ())
+    _abstract: list[tuple[int, Callable[[Any], Any]]] = field(default_factory=list)
     _automaton: Any = None
 
     # -- per complaint ---------------------------------------------------------------------------------
-    def features(self, c: Complaint) -> tuple[dict[str, Any], frozenset[str], bool]:
-        """Complaint → (field values rules may read, keywords present, whether a hint was ignored).
+    def read(self, c: Complaint) -> tuple[tuple[Any, ...], frozenset[str]]:
+        """Complaint → (its class key, the keywords present in its title and text).
 
-        Keyword-group booleans, which only the engine needs, are added by :meth:`keyword_features`
-        when an outcome is actually evaluated (not on a memoized hit).
+        The class key is the finite class of input the complaint belongs to (see the module docstring):
+        ``(keyword groups, hint ignored, category_hint, complaint fields..., patterns...)``, where the
+        keyword groups that matched are one bit each of an integer and each complaint field rules read
+        is reduced by its abstractor. Which words matched is told per decision, outside the outcome.
         """
         text = normalize_text(c.title + "\n" + c.text) if (c.title or c.text) else ""
-        present = (
-            frozenset(w for _end, w in self.automaton.iter(text)) if text and self.words else frozenset()
-        )
-        values: dict[str, Any] = {name: get(c) for name, get in self.getters}
-        hint_ignored = False
+        present = frozenset([w for _end, w in self.automaton.iter(text)]) if text and self.words else _NOTHING
+        mask = 0
+        word_mask = self.word_mask
+        for w in present:
+            mask |= word_mask[w]
         hint = c.category_hint.strip()
-        if hint:
-            code = self.hint_codes.get(normalize_text(hint), "")
-            hint_ignored = code == ""
-            values["category_hint"] = code
-        else:
-            values["category_hint"] = ""
-        for feat, rx in self.patterns.items():
-            values[feat] = bool(text) and rx.search(text) is not None
-        return values, present, hint_ignored
+        code = self.hint_codes.get(normalize_text(hint), "") if hint else ""
+        fields = list(self._read_fields(c))
+        for i, fn in self._abstract:
+            fields[i] = fn(fields[i])
+        patterns = [bool(text) and rx.search(text) is not None for rx in self.patterns.values()]
+        return (mask, bool(hint) and not code, code, *fields, *patterns), present
 
-    def keyword_features(self, values: dict[str, Any], present: frozenset[str]) -> None:
-        for feat, words in self.keyword_groups.items():
-            values[feat] = not words.isdisjoint(present)
+    def values(self, c: Complaint, key: tuple[Any, ...]) -> dict[str, Any]:
+        """The values rules may read, by name: complaint fields as given, the resolved hint, and one
+        boolean per keyword group and pattern (from :meth:`read`'s key)."""
+        values = dict(zip(self.complaint_fields, self._read_fields(c), strict=True))
+        values["category_hint"] = key[2]
+        mask = key[0]
+        for bit, feat in enumerate(self.keyword_groups):
+            values[feat] = bool(mask >> bit & 1)
+        first = 3 + len(self.complaint_fields)
+        for j, feat in enumerate(self.patterns):
+            values[feat] = key[first + j]
+        return values
+
+    def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
+        """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.
+        Other names (decision fields, table columns) are ignored."""
+        mask = 0
+        for bit, feat in enumerate(self.keyword_groups):
+            if feat in names:
+                mask |= 1 << bit
+        positions = {"category_hint": 2}
+        positions.update({name: 3 + i for i, name in enumerate(self.complaint_fields)})
+        first = 3 + len(self.complaint_fields)
+        positions.update({feat: first + j for j, feat in enumerate(self.patterns)})
+        idx = sorted({positions[n] for n in names if n in positions})
+        if not idx:
+            return lambda key: key[0] & mask
+        get = operator.itemgetter(*idx)
+        if not mask:
+            return get
+        return lambda key: (key[0] & mask, get(key))
 
     def field_abstractor(self, name: str) -> Callable[[Any], Any] | None:
         """How a tested field's value is reduced to its class: complaint fields as in
-        :meth:`class_key`; decision fields and table columns are finite already (None)."""
+        :meth:`read`; decision fields and table columns are finite already (None)."""
         fn = dict(self.abstractors).get(name)
         return None if fn is None or fn is _identity else fn
 
@@ -142,34 +202,30 @@ class CompiledPack:
             self._automaton = auto
         return self._automaton
 
-    @property
-    def getters(self) -> list[tuple[str, Callable[[Complaint], Any]]]:
-        if not self._getters:
-            self._getters = [(name, _getter(name)) for name in self.complaint_fields]
-        return self._getters
-
-    def class_key(
-        self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool
-    ) -> tuple[Any, ...]:
-        """The finite class of input this complaint belongs to (see module docstring).
-
-        Keywords count through the groups rules test (call :meth:`keyword_features` first), not as the
-        exact set of words present: which words matched is told per decision, outside the outcome.
-        """
-        return (
-            *(values[feat] for feat in self.keyword_groups),
-            hint_ignored,
-            values["category_hint"],
-            *(fn(values[name]) for name, fn in self.abstractors),
-            *(values[p] for p in self.patterns),
+    def __post_init__(self) -> None:
+        plain = [n for n in self.complaint_fields if not n.startswith("region.")]
+        # complaint_fields list region.* first (compile_pack), so a read is (*region codes, *attributes)
+        regional = [n[7:] for n in self.complaint_fields if n.startswith("region.")]
+        get_plain: Callable[[Complaint], Any] = (
+            (operator.attrgetter(*plain) if len(plain) > 1 else (lambda c: (getattr(c, plain[0]),)))
+            if plain
+            else (lambda c: ())
         )
+        if not regional:
+            self._read_fields = get_plain
+        else:
+            keys = regional
 
+            def read_fields(c: Complaint) -> tuple[Any, ...]:
+                region = c.region
+                return (*[region.get(k, "") for k in keys], *get_plain(c))
 
-def _getter(name: str) -> Callable[[Complaint], Any]:
-    if name.startswith("region."):
-        key = name[7:]
-        return lambda c: c.region.get(key, "")
-    return operator.attrgetter(name)
+            self._read_fields = read_fields
+        self._abstract = [(i, fn) for i, (_name, fn) in enumerate(self.abstractors) if fn is not _identity]
+        bits = {feat: 1 << i for i, feat in enumerate(self.keyword_groups)}
+        for feat, words in self.keyword_groups.items():
+            for w in words:
+                self.word_mask[w] = self.word_mask.get(w, 0) | bits[feat]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -219,7 +275,10 @@ def compile_pack(pack: Pack) -> CompiledPack:
         for v in r.then.values():
             if v.kind == "copy" and v.source in F.COMPLAINT_FIELDS:
                 copied.add(v.source)
-    complaint_fields = sorted((set(constants) | copied) - {"category_hint"})
+    # region.* first: see CompiledPack.__post_init__
+    complaint_fields = sorted(
+        (set(constants) | copied) - {"category_hint"}, key=lambda n: (not n.startswith("region."), n)
+    )
 
     abstractors: list[tuple[str, Callable[[Any], Any]]] = []
     for name in complaint_fields:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,6 +81,36 @@ class _Transition:
     updates: tuple[tuple[str, Any, str], ...]
     trace: tuple[TraceEntry, ...]
     guidance: tuple[Rule, ...]
+    sig: tuple[Any, ...]  # what it does, comparable: equal signatures, equal transitions
+
+
+class _Node:
+    """The decision as it stands after the first stages, remembered.
+
+    The root holds the pack's defaults; each stage leads from a node to the next. A node's ``edges``
+    map the class of the next stage's input (its tested complaint fields and keyword groups, read from
+    the complaint's class key) to the node that stage leads to. Everything else a stage reads (decision
+    fields, table columns) is in the node itself, so an edge is a function of (node, class): a memoized
+    decision is a walk of dictionary lookups, one per stage. The last node keeps its outcome.
+    """
+
+    __slots__ = ("children", "classified", "edges", "guidance", "outcome", "slots", "trace", "words")
+
+    def __init__(
+        self,
+        slots: tuple[Any, ...],
+        classified: bool,
+        trace: tuple[TraceEntry, ...],
+        guidance: tuple[Rule, ...],
+    ) -> None:
+        self.slots = slots  # decision field values, in Decider._slot_names order
+        self.classified = classified  # whether a rule has set the category
+        self.trace = trace
+        self.guidance = guidance
+        self.edges: dict[Any, _Node] = {}  # class of the next stage's input -> next node
+        self.children: dict[tuple[Any, ...], _Node] = {}  # a transition's signature -> next node
+        self.outcome: Outcome | None = None
+        self.words: tuple[tuple[int, tuple[str, ...]], ...] = ()  # trace index -> the rule's keywords
 
 
 def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
@@ -98,10 +126,17 @@ def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
 
 
 class Decider:
-    """A prepared pack: compile once, decide many times. Thread-safe."""
+    """A prepared pack: compile once, decide many times. Thread-safe.
+
+    With ``memoize`` (the default), decisions walk a graph of remembered :class:`_Node` states; a stage
+    is evaluated (by the engine, or from the per-stage memories below) only where the walk meets a class
+    of input not seen before. ``cache_size`` bounds the nodes remembered; past it the graph starts
+    afresh. ``stage_hits`` counts stages answered without the engine, ``stage_misses`` stages the engine
+    evaluated; ``cache_hits`` counts decisions answered entirely from memory, ``cache_misses`` the rest.
+    """
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 2048
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 20_000
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -113,22 +148,31 @@ class Decider:
         self._durable: DurableMatcher | None = DurableMatcher(self.compiled) if backend == "durable" else None
         self._memoize = memoize
         self._closed = False
-        self._cache: OrderedDict[tuple[Any, ...], Outcome] = OrderedDict()
-        self._cache_size = cache_size
-        # Matching memoized per stage: the rules a stage's fact matches depend only on that fact's class.
-        # stage_hits: stages answered from memory; stage_misses: stages the engine evaluated.
+        self._plans = [plan for plan in self.compiled.stages if plan.rules]
+        self._slot_names: tuple[str, ...] = tuple(dict.fromkeys([*F.DECISION_FIELDS, *pack.defaults]))
+        self._slot_index = {name: i for i, name in enumerate(self._slot_names)}
+        self._then_reads = [_then_reads(plan, pack) for plan in self.compiled.stages]
+        # Per stage, how the class of its input is read from the complaint's class key.
+        self._projections = [
+            self.compiled.projection([*plan.fields, *self._then_reads[plan.index], *plan.features])
+            for plan in self._plans
+        ]
+        self._cache_size = max(1, cache_size)
+        self._nodes = 0
+        self._roots = self._new_roots()
+        # Below the graph, two memories shared by all nodes (each at most 16,384 entries): the rules a
+        # stage's fact matches, per class of that fact; and what a stage does, per class of its fact and
+        # the values its `then` reads.
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
-        self._stage_cache_size = 16384  # each memory (matching, transitions) holds at most this many entries
+        self._stage_cache_size = 16384
+        self._transitions: dict[tuple[Any, ...], _Transition] = {}
         self.stage_hits = 0
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class (None: it is finite already).
         self._stage_abstractors = [
             [self.compiled.field_abstractor(name) for name in plan.fields] for plan in self.compiled.stages
         ]
-        self._transitions: dict[tuple[Any, ...], _Transition] = {}
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
-        self._then_reads = [_then_reads(plan, pack) for plan in self.compiled.stages]
-        self._cache_lock = threading.Lock()
         self.fallbacks = 0
         self.cache_hits = 0
         self.cache_misses = 0
@@ -151,52 +195,76 @@ class Decider:
             self._durable.close()
             self._durable = None
 
+    @property
+    def memory_nodes(self) -> int:
+        """How many decision states the memo graph holds now."""
+        return self._nodes
+
+    def _new_roots(self) -> dict[bool, _Node]:
+        # One root per value of "the hint was ignored", which only adds a note to the outcome.
+        defaults = self.pack.defaults
+        start = tuple(defaults.get(name) for name in self._slot_names)
+        self._nodes = 2
+        return {False: _Node(start, False, (), ()), True: _Node(start, False, (), ())}
+
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
-        outcome, present = self._outcome(complaint)
-        rule_words = self.compiled.rule_words
-        matched = (
-            tuple(tuple(w for w in rule_words.get(t.rule, ()) if w in present) for t in outcome.trace)
-            if present
-            else ()
-        )
-        within = outcome.within
+        outcome, words, present = self._outcome(complaint)
+        matched: tuple[tuple[str, ...], ...] = ()
+        if present and words:  # which of its keywords each rule found: per complaint, not per outcome
+            found: list[tuple[str, ...]] = [()] * len(outcome.trace)
+            for i, rule_words in words:
+                found[i] = tuple(w for w in rule_words if w in present)
+            if any(found):
+                matched = tuple(found)
         return Decision(
             complaint_id=complaint.id,
             decision_id=uuid.uuid4().hex,
             received_at=complaint.received_at,
             existing_case_id=complaint.existing_case_id,
             outcome=outcome,
-            deadlines=deadlines_for(complaint.received_at, within),
+            deadlines=deadlines_for(complaint.received_at, outcome.within),
             decided_at=now or datetime.now(UTC),
-            matched_keywords=matched if any(matched) else (),
+            matched_keywords=matched,
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:
         return self._outcome(complaint)[0]
 
-    def _outcome(self, complaint: Complaint) -> tuple[Outcome, frozenset[str]]:
-        values, present, hint_ignored = self.compiled.features(complaint)
-        self.compiled.keyword_features(values, present)
+    def _outcome(
+        self, complaint: Complaint
+    ) -> tuple[Outcome, tuple[tuple[int, tuple[str, ...]], ...], frozenset[str]]:
+        key, present = self.compiled.read(complaint)
+        hint_ignored = bool(key[1])
         if not self._memoize:
-            return self._evaluate(values, present, hint_ignored), present
-        key = self.compiled.class_key(values, present, hint_ignored)
-        with self._cache_lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                self.cache_hits += 1
-                return hit, present
+            outcome = self._finish(self._evaluate(complaint, key, memo=False), hint_ignored)
+            return outcome, self._words(outcome), present
+        node = self._lookup(key, hint_ignored)
+        if node is None:
             self.cache_misses += 1
-        outcome = self._evaluate(values, present, hint_ignored)
-        with self._cache_lock:
-            self._cache[key] = outcome
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return outcome, present
+            node = self._evaluate(complaint, key, memo=True)
+        else:
+            self.cache_hits += 1
+        known = node.outcome
+        if known is None:  # the first decision to reach this node
+            known = self._finish(node, hint_ignored)
+            node.words = self._words(known)
+            node.outcome = known
+        return known, node.words, present
+
+    def _lookup(self, key: tuple[Any, ...], hint_ignored: bool) -> _Node | None:
+        """The last node, if every stage's class of input has been seen on the way: no engine, no facts."""
+        node: _Node | None = self._roots[hint_ignored]
+        for project in self._projections:
+            node = node.edges.get(project(key))  # type: ignore[union-attr]
+            if node is None:
+                return None
+        self.stage_hits += len(self._projections)
+        return node
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _evaluate(self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool) -> Outcome:
+    def _evaluate(self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool) -> _Node:
+        values = self.compiled.values(complaint, key)
         if self._durable is not None:
             durable = self._durable
             try:
@@ -204,28 +272,28 @@ class Decider:
                     session: _durable.Session | None = None
 
                     def match(
-                        plan: StagePlan, fact: dict[str, Any], key: tuple[Any, ...] | None
+                        plan: StagePlan, fact: dict[str, Any], skey: tuple[Any, ...] | None
                     ) -> list[Rule]:
                         nonlocal session
-                        if key is not None:
-                            hit = self._stage_cache.get(key)
+                        if skey is not None:
+                            hit = self._stage_cache.get(skey)
                             if hit is not None:
                                 self.stage_hits += 1
                                 return list(hit)
                         if session is None:  # the engine is entered only for a class it has not seen
                             session = stack.enter_context(durable.session())
                         fired = durable.matches_in(session, fact)
-                        if key is not None:
+                        if skey is not None:
                             self.stage_misses += 1
                             if len(self._stage_cache) >= self._stage_cache_size:
                                 self._stage_cache.clear()
-                            self._stage_cache[key] = tuple(fired)
+                            self._stage_cache[skey] = tuple(fired)
                         return fired
 
-                    return self._pipeline(values, present, hint_ignored, match)
+                    return self._walk(values, key, match, memo)
             except _durable.EngineFailure as e:
                 if self._closed:  # swapped out by a reload while this decision was waiting
-                    return self._pipeline(values, present, hint_ignored, self._python.matches)
+                    return self._walk(values, key, self._python.matches, memo)
                 # The engine failed on a valid complaint (a known engine bug). Answer from the plain
                 # interpretation, which the differential test holds equal, and rebuild the engine.
                 self.fallbacks += 1
@@ -241,7 +309,33 @@ class Decider:
                 except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
                     log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
                     self._durable = None
-        return self._pipeline(values, present, hint_ignored, self._python.matches)
+        return self._walk(values, key, self._python.matches, memo)
+
+    def _walk(self, values: dict[str, Any], key: tuple[Any, ...], match: Any, memo: bool) -> _Node:
+        """From the root through every stage; memoized, along remembered edges where they exist."""
+        node = self._roots[bool(key[1])]
+        if not memo:  # every stage is evaluated and nothing is remembered
+            for plan in self._plans:
+                node = self._apply(node, self._step(node, plan, values, match, memo=False))
+            return node
+        for plan, project in zip(self._plans, self._projections, strict=True):
+            cls = project(key)
+            nxt = node.edges.get(cls)
+            if nxt is None:
+                step = self._step(node, plan, values, match, memo=True)
+                # Paths that do the same thing meet again: one child per transition, not per class.
+                nxt = node.children.get(step.sig)
+                if nxt is None:
+                    nxt = node.children[step.sig] = self._apply(node, step)
+                    self._nodes += 1
+                node.edges[cls] = nxt
+                self._nodes += 1
+                if self._nodes >= self._cache_size:
+                    self._roots = self._new_roots()  # start afresh; walks in flight finish on the old graph
+            else:
+                self.stage_hits += 1
+            node = nxt
+        return node
 
     @staticmethod
     def _fact(plan: StagePlan, raw: list[Any], feats: list[Any]) -> dict[str, Any]:
@@ -252,56 +346,60 @@ class Decider:
             fact[feat] = v
         return fact
 
-    def _pipeline(
-        self, values: dict[str, Any], present: frozenset[str], hint_ignored: bool, match: Any
-    ) -> Outcome:
+    def _step(
+        self, node: _Node, plan: StagePlan, values: dict[str, Any], match: Any, *, memo: bool
+    ) -> _Transition:
+        """What ``plan`` does from ``node``, for this complaint."""
         # One environment: the complaint's values (fields and keyword booleans) and the decision's fields,
-        # whose names never collide. Stages read it and write decision fields into it.
-        slots: dict[str, Any] = dict(values)
-        slots.update(self.pack.defaults)
-        set_by: dict[str, str] = {}
-        trace: list[TraceEntry] = []
-        guidance_rules: list[Rule] = []
+        # whose names never collide.
+        env: dict[str, Any] = dict(values)
+        env.update(zip(self._slot_names, node.slots, strict=True))
+        raw = [get(env) for get in self._readers[plan.index]]
+        feats = [env[feat] for feat in plan.features]
+        if not memo:
+            return self._transition(plan, match(plan, self._fact(plan, raw, feats), None), env)
+        # A stage's transition depends only on its fact's class and the values its `then` reads.
+        skey = (
+            plan.index,
+            *[
+                v if fn is None else fn(v)
+                for v, fn in zip(raw, self._stage_abstractors[plan.index], strict=True)
+            ],
+            *feats,
+        )
+        tkey = (skey, *[env.get(n) for n in self._then_reads[plan.index]])
+        step = self._transitions.get(tkey)
+        if step is not None:
+            self.stage_hits += 1
+            return step
+        step = self._transition(plan, match(plan, self._fact(plan, raw, feats), skey), env)
+        if len(self._transitions) >= self._stage_cache_size:
+            self._transitions.clear()
+        self._transitions[tkey] = step
+        return step
+
+    def _apply(self, node: _Node, step: _Transition) -> _Node:
+        slots = list(node.slots)
+        classified = node.classified
+        index = self._slot_index
+        for slot, v, _rule_id in step.updates:
+            slots[index[slot]] = v
+            classified = classified or slot == "category"
+        return _Node(tuple(slots), classified, node.trace + step.trace, node.guidance + step.guidance)
+
+    def _words(self, outcome: Outcome) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        rule_words = self.compiled.rule_words
+        return tuple((i, rule_words[t.rule]) for i, t in enumerate(outcome.trace) if t.rule in rule_words)
+
+    def _finish(self, node: _Node, hint_ignored: bool) -> Outcome:
+        """The outcome at the last node."""
+        slots = dict(zip(self._slot_names, node.slots, strict=True))
         notes: list[str] = []
         if hint_ignored:
             notes.append(
                 "category_hint is not a category code or name; it was ignored and the keywords decided"
             )
-        memo = self._memoize
-        for plan in self.compiled.stages:
-            if not plan.rules:
-                continue
-            raw = [get(slots) for get in self._readers[plan.index]]
-            feats = [slots[feat] for feat in plan.features]
-            if memo:
-                # A stage's transition depends only on its fact's class and the values its `then` reads.
-                skey = (
-                    plan.index,
-                    *[
-                        v if fn is None else fn(v)
-                        for v, fn in zip(raw, self._stage_abstractors[plan.index], strict=True)
-                    ],
-                    *feats,
-                )
-                tkey = (skey, *[slots.get(n) for n in self._then_reads[plan.index]])
-                step = self._transitions.get(tkey)
-                if step is not None:
-                    self.stage_hits += 1
-                else:
-                    fact = self._fact(plan, raw, feats)
-                    step = self._transition(plan, match(plan, fact, skey), slots)
-                    if len(self._transitions) >= self._stage_cache_size:
-                        self._transitions.clear()
-                    self._transitions[tkey] = step
-            else:
-                fact = self._fact(plan, raw, feats)
-                step = self._transition(plan, match(plan, fact, None), slots)
-            for slot, v, rule_id in step.updates:
-                slots[slot] = v
-                set_by[slot] = rule_id
-            trace.extend(step.trace)
-            guidance_rules.extend(step.guidance)
-        if "category" not in set_by:
+        if not node.classified:
             notes.append(
                 f"no rule classified the complaint: category {slots['category']}, for a person to triage"
             )
@@ -329,8 +427,8 @@ class Decider:
             path=path,
             statutory_route=str(slots["statutory_route"] or ""),
             within=within,
-            guidance="".join(self._render(r.guidance, slots) for r in guidance_rules),
-            trace=tuple(trace),
+            guidance="".join(self._render(r.guidance, slots) for r in node.guidance),
+            trace=node.trace,
             notes=tuple(notes),
             pack=self.id,
         )
@@ -380,7 +478,15 @@ class Decider:
                 )
             )
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
-        return _Transition(updates, tuple(trace), tuple(speaking))
+        sig = (
+            updates,
+            tuple(
+                (t.rule, tuple(won.get(t.rule, {}).items()), tuple(t.overruled.items()), t.table_rows)
+                for t in trace
+            ),
+            tuple(r.id for r in speaking),
+        )
+        return _Transition(updates, tuple(trace), tuple(speaking), sig)
 
     def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
@@ -432,6 +538,13 @@ class Decider:
             color=F.COLOR_NAMES_ZH.get(slots["color"], slots["color"]),
             approach=F.APPROACH_NAMES_ZH.get(slots["approach"], slots["approach"]),
         )
+
+
+def _projection(idx: list[int]) -> Callable[[tuple[Any, ...]], Any]:
+    """Reads the given positions of a class key (a stage that reads none of the complaint: nothing)."""
+    if not idx:
+        return lambda key: ()
+    return operator.itemgetter(*idx)
 
 
 def _show(slot: str, v: Any) -> Any:
