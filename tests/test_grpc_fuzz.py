@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -20,10 +22,12 @@ from hypothesis import strategies as st
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.errors import ComplaintError
-from fenliu.model import MAX_ID
+from fenliu.model import MAX_ID, Complaint, complaint_from_dict
+from fenliu.pack import load_pack
 from fenliu.runtime import Triage
 from fenliu.server import _MIRROR, status_to_dict
 from grpc_helpers import PACK, bad_fields, error_of, serving, stub_for
+from strategies import complaints as valid_complaints
 
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 TRIAGE = "/fenliu.v1.TriageService/Triage"
@@ -305,3 +309,45 @@ def _utf8(b: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# The shortcut for plainly valid complaints is the full validation, only faster
+
+PLAIN = {"taken": 0, "valid": 0}
+
+
+@settings(FUZZ, max_examples=4_000)
+@given(complaints())
+def test_plainly_valid_shortcut_equals_full_validation(c: Any) -> None:
+    now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    try:
+        full: Complaint | None = convert._complaint_from_proto_fully(c, now)
+    except ComplaintError:
+        full = None
+    fast = convert._complaint_if_plainly_valid(c, now)
+    PLAIN["valid"] += full is not None
+    if fast is not None:
+        PLAIN["taken"] += 1
+        assert full is not None, "the shortcut accepted what the validation refuses"
+        assert fast == full
+        assert [type(getattr(fast, f.name)) for f in fields(fast)] == [
+            type(getattr(full, f.name)) for f in fields(full)
+        ]
+        assert convert.complaint_from_proto(c, now=now) == full
+
+
+def test_shortcut_took_most_valid_complaints() -> None:
+    """Run after the property above (same module): it was not a shortcut that never fires."""
+    assert PLAIN["valid"] > 100
+    assert PLAIN["taken"] > PLAIN["valid"] * 0.8
+
+
+@settings(FUZZ, max_examples=2_000)
+@given(valid_complaints(load_pack(PACK)))
+def test_shortcut_takes_every_valid_complaint_of_the_contract(data: dict[str, Any]) -> None:
+    now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    msg = convert.complaint_to_proto(data)
+    fast = convert._complaint_if_plainly_valid(msg, now)
+    assert fast is not None
+    assert fast == convert._complaint_from_proto_fully(msg, now) == complaint_from_dict(data, now=now)

@@ -12,6 +12,7 @@ A decision goes the other way from :meth:`fenliu.model.Decision.to_dict`, so tha
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -24,8 +25,22 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.errors import ComplaintError, FieldViolation
 from fenliu.model import (
+    COMPLAINANT_FIELDS,
+    COMPLAINT_BOOLS,
     DEADLINE_NAMES,
+    ENUM_DEFAULTS,
     LOCAL_TZ,
+    MAX_AMOUNT,
+    MAX_CODE,
+    MAX_COUNT,
+    MAX_HINT,
+    MAX_ID,
+    MAX_PERSONAL,
+    MAX_TEXT,
+    MAX_TITLE,
+    REGION_FIELDS,
+    UNSPECIFIED,
+    Complainant,
     Complaint,
     Decision,
     complaint_from_dict,
@@ -165,8 +180,102 @@ def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViola
     return out, bad
 
 
+_COMPLAINT_TYPE: Final = pb.Complaint
+#: Complaint enum field → {proto number → contract name}, 0 (unset) → the complaint's default.
+_ENUM_VALUES: Final[dict[str, dict[int, str]]] = {
+    name: {
+        0: ENUM_DEFAULTS.get(name, UNSPECIFIED),
+        **{v.number: v.name[len(_prefix(enum.DESCRIPTOR)) :] for v in enum.DESCRIPTOR.values if v.number},
+    }
+    for name, enum in COMPLAINT_ENUM_TYPES.items()
+}
+_STRINGS: Final = (
+    ("id", MAX_ID),
+    ("title", MAX_TITLE),
+    ("text", MAX_TEXT),
+    ("category_hint", MAX_HINT),
+    ("existing_case_id", MAX_ID),
+)
+_ENUMS: Final = tuple(_ENUM_VALUES.items())
+_BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
+
+
+def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
+    """The complaint, when every field is plainly valid; ``None`` sends it to the full validation.
+
+    The common case, read straight from the message's fields: what it accepts, and the complaint it
+    builds, are exactly those of :func:`complaint_from_dict` on the JSON form (``tests/test_grpc_fuzz.py``
+    holds the two paths equal). Anything else — and every error message — is the full validation's.
+    """
+    if type(msg) is not _COMPLAINT_TYPE:  # the byte mirror of a message that was not UTF-8
+        return None
+    kw: dict[str, Any] = {}
+    for name, limit in _STRINGS:
+        v = getattr(msg, name)
+        if len(v) > limit or "\x00" in v:
+            return None
+        kw[name] = v
+    if not kw["id"].strip() or not (kw["text"].strip() or kw["category_hint"].strip()):
+        return None
+    for name, numbers in _ENUMS:
+        v = numbers.get(getattr(msg, name))
+        if v is None:
+            return None
+        kw[name] = v
+    people, repeats, amount = msg.people_involved, msg.repeat_visits, msg.amount_yuan
+    if not (0 <= people <= MAX_COUNT and 0 <= repeats <= MAX_COUNT and 0.0 <= amount <= MAX_AMOUNT):
+        return None  # negative, too large, or not a number
+    kw["people_involved"] = people or 1  # proto3 cannot tell 0 from unset: 0 means "unknown" = 1
+    kw["repeat_visits"] = repeats
+    kw["amount_yuan"] = amount or 0.0
+    if msg.HasField("region"):
+        region: dict[str, str] = {}
+        r = msg.region
+        for name in REGION_FIELDS:
+            v = getattr(r, name)
+            if v:
+                if len(v) > MAX_CODE or "\x00" in v:
+                    return None
+                region[name] = v.strip()
+        kw["region"] = region
+    if msg.HasField("complainant"):
+        person: dict[str, str] = {}
+        p = msg.complainant
+        for name in COMPLAINANT_FIELDS:
+            v = getattr(p, name)
+            if v:
+                if len(v) > MAX_PERSONAL or "\x00" in v:
+                    return None
+                person[name] = v
+        kw["complainant"] = Complainant(**person)
+    if msg.HasField("received_at"):
+        ts = msg.received_at
+        if not 0 <= ts.nanos <= 999_999_999:
+            return None
+        try:
+            received_at = ts.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
+        given = True
+    else:
+        received_at = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
+        given = False
+    return Complaint(
+        received_at=received_at,
+        received_at_given=given,
+        **dict(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True)),
+        **kw,
+    )
+
+
 def complaint_from_proto(msg: Any, *, now: datetime | None = None) -> Complaint:
     """Validate a proto complaint. Raises :class:`ComplaintError` naming every bad field."""
+    plain = _complaint_if_plainly_valid(msg, now)
+    return plain if plain is not None else _complaint_from_proto_fully(msg, now)
+
+
+def _complaint_from_proto_fully(msg: Any, now: datetime | None) -> Complaint:
+    """The full validation: the JSON form, validated by :func:`complaint_from_dict`."""
     data, bad = complaint_dict_from_proto(msg)
     try:
         complaint = complaint_from_dict(data, now=now)

@@ -136,7 +136,7 @@ class Decider:
     """
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 20_000
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 150_000
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -157,9 +157,13 @@ class Decider:
             self.compiled.projection([*plan.fields, *self._then_reads[plan.index], *plan.features])
             for plan in self._plans
         ]
+        # Per stage, the decision fields it reads: tested, copied, or the keys of the table columns it
+        # tests and the tables it looks up.
+        self._slot_reads = [self._slot_reader(plan) for plan in self._plans]
         self._cache_size = max(1, cache_size)
         self._nodes = 0
         self._roots = self._new_roots()
+        self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
         # Below the graph, two memories shared by all nodes (each at most 16,384 entries): the rules a
         # stage's fact matches, per class of that fact; and what a stage does, per class of its fact and
         # the values its `then` reads.
@@ -199,6 +203,18 @@ class Decider:
     def memory_nodes(self) -> int:
         """How many decision states the memo graph holds now."""
         return self._nodes
+
+    def _slot_reader(self, plan: StagePlan) -> Callable[[tuple[Any, ...]], Any]:
+        names: set[str] = set()
+        for name in [*plan.fields, *self._then_reads[plan.index]]:
+            if name in self._slot_index:
+                names.add(name)
+            elif "." in name and name.partition(".")[0] in self.pack.tables:
+                names.add(self.pack.tables[name.partition(".")[0]].key)
+        idx = sorted(self._slot_index[n] for n in names)
+        if not idx:
+            return lambda slots: ()
+        return operator.itemgetter(*idx)
 
     def _new_roots(self) -> dict[bool, _Node]:
         # One root per value of "the hint was ignored", which only adds a note to the outcome.
@@ -264,7 +280,6 @@ class Decider:
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool) -> _Node:
-        values = self.compiled.values(complaint, key)
         if self._durable is not None:
             durable = self._durable
             try:
@@ -290,10 +305,10 @@ class Decider:
                             self._stage_cache[skey] = tuple(fired)
                         return fired
 
-                    return self._walk(values, key, match, memo)
+                    return self._walk(complaint, key, match, memo)
             except _durable.EngineFailure as e:
                 if self._closed:  # swapped out by a reload while this decision was waiting
-                    return self._walk(values, key, self._python.matches, memo)
+                    return self._walk(complaint, key, self._python.matches, memo)
                 # The engine failed on a valid complaint (a known engine bug). Answer from the plain
                 # interpretation, which the differential test holds equal, and rebuild the engine.
                 self.fallbacks += 1
@@ -309,20 +324,34 @@ class Decider:
                 except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
                     log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
                     self._durable = None
-        return self._walk(values, key, self._python.matches, memo)
+        return self._walk(complaint, key, self._python.matches, memo)
 
-    def _walk(self, values: dict[str, Any], key: tuple[Any, ...], match: Any, memo: bool) -> _Node:
+    def _walk(self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool) -> _Node:
         """From the root through every stage; memoized, along remembered edges where they exist."""
         node = self._roots[bool(key[1])]
         if not memo:  # every stage is evaluated and nothing is remembered
+            values = self.compiled.values(complaint, key)
             for plan in self._plans:
                 node = self._apply(node, self._step(node, plan, values, match, memo=False))
             return node
-        for plan, project in zip(self._plans, self._projections, strict=True):
+        env: dict[str, Any] | None = None
+        for plan, project, reads, steps in zip(
+            self._plans, self._projections, self._slot_reads, self._steps, strict=True
+        ):
             cls = project(key)
             nxt = node.edges.get(cls)
             if nxt is None:
-                step = self._step(node, plan, values, match, memo=True)
+                # What the stage does depends on the class of its input and the decision fields it
+                # reads, not on the rest of the node (its trace): ask that memory first.
+                skey = (reads(node.slots), cls)
+                step = steps.get(skey)
+                if step is None:
+                    if env is None:
+                        env = self.compiled.values(complaint, key)
+                    step = steps[skey] = self._step(node, plan, env, match, memo=True)
+                    self._nodes += 1
+                else:
+                    self.stage_hits += 1
                 # Paths that do the same thing meet again: one child per transition, not per class.
                 nxt = node.children.get(step.sig)
                 if nxt is None:
@@ -331,11 +360,16 @@ class Decider:
                 node.edges[cls] = nxt
                 self._nodes += 1
                 if self._nodes >= self._cache_size:
-                    self._roots = self._new_roots()  # start afresh; walks in flight finish on the old graph
+                    self._forget()  # walks in flight finish on the old graph
             else:
                 self.stage_hits += 1
             node = nxt
         return node
+
+    def _forget(self) -> None:
+        """Start the graph afresh (it has reached its bound)."""
+        self._roots = self._new_roots()
+        self._steps = [{} for _ in self._plans]
 
     @staticmethod
     def _fact(plan: StagePlan, raw: list[Any], feats: list[Any]) -> dict[str, Any]:
@@ -347,12 +381,11 @@ class Decider:
         return fact
 
     def _step(
-        self, node: _Node, plan: StagePlan, values: dict[str, Any], match: Any, *, memo: bool
+        self, node: _Node, plan: StagePlan, env: dict[str, Any], match: Any, *, memo: bool
     ) -> _Transition:
         """What ``plan`` does from ``node``, for this complaint."""
-        # One environment: the complaint's values (fields and keyword booleans) and the decision's fields,
-        # whose names never collide.
-        env: dict[str, Any] = dict(values)
+        # One environment: the complaint's values (fields and keyword booleans) and the decision's fields
+        # as they stand at this node, whose names never collide.
         env.update(zip(self._slot_names, node.slots, strict=True))
         raw = [get(env) for get in self._readers[plan.index]]
         feats = [env[feat] for feat in plan.features]
