@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
             triage.decide(complaint_from_dict(data)).to_dict()
 
         path = "decide"
+    try:  # collect as a serving worker does
+        from fenliu.supervisor import tune_gc
+
+        tune_gc()
+    except ImportError:
+        pass
     samples = [(0, round(_status("VmRSS"), 1))]
     t0 = time.perf_counter()
     capped = False

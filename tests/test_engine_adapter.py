@@ -7,10 +7,12 @@ per satisfied $or branch. Tests that could crash the interpreter run in a subpro
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +191,41 @@ def test_closed_decider_answers_from_interpreter_without_rebuilding(
     decider.close()
     assert decider.outcome(c) == python_decider.outcome(c)
     assert decider._durable is None
+
+
+def test_keyword_group_required_absent_reaches_the_engine(tmp_path: Path) -> None:
+    """Facts leave out keyword groups that are false unless a rule of the stage needs them false: a
+    rule requiring a word to be absent still sees the group, on the engine as in the interpreter."""
+    from fenliu.pack import load_pack
+
+    dest = tmp_path / "p"
+    shutil.copytree(Path(__file__).resolve().parent / "packs" / "base", dest)
+    (dest / "base_test.yaml").unlink()
+    (dest / "supplement.yaml").write_text(
+        textwrap.dedent(
+            """\
+            rules:
+              - id: classify.drain_not_homestead
+                stage: classify
+                priority: 900
+                when:
+                  keywords: [排水]
+                  not: {keywords: [宅基地]}
+                then: {category: homestead}
+            """
+        ),
+        "utf-8",
+    )
+    pack = load_pack(dest)
+    engine, interp = Decider(pack, memoize=False), Decider(pack, backend="python", memoize=False)
+    try:
+        plan = next(p for p in engine.compiled.stages if p.name == "classify")
+        assert len(plan.negated) == 1
+        for text, fires in (("院子排水不畅", True), ("宅基地上排水不畅", False), ("宅基地", False)):
+            c = complaint_from_dict({"id": "x", "text": text})
+            rules = [t.rule for t in engine.outcome(c).trace]
+            assert ("classify.drain_not_homestead" in rules) is fires, text
+            assert engine.outcome(c) == interp.outcome(c)
+        assert engine.fallbacks == 0
+    finally:
+        engine.close()

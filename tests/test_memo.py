@@ -50,3 +50,26 @@ def test_stage_memo_serves_new_combinations_without_the_engine(wushen: Pack, pyt
         assert decider.outcome(c) == python_decider.outcome(c)
     # Matching is memoized per stage: far fewer engine evaluations than stages decided.
     assert decider.stage_misses < decider.stage_hits / 4
+
+
+def test_decision_ids_are_random_uuid4_distinct_across_processes(wushen: Pack) -> None:
+    import os
+    import uuid
+
+    from fenliu.engine import _decision_id
+
+    ids = {_decision_id() for _ in range(20_000)}
+    assert len(ids) == 20_000
+    for i in list(ids)[:200]:
+        u = uuid.UUID(hex=i)
+        assert (u.version, u.variant, u.hex) == (4, uuid.RFC_4122, i)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's stream is its own, not a copy of the parent's
+        os.write(w, _decision_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.close(w)
+    assert child != _decision_id() and len(child) == 32

@@ -104,6 +104,7 @@ class StagePlan:
     expressions: dict[str, dict[str, Any]]  # engine rule name -> expression
     rule_by_name: dict[str, Rule]
     fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
+    negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
 
     def __post_init__(self) -> None:
         self.fact_names = [(name, fact_name(name)) for name in self.fields]
@@ -356,8 +357,19 @@ def compile_pack(pack: Pack) -> CompiledPack:
                     f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})",
                 )
             )
-        compiled.stages.append(StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name))
+        plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name)
+        plan.negated = frozenset(f for f in feats if any(_requires(e, f, False) for e in exprs.values()))
+        compiled.stages.append(plan)
     return compiled
+
+
+def _requires(expr: Any, name: str, value: Any) -> bool:
+    """Whether an engine expression anywhere tests ``name`` equal to ``value``."""
+    if isinstance(expr, dict):
+        return any((k == name and v is value) or _requires(v, name, value) for k, v in expr.items())
+    if isinstance(expr, list):
+        return any(_requires(x, name, value) for x in expr)
+    return False
 
 
 def _identity(v: Any) -> Any:
@@ -368,9 +380,9 @@ def _band(thresholds: list[float]) -> Callable[[Any], Any]:
     ts = sorted(set(thresholds))
     exact = frozenset(ts)
 
-    def band(v: Any) -> Any:
+    def band(v: Any) -> Any:  # below the i-th threshold: 2i; equal to it: 2i + 1
         x = float(v)
-        return (bisect.bisect_left(ts, x), x in exact)
+        return bisect.bisect_left(ts, x) * 2 + (x in exact)
 
     return band
 
@@ -451,10 +463,10 @@ def evaluate(c: Cond, fact: dict[str, Any], cp: CompiledPack) -> bool:
         if op == "gt":
             return bool(v > c.value)
         return bool(v >= c.value)
-    if isinstance(c, Keywords):
-        return bool(fact[cp.keyword_of[c.words]])
+    if isinstance(c, Keywords):  # a fact may leave out a group that is false (engine.Decider._fact)
+        return bool(fact.get(cp.keyword_of[c.words]))
     if isinstance(c, Pattern):
-        return bool(fact[cp.pattern_index[c.regex]])
+        return bool(fact.get(cp.pattern_index[c.regex]))
     if isinstance(c, Not):
         return not evaluate(c.item, fact, cp)
     if isinstance(c, All):

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
-import uuid
+import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,22 +92,24 @@ class _Node:
     map the class of the next stage's input (its tested complaint fields and keyword groups, read from
     the complaint's class key) to the node that stage leads to. Everything else a stage reads (decision
     fields, table columns) is in the node itself, so an edge is a function of (node, class): a memoized
-    decision is a walk of dictionary lookups, one per stage. The last node keeps its outcome.
+    decision is a walk of dictionary lookups, one per stage. The last node keeps its outcome. A node
+    holds its decision fields and the transitions that led to it; the trace is gathered from them only
+    when an outcome is made.
     """
 
-    __slots__ = ("children", "classified", "edges", "guidance", "outcome", "slots", "trace", "words")
+    __slots__ = ("children", "classified", "edges", "outcome", "slots", "steps", "words")
 
     def __init__(
         self,
         slots: tuple[Any, ...],
         classified: bool,
-        trace: tuple[TraceEntry, ...],
-        guidance: tuple[Rule, ...],
+        steps: tuple[_Transition, ...] = (),
     ) -> None:
         self.slots = slots  # decision field values, in Decider._slot_names order
         self.classified = classified  # whether a rule has set the category
-        self.trace = trace
-        self.guidance = guidance
+        # The transitions from the root (the trace and guidance are theirs). Not a parent pointer: a
+        # graph without cycles is freed the moment it is forgotten, without waiting for the collector.
+        self.steps = steps
         self.edges: dict[Any, _Node] = {}  # class of the next stage's input -> next node
         self.children: dict[tuple[Any, ...], _Node] = {}  # a transition's signature -> next node
         self.outcome: Outcome | None = None
@@ -136,7 +139,7 @@ class Decider:
     """
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 150_000
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 100_000
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -164,12 +167,14 @@ class Decider:
         self._nodes = 0
         self._roots = self._new_roots()
         self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
+        self._labels: dict[Any, Any] = {}
         # Below the graph, two memories shared by all nodes (each at most 16,384 entries): the rules a
         # stage's fact matches, per class of that fact; and what a stage does, per class of its fact and
         # the values its `then` reads.
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
         self._stage_cache_size = 16384
         self._transitions: dict[tuple[Any, ...], _Transition] = {}
+        self._same: dict[tuple[Any, ...], _Transition] = {}  # signature -> the transition kept
         self.stage_hits = 0
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class (None: it is finite already).
@@ -221,7 +226,7 @@ class Decider:
         defaults = self.pack.defaults
         start = tuple(defaults.get(name) for name in self._slot_names)
         self._nodes = 2
-        return {False: _Node(start, False, (), ()), True: _Node(start, False, (), ())}
+        return {False: _Node(start, False), True: _Node(start, False)}
 
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
@@ -235,7 +240,7 @@ class Decider:
                 matched = tuple(found)
         return Decision(
             complaint_id=complaint.id,
-            decision_id=uuid.uuid4().hex,
+            decision_id=_decision_id(),
             received_at=complaint.received_at,
             existing_case_id=complaint.existing_case_id,
             outcome=outcome,
@@ -343,6 +348,7 @@ class Decider:
             if nxt is None:
                 # What the stage does depends on the class of its input and the decision fields it
                 # reads, not on the rest of the node (its trace): ask that memory first.
+                cls = self._labels.setdefault(cls, cls)  # many nodes see the same classes: one key object
                 skey = (reads(node.slots), cls)
                 step = steps.get(skey)
                 if step is None:
@@ -370,14 +376,19 @@ class Decider:
         """Start the graph afresh (it has reached its bound)."""
         self._roots = self._new_roots()
         self._steps = [{} for _ in self._plans]
+        self._labels = {}
 
     @staticmethod
     def _fact(plan: StagePlan, raw: list[Any], feats: list[Any]) -> dict[str, Any]:
         fact: dict[str, Any] = {_durable.STEP_FIELD: plan.name}
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
+        negated = plan.negated
         for feat, v in zip(plan.features, feats, strict=True):
-            fact[feat] = v
+            # A keyword group or pattern no rule of the stage needs false is left out when false: the
+            # engine then has fewer properties to match, and an absent property fails `== true` alike.
+            if v or feat in negated:
+                fact[feat] = v
         return fact
 
     def _step(
@@ -408,17 +419,22 @@ class Decider:
         step = self._transition(plan, match(plan, self._fact(plan, raw, feats), skey), env)
         if len(self._transitions) >= self._stage_cache_size:
             self._transitions.clear()
-        self._transitions[tkey] = step
+            self._same.clear()
+        # Many classes of input do the same thing: keep one transition (and its trace entries) for all.
+        step = self._transitions[tkey] = self._same.setdefault(step.sig, step)
         return step
 
     def _apply(self, node: _Node, step: _Transition) -> _Node:
+        steps = (*node.steps, step)
+        if not step.updates:
+            return _Node(node.slots, node.classified, steps)
         slots = list(node.slots)
         classified = node.classified
         index = self._slot_index
         for slot, v, _rule_id in step.updates:
             slots[index[slot]] = v
             classified = classified or slot == "category"
-        return _Node(tuple(slots), classified, node.trace + step.trace, node.guidance + step.guidance)
+        return _Node(tuple(slots), classified, steps)
 
     def _words(self, outcome: Outcome) -> tuple[tuple[int, tuple[str, ...]], ...]:
         rule_words = self.compiled.rule_words
@@ -427,6 +443,7 @@ class Decider:
     def _finish(self, node: _Node, hint_ignored: bool) -> Outcome:
         """The outcome at the last node."""
         slots = dict(zip(self._slot_names, node.slots, strict=True))
+        steps = node.steps
         notes: list[str] = []
         if hint_ignored:
             notes.append(
@@ -460,8 +477,8 @@ class Decider:
             path=path,
             statutory_route=str(slots["statutory_route"] or ""),
             within=within,
-            guidance="".join(self._render(r.guidance, slots) for r in node.guidance),
-            trace=node.trace,
+            guidance="".join(self._render(r.guidance, slots) for st in steps for r in st.guidance),
+            trace=tuple(entry for st in steps for entry in st.trace),
             notes=tuple(notes),
             pack=self.id,
         )
@@ -573,11 +590,17 @@ class Decider:
         )
 
 
-def _projection(idx: list[int]) -> Callable[[tuple[Any, ...]], Any]:
-    """Reads the given positions of a class key (a stage that reads none of the complaint: nothing)."""
-    if not idx:
-        return lambda key: ()
-    return operator.itemgetter(*idx)
+_ids = random.Random(random.SystemRandom().getrandbits(128))
+os.register_at_fork(after_in_child=lambda: _ids.seed(random.SystemRandom().getrandbits(128)))
+_VERSION_4 = (0xF << 76 | 0x3 << 62, 0x4 << 76 | 0x2 << 62)  # bits to clear, bits to set
+
+
+def _decision_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as ``uuid.uuid4().hex`` gives it, without a system
+    call per decision: the stream is seeded from the system's randomness once per process (and again
+    in a forked child). Decision ids identify; they guard nothing."""
+    clear, set_ = _VERSION_4
+    return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
 
 
 def _show(slot: str, v: Any) -> Any:

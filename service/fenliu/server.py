@@ -279,8 +279,7 @@ class TriageServicer:
     """fenliu.v1.TriageService. One engine, behind one lock."""
 
     def __init__(self, triage: TriageEngine, observers: Sequence[Observer] = ()) -> None:
-        self._triage = triage
-        self._engine_lock = threading.Lock()
+        self._triage = triage  # thread-safe: decisions run side by side (the engine serializes itself)
         self.observers: list[Observer] = list(observers)
         self.counters = CallCounters()
 
@@ -306,8 +305,7 @@ class TriageServicer:
                 status = malformed_status(request.message_type)
             else:
                 complaint = convert.complaint_from_proto(request.complaint)
-                with self._engine_lock:
-                    decision = self._triage.decide(complaint)
+                decision = self._triage.decide(complaint)
                 out = convert.decision_to_proto(decision, trace=bool(request.include_trace))
         except ComplaintError as e:
             status = invalid_complaint_status(e.violations)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -239,6 +240,26 @@ def _install_worker_signals(stop: _StopFlag, on_hup: Callable[[], None]) -> None
     signal.signal(signal.SIGHUP, _hup)
 
 
+#: The collector's thresholds in a serving process (Python's defaults: 700, 10, 10).
+GC_THRESHOLDS: Final = (20_000, 50, 50)
+
+
+def tune_gc() -> None:
+    """Collect less often in a worker.
+
+    A worker keeps a large, growing memory of decisions (the memo graph, the conversion templates), and
+    every call allocates many short-lived objects, so with Python's defaults the collector runs every
+    few calls and keeps walking the same long-lived objects: measured at about a fifth of a decision's
+    CPU. What was loaded before serving (modules, the pack, the compiled engine) is frozen out of
+    collection; young objects are collected every 20,000 allocations instead of 700. Little that a
+    call allocates forms reference cycles, so memory does not grow by waiting (the memory benchmark
+    holds the worker flat).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve_in_process(
     args: argparse.Namespace,
     address: str,
@@ -286,6 +307,7 @@ def serve_in_process(
 
     _install_worker_signals(stop, reload)
     watcher = _start_watcher(args, reload) if watch_rules else None
+    tune_gc()
     serving.server.start()
     label = _pack_label(triage)
     log.info("worker_serving", extra={"address": _with_port(address, serving.port), "pack": label})
