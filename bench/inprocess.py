@@ -126,7 +126,6 @@ def breakdown(
     memo = Decider(pack)
     cp = d.compiled
     keys = [cp.read(c)[0] for c in complaints]
-    feats = [cp.values(c, k) for c, k in zip(complaints, keys, strict=True)]
     for c in complaints:
         memo.outcome(c)
     decisions = [d.decide(c) for c in complaints]
@@ -142,15 +141,15 @@ def breakdown(
         return lambda plan, fact, *_: list(rec[plan.index])
 
     answers: list[dict[int, list[Any]]] = []
-    for f, k in zip(feats, keys, strict=True):
+    for c, k in zip(complaints, keys, strict=True):
         rec: dict[int, list[Any]] = {}
-        d._walk(f, k, recorder(rec), False)
+        d._walk(c, k, recorder(rec), False)
         answers.append(rec)
     replayers = [replayer(rec) for rec in answers]
 
     def replay() -> None:
-        for f, k, match in zip(feats, keys, replayers, strict=True):
-            d._finish(d._walk(f, k, match, False), bool(k[1]))
+        for c, k, match in zip(complaints, keys, replayers, strict=True):
+            d._finish(d._walk(c, k, match, False), bool(k[1]))
 
     rows: list[tuple[str, Callable[[], Any]]] = [
         (
@@ -252,7 +251,7 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
     for c in complaints:
         facts: list[dict[str, Any]] = []
         key = d.compiled.read(c)[0]
-        d._walk(d.compiled.values(c, key), key, recorder(facts), False)
+        d._walk(c, key, recorder(facts), False)
         per_decision.append(facts)
     n = len(complaints)
     ruleset = d._durable.ruleset

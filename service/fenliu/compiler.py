@@ -154,17 +154,22 @@ class CompiledPack:
         return (mask, bool(hint) and not code, code, *fields, *patterns), present
 
     def values(self, c: Complaint, key: tuple[Any, ...]) -> dict[str, Any]:
-        """The values rules may read, by name: complaint fields as given, the resolved hint, and one
-        boolean per keyword group and pattern (from :meth:`read`'s key)."""
+        """The complaint fields rules may read, by name, as given, and the resolved hint. (Keyword
+        groups and patterns are read from :meth:`read`'s key: :meth:`feature_reader`.)"""
         values = dict(zip(self.complaint_fields, self._read_fields(c), strict=True))
         values["category_hint"] = key[2]
-        mask = key[0]
-        for bit, feat in enumerate(self.keyword_groups):
-            values[feat] = bool(mask >> bit & 1)
-        first = 3 + len(self.complaint_fields)
-        for j, feat in enumerate(self.patterns):
-            values[feat] = key[first + j]
         return values
+
+    def feature_reader(self, names: list[str]) -> Callable[[tuple[Any, ...]], list[bool]]:
+        """The booleans of the keyword groups and patterns ``names``, in that order, from a class key."""
+        bits = {feat: bit for bit, feat in enumerate(self.keyword_groups)}
+        first = 3 + len(self.complaint_fields)
+        places = {feat: first + j for j, feat in enumerate(self.patterns)}
+        if all(n in bits for n in names):
+            shifts = [bits[n] for n in names]
+            return lambda key: [bool(key[0] >> b & 1) for b in shifts]
+        where = [(bits[n], -1) if n in bits else (0, places[n]) for n in names]
+        return lambda key: [bool(key[0] >> b & 1) if p < 0 else bool(key[p]) for b, p in where]
 
     def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.

@@ -182,6 +182,7 @@ class Decider:
             [self.compiled.field_abstractor(name) for name in plan.fields] for plan in self.compiled.stages
         ]
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
+        self._features = [self.compiled.feature_reader(plan.features) for plan in self.compiled.stages]
         self.fallbacks = 0
         self.cache_hits = 0
         self.cache_misses = 0
@@ -337,7 +338,7 @@ class Decider:
         if not memo:  # every stage is evaluated and nothing is remembered
             values = self.compiled.values(complaint, key)
             for plan in self._plans:
-                node = self._apply(node, self._step(node, plan, values, match, memo=False))
+                node = self._apply(node, self._step(node, plan, values, key, match, memo=False))
             return node
         env: dict[str, Any] | None = None
         for plan, project, reads, steps in zip(
@@ -354,7 +355,7 @@ class Decider:
                 if step is None:
                     if env is None:
                         env = self.compiled.values(complaint, key)
-                    step = steps[skey] = self._step(node, plan, env, match, memo=True)
+                    step = steps[skey] = self._step(node, plan, env, key, match, memo=True)
                     self._nodes += 1
                 else:
                     self.stage_hits += 1
@@ -392,14 +393,21 @@ class Decider:
         return fact
 
     def _step(
-        self, node: _Node, plan: StagePlan, env: dict[str, Any], match: Any, *, memo: bool
+        self,
+        node: _Node,
+        plan: StagePlan,
+        env: dict[str, Any],
+        key: tuple[Any, ...],
+        match: Any,
+        *,
+        memo: bool,
     ) -> _Transition:
         """What ``plan`` does from ``node``, for this complaint."""
         # One environment: the complaint's values (fields and keyword booleans) and the decision's fields
         # as they stand at this node, whose names never collide.
         env.update(zip(self._slot_names, node.slots, strict=True))
         raw = [get(env) for get in self._readers[plan.index]]
-        feats = [env[feat] for feat in plan.features]
+        feats = self._features[plan.index](key)
         if not memo:
             return self._transition(plan, match(plan, self._fact(plan, raw, feats), None), env)
         # A stage's transition depends only on its fact's class and the values its `then` reads.
