@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fenliu import convert
 from fenliu.engine import Decider
-from fenliu.model import complaint_from_dict
+from fenliu.model import Decision, complaint_from_dict
 from fenliu.pack import Pack
 
 
@@ -73,3 +73,33 @@ def test_decision_ids_are_random_uuid4_distinct_across_processes(wushen: Pack) -
     os.close(r)
     os.close(w)
     assert child != _decision_id() and len(child) == 32
+
+
+def test_outcomes_reached_differently_share_a_trace_free_template(wushen: Pack) -> None:
+    """Without the trace a decision shows only its outcome's fields: outcomes that differ only in the
+    rules that fired share one conversion template, and each decision still says exactly its own."""
+    import random
+
+    from bench import corpus
+
+    decider = Decider(wushen, memoize=True)
+    rng = random.Random(7)
+    decisions = [decider.decide(complaint_from_dict(corpus.complaint(i, rng))) for i in range(600)]
+    groups: dict[object, list[Decision]] = {}
+    for d in decisions:
+        groups.setdefault(convert._VISIBLE(d.outcome), []).append(d)
+    shared = [g for g in groups.values() if len({tuple(t.rule for t in x.outcome.trace) for x in g}) > 1]
+    assert shared, "the corpus should reach some outcome by two different paths"
+    a, b = next((x, y) for g in shared for x in g for y in g if x.outcome.trace != y.outcome.trace)
+    assert convert._template(a, False) is convert._template(b, False)
+    assert convert._template(a, True) is not convert._template(b, True)
+    for d in decisions:
+        for trace in (False, True):
+            got = convert.decision_from_proto(convert.decision_to_proto(d, trace=trace), trace=trace)
+            want = d.to_dict(trace=trace)
+            assert {k: v for k, v in got.items() if k != "deadlines"} == {
+                k: v for k, v in want.items() if k != "deadlines"
+            }
+            assert {k: v is None for k, v in got["deadlines"].items()} == {
+                k: v is None for k, v in want["deadlines"].items()
+            }

@@ -414,17 +414,37 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
 
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
 # times. The proto of an outcome is built once and copied; only the per-complaint fields are set.
-_TEMPLATES: OrderedDict[tuple[int, bool], tuple[Any, Any]] = OrderedDict()
+_TEMPLATES: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
 _TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
 
 
+_VISIBLE: Final = operator.attrgetter(
+    "category",
+    "excluded",
+    "exclusion",
+    "referred_to",
+    "color",
+    "tier",
+    "approach",
+    "owner_department",
+    "co_departments",
+    "stage",
+    "path",
+    "statutory_route",
+    "guidance",
+    "pack",
+)
+
+
 def _template(decision: Decision, trace: bool) -> Any:
     outcome = decision.outcome
-    key = (id(outcome), trace)
+    # Without the trace, a decision shows only these fields of its outcome: outcomes that differ only in
+    # how they were reached share one template. With the trace, each outcome has its own.
+    key: Any = (id(outcome), True) if trace else _VISIBLE(outcome)
     with _TEMPLATES_LOCK:
         hit = _TEMPLATES.get(key)
-        if hit is not None and hit[0] is outcome:
+        if hit is not None and (not trace or hit[0] is outcome):
             _TEMPLATES.move_to_end(key)
             return hit[1]
     d = decision.to_dict(trace=trace)
