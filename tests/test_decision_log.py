@@ -62,7 +62,9 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 def test_line_holds_decision_pack_masked_complaint_and_trace(triage: Triage, tmp_path: Path) -> None:
     c, d = decide(triage, {"id": "A-1", "title": "排水", "text": "邻居排水纠纷", "complainant": PERSON})
-    log = DecisionLog(tmp_path / "decisions.jsonl", max_bytes=1 << 20, backups=2, hash_key=KEY)
+    log = DecisionLog(
+        tmp_path / "decisions.jsonl", max_bytes=1 << 20, backups=2, hash_key=KEY, redact_text=False
+    )
     assert log.write(d, c)
     log.close()
     (e,) = read_lines(tmp_path / "decisions.jsonl")
@@ -92,12 +94,12 @@ def test_keyed_hash_links_one_person_and_depends_on_the_key() -> None:
     assert keyed_hash(KEY, "name", PHONE) != keyed_hash(KEY, "phone", PHONE)
 
 
-def test_redact_text_replaces_free_text_by_its_length(triage: Triage, tmp_path: Path) -> None:
+def test_free_text_is_replaced_by_its_length_unless_kept(triage: Triage, tmp_path: Path) -> None:
     c, d = decide(
         triage,
         {"id": "A-2", "title": "标题", "text": "我叫欧阳娜仁花，邻居排水", "category_hint": "neighbor"},
     )
-    log = DecisionLog(tmp_path / "d.jsonl", max_bytes=0, backups=0, hash_key=KEY, redact_text=True)
+    log = DecisionLog(tmp_path / "d.jsonl", max_bytes=0, backups=0, hash_key=KEY)  # the default
     log.write(d, c)
     log.close()
     (e,) = read_lines(tmp_path / "d.jsonl")
@@ -275,3 +277,32 @@ def test_personal_data_appears_neither_in_the_decision_log_nor_in_metrics(
             assert keyed_hash(KEY, field, value) in logged
             assert keyed_hash(KEY, field, value) not in exposed
     assert '"complainant":{"name":"hmac:' in logged
+
+
+@pytest.mark.parametrize(("flags", "redacted"), [([], True), (["--decision-log-keep-text"], False)])
+def test_serve_option_keeps_the_words_only_when_asked(
+    triage: Triage, tmp_path: Path, flags: list[str], redacted: bool
+) -> None:
+    import argparse
+
+    from fenliu.server import add_serve_arguments
+    from fenliu.supervisor import build_extensions
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    args = parser.parse_args(
+        [
+            "--rules",
+            str(PACK),
+            "--decision-log",
+            str(tmp_path / "d.jsonl"),
+            "--decision-log-key-file",
+            str(key_file),
+            *flags,
+        ]
+    )
+    (log,) = [o for o in build_extensions(args, triage).observers if isinstance(o, DecisionLog)]
+    assert log.redact_text is redacted
+    log.close()

@@ -130,7 +130,7 @@ def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, A
 
 
 def entry(
-    decision: model.Decision, complaint: model.Complaint | None, *, hash_key: bytes, redact_text: bool = False
+    decision: model.Decision, complaint: model.Complaint | None, *, hash_key: bytes, redact_text: bool = True
 ) -> dict[str, Any]:
     """The log entry of one decision, as a JSON-ready dict (see docs/decision-log.md)."""
     pack = decision.outcome.pack
@@ -150,8 +150,9 @@ class DecisionLog:
 
     ``hash_key`` (at least 16 bytes; 32 random bytes recommended) keys the HMAC of personal data: keep
     it secret and stable, or hashes of one person will not match across restarts. ``redact_text``
-    replaces the title, text and category hint by their lengths (``title_length`` …), for logs that
-    must hold no free text at all.
+    (the default) replaces the title, text and category hint by their lengths (``title_length`` …):
+    citizens write names and phone numbers into their own words, so the log holds no free text unless
+    it is asked to (``redact_text=False``).
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class DecisionLog:
         max_bytes: int,
         backups: int,
         hash_key: bytes,
-        redact_text: bool = False,
+        redact_text: bool = True,
     ) -> None:
         if not isinstance(hash_key, bytes | bytearray) or len(hash_key) < MIN_KEY_BYTES:
             raise ValueError(f"hash_key must be at least {MIN_KEY_BYTES} bytes")

@@ -547,9 +547,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--decision-log-backups", type=int, default=10, metavar="N", help="rotated files kept"
     )
     parser.add_argument(
-        "--decision-log-redact-text",
+        "--decision-log-keep-text",
         action="store_true",
-        help="log the lengths of title, text and hint instead of the words",
+        help="log the citizen's words (title, text, hint), which may hold personal data; "
+        "by default only their lengths are logged",
+    )
+    parser.add_argument(  # the default since the log redacts free text unless told otherwise
+        "--decision-log-redact-text", action="store_true", help=argparse.SUPPRESS
     )
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
 

@@ -116,7 +116,7 @@ def build_extensions(args: argparse.Namespace, triage: Any) -> Extensions:
                 max_bytes=int(getattr(args, "decision_log_max_bytes", 100 << 20)),
                 backups=int(getattr(args, "decision_log_backups", 10)),
                 hash_key=load_hash_key(getattr(args, "decision_log_key_file", None)),
-                redact_text=bool(getattr(args, "decision_log_redact_text", False)),
+                redact_text=not getattr(args, "decision_log_keep_text", False),
             )
         )
     return ext
