@@ -17,6 +17,7 @@ import pytest
 
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
 from grpc_helpers import PACK, ServeProcess, established_connections, start_load, stub_for
 
 pytestmark = pytest.mark.slow
@@ -164,3 +165,29 @@ def test_serve_unreachable_after_stop(tmp_path: Path) -> None:
     with stub_for(target) as stub, pytest.raises(grpc.RpcError) as info:
         stub.GetRulePack(pb.GetRulePackRequest(), timeout=2)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_serve_drain_reports_not_serving_and_keeps_serving_before_it_stops(tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "2", "--drain", "3"],
+        tmp_path / "serve.log",
+    )
+    try:
+        complaint = convert.complaint_to_proto({"id": "d-1", "text": "拖欠农民工工资"})
+        with grpc.insecure_channel(sp.target) as channel:
+            health_stub = health_pb2_grpc.HealthStub(channel)
+            stub = pb_grpc.TriageServiceStub(channel)
+            check = health_pb2.HealthCheckRequest(service="fenliu.v1.TriageService")
+            assert health_stub.Check(check, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            sp.proc.send_signal(signal.SIGTERM)
+            sp.wait_for("worker_stopping", count=2, timeout=10)
+            # draining: health says NOT_SERVING, and calls are still answered
+            assert health_stub.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert stub.Triage(pb.TriageRequest(complaint=complaint), timeout=5).decision.category
+            assert sp.proc.poll() is None
+        assert sp.proc.wait(30) == 0
+        assert all(e["drain_s"] == 3.0 for e in sp.events("worker_stopping"))
+    finally:
+        sp.kill()

@@ -528,6 +528,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, time for calls in flight to finish (default %(default)s)",
     )
     parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM, first report NOT_SERVING and keep serving this long, so that health-checking "
+        "clients and load balancers move away before the port closes (default %(default)s)",
+    )
+    parser.add_argument(
         "--no-watch",
         dest="watch",
         action="store_false",

@@ -9,7 +9,8 @@ The supervisor
 * holds the port (a bound, non-listening ``SO_REUSEPORT`` socket) so that ``:0`` picks one port for all;
 * replaces a worker that dies (logged as ``worker_exited`` then ``worker_started``), backing off when a
   worker dies young again and again;
-* on SIGTERM or SIGINT tells every worker to stop: each one stops taking calls (health NOT_SERVING, the
+* on SIGTERM or SIGINT tells every worker to stop: each one reports NOT_SERVING, keeps serving for
+  ``--drain`` seconds (0 by default) so that health-checking clients move away, stops taking calls (the
   listening socket closed), lets calls in flight finish within ``--grace`` seconds, then exits 0; the
   supervisor then exits 0;
 * on SIGHUP forwards SIGHUP to the workers, each of which reloads the pack (:func:`on_reload_signal`).
@@ -318,14 +319,22 @@ def serve_in_process(
             stop.signal = "parent_exited"
             break
     grace = float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS))
+    drain = max(0.0, float(getattr(args, "drain", 0.0)))
     c = serving.servicer.counters
     log.info(
         "worker_stopping",
-        extra={"signal": stop.signal, "grace_s": grace, "in_flight": c.started - c.finished},
+        extra={
+            "signal": stop.signal,
+            "drain_s": drain,
+            "grace_s": grace,
+            "in_flight": c.started - c.finished,
+        },
     )
     if watcher is not None:
         watcher.stop()
-    serving.health.enter_graceful_shutdown()
+    serving.health.enter_graceful_shutdown()  # NOT_SERVING from now on
+    if drain:  # still taking calls while clients that watch health move away
+        time.sleep(drain)
     serving.server.stop(grace).wait()
     log.info("worker_stopped", extra={"calls_started": c.started, "calls_finished": c.finished})
     return 0
@@ -381,6 +390,7 @@ class Supervisor:
         self.args = args
         self.address = address
         self.count = workers
+        self.drain = max(0.0, float(getattr(args, "drain", 0.0)))
         self.ctx = multiprocessing.get_context("spawn")
         self.workers: dict[int, _Worker] = {}
         self.crashes: dict[int, int] = {}
@@ -520,7 +530,7 @@ class Supervisor:
             extra={"signal": self.stopping, "workers": [w.pid for w in self.workers.values()]},
         )
         self.signal_workers(signal.SIGTERM)
-        deadline = time.monotonic() + grace + 10.0
+        deadline = time.monotonic() + self.drain + grace + 10.0
         for w in list(self.workers.values()):
             w.process.join(max(0.0, deadline - time.monotonic()))
             if w.process.is_alive():
