@@ -28,6 +28,7 @@ from fenliu.model import (
     COMPLAINANT_FIELDS,
     COMPLAINT_BOOLS,
     DEADLINE_NAMES,
+    DECIDED_FIELDS,
     ENUM_DEFAULTS,
     LOCAL_TZ,
     MAX_AMOUNT,
@@ -200,6 +201,18 @@ _ENUMS: Final = tuple(_ENUM_VALUES.items())
 _BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
 
 
+def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
+    """The non-empty string fields of a submessage, or None if one is too long or holds a NUL."""
+    out: dict[str, str] = {}
+    for name in names:
+        v = getattr(msg, name)
+        if v:
+            if len(v) > limit or "\x00" in v:
+                return None
+            out[name] = v
+    return out
+
+
 def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
     """The complaint, when every field is plainly valid; ``None`` sends it to the full validation.
 
@@ -229,24 +242,14 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
     kw["repeat_visits"] = repeats
     kw["amount_yuan"] = amount or 0.0
     if msg.HasField("region"):
-        region: dict[str, str] = {}
-        r = msg.region
-        for name in REGION_FIELDS:
-            v = getattr(r, name)
-            if v:
-                if len(v) > MAX_CODE or "\x00" in v:
-                    return None
-                region[name] = v.strip()
-        kw["region"] = region
+        region = _plain_strings(msg.region, REGION_FIELDS, MAX_CODE)
+        if region is None:
+            return None
+        kw["region"] = {k: v.strip() for k, v in region.items()}
     if msg.HasField("complainant"):
-        person: dict[str, str] = {}
-        p = msg.complainant
-        for name in COMPLAINANT_FIELDS:
-            v = getattr(p, name)
-            if v:
-                if len(v) > MAX_PERSONAL or "\x00" in v:
-                    return None
-                person[name] = v
+        person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
+        if person is None:
+            return None
         kw["complainant"] = Complainant(**person)
     if msg.HasField("received_at"):
         ts = msg.received_at
@@ -419,22 +422,8 @@ _TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
 
 
-_VISIBLE: Final = operator.attrgetter(
-    "category",
-    "excluded",
-    "exclusion",
-    "referred_to",
-    "color",
-    "tier",
-    "approach",
-    "owner_department",
-    "co_departments",
-    "stage",
-    "path",
-    "statutory_route",
-    "guidance",
-    "pack",
-)
+#: What a decision without its trace shows of its outcome (the deadlines are the complaint's own).
+_VISIBLE: Final = operator.attrgetter(*[f for f in DECIDED_FIELDS if f != "deadlines"], "guidance", "pack")
 
 
 def _template(decision: Decision, trace: bool) -> Any:
