@@ -2,7 +2,8 @@
 
 ``generate(n, seed)`` returns ``n`` complaints in their JSON form (what ``fenliu.model.complaint_from_dict``
 and ``fenliu.convert.complaint_to_proto`` take). The same ``n`` and ``seed`` always give the same
-corpus, byte for byte, on every machine: it depends on nothing but this file.
+corpus, byte for byte, on every machine: it depends on nothing but this file and the category names
+in the reference pack's table (``rules/wushen/tables.yaml``).
 
 What it covers, and in what proportions (roughly what a banner-level intake sees):
 
@@ -26,7 +27,12 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+_PACK = Path(__file__).resolve().parents[1] / "rules" / "wushen"
 
 DEFAULT_SEED = 20261127
 
@@ -167,30 +173,14 @@ UNCLASSIFIED = [
 
 TITLES = ["", "", "", "反映问题", "请求帮助", "紧急求助", "关于{}的问题"]
 
-CATEGORY_NAMES = {
-    "land_expropriation": "征地拆迁安置",
-    "land_rights": "土地确权",
-    "grassland": "草牧场纠纷",
-    "land_contract": "土地/草牧场承包经营",
-    "homestead": "宅基地/房屋",
-    "collective_affairs": "集体收益分配/村务",
-    "forest_rights": "林权",
-    "neighbor": "邻里纠纷",
-    "marriage_family": "婚姻家庭/赡养抚养",
-    "labor_dispute": "劳动争议",
-    "wage_arrears": "欠薪/农民工工资",
-    "personnel_dispute": "人事争议",
-    "social_insurance": "社保/医保待遇",
-    "social_assistance": "低保/社会救助",
-    "veterans": "退役军人优抚",
-    "legal_aid": "法律援助",
-    "medical": "医疗纠纷",
-    "education": "教育/校园",
-    "consumer_contract": "消费/经营合同",
-    "property_housing": "物业/住房保障/工程质量",
-    "traffic_accident": "交通事故赔偿",
-    "enterprise_community": "企地矛盾/环境污染",
-}
+
+def _category_names() -> dict[str, str]:
+    """Code -> Chinese name of the reference pack's 22 categories, from its table (kept there only)."""
+    tables = yaml.safe_load((_PACK / "tables.yaml").read_text(encoding="utf-8"))["tables"]
+    return {code: row["name"] for code, row in tables["categories"]["rows"].items() if code != "unclassified"}
+
+
+CATEGORY_NAMES = _category_names()
 
 CHANNELS = ["VISIT", "LETTER", "PHONE", "ONLINE", "MOBILE", "AGENT_VISIT"]
 INTENTS = ["PETITION", "SUGGESTION", "MEDIATION", "LITIGATION", "CONSULTATION", "LEGAL_AID", "REPORT"]

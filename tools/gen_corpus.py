@@ -20,7 +20,12 @@ import random
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+_PACK = Path(__file__).resolve().parents[1] / "rules" / "wushen"
 
 TOWNSHIPS = {
     "150626100": "嘎鲁图镇",
@@ -180,30 +185,15 @@ MIXED = [
     "煤矿占了我家承包的草场，补偿款一分没给。",  # land_expropriation over land_contract / grassland
     "学校附近的企业排污，学生都被熏得头疼。",  # education over enterprise_community
 ]
-CATEGORY_NAMES = {
-    "land_expropriation": "征地拆迁安置",
-    "land_rights": "土地确权",
-    "grassland": "草牧场纠纷",
-    "land_contract": "土地/草牧场承包经营",
-    "homestead": "宅基地/房屋",
-    "collective_affairs": "集体收益分配/村务",
-    "forest_rights": "林权",
-    "neighbor": "邻里纠纷",
-    "marriage_family": "婚姻家庭/赡养抚养",
-    "labor_dispute": "劳动争议",
-    "wage_arrears": "欠薪/农民工工资",
-    "personnel_dispute": "人事争议",
-    "social_insurance": "社保/医保待遇",
-    "social_assistance": "低保/社会救助",
-    "veterans": "退役军人优抚",
-    "legal_aid": "法律援助",
-    "medical": "医疗纠纷",
-    "education": "教育/校园",
-    "consumer_contract": "消费/经营合同",
-    "property_housing": "物业/住房保障/工程质量",
-    "traffic_accident": "交通事故赔偿",
-    "enterprise_community": "企地矛盾/环境污染",
-}
+
+
+def _category_names() -> dict[str, str]:
+    """Code -> Chinese name of the reference pack's 22 categories, from its table (kept there only)."""
+    tables = yaml.safe_load((_PACK / "tables.yaml").read_text(encoding="utf-8"))["tables"]
+    return {code: row["name"] for code, row in tables["categories"]["rows"].items() if code != "unclassified"}
+
+
+CATEGORY_NAMES = _category_names()
 TITLES = ["反映", "求助", "投诉", "请求解决", "咨询", "情况反映"]
 CHANNELS = ["VISIT", "LETTER", "PHONE", "ONLINE", "MOBILE", "AGENT_VISIT"]
 INTENTS = ["PETITION", "SUGGESTION", "MEDIATION", "LITIGATION", "CONSULTATION", "LEGAL_AID", "REPORT"]
