@@ -230,8 +230,9 @@ class EchoServicer:
         }
 
 
-def create_server(address: str) -> tuple[grpc.Server, int]:
-    options, threads = _transport_settings()
+def create_server(address: str, threads: int | None = None) -> tuple[grpc.Server, int]:
+    options, default_threads = _transport_settings()
+    threads = threads or default_threads
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options)
     server.add_registered_method_handlers(SERVICE, EchoServicer().handlers())
     hs = health.HealthServicer()
@@ -244,8 +245,8 @@ def create_server(address: str) -> tuple[grpc.Server, int]:
     return server, port
 
 
-def serve_one(address: str) -> None:
-    server, _ = create_server(address)
+def serve_one(address: str, threads: int | None = None) -> None:
+    server, _ = create_server(address, threads)
     server.start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -258,11 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--address", required=True, help="HOST:PORT (a fixed port: workers share it)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="thread pool size (default: fenliu serve's)")
     args = ap.parse_args(argv)
     if args.workers <= 1:
-        serve_one(args.address)
+        serve_one(args.address, args.threads or None)
         return 0
     cmd = [sys.executable, "-m", "bench.echo_server", "--address", args.address, "--workers", "1"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     procs = [subprocess.Popen(cmd, cwd=ROOT) for _ in range(args.workers)]
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
