@@ -455,8 +455,9 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             )
             add("")
         add(
-            f"Memo cache hit rate on a cold pass over the corpus: **{e['cold_hit_rate']:.1%}** (the corpus holds "
-            "distinct complaints; an outcome is cached per class of input). *memo=off*: every decision runs the "
+            f"Decisions answered entirely from the memo graph on a cold pass over the corpus: "
+            f"**{e['cold_hit_rate']:.1%}** (the corpus holds distinct complaints; the graph remembers what each "
+            "stage does per class of its input, see `docs/engine.md`). *memo=off*: every decision runs the "
             "engine. *memo=cold*: a fresh decider, one pass (what a worker sees on distinct complaints). "
             "*memo=warm*: every class seen before (an upper bound, not a realistic rate). The goal uses "
             "memo=cold with trace on: the service runs memoized, and a cold pass is the honest rate for "
