@@ -335,11 +335,18 @@ class Decider:
     def _walk(self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool) -> _Node:
         """From the root through every stage; memoized, along remembered edges where they exist."""
         node = self._roots[bool(key[1])]
-        if not memo:  # every stage is evaluated and nothing is remembered
+        if not memo:  # every stage is evaluated and nothing is remembered: one environment throughout
             values = self.compiled.values(complaint, key)
+            values.update(zip(self._slot_names, node.slots, strict=True))
+            taken: list[_Transition] = []
+            classified = False
             for plan in self._plans:
-                node = self._apply(node, self._step(node, plan, values, key, match, memo=False))
-            return node
+                done = self._step(plan, values, key, match, memo=False)
+                for slot, v, _rule_id in done.updates:
+                    values[slot] = v
+                    classified = classified or slot == "category"
+                taken.append(done)
+            return _Node(tuple(values[n] for n in self._slot_names), classified, tuple(taken))
         env: dict[str, Any] | None = None
         for plan, project, reads, steps in zip(
             self._plans, self._projections, self._slot_reads, self._steps, strict=True
@@ -355,7 +362,8 @@ class Decider:
                 if step is None:
                     if env is None:
                         env = self.compiled.values(complaint, key)
-                    step = steps[skey] = self._step(node, plan, env, key, match, memo=True)
+                    env.update(zip(self._slot_names, node.slots, strict=True))
+                    step = steps[skey] = self._step(plan, env, key, match, memo=True)
                     self._nodes += 1
                 else:
                     self.stage_hits += 1
@@ -393,23 +401,14 @@ class Decider:
         return fact
 
     def _step(
-        self,
-        node: _Node,
-        plan: StagePlan,
-        env: dict[str, Any],
-        key: tuple[Any, ...],
-        match: Any,
-        *,
-        memo: bool,
+        self, plan: StagePlan, env: dict[str, Any], key: tuple[Any, ...], match: Any, *, memo: bool
     ) -> _Transition:
-        """What ``plan`` does from ``node``, for this complaint."""
-        # One environment: the complaint's values (fields and keyword booleans) and the decision's fields
-        # as they stand at this node, whose names never collide.
-        env.update(zip(self._slot_names, node.slots, strict=True))
+        """What ``plan`` does in ``env``: the complaint's values and the decision's fields as they stand
+        before the stage (their names never collide)."""
         raw = [get(env) for get in self._readers[plan.index]]
         feats = self._features[plan.index](key)
         if not memo:
-            return self._transition(plan, match(plan, self._fact(plan, raw, feats), None), env)
+            return self._transition(plan, match(plan, self._fact(plan, raw, feats), None), env, memo=False)
         # A stage's transition depends only on its fact's class and the values its `then` reads.
         skey = (
             plan.index,
@@ -491,7 +490,9 @@ class Decider:
             pack=self.id,
         )
 
-    def _transition(self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any]) -> _Transition:
+    def _transition(
+        self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
+    ) -> _Transition:
         """Resolve the rules a stage matched: who sets what, who lost to whom, who speaks."""
         fired = sorted(fired, key=lambda r: (-r.priority, r.order))
         winners: dict[str, tuple[Rule, Any]] = {}
@@ -536,6 +537,8 @@ class Decider:
                 )
             )
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
+        if not memo:  # nothing will look it up
+            return _Transition(updates, tuple(trace), tuple(speaking), ())
         sig = (
             updates,
             tuple(
