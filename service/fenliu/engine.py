@@ -133,13 +133,15 @@ class Decider:
 
     With ``memoize`` (the default), decisions walk a graph of remembered :class:`_Node` states; a stage
     is evaluated (by the engine, or from the per-stage memories below) only where the walk meets a class
-    of input not seen before. ``cache_size`` bounds the nodes remembered; past it the graph starts
-    afresh. ``stage_hits`` counts stages answered without the engine, ``stage_misses`` stages the engine
-    evaluated; ``cache_hits`` counts decisions answered entirely from memory, ``cache_misses`` the rest.
+    of input not seen before. ``cache_size`` bounds the graph's nodes and edges; past it the graph
+    starts afresh, rebuilt from the memory of what each stage does per class of its input (bounded on
+    its own, at a third of ``cache_size``). ``stage_hits`` counts stages answered without the engine,
+    ``stage_misses`` stages the engine evaluated; ``cache_hits`` counts decisions answered entirely
+    from memory, ``cache_misses`` the rest.
     """
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 100_000
+        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 80_000
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
@@ -167,6 +169,8 @@ class Decider:
         self._nodes = 0
         self._roots = self._new_roots()
         self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
+        self._step_count = 0
+        self._steps_size = max(1, cache_size // 3)
         self._labels: dict[Any, Any] = {}
         # Below the graph, two memories shared by all nodes (each at most 16,384 entries): the rules a
         # stage's fact matches, per class of that fact; and what a stage does, per class of its fact and
@@ -363,8 +367,11 @@ class Decider:
                     if env is None:
                         env = self.compiled.values(complaint, key)
                     env.update(zip(self._slot_names, node.slots, strict=True))
+                    if self._step_count >= self._steps_size:  # outlives the graph, bounded on its own
+                        self._steps = [{} for _ in self._plans]
+                        self._step_count = 0
                     step = steps[skey] = self._step(plan, env, key, match, memo=True)
-                    self._nodes += 1
+                    self._step_count += 1
                 else:
                     self.stage_hits += 1
                 # Paths that do the same thing meet again: one child per transition, not per class.
@@ -382,9 +389,9 @@ class Decider:
         return node
 
     def _forget(self) -> None:
-        """Start the graph afresh (it has reached its bound)."""
+        """Start the graph afresh (it has reached its bound). What each stage does per class of its
+        input (the step memory) is kept: the new graph is rebuilt from it without evaluating stages."""
         self._roots = self._new_roots()
-        self._steps = [{} for _ in self._plans]
         self._labels = {}
 
     @staticmethod
@@ -426,8 +433,10 @@ class Decider:
         step = self._transition(plan, match(plan, self._fact(plan, raw, feats), skey), env)
         if len(self._transitions) >= self._stage_cache_size:
             self._transitions.clear()
+        if len(self._same) >= self._stage_cache_size:  # distinct behaviours: few, but bounded all the same
             self._same.clear()
-        # Many classes of input do the same thing: keep one transition (and its trace entries) for all.
+        # Many classes of input do the same thing: keep one transition (and its trace entries) for all,
+        # also across clearings of the memories that point to it.
         step = self._transitions[tkey] = self._same.setdefault(step.sig, step)
         return step
 
