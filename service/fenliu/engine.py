@@ -23,6 +23,7 @@ import logging
 import operator
 import os
 import random
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ class DurableMatcher:
         self.ruleset.close()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class _Transition:
     """What one stage did to a decision: (field, value, rule) updates, its trace, the rules that speak."""
 
@@ -178,7 +179,8 @@ class Decider:
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
         self._stage_cache_size = 16384
         self._transitions: dict[tuple[Any, ...], _Transition] = {}
-        self._same: dict[tuple[Any, ...], _Transition] = {}  # signature -> the transition kept
+        # signature -> the one transition kept for it, while some memory still holds it
+        self._same: weakref.WeakValueDictionary[tuple[Any, ...], _Transition] = weakref.WeakValueDictionary()
         self.stage_hits = 0
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class (None: it is finite already).
@@ -433,8 +435,6 @@ class Decider:
         step = self._transition(plan, match(plan, self._fact(plan, raw, feats), skey), env)
         if len(self._transitions) >= self._stage_cache_size:
             self._transitions.clear()
-        if len(self._same) >= self._stage_cache_size:  # distinct behaviours: few, but bounded all the same
-            self._same.clear()
         # Many classes of input do the same thing: keep one transition (and its trace entries) for all,
         # also across clearings of the memories that point to it.
         step = self._transitions[tkey] = self._same.setdefault(step.sig, step)
