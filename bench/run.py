@@ -337,10 +337,6 @@ class Run:
         off = self._memory_run(s["memory_off_decisions"], s["memory_off_every"], memo=False)
         m = self._memory_run(s["memory_decisions"], s["memory_every"], memo=True)
         m["engine_only"] = off
-        if m["cache_entries"]:
-            m["kb_per_cache_entry"] = round(
-                (m["samples"][-1][1] - off["samples"][-1][1]) * 1024 / m["cache_entries"], 1
-            )
         self.results["memory"] = m
         rss = [v for _, v in m["samples"]]
         self.ratios["memory"] = (
@@ -557,14 +553,10 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
                 f"{b[1] if b else ''} |"
             )
         add("")
-        per_entry = (
-            f" ≈ {m['kb_per_cache_entry']} KB per entry, the other caches included;"
-            if "kb_per_cache_entry" in m
-            else ""
-        )
         add(
             f"Memoized: peak (VmHWM) {m['peak_mb']} MB; growth over the second half {m['second_half_growth_mb']:+} MB; "
-            f"memo graph {m['cache_entries']:,} of {m['cache_size']:,} nodes and edges{per_entry} hit rate "
+            f"memo graph at the end {m['cache_entries']:,} of at most {m['cache_size']:,} nodes and edges "
+            "(it starts afresh when full); hit rate "
             f"{m['hit_rate']:.1%}; {m['seconds']:.0f} s"
             + (" — **stopped early by the time cap**" if m["capped"] else "")
             + f". Memo off: peak {off['peak_mb']} MB, growth over the second half {off['second_half_growth_mb']:+} MB"
