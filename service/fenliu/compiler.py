@@ -7,13 +7,15 @@ What is done once, here, so that a decision does not:
   the engine's regex operator, which gets alternation wrong and leaks memory on reload, out of use.
 * **Facts.** Each stage asserts one small fact holding only the fields its rules test. Field names are
   flattened (``region.township_code`` → ``region__township_code``). Every tested field is always
-  present, so negation never depends on a field being missing.
+  present, so negation never depends on a field being missing; a keyword group or pattern is left out
+  only when it is false and no rule of the stage needs it false.
 * **Expressions.** Conditions become engine expressions using only ``$and $or $neq $lt $lte $gt $gte`` and
   equality; ``not`` is pushed down to the leaves. The compiled set is checked again for engine traps.
 * **Classes of input.** Every outcome depends only on a finite abstraction of the complaint: for each
   numeric field, where its value falls among the pack's thresholds; for each text field, which of the
-  pack's constants it equals (if any); the keywords present; enums and booleans as they are. The
-  :meth:`CompiledPack.class_key` of a complaint is that abstraction, which makes memoizing sound.
+  pack's constants it equals (if any); the keyword groups present; enums and booleans as they are.
+  The class key :meth:`CompiledPack.read` gives for a complaint is that abstraction, which makes
+  memoizing sound.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ For each stage, in the pack's order:
 5. winners are applied; every matched rule goes into the trace with what it set and what it lost, and to
    which rule.
 
-An :class:`Outcome` depends only on the complaint's class of input (see :mod:`fenliu.compiler`), so a
-:class:`Decider` may memoize outcomes per class. The engine lock is held only while the engine runs.
+An :class:`Outcome` depends only on the complaint's class of input (see :mod:`fenliu.compiler`), and
+what a stage does only on the class of that stage's input and the decision so far, so a
+:class:`Decider` remembers decisions as a graph of decision states walked one stage at a time (see
+:class:`_Node`). The engine lock is held only while the engine runs.
 """
 
 from __future__ import annotations
