@@ -232,7 +232,9 @@ def make_certs(directory: Path) -> Certs:
 class ServeProcess:
     """``python -m fenliu.supervisor ...`` with its banner parsed and its JSON log lines collected."""
 
-    def __init__(self, args: list[str], log_path: Path, ready_timeout: float = 60.0) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, ready_timeout: float = 60.0, *, own_group: bool = False
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
@@ -241,6 +243,7 @@ class ServeProcess:
             stderr=self._log,
             text=True,
             cwd=ROOT,
+            start_new_session=own_group,  # a process group of its own, to be signalled as a whole
         )
         self.stdout: list[str] = []
         self._ready = threading.Event()

@@ -191,3 +191,23 @@ def test_serve_drain_reports_not_serving_and_keeps_serving_before_it_stops(tmp_p
         assert all(e["drain_s"] == 3.0 for e in sp.events("worker_stopping"))
     finally:
         sp.kill()
+
+
+def test_serve_sigterm_to_the_whole_process_group_stops_every_worker_cleanly(tmp_path: Path) -> None:
+    """As a terminal or a container runtime does it: every process gets SIGTERM, then the supervisor
+    sends its own to workers already stopping. None of them may die of the second one."""
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "4"],
+        tmp_path / "serve.log",
+        own_group=True,
+    )
+    try:
+        with stub_for(sp.target) as stub:
+            assert stub.GetRulePack(pb.GetRulePackRequest(), timeout=10).name == "wushen"
+        os.killpg(sp.proc.pid, signal.SIGTERM)
+        assert sp.proc.wait(30) == 0
+        exited = sp.events("worker_exited")
+        assert len(exited) == 4
+        assert [e["exitcode"] for e in exited] == [0, 0, 0, 0]
+    finally:
+        sp.kill()

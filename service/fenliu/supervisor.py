@@ -336,6 +336,9 @@ def serve_in_process(
     if drain:  # still taking calls while clients that watch health move away
         time.sleep(drain)
     serving.server.stop(grace).wait()
+    # Stopped: a second SIGTERM (to the whole process group, then from the supervisor) must not kill the
+    # process while it exits.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info("worker_stopped", extra={"calls_started": c.started, "calls_finished": c.finished})
     return 0
 
