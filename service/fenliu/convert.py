@@ -1,9 +1,11 @@
 """Proto ↔ domain conversion for the gRPC transport. No rule logic lives here.
 
-A complaint is validated once, by :func:`fenliu.model.complaint_from_dict`: a proto complaint is turned
-into the complaint's JSON form first (enum values without their prefix, ``received_at`` as an ISO
-string, unset fields left out), then validated. Only what the JSON form cannot express is checked
-here: strings that are not UTF-8, enum numbers this version does not know, timestamps out of range.
+A complaint is validated by :func:`fenliu.model.complaint_from_dict`: a proto complaint is turned into
+the complaint's JSON form first (enum values without their prefix, ``received_at`` as an ISO string,
+unset fields left out), then validated. Only what the JSON form cannot express is checked here:
+strings that are not UTF-8, enum numbers this version does not know, timestamps out of range. A
+complaint whose every field is plainly valid (the common case) is read straight from the message
+instead, accepting and building exactly what that validation would.
 
 A decision goes the other way from :meth:`fenliu.model.Decision.to_dict`, so that gRPC and
 ``fenliu eval`` always say the same thing; :func:`decision_from_proto` gives that JSON form back.
