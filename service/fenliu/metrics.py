@@ -613,6 +613,10 @@ class _Call:
     start: float
     done: bool = False
     lock: threading.Lock | None = None
+    # Set once the RPC's termination callback is registered: a normal end is then recorded there.
+    context: Any = None
+    pending: str | None = None  # the code of a normal end, recorded at termination
+    pending_reply: bool = False  # ... and whether it sent a unary reply
 
     def received(self) -> None:
         self.m.grpc_received.labels(*self.labels).inc()
@@ -652,17 +656,49 @@ def _stream_out(responses: Iterable[Any], context: Any, call: _Call) -> Iterator
     except BaseException as e:
         call.finish(_code_of(context, e))
         raise
-    call.finish(_code_of(context, None))
+    _finish_normally(call, _code_of(context, None))
+
+
+def _finish_normally(call: _Call, code: str, reply: bool = False) -> None:
+    """Record a handler that returned: at once, or (callback registered) when the RPC terminates.
+
+    A client's cancel reaches a streaming handler as the end of its requests when gRPC happens to
+    process the empty read before the cancellation (measured: about 1 cancelled stream in 75), so
+    the handler returns as if the client had half-closed. Only at termination is it known which it
+    was, so streams record their normal end there.
+    A unary reply (``reply``) is counted as sent only then too.
+    """
+    if call.context is None or code != "OK":
+        if reply and code == "OK":
+            call.sent()
+        call.finish(code)
+    else:
+        call.pending_reply = reply
+        call.pending = code
+
+
+def _client_cancelled(context: Any) -> bool:
+    # grpc's server keeps whether the client cancelled in the RPC state ("cancelled"), and offers no
+    # public way to ask once the RPC is over (is_active() is then False either way).
+    state = getattr(context, "_state", None)
+    return getattr(state, "client", None) == "cancelled"
 
 
 def _on_termination(context: Any, call: _Call) -> None:
-    """Streams the server abandons (client gone) are finished when the RPC terminates."""
+    """Streams are finished when the RPC terminates: as the handler ended, or CANCELLED."""
 
     def done() -> None:
-        call.finish("CANCELLED")
+        pending = call.pending
+        if pending is None or _client_cancelled(context):
+            call.finish("CANCELLED")
+        else:
+            if call.pending_reply:
+                call.sent()
+            call.finish(pending)
 
     with suppress(Exception):
-        context.add_callback(done)
+        if context.add_callback(done):
+            call.context = context
 
 
 class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -696,15 +732,16 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             except BaseException as e:
                 call.finish(_code_of(context, e))
                 raise
-            code = _code_of(context, None)
-            if code == "OK":
-                call.sent()
-            call.finish(code)
+            _finish_normally(call, _code_of(context, None), reply=True)
             return response
 
-        def stream_reply(call: _Call, context: Any, fn: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+        def deferred(call: _Call, context: Any) -> _Call:
             call.lock = threading.Lock()
             _on_termination(context, call)
+            return call
+
+        def stream_reply(call: _Call, context: Any, fn: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+            deferred(call, context)
             try:
                 responses = fn()
             except BaseException as e:
@@ -727,7 +764,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             inner_su = handler.stream_unary
 
             def stream_unary(requests: Iterator[Any], context: Any) -> Any:
-                call = begin()
+                call = deferred(begin(), context)
                 return unary_reply(call, context, lambda: inner_su(_counted(requests, call), context))
 
             return grpc.stream_unary_rpc_method_handler(
