@@ -37,6 +37,7 @@ def test_adapter_survives_facts_that_match_no_rule() -> None:
         for i in range(20000):
             with rs.session() as s:
                 assert s.fire({"_step": "s", "cat": "other%d" % i}) == []
+        rs.close()  # deletes the ruleset's long-lived state, then the ruleset
         print("ok")
     """)
     assert proc.returncode == 0, proc.stderr
@@ -53,6 +54,67 @@ def test_adapter_sessions_do_not_leak_between_requests() -> None:
                 assert s.fire({"_step": "s", "n": 1}) == []
     finally:
         rs.close()
+
+
+def test_adapter_state_holds_no_facts_between_decisions() -> None:
+    rs = _durable.Ruleset({"r": {"$and": [{"_step": "s"}, {"$gte": {"n": 3}}]}})
+    try:
+        with rs.session() as s:
+            assert s.fire({"_step": "s", "n": 5}) == ["r"]
+            assert s.fire({"_step": "s", "n": 7}) == ["r"]
+            assert len(rs.facts()) == 2  # inside the decision, its facts are there
+        assert rs.facts() == []
+        with rs.session() as s:
+            assert s.fire({"_step": "s", "n": 1}) == []
+            with pytest.raises(ValueError):
+                raise ValueError("a decision that fails half-way")
+        assert rs.facts() == []
+    finally:
+        rs.close()
+
+
+def test_adapter_starts_a_new_state_when_a_retraction_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    rs = _durable.Ruleset({"r": {"$and": [{"_step": "s"}, {"$gte": {"n": 3}}]}})
+    real = _durable._engine.retract_fact
+    try:
+        monkeypatch.setattr(_durable._engine, "retract_fact", lambda handle, payload: (1, 0))
+        with pytest.raises(_durable.EngineFailure, match="retract failed"), rs.session() as s:
+            assert s.fire({"_step": "s", "n": 5}) == ["r"]
+        monkeypatch.setattr(_durable._engine, "retract_fact", real)
+        assert rs.facts() == []  # the state was deleted
+        for _ in range(3):  # a new state: the same content is not "already observed"
+            with rs.session() as s:
+                assert s.fire({"_step": "s", "n": 5}) == ["r"]
+        assert rs.facts() == []
+    finally:
+        rs.close()
+
+
+def test_adapter_long_lived_state_stays_small() -> None:
+    # One engine state for the ruleset's life, a decision's facts retracted: memory stays flat.
+    proc = run_py("""
+        import resource
+        from fenliu import _durable
+        rs = _durable.Ruleset({"r%d" % i: {"$and": [{"_step": "s"}, {"$gte": {"n%d" % (i % 7): i}}]}
+                               for i in range(60)})
+        def rss_kb():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        def run(k):
+            for i in range(k):
+                with rs.session() as s:
+                    s.fire({"_step": "s", "n%d" % (i % 7): i % 90, "x": i})
+                    s.fire({"_step": "s", "n%d" % ((i + 1) % 7): i % 50, "y": i})
+        run(20000)
+        before = rss_kb()
+        run(60000)
+        print(rss_kb() - before, len(rs.facts()))
+        rs.close()
+    """)
+    assert proc.returncode == 0, proc.stderr
+    grown_kb, facts = map(int, proc.stdout.split())
+    assert facts == 0
+    assert grown_kb < 2048, grown_kb
 
 
 def test_adapter_reports_or_rule_once() -> None:

@@ -8,11 +8,17 @@ How the traps are kept away:
 
 * **Thread safety.** The engine is not thread-safe and never releases the GIL. Every call runs under one
   process-wide lock; a request's whole session (all its stages) holds it. Scale with processes.
-* **Identity.** Sessions and facts are hashed to 32 bits inside the engine. A request uses one fixed
-  session id and deletes it before the lock is released, so only one session is ever live and two
-  complaints can never share or collide in state. Facts within a session carry distinct fixed ids.
+* **Identity.** Sessions and facts are hashed to 32 bits inside the engine. A ruleset has one engine
+  state, under one fixed session id, for its whole life; a decision's facts carry distinct fixed ids
+  and are retracted before the lock is released, so the state holds only the facts of the decision
+  being made and two complaints can never share or collide in state.
+* **Cost of a state.** Creating and deleting an engine state costs time proportional to the ruleset
+  (measured: about 190 µs at 500 rules, 28 µs at 60), which a state per decision paid on every engine
+  decision; retracting the few facts of a decision costs a fraction of that. If a retraction fails,
+  the state is deleted and the next decision starts a new one.
 * **delete_state segfault.** Deleting a session in which no action ever ran crashes the process. Every
-  ruleset gets a catch-all rule that matches every fact, so an action always runs.
+  ruleset gets a catch-all rule that matches every fact, so an action always runs; a state is deleted
+  only once a fact has been asserted into it.
 * **Actions.** Rules have no Python actions: the adapter pulls the names of the rules that matched from
   the C layer and completes them. Nothing runs on another thread; nothing is swallowed. A rule whose
   expression holds ``$or`` fires once per satisfied branch; the adapter reports each rule once.
@@ -135,18 +141,27 @@ class Ruleset:
         definition[CATCH_ALL] = {"all": [{"m": {KIND_FIELD: "f"}}]}
         self.name = f"fenliu_{next(_names)}"
         payload = encode(definition)
+        # Whether the engine holds a state for SESSION_ID (a fact was asserted since it was deleted).
+        self._state = False
         with ENGINE_LOCK:
             self._handle: int | None = _engine.create_ruleset(self.name, payload)
 
     def close(self) -> None:
         with ENGINE_LOCK:
             if self._handle is not None:
+                self._delete_state()
                 _engine.delete_ruleset(self._handle)
                 self._handle = None
 
+    def _delete_state(self) -> None:
+        if self._state and self._handle is not None:
+            self._state = False
+            # Safe: the catch-all rule guarantees an action ran in this state.
+            _engine.delete_state(self._handle, SESSION_ID)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A per-request session. Holds the engine lock until the session is deleted."""
+        """One decision's session. Holds the engine lock until the decision's facts are retracted."""
         with ENGINE_LOCK:
             if self._handle is None:
                 raise EngineFailure("ruleset is closed")
@@ -154,14 +169,36 @@ class Ruleset:
             try:
                 yield s
             finally:
-                s.close()
+                self._state = self._state or s.asserted
+                if not s.retract_all():
+                    try:
+                        self._delete_state()
+                    except Exception as e:
+                        raise EngineFailure(f"delete_state failed: {type(e).__name__}") from None
+                    raise EngineFailure("retract failed; the state was deleted")
+
+    def facts(self) -> list[dict[str, Any]]:
+        """The facts the engine state holds now: none between decisions."""
+        with ENGINE_LOCK:
+            if self._handle is None:
+                return []
+            try:
+                text = _engine.get_facts(self._handle, SESSION_ID)
+            except Exception:  # error 309: there is no state
+                return []
+            facts = json.loads(text)
+            return [f for f in facts if isinstance(f, dict)]
 
 
 class Session:
+    """One decision's facts in the ruleset's engine state."""
+
     def __init__(self, handle: int) -> None:
         self._handle = handle
         self._facts = 0
-        self._open = False
+        self.asserted = False  # an assert reached the engine (it may have stored the fact)
+        self._stored: list[str] = []  # the payloads the engine accepted, to retract
+        self._failed = False  # an assert failed: what the state holds is not known
 
     def fire(self, fact: dict[str, Any]) -> list[str]:
         """Assert one fact and return the names of the rules it matched, in engine order."""
@@ -172,17 +209,22 @@ class Session:
         body[KIND_FIELD] = "f"
         for attempt in range(2):
             try:
-                result = _engine.assert_fact(self._handle, _dumps_fact(body))
+                payload = _dumps_fact(body)
+                self.asserted = True
+                result = _engine.assert_fact(self._handle, payload)
             except Exception as e:  # engine errors carry codes, never our data
+                self._failed = True
                 raise EngineFailure(f"assert failed: {type(e).__name__}") from None
-            self._open = True
             code, state_handle = result[0], result[1]
             if code == 2 and attempt == 0:  # spuriously "already observed": vary the content once
                 body["_nonce"] = self._facts
                 continue
             if code != 0:
+                self._failed = True
                 raise EngineFailure(f"assert returned code {code}")
+            self._stored.append(payload)
             return self._drain(state_handle)
+        self._failed = True
         raise EngineFailure("fact rejected twice")
 
     def _drain(self, state_handle: int) -> list[str]:
@@ -197,11 +239,20 @@ class Session:
                 nxt = _engine.complete_and_start_action(self._handle, state_handle)
                 result = (None, nxt) if nxt else None
         except Exception as e:
+            self._failed = True
             raise EngineFailure(f"action loop failed: {type(e).__name__}") from None
         return fired
 
-    def close(self) -> None:
-        if self._open:
-            # Safe: the catch-all rule guarantees an action ran for this session.
-            _engine.delete_state(self._handle, SESSION_ID)
-            self._open = False
+    def retract_all(self) -> bool:
+        """Retract this decision's facts, newest first. False if the engine refused one."""
+        ok = not self._failed
+        while self._stored:
+            payload = self._stored.pop()
+            try:
+                result = _engine.retract_fact(self._handle, payload)
+            except Exception:
+                ok = False
+                continue
+            if result[0] != 0:
+                ok = False
+        return ok
