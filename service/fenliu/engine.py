@@ -505,15 +505,18 @@ class Decider:
         self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
     ) -> _Transition:
         """Resolve the rules a stage matched: who sets what, who lost to whom, who speaks."""
-        fired = sorted(fired, key=lambda r: (-r.priority, r.order))
+        fired = sorted(fired, key=_rank)
         winners: dict[str, tuple[Rule, Any]] = {}
         losers: dict[str, dict[str, str]] = {}
         rows_read: dict[str, list[str]] = {}
         for rule in fired:
             for slot, expr in rule.then.items():
-                v = self._value(slot, expr, slots, rows_read.setdefault(rule.id, []))
-                if v is _SKIP:
-                    continue
+                if expr.kind == "literal":
+                    v = expr.literal
+                else:
+                    v = self._value(slot, expr, slots, rows_read.setdefault(rule.id, []))
+                    if v is _SKIP:
+                        continue
                 prev = winners.get(slot)
                 if prev is None:
                     winners[slot] = (rule, v)
@@ -525,40 +528,43 @@ class Decider:
         won: dict[str, dict[str, Any]] = {}
         for slot, (rule, v) in winners.items():
             won.setdefault(rule.id, {})[slot] = v
-        trace: list[TraceEntry] = []
-        speaking: list[Rule] = []
-        for rule in fired:
-            mine = won.get(rule.id, {})
-            lost = losers.get(rule.id, {})
-            # A rule that lost every field it set has not changed the decision: it gets no say in
-            # the guidance either. A rule that sets nothing but speaks (guidance only) always does.
-            if rule.guidance and (mine or not rule.then):
-                speaking.append(rule)
-            trace.append(
-                TraceEntry(
-                    rule=rule.id,
-                    stage=rule.stage,
-                    layer=rule.layer,
-                    file=rule.source or rule.file,
-                    line=rule.line,
-                    priority=rule.priority,
-                    set={k: _show(k, v) for k, v in mine.items()},
-                    overruled={k: lost[k] for k in sorted(lost)},
-                    table_rows=tuple(dict.fromkeys(rows_read.get(rule.id, ()))),
-                )
-            )
+        # A rule that lost every field it set has not changed the decision: it gets no say in the
+        # guidance either. A rule that sets nothing but speaks (guidance only) always does.
+        speaking = tuple(r for r in fired if r.guidance and (r.id in won or not r.then))
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
-        if not memo:  # nothing will look it up
-            return _Transition(updates, tuple(trace), tuple(speaking), ())
-        sig = (
-            updates,
-            tuple(
-                (t.rule, tuple(won.get(t.rule, {}).items()), tuple(t.overruled.items()), t.table_rows)
-                for t in trace
-            ),
-            tuple(r.id for r in speaking),
+        sig: tuple[Any, ...] = ()
+        if memo:
+            sig = (
+                updates,
+                tuple(
+                    (
+                        r.id,
+                        tuple(won[r.id].items()) if r.id in won else (),
+                        tuple(sorted(losers[r.id].items())) if r.id in losers else (),
+                        tuple(dict.fromkeys(rows_read[r.id])) if r.id in rows_read else (),
+                    )
+                    for r in fired
+                ),
+                tuple(r.id for r in speaking),
+            )
+            known = self._same.get(sig)
+            if known is not None:  # the same transition, reached from another class: its trace exists
+                return known
+        trace = tuple(
+            TraceEntry(
+                rule=rule.id,
+                stage=rule.stage,
+                layer=rule.layer,
+                file=rule.source or rule.file,
+                line=rule.line,
+                priority=rule.priority,
+                set={k: _show(k, v) for k, v in won[rule.id].items()} if rule.id in won else {},
+                overruled=dict(sorted(losers[rule.id].items())) if rule.id in losers else {},
+                table_rows=tuple(dict.fromkeys(rows_read[rule.id])) if rule.id in rows_read else (),
+            )
+            for rule in fired
         )
-        return _Transition(updates, tuple(trace), tuple(speaking), sig)
+        return _Transition(updates, trace, speaking, sig)
 
     def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
@@ -623,6 +629,11 @@ def _decision_id() -> str:
     in a forked child). Decision ids identify; they guard nothing."""
     clear, set_ = _VERSION_4
     return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
+
+
+def _rank(rule: Rule) -> tuple[int, int]:
+    """Resolution order: priority, higher first, then position in the pack."""
+    return (-rule.priority, rule.order)
 
 
 def _show(slot: str, v: Any) -> Any:
