@@ -162,16 +162,47 @@ class CompiledPack:
         values["category_hint"] = key[2]
         return values
 
-    def feature_reader(self, names: list[str]) -> Callable[[tuple[Any, ...]], list[bool]]:
-        """The booleans of the keyword groups and patterns ``names``, in that order, from a class key."""
+    def feature_reader(
+        self, names: list[str], negated: frozenset[str] = frozenset()
+    ) -> tuple[Callable[[tuple[Any, ...]], Any], Callable[[tuple[Any, ...], dict[str, Any]], None]]:
+        """For a stage reading the keyword groups and patterns ``names``: the class of those features in
+        a class key (hashable: the groups' bits, then the patterns), and how to put them into a fact.
+
+        A fact gets the features that are true; a false one only if it is in ``negated`` (a rule needs
+        it false): an absent property fails ``== true`` just as ``false`` does, and the engine has fewer
+        properties to match. Only the set bits are visited, not every group of the stage.
+        """
         bits = {feat: bit for bit, feat in enumerate(self.keyword_groups)}
         first = 3 + len(self.complaint_fields)
         places = {feat: first + j for j, feat in enumerate(self.patterns)}
-        if all(n in bits for n in names):
-            shifts = [bits[n] for n in names]
-            return lambda key: [bool(key[0] >> b & 1) for b in shifts]
-        where = [(bits[n], -1) if n in bits else (0, places[n]) for n in names]
-        return lambda key: [bool(key[0] >> b & 1) if p < 0 else bool(key[p]) for b, p in where]
+        mask = 0
+        for n in names:
+            if n in bits:
+                mask |= 1 << bits[n]
+        by_bit = {bits[n]: n for n in names if n in bits}
+        false_groups = [(n, bits[n]) for n in names if n in bits and n in negated]
+        pats = [(n, places[n], n in negated) for n in names if n not in bits]
+
+        def class_of(key: tuple[Any, ...]) -> Any:
+            if not pats:
+                return key[0] & mask
+            return (key[0] & mask, *[bool(key[p]) for _n, p, _neg in pats])
+
+        def into(key: tuple[Any, ...], fact: dict[str, Any]) -> None:
+            m = key[0] & mask
+            while m:
+                low = m & -m
+                fact[by_bit[low.bit_length() - 1]] = True
+                m ^= low
+            for n, b in false_groups:
+                if not key[0] >> b & 1:
+                    fact[n] = False
+            for n, p, neg in pats:
+                v = bool(key[p])
+                if v or neg:
+                    fact[n] = v
+
+        return class_of, into
 
     def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.

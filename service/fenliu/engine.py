@@ -190,7 +190,9 @@ class Decider:
             [self.compiled.field_abstractor(name) for name in plan.fields] for plan in self.compiled.stages
         ]
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
-        self._features = [self.compiled.feature_reader(plan.features) for plan in self.compiled.stages]
+        self._features = [
+            self.compiled.feature_reader(plan.features, plan.negated) for plan in self.compiled.stages
+        ]
         self.fallbacks = 0
         self.cache_hits = 0
         self.cache_misses = 0
@@ -398,17 +400,12 @@ class Decider:
         self._roots = self._new_roots()
         self._labels = {}
 
-    @staticmethod
-    def _fact(plan: StagePlan, raw: list[Any], feats: list[Any]) -> dict[str, Any]:
+    def _fact(self, plan: StagePlan, raw: list[Any], key: tuple[Any, ...]) -> dict[str, Any]:
         fact: dict[str, Any] = {_durable.STEP_FIELD: plan.name}
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
-        negated = plan.negated
-        for feat, v in zip(plan.features, feats, strict=True):
-            # A keyword group or pattern no rule of the stage needs false is left out when false: the
-            # engine then has fewer properties to match, and an absent property fails `== true` alike.
-            if v or feat in negated:
-                fact[feat] = v
+        # Keyword groups and patterns: the true ones, and false ones only where a rule needs them false.
+        self._features[plan.index][1](key, fact)
         return fact
 
     def _step(
@@ -417,9 +414,8 @@ class Decider:
         """What ``plan`` does in ``env``: the complaint's values and the decision's fields as they stand
         before the stage (their names never collide)."""
         raw = [get(env) for get in self._readers[plan.index]]
-        feats = self._features[plan.index](key)
         if not memo:
-            return self._transition(plan, match(plan, self._fact(plan, raw, feats), None), env, memo=False)
+            return self._transition(plan, match(plan, self._fact(plan, raw, key), None), env, memo=False)
         # A stage's transition depends only on its fact's class and the values its `then` reads.
         skey = (
             plan.index,
@@ -427,14 +423,14 @@ class Decider:
                 v if fn is None else fn(v)
                 for v, fn in zip(raw, self._stage_abstractors[plan.index], strict=True)
             ],
-            *feats,
+            self._features[plan.index][0](key),
         )
         tkey = (skey, *[env.get(n) for n in self._then_reads[plan.index]])
         step = self._transitions.get(tkey)
         if step is not None:
             self.stage_hits += 1
             return step
-        step = self._transition(plan, match(plan, self._fact(plan, raw, feats), skey), env)
+        step = self._transition(plan, match(plan, self._fact(plan, raw, key), skey), env)
         if len(self._transitions) >= self._stage_cache_size:
             self._transitions.clear()
         # Many classes of input do the same thing: keep one transition (and its trace entries) for all,
