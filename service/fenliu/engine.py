@@ -183,6 +183,8 @@ class Decider:
         self._transitions: dict[tuple[Any, ...], _Transition] = {}
         # signature -> the one transition kept for it, while some memory still holds it
         self._same: weakref.WeakValueDictionary[tuple[Any, ...], _Transition] = weakref.WeakValueDictionary()
+        # what a rule did in a stage -> its trace entry (shared by the transitions where it did that)
+        self._entries: dict[tuple[Any, ...], TraceEntry] = {}
         self.stage_hits = 0
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class (None: it is finite already).
@@ -528,39 +530,34 @@ class Decider:
         # guidance either. A rule that sets nothing but speaks (guidance only) always does.
         speaking = tuple(r for r in fired if r.guidance and (r.id in won or not r.then))
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
-        sig: tuple[Any, ...] = ()
-        if memo:
-            sig = (
-                updates,
-                tuple(
-                    (
-                        r.id,
-                        tuple(won[r.id].items()) if r.id in won else (),
-                        tuple(sorted(losers[r.id].items())) if r.id in losers else (),
-                        tuple(dict.fromkeys(rows_read[r.id])) if r.id in rows_read else (),
-                    )
-                    for r in fired
-                ),
-                tuple(r.id for r in speaking),
+        # What each rule did here: its trace entry, apart from what is fixed about the rule.
+        parts = tuple(
+            (
+                r.id,
+                tuple(won[r.id].items()) if r.id in won else (),
+                tuple(sorted(losers[r.id].items())) if r.id in losers else (),
+                tuple(dict.fromkeys(rows_read[r.id])) if r.id in rows_read else (),
             )
-            known = self._same.get(sig)
-            if known is not None:  # the same transition, reached from another class: its trace exists
-                return known
-        trace = tuple(
-            TraceEntry(
-                rule=rule.id,
-                stage=rule.stage,
-                layer=rule.layer,
-                file=rule.source or rule.file,
-                line=rule.line,
-                priority=rule.priority,
-                set={k: _show(k, v) for k, v in won[rule.id].items()} if rule.id in won else {},
-                overruled=dict(sorted(losers[rule.id].items())) if rule.id in losers else {},
-                table_rows=tuple(dict.fromkeys(rows_read[rule.id])) if rule.id in rows_read else (),
-            )
-            for rule in fired
+            for r in fired
         )
-        return _Transition(updates, trace, speaking, sig)
+        if not memo:  # nothing will look it up
+            trace = tuple(_trace_entry(r, part) for r, part in zip(fired, parts, strict=True))
+            return _Transition(updates, trace, speaking, ())
+        sig = (updates, parts, tuple(r.id for r in speaking))
+        known = self._same.get(sig)
+        if known is not None:  # the same transition, reached from another class: its trace exists
+            return known
+        # Entries are shared between transitions too (the same rule doing the same thing elsewhere).
+        entries = self._entries
+        trace_list: list[TraceEntry] = []
+        for r, part in zip(fired, parts, strict=True):
+            entry = entries.get(part)
+            if entry is None:
+                if len(entries) >= self._stage_cache_size:
+                    entries.clear()
+                entry = entries[part] = _trace_entry(r, part)
+            trace_list.append(entry)
+        return _Transition(updates, tuple(trace_list), speaking, sig)
 
     def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
@@ -625,6 +622,22 @@ def _decision_id() -> str:
     in a forked child). Decision ids identify; they guard nothing."""
     clear, set_ = _VERSION_4
     return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
+
+
+def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
+    """A fired rule's trace entry from what it did: (id, what it set, what it lost to whom, rows read)."""
+    rule_id, won, lost, rows = part
+    return TraceEntry(
+        rule=rule_id,
+        stage=rule.stage,
+        layer=rule.layer,
+        file=rule.source or rule.file,
+        line=rule.line,
+        priority=rule.priority,
+        set={k: _show(k, v) for k, v in won},
+        overruled=dict(lost),
+        table_rows=rows,
+    )
 
 
 def _rank(rule: Rule) -> tuple[int, int]:
