@@ -6,6 +6,7 @@ The comparison is on the whole outcome: every output field, the guidance, and th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -58,3 +59,32 @@ def test_keyword_automaton_finds_exactly_the_words_present(data: dict[str, Any])
 
 
 COMPILED = MEMO.compiled
+
+
+def test_memoized_outcomes_equal_the_interpreter_on_generated_packs(tmp_path: Path) -> None:
+    # Packs of 200 and 500 rules (bench/genpack.py): hundreds of categories, keyword groups and
+    # thresholds, so the classes of each stage's input (coarser per stage than per pack) are many and
+    # different stages see different parts of them. Every memoized answer, first and again, must be
+    # what the plain interpretation gives.
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench import corpus, genpack
+
+    complaints_ = [complaint_from_dict(x) for x in corpus.generate(1500, seed=11)]
+    for n in (200, 500):
+        pack = load_pack(genpack.write_pack(n, tmp_path / f"gen{n}"))
+        memo = Decider(pack, memoize=True, cache_size=3000)  # small: the graph starts afresh on the way
+        plain = Decider(pack, backend="python", memoize=False)
+        try:
+            for c in complaints_:
+                expected = plain.outcome(c)
+                assert memo.outcome(c) == expected, c.id
+            for c in complaints_[:300]:
+                assert memo.outcome(c) == plain.outcome(c), c.id
+            assert memo.stage_hits > memo.stage_misses  # the memories were used, not bypassed
+        finally:
+            memo.close()
+            plain.close()

@@ -223,12 +223,6 @@ class CompiledPack:
             return get
         return lambda key: (key[0] & mask, get(key))
 
-    def field_abstractor(self, name: str) -> Callable[[Any], Any] | None:
-        """How a tested field's value is reduced to its class: complaint fields as in
-        :meth:`read`; decision fields and table columns are finite already (None)."""
-        fn = dict(self.abstractors).get(name)
-        return None if fn is None or fn is _identity else fn
-
     @property
     def automaton(self) -> Any:
         """Every keyword of the pack in one Aho-Corasick automaton: one pass over a text finds them
@@ -399,6 +393,34 @@ def compile_pack(pack: Pack) -> CompiledPack:
         plan.negated = frozenset(f for f in feats if any(_requires(e, f, False) for e in exprs.values()))
         compiled.stages.append(plan)
     return compiled
+
+
+def stage_abstractors(plan: StagePlan) -> list[Callable[[Any], Any] | None]:
+    """How each field ``plan`` tests (``plan.fields``, in order) is reduced to its class *for this stage*:
+    where a number falls among this stage's thresholds, which of this stage's constants a text, code or
+    enum equals (or none of them). What the stage's rules match depends only on these classes, so they
+    key the memory of its matching, coarser than the pack-wide classes of :meth:`CompiledPack.read`
+    (a category no rule of the stage names is one class). ``None``: kept as it is (booleans, lists,
+    durations, table columns).
+    """
+    constants: dict[str, set[Any]] = {}
+    for r in plan.rules:
+        for leaf in iter_tests(r.when):
+            if isinstance(leaf, Test):
+                vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
+                constants.setdefault(leaf.field, set()).update(vals)
+    out: list[Callable[[Any], Any] | None] = []
+    for name in plan.fields:
+        ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+        if ftype is None or name not in constants:
+            out.append(None)
+        elif ftype.numeric:
+            out.append(_band(sorted(float(x) for x in constants[name])))
+        elif ftype.kind in ("enum", "code", "text"):
+            out.append(_membership(frozenset(constants[name])))
+        else:
+            out.append(None)
+    return out
 
 
 def _requires(expr: Any, name: str, value: Any) -> bool:
