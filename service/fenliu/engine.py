@@ -78,9 +78,13 @@ class DurableMatcher:
         self.ruleset.close()
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True, eq=False)
 class _Transition:
-    """What one stage did to a decision: (field, value, rule) updates, its trace, the rules that speak."""
+    """What one stage did to a decision: (field, value, rule) updates, its trace, the rules that speak.
+
+    Compared by identity: equal transitions are kept once (``Decider._same``, by signature), so one
+    object stands for its signature, and hashing it does not walk the signature.
+    """
 
     updates: tuple[tuple[str, Any, str], ...]
     trace: tuple[TraceEntry, ...]
@@ -114,7 +118,7 @@ class _Node:
         # graph without cycles is freed the moment it is forgotten, without waiting for the collector.
         self.steps = steps
         self.edges: dict[Any, _Node] = {}  # class of the next stage's input -> next node
-        self.children: dict[tuple[Any, ...], _Node] = {}  # a transition's signature -> next node
+        self.children: dict[_Transition, _Node] = {}  # the transition taken (one per signature) -> next node
         self.outcome: Outcome | None = None
         self.words: tuple[tuple[int, tuple[str, ...]], ...] = ()  # trace index -> the rule's keywords
 
@@ -382,9 +386,9 @@ class Decider:
                 else:
                     self.stage_hits += 1
                 # Paths that do the same thing meet again: one child per transition, not per class.
-                nxt = node.children.get(step.sig)
+                nxt = node.children.get(step)
                 if nxt is None:
-                    nxt = node.children[step.sig] = self._apply(node, step)
+                    nxt = node.children[step] = self._apply(node, step)
                     self._nodes += 1
                 node.edges[cls] = nxt
                 self._nodes += 1
