@@ -81,13 +81,25 @@ def encode(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+# One compact JSON encoder for every fact, made once (``json.dumps`` with arguments builds a new one
+# per call): text as it is (not \u-escaped), no spaces.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_FACT_ENCODER: Final[Any] = (
+    _c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
+    else None
+)
+
+
 def _dumps_fact(body: Mapping[str, Any]) -> str:
-    """A flat fact: plain ``json.dumps`` unless a float would be written with an exponent."""
+    """A flat fact as JSON, unless a float would be written with an exponent (then :func:`encode`)."""
     for v in body.values():
         # repr() switches to exponent notation below 1e-4 and from 1e16 on.
         if type(v) is float and v != 0.0 and not (1e-4 <= abs(v) < 1e16):
             return encode(body)
-    return json.dumps(body, ensure_ascii=False)
+    if _FACT_ENCODER is not None:
+        return "".join(_FACT_ENCODER(body, 0))
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def _rule_name(message: str) -> str:
@@ -229,15 +241,18 @@ class Session:
 
     def _drain(self, state_handle: int) -> list[str]:
         fired: list[str] = []
+        handle = self._handle
+        complete = _engine.complete_and_start_action
         try:
-            result = _engine.start_action_for_state(self._handle, state_handle)
-            while result:
-                name = _rule_name(result[1])
+            first = _engine.start_action_for_state(handle, state_handle)
+            message = first[1] if first else None
+            while message:
+                end = message.find('"', 2) if message.startswith('{"') else -1
+                name = message[2:end] if end > 2 else _rule_name(message)
                 # An expression with $or fires once per satisfied branch: keep the first.
                 if name != CATCH_ALL and name not in fired:
                     fired.append(name)
-                nxt = _engine.complete_and_start_action(self._handle, state_handle)
-                result = (None, nxt) if nxt else None
+                message = complete(handle, state_handle)
         except Exception as e:
             self._failed = True
             raise EngineFailure(f"action loop failed: {type(e).__name__}") from None
