@@ -465,7 +465,18 @@ class Decision:
         return d
 
 
+_HOURS: dict[int, timedelta] = {}  # a pack's deadlines are few distinct whole hours
+
+
 def deadlines_for(received_at: datetime, within: Mapping[str, int]) -> dict[str, datetime]:
     """Absolute deadlines, in the timezone the complaint was received in (local time by default)."""
     base = received_at if received_at.tzinfo else received_at.replace(tzinfo=LOCAL_TZ)
-    return {name: base + timedelta(hours=h) for name, h in within.items()}
+    out: dict[str, datetime] = {}
+    for name, h in within.items():
+        step = _HOURS.get(h)
+        if step is None:
+            step = timedelta(hours=h)
+            if len(_HOURS) < 4096:
+                _HOURS[h] = step
+        out[name] = base + step
+    return out
