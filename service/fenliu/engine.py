@@ -55,7 +55,8 @@ class PythonMatcher:
 
 
 class DurableMatcher:
-    """The durable_rules engine: one ruleset for the whole pack, one session per decision."""
+    """The durable_rules engine: one ruleset (and one engine state) for the whole pack; each decision
+    asserts its facts in a session of its own and retracts them when done."""
 
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
