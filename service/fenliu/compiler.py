@@ -107,6 +107,8 @@ class StagePlan:
     rule_by_name: dict[str, Rule]
     fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
     negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
+    # per field in ``fields``: its class among this stage's own constants (see _stage_abstractor)
+    abstractors: list[Callable[[Any], Any] | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.fact_names = [(name, fact_name(name)) for name in self.fields]
@@ -391,36 +393,28 @@ def compile_pack(pack: Pack) -> CompiledPack:
             )
         plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name)
         plan.negated = frozenset(f for f in feats if any(_requires(e, f, False) for e in exprs.values()))
+        plan.abstractors = [
+            _stage_abstractor(name, {v for _op, v in tests_per_field.get(name, ())}) for name in plan.fields
+        ]
         compiled.stages.append(plan)
     return compiled
 
 
-def stage_abstractors(plan: StagePlan) -> list[Callable[[Any], Any] | None]:
-    """How each field ``plan`` tests (``plan.fields``, in order) is reduced to its class *for this stage*:
-    where a number falls among this stage's thresholds, which of this stage's constants a text, code or
-    enum equals (or none of them). What the stage's rules match depends only on these classes, so they
-    key the memory of its matching, coarser than the pack-wide classes of :meth:`CompiledPack.read`
-    (a category no rule of the stage names is one class). ``None``: kept as it is (booleans, lists,
-    durations, table columns).
+def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | None:
+    """How a field a stage tests is reduced to its class *for that stage*: where a number falls among
+    the stage's thresholds, which of the stage's constants a text, code or enum equals (or none of
+    them). What the stage's rules match depends only on these classes, so they key the memory of its
+    matching, coarser than the pack-wide classes of :meth:`CompiledPack.read` (a category no rule of
+    the stage names is one class). ``None``: kept as it is (booleans, lists, durations, table columns).
     """
-    constants: dict[str, set[Any]] = {}
-    for r in plan.rules:
-        for leaf in iter_tests(r.when):
-            if isinstance(leaf, Test):
-                vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
-                constants.setdefault(leaf.field, set()).update(vals)
-    out: list[Callable[[Any], Any] | None] = []
-    for name in plan.fields:
-        ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
-        if ftype is None or name not in constants:
-            out.append(None)
-        elif ftype.numeric:
-            out.append(_band(sorted(float(x) for x in constants[name])))
-        elif ftype.kind in ("enum", "code", "text"):
-            out.append(_membership(frozenset(constants[name])))
-        else:
-            out.append(None)
-    return out
+    ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+    if ftype is None or not constants:
+        return None
+    if ftype.numeric:
+        return _band(sorted(float(x) for x in constants))
+    if ftype.kind in ("enum", "code", "text"):
+        return _membership(frozenset(constants))
+    return None
 
 
 def _requires(expr: Any, name: str, value: Any) -> bool:

@@ -33,7 +33,7 @@ from typing import Any
 
 from fenliu import _durable
 from fenliu import fields as F
-from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate, stage_abstractors
+from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate
 from fenliu.errors import PackError
 from fenliu.model import COLORS, STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.pack import Pack, Rule, Value
@@ -194,7 +194,7 @@ class Decider:
         self.stage_misses = 0
         # Per stage, how each tested field is reduced to its class among that stage's own constants
         # (None: kept as it is).
-        self._stage_abstractors = [stage_abstractors(plan) for plan in self.compiled.stages]
+        self._stage_abstractors = [plan.abstractors for plan in self.compiled.stages]
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
         self._features = [
             self.compiled.feature_reader(plan.features, plan.negated) for plan in self.compiled.stages
