@@ -192,9 +192,6 @@ class Decider:
         self._entries: dict[tuple[Any, ...], TraceEntry] = {}
         self.stage_hits = 0
         self.stage_misses = 0
-        # Per stage, how each tested field is reduced to its class among that stage's own constants
-        # (None: kept as it is).
-        self._stage_abstractors = [plan.abstractors for plan in self.compiled.stages]
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
         self._features = [
             self.compiled.feature_reader(plan.features, plan.negated) for plan in self.compiled.stages
@@ -427,7 +424,7 @@ class Decider:
             plan.index,
             *[
                 v if fn is None else fn(v)
-                for v, fn in zip(raw, self._stage_abstractors[plan.index], strict=True)
+                for v, fn in zip(raw, plan.abstractors, strict=True)  # classes among the stage's constants
             ],
             self._features[plan.index][0](key),
         )
