@@ -613,8 +613,8 @@ class _Call:
     start: float
     done: bool = False
     lock: threading.Lock | None = None
-    # Set once the RPC's termination callback is registered: a normal end is then recorded there.
-    context: Any = None
+    # Whether the RPC's termination callback is registered: a normal end is then recorded there.
+    deferred: bool = False
     pending: str | None = None  # the code of a normal end, recorded at termination
     pending_reply: bool = False  # ... and whether it sent a unary reply
 
@@ -665,10 +665,10 @@ def _finish_normally(call: _Call, code: str, reply: bool = False) -> None:
     A client's cancel reaches a streaming handler as the end of its requests when gRPC happens to
     process the empty read before the cancellation (measured: about 1 cancelled stream in 75), so
     the handler returns as if the client had half-closed. Only at termination is it known which it
-    was, so streams record their normal end there.
-    A unary reply (``reply``) is counted as sent only then too.
+    was, so streams record their normal end there; a unary reply (``reply``) is counted as sent
+    only then too.
     """
-    if call.context is None or code != "OK":
+    if not call.deferred or code != "OK":
         if reply and code == "OK":
             call.sent()
         call.finish(code)
@@ -697,8 +697,7 @@ def _on_termination(context: Any, call: _Call) -> None:
             call.finish(pending)
 
     with suppress(Exception):
-        if context.add_callback(done):
-            call.context = context
+        call.deferred = bool(context.add_callback(done))
 
 
 class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
