@@ -84,7 +84,7 @@ def normalize_text(s: str) -> str:
     Chinese text is rarely NFKC as written: its full-width punctuation is not. Those characters are
     first replaced by their decompositions (plain ASCII, which never reorders or composes), which
     leaves the NFKC form unchanged and usually makes the text NFKC already, so the full normalization
-    is skipped. ``tests/test_model.py`` holds this equal to ``unicodedata.normalize``.
+    is skipped. ``tests/test_normalize.py`` holds this equal to ``unicodedata.normalize``.
     """
     s = _ASCII_FORM_RX.sub(_ascii_form, s)
     if not unicodedata.is_normalized("NFKC", s):
@@ -132,6 +132,10 @@ class CompiledPack:
     word_mask: dict[str, int] = field(default_factory=dict)  # normalized keyword -> bits of its groups
     _read_fields: Callable[[Complaint], tuple[Any, ...]] = field(default=lambda c: ())
     _abstract: list[tuple[int, Callable[[Any], Any]]] = field(default_factory=list)
+    # Where things are in a class key: each keyword group's bit of key[0], and the position of the
+    # hint, of each complaint field and of each pattern (see read()).
+    _bit: dict[str, int] = field(default_factory=dict)
+    _position: dict[str, int] = field(default_factory=dict)
     _automaton: Any = None
 
     # -- per complaint ---------------------------------------------------------------------------------
@@ -174,9 +178,7 @@ class CompiledPack:
         it false): an absent property fails ``== true`` just as ``false`` does, and the engine has fewer
         properties to match. Only the set bits are visited, not every group of the stage.
         """
-        bits = {feat: bit for bit, feat in enumerate(self.keyword_groups)}
-        first = 3 + len(self.complaint_fields)
-        places = {feat: first + j for j, feat in enumerate(self.patterns)}
+        bits, places = self._bit, self._position
         mask = 0
         for n in names:
             if n in bits:
@@ -210,14 +212,10 @@ class CompiledPack:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.
         Other names (decision fields, table columns) are ignored."""
         mask = 0
-        for bit, feat in enumerate(self.keyword_groups):
-            if feat in names:
-                mask |= 1 << bit
-        positions = {"category_hint": 2}
-        positions.update({name: 3 + i for i, name in enumerate(self.complaint_fields)})
-        first = 3 + len(self.complaint_fields)
-        positions.update({feat: first + j for j, feat in enumerate(self.patterns)})
-        idx = sorted({positions[n] for n in names if n in positions})
+        for n in names:
+            if n in self._bit:
+                mask |= 1 << self._bit[n]
+        idx = sorted({self._position[n] for n in names if n in self._position})
         if not idx:
             return lambda key: key[0] & mask
         get = operator.itemgetter(*idx)
@@ -257,10 +255,14 @@ class CompiledPack:
 
             self._read_fields = read_fields
         self._abstract = [(i, fn) for i, (_name, fn) in enumerate(self.abstractors) if fn is not _identity]
-        bits = {feat: 1 << i for i, feat in enumerate(self.keyword_groups)}
+        self._bit = {feat: i for i, feat in enumerate(self.keyword_groups)}
+        self._position = {"category_hint": 2}
+        self._position.update({name: 3 + i for i, name in enumerate(self.complaint_fields)})
+        first = 3 + len(self.complaint_fields)
+        self._position.update({feat: first + j for j, feat in enumerate(self.patterns)})
         for feat, words in self.keyword_groups.items():
             for w in words:
-                self.word_mask[w] = self.word_mask.get(w, 0) | bits[feat]
+                self.word_mask[w] = self.word_mask.get(w, 0) | 1 << self._bit[feat]
 
 
 # ---------------------------------------------------------------------------------------------------
