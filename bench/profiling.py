@@ -2,7 +2,7 @@
 
 * ``decide``: ``Decider.decide(c).to_dict(trace=True)`` on N corpus complaints (memo off unless --memo).
 * ``call``: what a worker does for one unary call besides gRPC itself — the servicer's ``decide_one``
-  (proto → complaint, the decision under the engine lock, decision → proto) on pre-built requests.
+  (proto → complaint, the decision, decision → proto) on pre-built requests.
 
 Prints the functions with the most internal time, and the cumulative time of the top-level steps.
 cProfile roughly doubles the cost of Python function calls, so read shares, not absolute times.

@@ -276,7 +276,7 @@ def _safe_id(request: Any) -> str:
 
 
 class TriageServicer:
-    """fenliu.v1.TriageService. One engine, behind one lock."""
+    """fenliu.v1.TriageService. Calls decide side by side; the engine serializes its own matching."""
 
     def __init__(self, triage: TriageEngine, observers: Sequence[Observer] = ()) -> None:
         self._triage = triage  # thread-safe: decisions run side by side (the engine serializes itself)
