@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from fenliu import convert
 from fenliu.engine import Decider
 from fenliu.model import Decision, complaint_from_dict
@@ -103,3 +106,57 @@ def test_outcomes_reached_differently_share_a_trace_free_template(wushen: Pack) 
             assert {k: v is None for k, v in got["deadlines"].items()} == {
                 k: v is None for k, v in want["deadlines"].items()
             }
+
+
+def test_a_stage_is_remembered_by_what_its_candidate_rules_read(tmp_path: Path) -> None:
+    """Rules whose keyword group is absent, or that ask for another value of the stage's most tested
+    field, cannot fire: facts that differ only in what such rules read are one class of the stage."""
+    from bench import genpack
+
+    from fenliu.pack import Keywords, Test, load_pack
+
+    pack = load_pack(genpack.write_pack(60, tmp_path / "g60"))
+    cp = Decider(pack).compiled
+    plan = next(p for p in cp.stages if p.name == "refine")
+    assert plan.fields == ["category"] and plan.match_key is not None
+    # refine rules: `category == X` and a keyword group of their own
+    first, second = plan.rules[0], plan.rules[1]
+    cat = next(c.value for c in first.when.items if isinstance(c, Test))  # type: ignore[attr-defined]
+    other = next(c.value for c in second.when.items if isinstance(c, Test))  # type: ignore[attr-defined]
+    assert cat != other
+
+    def bit(rule: Any) -> int:
+        kw = next(c for c in rule.when.items if isinstance(c, Keywords))
+        return 1 << cp._bit[cp.keyword_of[kw.words]]
+
+    def key(category: str, mask: int) -> tuple[Any, ...]:
+        raw = [category]
+        classes = [fn(v) if fn else v for v, fn in zip(raw, plan.abstractors, strict=True)]
+        return plan.match_key(raw, classes, (mask,))
+
+    # the second rule's keywords cannot matter to a complaint of the first rule's category ...
+    assert key(cat, 0) == key(cat, bit(second))
+    assert key(cat, bit(first)) == key(cat, bit(first) | bit(second))
+    # ... but its own keywords do, and so does the category
+    assert key(cat, 0) != key(cat, bit(first))
+    assert key(other, bit(second)) != key(other, 0)
+    assert key(cat, bit(first)) != key(other, bit(first))
+
+
+def test_rules_that_read_nothing_in_common_are_matched_part_by_part(
+    wushen: Pack, python_decider: Decider
+) -> None:
+    """Two classify rules with keyword groups of their own: once each has been matched alone, a
+    complaint that has both groups is matched without the engine, and decided as the interpreter does."""
+    decider = Decider(wushen, memoize=True)
+    common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
+    a = complaint_from_dict({"id": "a", "text": "拖欠农民工工资", **common})
+    b = complaint_from_dict({"id": "b", "text": "邻居排水淹了院子", **common})
+    both = complaint_from_dict({"id": "ab", "text": "拖欠农民工工资，邻居排水淹了院子", **common})
+    for c in (a, b):
+        assert decider.outcome(c) == python_decider.outcome(c)
+    engine_runs = decider.stage_misses
+    outcome = decider.outcome(both)
+    assert decider.stage_misses == engine_runs  # no stage needed the engine
+    assert outcome == python_decider.outcome(both)
+    assert {t.rule for t in outcome.trace} >= {"classify.wage_arrears", "classify.neighbor"}

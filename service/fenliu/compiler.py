@@ -96,6 +96,12 @@ def fact_name(field_name: str) -> str:
     return field_name.replace(".", "__")
 
 
+#: (the fact's values as read, their classes, the class key) -> the class of what a stage matches
+MatchKey = Callable[[list[Any], list[Any], tuple[Any, ...]], tuple[Any, ...]]
+#: (the candidate rules' bits, the classes, the class key) -> [(a part's class, its candidates' bits)]
+MatchParts = Callable[[int, list[Any], tuple[Any, ...]], list[tuple[tuple[Any, ...], int]]]
+
+
 @dataclass(slots=True)
 class StagePlan:
     name: str
@@ -109,6 +115,9 @@ class StagePlan:
     negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
     # per field in ``fields``: its class among this stage's own constants (see _stage_abstractor)
     abstractors: list[Callable[[Any], Any] | None] = field(default_factory=list)
+    # the class of what the stage matches, and its parts: see CompiledPack.match_key
+    match_key: MatchKey | None = None
+    match_parts: MatchParts | None = None
 
     def __post_init__(self) -> None:
         self.fact_names = [(name, fact_name(name)) for name in self.fields]
@@ -207,6 +216,181 @@ class CompiledPack:
                     fact[n] = v
 
         return class_of, into
+
+    def match_key(self, plan: StagePlan) -> tuple[MatchKey, MatchParts]:
+        """For ``plan``: the class of what its rules match, from its fact's values (``raw``, as read, in
+        ``plan.fields`` order), their classes (``classes``, by ``plan.abstractors``) and the class key.
+
+        Only some of a stage's rules can fire on a fact: a rule one of whose conditions (``when`` is
+        their conjunction) asks for a keyword group that is absent, or for a value of the stage's most
+        tested field that the fact does not have, cannot. The rules that can are the *candidates*; what
+        the stage matches depends only on which rules they are and on what they read. So the class is
+        (the candidates, the classes of their fields, their keyword groups and patterns): two facts
+        that differ only in what no candidate reads are one class. Exact whatever the rules are: a rule
+        without such a condition is always a candidate.
+
+        Also how the candidates split into parts that read nothing in common (but the value sieved
+        on): each part's (class, the candidates in it), so what each part matches can be remembered on
+        its own. The candidates' bits come first in both keys: a key always tells which rules it is of.
+        """
+        rules = plan.rules
+        position = {name: i for i, name in enumerate(plan.fields)}
+        # What each rule reads, as bits of integers: fields (by position in ``plan.fields``), keyword
+        # groups (as in the class key), patterns (by position in the class key).
+        field_bits: list[int] = []
+        word_bits: list[int] = []
+        pattern_bits: list[int] = []
+        for r in rules:
+            fbits = wbits = pbits = 0
+            for leaf in iter_tests(r.when):
+                if isinstance(leaf, Test):
+                    fbits |= 1 << position[leaf.field]
+                elif isinstance(leaf, Keywords):
+                    wbits |= 1 << self._bit[self.keyword_of[leaf.words]]
+                else:
+                    pbits |= 1 << self._position[self.pattern_index[leaf.regex]]
+            field_bits.append(fbits)
+            word_bits.append(wbits)
+            pattern_bits.append(pbits)
+
+        def conditions(r: Rule) -> tuple[Cond, ...]:
+            return r.when.items if isinstance(r.when, All) else (r.when,)
+
+        tested: dict[str, int] = {}
+        for r in rules:
+            for c in conditions(r):
+                if isinstance(c, Test) and c.op in ("eq", "in") and _single_valued(c.field):
+                    tested[c.field] = tested.get(c.field, 0) + 1
+        disc = max(tested, key=lambda f: (tested[f], f)) if tested else None
+        # Two sieves, each a set of rules as bits of an integer: the rules that pass the keyword
+        # condition (those without one always do), and those that pass the value condition.
+        no_word = no_value = 0
+        by_bit: dict[int, int] = {}
+        by_value: dict[Any, int] = {}
+        for i, r in enumerate(rules):
+            conds = conditions(r)
+            kw = next((c for c in conds if isinstance(c, Keywords)), None)
+            if kw is None:
+                no_word |= 1 << i
+            else:
+                b = self._bit[self.keyword_of[kw.words]]
+                by_bit[b] = by_bit.get(b, 0) | 1 << i
+            t = next(
+                (c for c in conds if isinstance(c, Test) and c.field == disc and c.op in ("eq", "in")), None
+            )
+            if t is None:
+                no_value |= 1 << i
+            else:
+                for v in t.value if t.op == "in" else (t.value,):
+                    by_value[v] = by_value.get(v, 0) | 1 << i
+        guarded = 0
+        for b in by_bit:
+            guarded |= 1 << b
+        at = position[disc] if disc is not None and by_value else -1
+        Layout = tuple[Callable[[list[Any]], tuple[Any, ...]], int, tuple[int, ...]]
+        layouts: dict[int, Layout] = {}  # a set of rules -> what they read
+        shapes: dict[tuple[int, int, int], Layout] = {}  # what is read, as bits -> how to read it
+
+        def layout(cand: int) -> Layout:
+            fmask = bits = pmask = 0
+            m = cand
+            while m:
+                low = m & -m
+                i = low.bit_length() - 1
+                fmask |= field_bits[i]
+                bits |= word_bits[i]
+                pmask |= pattern_bits[i]
+                m ^= low
+            lay = shapes.get((fmask, bits, pmask))
+            if lay is None:
+                idx = [i for i in range(fmask.bit_length()) if fmask >> i & 1]
+                get: Callable[[list[Any]], tuple[Any, ...]]
+                if not idx:
+                    get = _no_values
+                elif len(idx) == 1:
+                    only = idx[0]
+                    get = lambda classes: (classes[only],)  # noqa: E731
+                else:
+                    get = operator.itemgetter(*idx)
+                pats = tuple(q for q in range(pmask.bit_length()) if pmask >> q & 1)
+                if len(shapes) >= _LAYOUTS_MAX:
+                    shapes.clear()
+                lay = shapes[(fmask, bits, pmask)] = (get, bits, pats)
+            if len(layouts) >= _LAYOUTS_MAX:
+                layouts.clear()
+            layouts[cand] = lay
+            return lay
+
+        def key_of(raw: list[Any], classes: list[Any], key: tuple[Any, ...]) -> tuple[Any, ...]:
+            cand = no_word
+            m = key[0] & guarded
+            while m:
+                low = m & -m
+                cand |= by_bit[low.bit_length() - 1]
+                m ^= low
+            if at >= 0:
+                cand &= no_value | by_value.get(raw[at], 0)
+            lay = layouts.get(cand)
+            if lay is None:
+                lay = layout(cand)
+            get, bits, pats = lay
+            if pats:
+                return (cand, get(classes), key[0] & bits, *[bool(key[p]) for p in pats])
+            return (cand, get(classes), key[0] & bits)
+
+        # Parts: rules that share no field (but those below), keyword group or pattern match
+        # independently, so what each part matches is remembered on its own (see Decider._evaluate).
+        parent = list(range(len(rules)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        # Fields that do not join rules into one part (each part's class still has them where its
+        # rules read them): the sieved field, and yes/no fields, which split a class in two at most.
+        sieved = 1 << at if at >= 0 else 0
+        for name, i in position.items():
+            ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+            if ftype is not None and ftype.kind == "bool":
+                sieved |= 1 << i
+        owner: dict[tuple[int, int], int] = {}
+        for i in range(len(rules)):
+            shared: list[tuple[int, int]] = []
+            for kind, b in enumerate((field_bits[i] & ~sieved, word_bits[i], pattern_bits[i])):
+                while b:
+                    low = b & -b
+                    shared.append((kind, low))
+                    b ^= low
+            for x in shared:
+                j = owner.setdefault(x, i)
+                parent[root(i)] = root(j)
+        part_mask: list[int] = [0] * len(rules)
+        for i in range(len(rules)):
+            part_mask[root(i)] |= 1 << i
+        part_of = [part_mask[root(i)] for i in range(len(rules))]
+        index = plan.index
+
+        def parts_of(
+            cand: int, classes: list[Any], key: tuple[Any, ...]
+        ) -> list[tuple[tuple[Any, ...], int]]:
+            out = []
+            words = key[0]
+            m = cand
+            while m:
+                low = m & -m
+                sub = cand & part_of[low.bit_length() - 1]
+                m &= ~sub
+                lay = layouts.get(sub) or layout(sub)
+                get, bits, pats = lay
+                if pats:
+                    out.append(((index, sub, get(classes), words & bits, *[bool(key[p]) for p in pats]), sub))
+                else:
+                    out.append(((index, sub, get(classes), words & bits), sub))
+            return out
+
+        return key_of, parts_of
 
     def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.
@@ -398,8 +582,23 @@ def compile_pack(pack: Pack) -> CompiledPack:
         plan.abstractors = [
             _stage_abstractor(name, {v for _op, v in tests_per_field.get(name, ())}) for name in plan.fields
         ]
+        plan.match_key, plan.match_parts = compiled.match_key(plan)
         compiled.stages.append(plan)
     return compiled
+
+
+_LAYOUTS_MAX: Final = 4096  # per stage: sets of candidates whose reads are remembered
+
+
+def _single_valued(name: str) -> bool:
+    """Whether a field's values are single, hashable values (not a list of codes, not a table column,
+    whose cells may hold anything)."""
+    ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+    return ftype is not None and ftype.kind != "codes"
+
+
+def _no_values(classes: list[Any]) -> tuple[Any, ...]:
+    return ()
 
 
 def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | None:

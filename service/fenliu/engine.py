@@ -50,7 +50,9 @@ class PythonMatcher:
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
 
-    def matches(self, plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
+    def matches(
+        self, plan: StagePlan, fact: dict[str, Any], key: object = None, parts: object = None
+    ) -> list[Rule]:
         return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
 
 
@@ -180,12 +182,18 @@ class Decider:
         self._step_count = 0
         self._steps_size = max(1, cache_size // 3)
         self._labels: dict[Any, Any] = {}
-        # Below the graph, two memories shared by all nodes (each at most 16,384 entries): the rules a
-        # stage's fact matches, per class of that fact; and what a stage does, per class of its fact and
-        # the values its `then` reads.
+        # Below the graph, memories shared by all nodes (each at most 16,384 entries), keyed by the
+        # class of what a stage matches (CompiledPack.match_key):
+        # - the rules a stage's fact matches;
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
         self._stage_cache_size = 16384
+        # - which rules of one part of the stage's candidates match (as bits of their positions);
+        self._part_memo: dict[tuple[Any, ...], int] = {}
+        self._rule_bit = {r.id: 1 << i for plan in self.compiled.stages for i, r in enumerate(plan.rules)}
+        # - what a stage does, with the values its `then` reads;
         self._transitions: dict[tuple[Any, ...], _Transition] = {}
+        # - and, per set of rules matched and those values, what the stage does (resolved once).
+        self._resolved: dict[tuple[Any, ...], _Transition] = {}
         # signature -> the one transition kept for it, while some memory still holds it
         self._same: weakref.WeakValueDictionary[tuple[Any, ...], _Transition] = weakref.WeakValueDictionary()
         # what a rule did in a stage -> its trace entry (shared by the transitions where it did that)
@@ -306,22 +314,50 @@ class Decider:
                     session: _durable.Session | None = None
 
                     def match(
-                        plan: StagePlan, fact: dict[str, Any], skey: tuple[Any, ...] | None
+                        plan: StagePlan,
+                        fact: dict[str, Any],
+                        skey: tuple[Any, ...] | None,
+                        parts: Callable[[], list[tuple[tuple[Any, ...], int]]] | None = None,
                     ) -> list[Rule]:
                         nonlocal session
-                        if skey is not None:
-                            hit = self._stage_cache.get(skey)
-                            if hit is not None:
+                        if skey is None:
+                            if session is None:
+                                session = stack.enter_context(durable.session())
+                            return durable.matches_in(session, fact)
+                        hit = self._stage_cache.get(skey)
+                        if hit is not None:
+                            self.stage_hits += 1
+                            return list(hit)
+                        # A class not seen whole may be seen part by part: rules that read nothing in
+                        # common match independently (CompiledPack.match_key).
+                        split = parts() if parts is not None else []
+                        memo = self._part_memo
+                        fired_bits = 0
+                        for pkey, _sub in split:
+                            got = memo.get(pkey)
+                            if got is None:
+                                break
+                            fired_bits |= got
+                        else:
+                            if split:
                                 self.stage_hits += 1
-                                return list(hit)
+                                fired = _rules_of(plan, fired_bits)
+                                self._remember_match(skey, fired)
+                                return fired
                         if session is None:  # the engine is entered only for a class it has not seen
                             session = stack.enter_context(durable.session())
                         fired = durable.matches_in(session, fact)
-                        if skey is not None:
-                            self.stage_misses += 1
-                            if len(self._stage_cache) >= self._stage_cache_size:
-                                self._stage_cache.clear()
-                            self._stage_cache[skey] = tuple(fired)
+                        self.stage_misses += 1
+                        self._remember_match(skey, fired)
+                        if split:
+                            bit = self._rule_bit
+                            fired_bits = 0
+                            for r in fired:
+                                fired_bits |= bit[r.id]
+                            if len(memo) + len(split) > self._stage_cache_size:
+                                memo.clear()
+                            for pkey, sub in split:
+                                memo[pkey] = fired_bits & sub
                         return fired
 
                     return self._walk(complaint, key, match, memo)
@@ -397,6 +433,11 @@ class Decider:
             node = nxt
         return node
 
+    def _remember_match(self, skey: tuple[Any, ...], fired: list[Rule]) -> None:
+        if len(self._stage_cache) >= self._stage_cache_size:
+            self._stage_cache.clear()
+        self._stage_cache[skey] = tuple(fired)
+
     def _forget(self) -> None:
         """Start the graph afresh (it has reached its bound). What each stage does per class of its
         input (the step memory) is kept: the new graph is rebuilt from it without evaluating stages."""
@@ -419,26 +460,35 @@ class Decider:
         raw = [get(env) for get in self._readers[plan.index]]
         if not memo:
             return self._transition(plan, match(plan, self._fact(plan, raw, key), None), env, memo=False)
-        # A stage's transition depends only on its fact's class and the values its `then` reads.
-        skey = (
-            plan.index,
-            *[
-                v if fn is None else fn(v)
-                for v, fn in zip(raw, plan.abstractors, strict=True)  # classes among the stage's constants
-            ],
-            self._features[plan.index][0](key),
-        )
+        # A stage's transition depends only on the class of what it matches (its candidate rules and
+        # what they read, see CompiledPack.match_key) and the values its `then` reads.
+        classes = [v if fn is None else fn(v) for v, fn in zip(raw, plan.abstractors, strict=True)]
+        skey = (plan.index, *plan.match_key(raw, classes, key))  # type: ignore[misc]
         tkey = (skey, *[env.get(n) for n in self._then_reads[plan.index]])
         step = self._transitions.get(tkey)
         if step is not None:
             self.stage_hits += 1
             return step
-        step = self._transition(plan, match(plan, self._fact(plan, raw, key), skey), env)
+        fired = match(
+            plan,
+            self._fact(plan, raw, key),
+            skey,
+            lambda: plan.match_parts(skey[1], classes, key),  # type: ignore[misc]
+        )
+        # Many classes of input fire the same rules, and what the stage does depends only on those and
+        # the values its `then` reads: resolve each such set once.
+        fkey = (plan.index, *sorted([r.order for r in fired]), *tkey[1:])
+        step = self._resolved.get(fkey)
+        if step is None:
+            step = self._transition(plan, fired, env)
+            if len(self._resolved) >= self._stage_cache_size:
+                self._resolved.clear()
+            # Keep one transition (and its trace entries) per signature, also across clearings of the
+            # memories that point to it.
+            step = self._resolved[fkey] = self._same.setdefault(step.sig, step)
         if len(self._transitions) >= self._stage_cache_size:
             self._transitions.clear()
-        # Many classes of input do the same thing: keep one transition (and its trace entries) for all,
-        # also across clearings of the memories that point to it.
-        step = self._transitions[tkey] = self._same.setdefault(step.sig, step)
+        self._transitions[tkey] = step
         return step
 
     def _apply(self, node: _Node, step: _Transition) -> _Node:
@@ -639,6 +689,17 @@ def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
         overruled=dict(lost),
         table_rows=rows,
     )
+
+
+def _rules_of(plan: StagePlan, bits: int) -> list[Rule]:
+    """The rules of ``plan`` whose bits (by position in the stage) are set."""
+    rules = plan.rules
+    out = []
+    while bits:
+        low = bits & -bits
+        out.append(rules[low.bit_length() - 1])
+        bits ^= low
+    return out
 
 
 def _rank(rule: Rule) -> tuple[int, int]:
