@@ -160,3 +160,32 @@ def test_rules_that_read_nothing_in_common_are_matched_part_by_part(
     assert decider.stage_misses == engine_runs  # no stage needed the engine
     assert outcome == python_decider.outcome(both)
     assert {t.rule for t in outcome.trace} >= {"classify.wage_arrears", "classify.neighbor"}
+
+
+def test_walks_that_differ_only_in_their_trace_go_on_from_one_node(
+    wushen: Pack, python_decider: Decider
+) -> None:
+    """Two complaints whose classify stage fires different rules with the same winner: the second walk
+    needs one new edge, then goes on along the first one's nodes; each keeps its own trace."""
+    common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
+    texts = {"a": "拖欠农民工工资", "b": "邻居排水淹了院子"}
+    both = complaint_from_dict({"id": "ab", "text": texts["a"] + "，" + texts["b"], **common})
+    winner = python_decider.outcome(both).category
+    single = next(
+        c
+        for c in (complaint_from_dict({"id": k, "text": t, **common}) for k, t in texts.items())
+        if python_decider.outcome(c).category == winner
+    )
+    decider = Decider(wushen, memoize=True)
+    first = decider.outcome(single)
+    size = decider.memory_nodes
+    second = decider.outcome(both)
+    assert decider.memory_nodes == size + 1  # one edge out of the root, to a node that exists
+    assert (decider.cache_hits, decider.cache_misses) == (0, 2)
+    assert first == python_decider.outcome(single) and second == python_decider.outcome(both)
+    assert first.trace != second.trace and first.category == second.category == winner
+    # and a third complaint like the second is a walk of known edges, with the second's outcome
+    again = decider.outcome(
+        complaint_from_dict({"id": "ab2", "text": texts["a"] + "。" + texts["b"], **common})
+    )
+    assert again is second and decider.cache_hits == 1

@@ -96,34 +96,26 @@ class _Transition:
 
 
 class _Node:
-    """The decision as it stands after the first stages, remembered.
+    """The decision fields as they stand after the first stages, remembered.
 
     The root holds the pack's defaults; each stage leads from a node to the next. A node's ``edges``
     map the class of the next stage's input (its tested complaint fields and keyword groups, read from
-    the complaint's class key) to the node that stage leads to. Everything else a stage reads (decision
-    fields, table columns) is in the node itself, so an edge is a function of (node, class): a memoized
-    decision is a walk of dictionary lookups, one per stage. The last node keeps its outcome. A node
-    holds its decision fields and the transitions that led to it; the trace is gathered from them only
-    when an outcome is made.
+    the complaint's class key) to what that stage does there and the node it leads to. Everything else
+    a stage reads (decision fields, table columns) is in the node itself, so an edge is a function of
+    (node, class): a memoized decision is a walk of dictionary lookups, one per stage, which gathers
+    the transitions taken; those name its outcome (``Decider._outcomes``). A node is its decision
+    fields only, one node per fields at each depth: walks whose transitions differ only in their trace
+    (which rules fired and lost) go on from the same node.
     """
 
-    __slots__ = ("children", "classified", "edges", "outcome", "slots", "steps", "words")
+    __slots__ = ("children", "classified", "edges", "slots")
 
-    def __init__(
-        self,
-        slots: tuple[Any, ...],
-        classified: bool,
-        steps: tuple[_Transition, ...] = (),
-    ) -> None:
+    def __init__(self, slots: tuple[Any, ...], classified: bool) -> None:
         self.slots = slots  # decision field values, in Decider._slot_names order
         self.classified = classified  # whether a rule has set the category
-        # The transitions from the root (the trace and guidance are theirs). Not a parent pointer: a
-        # graph without cycles is freed the moment it is forgotten, without waiting for the collector.
-        self.steps = steps
-        self.edges: dict[Any, _Node] = {}  # class of the next stage's input -> next node
+        # class of the next stage's input -> (the transition taken, the next node)
+        self.edges: dict[Any, tuple[_Transition, _Node]] = {}
         self.children: dict[_Transition, _Node] = {}  # the transition taken (one per signature) -> next node
-        self.outcome: Outcome | None = None
-        self.words: tuple[tuple[int, tuple[str, ...]], ...] = ()  # trace index -> the rule's keywords
 
 
 def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
@@ -176,6 +168,9 @@ class Decider:
         # tests and the tables it looks up.
         self._slot_reads = [self._slot_reader(plan) for plan in self._plans]
         self._cache_size = max(1, cache_size)
+        # (hint ignored, the transitions a walk took) -> the outcome, and the keywords of its trace
+        self._outcomes: dict[tuple[Any, ...], tuple[Outcome, tuple[tuple[int, tuple[str, ...]], ...]]] = {}
+        self._outcomes_size = max(1, cache_size // 4)
         self._nodes = 0
         self._roots = self._new_roots()
         self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
@@ -246,8 +241,10 @@ class Decider:
     def _new_roots(self) -> dict[bool, _Node]:
         # One root per value of "the hint was ignored", which only adds a note to the outcome.
         defaults = self.pack.defaults
-        start = tuple(defaults.get(name) for name in self._slot_names)
+        start = tuple(_hashable(defaults.get(name)) for name in self._slot_names)
         self._nodes = 2
+        # per depth (stages done), the node for each (decision fields, classified)
+        self._interned: list[dict[tuple[Any, ...], _Node]] = [{} for _ in self._plans]
         return {False: _Node(start, False), True: _Node(start, False)}
 
     # -- public -------------------------------------------------------------------------------------
@@ -280,33 +277,47 @@ class Decider:
         key, present = self.compiled.read(complaint)
         hint_ignored = bool(key[1])
         if not self._memoize:
-            outcome = self._finish(self._evaluate(complaint, key, memo=False), hint_ignored)
+            node, steps = self._evaluate(complaint, key, memo=False)
+            outcome = self._finish(node, steps, hint_ignored)
             return outcome, self._words(outcome), present
-        node = self._lookup(key, hint_ignored)
-        if node is None:
+        walked = self._lookup(key, hint_ignored)
+        if walked is None:
             self.cache_misses += 1
-            node = self._evaluate(complaint, key, memo=True)
+            walked = self._evaluate(complaint, key, memo=True)
         else:
             self.cache_hits += 1
-        known = node.outcome
-        if known is None:  # the first decision to reach this node
-            known = self._finish(node, hint_ignored)
-            node.words = self._words(known)
-            node.outcome = known
-        return known, node.words, present
+        node, steps = walked
+        # The transitions taken (and the hint) make the outcome: its trace and guidance are theirs.
+        okey = (hint_ignored, steps)
+        known = self._outcomes.get(okey)
+        if known is None:  # the first decision to take this path
+            outcome = self._finish(node, steps, hint_ignored)
+            known = (outcome, self._words(outcome))
+            if len(self._outcomes) >= self._outcomes_size:
+                self._outcomes.clear()
+            self._outcomes[okey] = known
+        return known[0], known[1], present
 
-    def _lookup(self, key: tuple[Any, ...], hint_ignored: bool) -> _Node | None:
-        """The last node, if every stage's class of input has been seen on the way: no engine, no facts."""
-        node: _Node | None = self._roots[hint_ignored]
+    def _lookup(
+        self, key: tuple[Any, ...], hint_ignored: bool
+    ) -> tuple[_Node, tuple[_Transition, ...]] | None:
+        """The last node and the transitions taken, if every stage's class of input has been seen on
+        the way: no engine, no facts."""
+        node = self._roots[hint_ignored]
+        taken = []
         for project in self._projections:
-            node = node.edges.get(project(key))  # type: ignore[union-attr]
-            if node is None:
+            edge = node.edges.get(project(key))
+            if edge is None:
                 return None
+            taken.append(edge[0])
+            node = edge[1]
         self.stage_hits += len(self._projections)
-        return node
+        return node, tuple(taken)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _evaluate(self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool) -> _Node:
+    def _evaluate(
+        self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool
+    ) -> tuple[_Node, tuple[_Transition, ...]]:
         if self._durable is not None:
             durable = self._durable
             try:
@@ -381,13 +392,16 @@ class Decider:
                     self._durable = None
         return self._walk(complaint, key, self._python.matches, memo)
 
-    def _walk(self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool) -> _Node:
-        """From the root through every stage; memoized, along remembered edges where they exist."""
+    def _walk(
+        self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool
+    ) -> tuple[_Node, tuple[_Transition, ...]]:
+        """From the root through every stage; memoized, along remembered edges where they exist.
+        The last node, and the transitions taken."""
         node = self._roots[bool(key[1])]
+        taken: list[_Transition] = []
         if not memo:  # every stage is evaluated and nothing is remembered: one environment throughout
             values = self.compiled.values(complaint, key)
             values.update(zip(self._slot_names, node.slots, strict=True))
-            taken: list[_Transition] = []
             classified = False
             for plan in self._plans:
                 done = self._step(plan, values, key, match, memo=False)
@@ -395,14 +409,14 @@ class Decider:
                     values[slot] = v
                     classified = classified or slot == "category"
                 taken.append(done)
-            return _Node(tuple(values[n] for n in self._slot_names), classified, tuple(taken))
+            return _Node(tuple(values[n] for n in self._slot_names), classified), tuple(taken)
         env: dict[str, Any] | None = None
-        for plan, project, reads, steps in zip(
-            self._plans, self._projections, self._slot_reads, self._steps, strict=True
+        for depth, (plan, project, reads, steps) in enumerate(
+            zip(self._plans, self._projections, self._slot_reads, self._steps, strict=True)
         ):
             cls = project(key)
-            nxt = node.edges.get(cls)
-            if nxt is None:
+            edge = node.edges.get(cls)
+            if edge is None:
                 # What the stage does depends on the class of its input and the decision fields it
                 # reads, not on the rest of the node (its trace): ask that memory first.
                 cls = self._labels.setdefault(cls, cls)  # many nodes see the same classes: one key object
@@ -419,19 +433,19 @@ class Decider:
                     self._step_count += 1
                 else:
                     self.stage_hits += 1
-                # Paths that do the same thing meet again: one child per transition, not per class.
+                # Paths that reach the same decision fields meet again.
                 nxt = node.children.get(step)
                 if nxt is None:
-                    nxt = node.children[step] = self._apply(node, step)
-                    self._nodes += 1
-                node.edges[cls] = nxt
+                    nxt = node.children[step] = self._apply(node, step, depth)
+                edge = node.edges[cls] = (step, nxt)
                 self._nodes += 1
                 if self._nodes >= self._cache_size:
                     self._forget()  # walks in flight finish on the old graph
             else:
                 self.stage_hits += 1
-            node = nxt
-        return node
+            taken.append(edge[0])
+            node = edge[1]
+        return node, tuple(taken)
 
     def _remember_match(self, skey: tuple[Any, ...], fired: list[Rule]) -> None:
         if len(self._stage_cache) >= self._stage_cache_size:
@@ -491,26 +505,33 @@ class Decider:
         self._transitions[tkey] = step
         return step
 
-    def _apply(self, node: _Node, step: _Transition) -> _Node:
-        steps = (*node.steps, step)
+    def _apply(self, node: _Node, step: _Transition, depth: int) -> _Node:
+        """The node ``step`` leads to from ``node`` (the stage at ``depth``): one per decision fields."""
         if not step.updates:
-            return _Node(node.slots, node.classified, steps)
-        slots = list(node.slots)
-        classified = node.classified
-        index = self._slot_index
-        for slot, v, _rule_id in step.updates:
-            slots[index[slot]] = v
-            classified = classified or slot == "category"
-        return _Node(tuple(slots), classified, steps)
+            slots, classified = node.slots, node.classified
+        else:
+            values = list(node.slots)
+            classified = node.classified
+            index = self._slot_index
+            for slot, v, _rule_id in step.updates:
+                values[index[slot]] = v
+                classified = classified or slot == "category"
+            slots = tuple(values)
+        interned = self._interned[depth]
+        ikey = (slots, classified)
+        nxt = interned.get(ikey)
+        if nxt is None:
+            nxt = interned[ikey] = _Node(slots, classified)
+            self._nodes += 1
+        return nxt
 
     def _words(self, outcome: Outcome) -> tuple[tuple[int, tuple[str, ...]], ...]:
         rule_words = self.compiled.rule_words
         return tuple((i, rule_words[t.rule]) for i, t in enumerate(outcome.trace) if t.rule in rule_words)
 
-    def _finish(self, node: _Node, hint_ignored: bool) -> Outcome:
-        """The outcome at the last node."""
+    def _finish(self, node: _Node, steps: tuple[_Transition, ...], hint_ignored: bool) -> Outcome:
+        """The outcome at the last node, reached by ``steps``."""
         slots = dict(zip(self._slot_names, node.slots, strict=True))
-        steps = node.steps
         notes: list[str] = []
         if hint_ignored:
             notes.append(
@@ -689,6 +710,11 @@ def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
         overruled=dict(lost),
         table_rows=rows,
     )
+
+
+def _hashable(v: Any) -> Any:
+    """A default as a decision field holds it: lists as tuples (nodes are found by their fields)."""
+    return tuple(v) if isinstance(v, list) else v
 
 
 def _rules_of(plan: StagePlan, bits: int) -> list[Rule]:
