@@ -321,6 +321,8 @@ class CompiledPack:
             layouts[cand] = lay
             return lay
 
+        whole = layout((1 << len(rules)) - 1)  # what the stage reads
+
         def key_of(raw: list[Any], classes: list[Any], key: tuple[Any, ...]) -> tuple[Any, ...]:
             cand = no_word
             m = key[0] & guarded
@@ -330,9 +332,12 @@ class CompiledPack:
                 m ^= low
             if at >= 0:
                 cand &= no_value | by_value.get(raw[at], 0)
-            lay = layouts.get(cand)
-            if lay is None:
-                lay = layout(cand)
+                lay = layouts.get(cand) or layout(cand)
+            else:
+                # Sieved by keywords alone, the candidates are about as many as the groups found: the
+                # class holds what any rule of the stage reads (finer, as exact) instead of working out
+                # what each new set of candidates reads.
+                lay = whole
             get, bits, pats = lay
             if pats:
                 return (cand, get(classes), key[0] & bits, *[bool(key[p]) for p in pats])
