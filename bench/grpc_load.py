@@ -363,7 +363,7 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
 
     async def unary(k: int) -> None:
         call = chans[k % len(chans)].unary_unary(TRIAGE)
-        i = k * 131
+        i = k  # the calls in flight take turns through the requests: each is sent once
         while time.time() < end_at:
             t = time.perf_counter()
             try:
@@ -372,7 +372,7 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
                 state["errors"] += 1
                 continue
             finally:
-                i += 1
+                i += args.concurrency
             record(t, raw)
 
     async def bidi(k: int) -> None:
@@ -381,12 +381,12 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
         slots = asyncio.Semaphore(args.window)
 
         async def writer() -> None:
-            i = k * 131
+            i = k  # the streams take turns through the requests: each is sent once
             while time.time() < end_at:
                 await slots.acquire()
                 sent.append(time.perf_counter())
                 await call.write(reqs[i % len(reqs)])
-                i += 1
+                i += args.concurrency
             await call.done_writing()
 
         async def reader() -> None:

@@ -48,7 +48,7 @@ FULL = {
     "grpc_seconds": 6.0,
     "grpc_warmup": 1.5,
     "grpc_rounds": 2,
-    "grpc_corpus": 20000,
+    "grpc_corpus": 30000,
     "growth_n": 1000,
     "growth_rounds": 5,
     "startup_repeats": 3,
@@ -494,8 +494,8 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         add(
             "Load: 2 client processes (Python, grpc.aio), each with 2 connections; unary: 8 calls in flight per "
             "process; stream: 2 bidirectional streams per process with 16 messages in flight on each. Every "
-            "round sends complaints no earlier round sent (20,000 per client and mode), so the memo cache "
-            "sees distinct complaints. The clients share the 2 cores with the servers: a throughput ratio "
+            "round sends complaints no earlier round sent (30,000 per client and mode, each sent once), so "
+            "the memo cache sees distinct complaints. The clients share the 2 cores with the servers: a throughput ratio "
             "includes the clients' share of the machine, and flatters the slower server when the clients are "
             "the bottleneck (2 workers). The server's CPU per request, read from /proc over the measured "
             "window, is the stricter view of what the decision adds to the call."
