@@ -149,7 +149,7 @@ def breakdown(
 
     def replay() -> None:
         for c, k, match in zip(complaints, keys, replayers, strict=True):
-            d._finish(d._walk(c, k, match, False), bool(k[1]))
+            d._finish(*d._walk(c, k, match, False), bool(k[1]))
 
     rows: list[tuple[str, Callable[[], Any]]] = [
         (
@@ -173,14 +173,14 @@ def breakdown(
         (
             "pipeline with durable_rules matching",
             lambda: [
-                d._finish(d._evaluate(c, k, memo=False), bool(k[1]))
+                d._finish(*d._evaluate(c, k, memo=False), bool(k[1]))
                 for c, k in zip(complaints, keys, strict=True)
             ],
         ),
         (
             "pipeline with the plain interpreter",
             lambda: [
-                interp._finish(interp._evaluate(c, k, memo=False), bool(k[1]))
+                interp._finish(*interp._evaluate(c, k, memo=False), bool(k[1]))
                 for c, k in zip(complaints, keys, strict=True)
             ],
         ),
