@@ -189,3 +189,18 @@ def test_walks_that_differ_only_in_their_trace_go_on_from_one_node(
         complaint_from_dict({"id": "ab2", "text": texts["a"] + "。" + texts["b"], **common})
     )
     assert again is second and decider.cache_hits == 1
+
+
+def test_a_decision_field_that_cannot_be_a_key_gets_a_node_of_its_own(wushen: Pack) -> None:
+    """Nodes are found by their decision fields; a value that cannot be a dict key (no pack makes one
+    today: lists become tuples) must not fail the decision, only go unshared."""
+    from fenliu.engine import _Node, _Transition
+
+    decider = Decider(wushen, memoize=True)
+    root = decider._roots[False]
+    odd = _Node((*root.slots[:-1], ["not", "hashable"]), False)
+    step = _Transition((), (), (), ("nothing",))
+    first, second = decider._apply(odd, step, 0), decider._apply(odd, step, 0)
+    assert first is not second and first.slots == odd.slots
+    # a plain one is found again
+    assert decider._apply(root, step, 0) is decider._apply(root, step, 0)

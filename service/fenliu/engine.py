@@ -519,7 +519,12 @@ class Decider:
             slots = tuple(values)
         interned = self._interned[depth]
         ikey = (slots, classified)
-        nxt = interned.get(ikey)
+        try:
+            nxt = interned.get(ikey)
+        except TypeError:  # a value that cannot be a key (none can today): a node of its own
+            nxt = _Node(slots, classified)
+            self._nodes += 1
+            return nxt
         if nxt is None:
             nxt = interned[ikey] = _Node(slots, classified)
             self._nodes += 1
