@@ -179,9 +179,9 @@ class CompiledPack:
 
     def feature_reader(
         self, names: list[str], negated: frozenset[str] = frozenset()
-    ) -> tuple[Callable[[tuple[Any, ...]], Any], Callable[[tuple[Any, ...], dict[str, Any]], None]]:
-        """For a stage reading the keyword groups and patterns ``names``: the class of those features in
-        a class key (hashable: the groups' bits, then the patterns), and how to put them into a fact.
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], None]:
+        """For a stage reading the keyword groups and patterns ``names``: how to put them, as a class
+        key holds them, into a fact. (The class of what a stage matches: :meth:`match_key`.)
 
         A fact gets the features that are true; a false one only if it is in ``negated`` (a rule needs
         it false): an absent property fails ``== true`` just as ``false`` does, and the engine has fewer
@@ -195,11 +195,6 @@ class CompiledPack:
         by_bit = {bits[n]: n for n in names if n in bits}
         false_groups = [(n, bits[n]) for n in names if n in bits and n in negated]
         pats = [(n, places[n], n in negated) for n in names if n not in bits]
-
-        def class_of(key: tuple[Any, ...]) -> Any:
-            if not pats:
-                return key[0] & mask
-            return (key[0] & mask, *[bool(key[p]) for _n, p, _neg in pats])
 
         def into(key: tuple[Any, ...], fact: dict[str, Any]) -> None:
             m = key[0] & mask
@@ -215,7 +210,7 @@ class CompiledPack:
                 if v or neg:
                     fact[n] = v
 
-        return class_of, into
+        return into
 
     def match_key(self, plan: StagePlan) -> tuple[MatchKey, MatchParts]:
         """For ``plan``: the class of what its rules match, from its fact's values (``raw``, as read, in

@@ -463,7 +463,7 @@ class Decider:
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
         # Keyword groups and patterns: the true ones, and false ones only where a rule needs them false.
-        self._features[plan.index][1](key, fact)
+        self._features[plan.index](key, fact)
         return fact
 
     def _step(
