@@ -250,13 +250,7 @@ class Decider:
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
         outcome, words, present = self._outcome(complaint)
-        matched: tuple[tuple[str, ...], ...] = ()
-        if present and words:  # which of its keywords each rule found: per complaint, not per outcome
-            found: list[tuple[str, ...]] = [()] * len(outcome.trace)
-            for i, rule_words in words:
-                found[i] = tuple(w for w in rule_words if w in present)
-            if any(found):
-                matched = tuple(found)
+        # Which of its keywords each rule found belongs to the complaint, not the shared outcome.
         return Decision(
             complaint_id=complaint.id,
             decision_id=_decision_id(),
@@ -265,7 +259,8 @@ class Decider:
             outcome=outcome,
             deadlines=deadlines_for(complaint.received_at, outcome.within),
             decided_at=now or datetime.now(UTC),
-            matched_keywords=matched,
+            keywords_present=present,
+            keyword_rules=words,
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:

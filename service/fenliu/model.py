@@ -428,8 +428,22 @@ class Decision:
     outcome: Outcome
     deadlines: Mapping[str, datetime]
     decided_at: datetime
-    #: Per trace entry (same order), the keywords of that rule found in this complaint's words.
-    matched_keywords: tuple[tuple[str, ...], ...] = ()
+    #: The pack's keywords found in this complaint's title and text.
+    keywords_present: frozenset[str] = frozenset()
+    #: (trace index, the rule's keywords) for the trace entries whose rule has keywords.
+    keyword_rules: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    @property
+    def matched_keywords(self) -> tuple[tuple[str, ...], ...]:
+        """Per trace entry (same order), the keywords of that rule found in this complaint's words;
+        ``()`` when none was. Worked out when asked (a trace shows them), not for every decision."""
+        present = self.keywords_present
+        if not present or not self.keyword_rules:
+            return ()
+        found: list[tuple[str, ...]] = [()] * len(self.outcome.trace)
+        for i, rule_words in self.keyword_rules:
+            found[i] = tuple(w for w in rule_words if w in present)
+        return tuple(found) if any(found) else ()
 
     def to_dict(self, *, trace: bool = False) -> dict[str, Any]:
         o = self.outcome
