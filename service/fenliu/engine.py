@@ -50,9 +50,7 @@ class PythonMatcher:
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
 
-    def matches(
-        self, plan: StagePlan, fact: dict[str, Any], key: object = None, parts: object = None
-    ) -> list[Rule]:
+    def matches(self, plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
         return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
 
 
@@ -137,9 +135,9 @@ class Decider:
     is evaluated (by the engine, or from the per-stage memories below) only where the walk meets a class
     of input not seen before. ``cache_size`` bounds the graph's nodes and edges; past it the graph
     starts afresh, rebuilt from the memory of what each stage does per class of its input (bounded on
-    its own, at a third of ``cache_size``). ``stage_hits`` counts stages answered without the engine,
-    ``stage_misses`` stages the engine evaluated; ``cache_hits`` counts decisions answered entirely
-    from memory, ``cache_misses`` the rest.
+    its own, at a third of ``cache_size``). ``stage_hits`` counts stages answered from memory,
+    ``stage_misses`` stages the matcher evaluated (durable_rules, or the interpreter when it decides);
+    ``cache_hits`` counts decisions answered entirely from memory, ``cache_misses`` the rest.
     """
 
     def __init__(
@@ -319,52 +317,11 @@ class Decider:
                 with contextlib.ExitStack() as stack:
                     session: _durable.Session | None = None
 
-                    def match(
-                        plan: StagePlan,
-                        fact: dict[str, Any],
-                        skey: tuple[Any, ...] | None,
-                        parts: Callable[[], list[tuple[tuple[Any, ...], int]]] | None = None,
-                    ) -> list[Rule]:
+                    def match(plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
                         nonlocal session
-                        if skey is None:
-                            if session is None:
-                                session = stack.enter_context(durable.session())
-                            return durable.matches_in(session, fact)
-                        hit = self._stage_cache.get(skey)
-                        if hit is not None:
-                            self.stage_hits += 1
-                            return list(hit)
-                        # A class not seen whole may be seen part by part: rules that read nothing in
-                        # common match independently (CompiledPack.match_key).
-                        split = parts() if parts is not None else []
-                        memo = self._part_memo
-                        fired_bits = 0
-                        for pkey, _sub in split:
-                            got = memo.get(pkey)
-                            if got is None:
-                                break
-                            fired_bits |= got
-                        else:
-                            if split:
-                                self.stage_hits += 1
-                                fired = _rules_of(plan, fired_bits)
-                                self._remember_match(skey, fired)
-                                return fired
                         if session is None:  # the engine is entered only for a class it has not seen
                             session = stack.enter_context(durable.session())
-                        fired = durable.matches_in(session, fact)
-                        self.stage_misses += 1
-                        self._remember_match(skey, fired)
-                        if split:
-                            bit = self._rule_bit
-                            fired_bits = 0
-                            for r in fired:
-                                fired_bits |= bit[r.id]
-                            if len(memo) + len(split) > self._stage_cache_size:
-                                memo.clear()
-                            for pkey, sub in split:
-                                memo[pkey] = fired_bits & sub
-                        return fired
+                        return durable.matches_in(session, fact)
 
                     return self._walk(complaint, key, match, memo)
             except _durable.EngineFailure as e:
@@ -442,10 +399,32 @@ class Decider:
             node = edge[1]
         return node, tuple(taken)
 
-    def _remember_match(self, skey: tuple[Any, ...], fired: list[Rule]) -> None:
-        if len(self._stage_cache) >= self._stage_cache_size:
-            self._stage_cache.clear()
-        self._stage_cache[skey] = tuple(fired)
+    def _recall_parts(self, plan: StagePlan, split: list[tuple[tuple[Any, ...], int]]) -> list[Rule] | None:
+        """The rules the parts of a stage's candidates match, if every part's class is remembered."""
+        if not split:
+            return None
+        memo = self._part_memo
+        fired_bits = 0
+        for pkey, _sub in split:
+            got = memo.get(pkey)
+            if got is None:
+                return None
+            fired_bits |= got
+        return _rules_of(plan, fired_bits)
+
+    def _learn_parts(self, split: list[tuple[tuple[Any, ...], int]], fired: list[Rule]) -> None:
+        """Remember, for each part of the candidates, which of its rules matched."""
+        if not split:
+            return
+        bit = self._rule_bit
+        fired_bits = 0
+        for r in fired:
+            fired_bits |= bit[r.id]
+        memo = self._part_memo
+        if len(memo) + len(split) > self._stage_cache_size:
+            memo.clear()
+        for pkey, sub in split:
+            memo[pkey] = fired_bits & sub
 
     def _forget(self) -> None:
         """Start the graph afresh (it has reached its bound). What each stage does per class of its
@@ -478,12 +457,25 @@ class Decider:
         if step is not None:
             self.stage_hits += 1
             return step
-        fired = match(
-            plan,
-            self._fact(plan, raw, key),
-            skey,
-            lambda: plan.match_parts(skey[1], classes, key),  # type: ignore[misc]
-        )
+        known = self._stage_cache.get(skey)
+        if known is not None:
+            self.stage_hits += 1
+            fired = list(known)
+        else:
+            # A class not seen whole may be seen part by part: rules that read nothing in common
+            # match independently (CompiledPack.match_key). The fact is built only for the matcher.
+            split = plan.match_parts(skey[1], classes, key)  # type: ignore[misc]
+            recalled = self._recall_parts(plan, split)
+            if recalled is not None:
+                self.stage_hits += 1
+                fired = recalled
+            else:
+                fired = match(plan, self._fact(plan, raw, key), skey)
+                self.stage_misses += 1
+                self._learn_parts(split, fired)
+            if len(self._stage_cache) >= self._stage_cache_size:
+                self._stage_cache.clear()
+            self._stage_cache[skey] = tuple(fired)
         # Many classes of input fire the same rules, and what the stage does depends only on those and
         # the values its `then` reads: resolve each such set once.
         fkey = (plan.index, *sorted([r.order for r in fired]), *tkey[1:])
