@@ -352,7 +352,7 @@ class CompiledPack:
         # rules read them): the sieved field, and yes/no fields, which split a class in two at most.
         sieved = 1 << at if at >= 0 else 0
         for name, i in position.items():
-            ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+            ftype = _field_type(name)
             if ftype is not None and ftype.kind == "bool":
                 sieved |= 1 << i
         owner: dict[tuple[int, int], int] = {}
@@ -590,10 +590,15 @@ def compile_pack(pack: Pack) -> CompiledPack:
 _LAYOUTS_MAX: Final = 4096  # per stage: sets of candidates whose reads are remembered
 
 
+def _field_type(name: str) -> F.FieldType | None:
+    """A complaint or decision field's type; ``None`` for a table column."""
+    return F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+
+
 def _single_valued(name: str) -> bool:
     """Whether a field's values are single, hashable values (not a list of codes, not a table column,
     whose cells may hold anything)."""
-    ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+    ftype = _field_type(name)
     return ftype is not None and ftype.kind != "codes"
 
 
@@ -608,7 +613,7 @@ def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | 
     matching, coarser than the pack-wide classes of :meth:`CompiledPack.read` (a category no rule of
     the stage names is one class). ``None``: kept as it is (booleans, lists, durations, table columns).
     """
-    ftype = F.COMPLAINT_FIELDS.get(name) or F.DECISION_FIELDS.get(name)
+    ftype = _field_type(name)
     if ftype is None or not constants:
         return None
     if ftype.numeric:
