@@ -199,8 +199,57 @@ def test_a_decision_field_that_cannot_be_a_key_gets_a_node_of_its_own(wushen: Pa
     decider = Decider(wushen, memoize=True)
     root = decider._roots[False]
     odd = _Node((*root.slots[:-1], ["not", "hashable"]), False)
-    step = _Transition((), (), (), ("nothing",))
+    step = _Transition((), (), ("nothing",))
     first, second = decider._apply(odd, step, 0), decider._apply(odd, step, 0)
     assert first is not second and first.slots == odd.slots
     # a plain one is found again
     assert decider._apply(root, step, 0) is decider._apply(root, step, 0)
+
+
+def test_a_trace_is_built_only_when_asked_for_and_is_the_interpreters(
+    wushen: Pack, python_decider: Decider
+) -> None:
+    """Deciding builds no trace entry; asking for an outcome's trace builds it, equal to a fresh
+    evaluation's, and the rules fired (what metrics count) agree with it without building it."""
+    from bench import corpus
+
+    decider = Decider(wushen, memoize=True)
+    complaints = [complaint_from_dict(x) for x in corpus.generate(300, seed=11)]
+    outcomes = [decider.outcome(c) for c in complaints]
+    assert decider._explainer.entries == {}  # no entry built yet
+    fired = [o.rules_fired for o in outcomes]
+    assert decider._explainer.entries == {}
+    for c, o, rules in zip(complaints, outcomes, fired, strict=True):
+        want = python_decider.outcome(c)
+        assert o.trace == want.trace and o == want
+        assert rules == tuple((t.rule, t.layer) for t in want.trace)
+    assert decider._explainer.entries  # built now, and shared
+    # a decision shows its matched keywords through the lazily built trace
+    d = decider.decide(complaints[0])
+    assert d.to_dict(trace=True)["trace"] == python_decider.decide(complaints[0]).to_dict(trace=True)["trace"]
+
+
+def test_a_dropped_decider_is_freed_without_the_cycle_collector(wushen: Pack) -> None:
+    """A worker collects cycles seldom (supervisor.tune_gc), and every reload drops a decider with
+    large memories: nothing it remembers (transitions waiting to explain their trace, conversion
+    templates) may point back to it."""
+    import gc
+    import weakref
+
+    from bench import corpus
+
+    complaints = [complaint_from_dict(x) for x in corpus.generate(200, seed=5)]
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        decider = Decider(wushen, memoize=True)
+        for c in complaints:
+            convert.decision_to_proto(decider.decide(c), trace=False)
+        convert.decision_to_proto(decider.decide(complaints[0]), trace=True)
+        ref = weakref.ref(decider)
+        decider.close()
+        del decider
+        assert ref() is None
+    finally:
+        if was_enabled:
+            gc.enable()

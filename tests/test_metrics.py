@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fenliu import metrics
-from fenliu.model import Decision, PackId, TraceEntry, complaint_from_dict
+from fenliu.model import Decision, Given, PackId, TraceEntry, complaint_from_dict
 from fenliu.runtime import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def _weird(d: Decision) -> Decision:
         stage="PRAY",
         exclusion="DROP TABLE",
         excluded=True,
-        trace=bad_trace,
+        explanation=Given(bad_trace),
     )
     return replace(d, outcome=o2)
 
@@ -165,7 +165,7 @@ def test_codes_outside_the_loaded_pack_are_counted_as_other(triage: Triage) -> N
     o = replace(
         d.outcome,
         category="looks_like_a_code",
-        trace=(TraceEntry("classify.not_in_pack", "classify", "wushen", "x.yaml", 1, 0, {}),),
+        explanation=Given((TraceEntry("classify.not_in_pack", "classify", "wushen", "x.yaml", 1, 0, {}),)),
     )
     metrics.observe_decision(replace(d, outcome=o))
     metrics.observe_decision(d)

@@ -445,7 +445,9 @@ def _template(decision: Decision, trace: bool) -> Any:
         entry.pop("matched_keywords", None)
     template = decision_dict_to_proto(d)
     with _TEMPLATES_LOCK:
-        _TEMPLATES[key] = (outcome, template)  # holding the outcome keeps its id from being reused
+        # With the trace, holding the outcome keeps its id from being reused; without, the key is what
+        # the template shows, and holding no outcome keeps no replaced pack's memories alive.
+        _TEMPLATES[key] = (outcome if trace else None, template)
         if len(_TEMPLATES) > _TEMPLATES_MAX:
             _TEMPLATES.popitem(last=False)
     return template

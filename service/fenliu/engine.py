@@ -21,13 +21,13 @@ what a stage does only on the class of that stage's input and the decision so fa
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import operator
 import os
 import random
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,18 +79,73 @@ class DurableMatcher:
         self.ruleset.close()
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True, eq=False)
 class _Transition:
-    """What one stage did to a decision: (field, value, rule) updates, its trace, the rules that speak.
+    """What one stage did to a decision: (field, value, rule) updates, the rules that speak, and the
+    rules that fired (in resolution order), whose trace entries are worked out when first asked for.
 
     Compared by identity: equal transitions are kept once (``Decider._same``, by signature), so one
     object stands for its signature, and hashing it does not walk the signature.
     """
 
-    updates: tuple[tuple[str, Any, str], ...]
-    trace: tuple[TraceEntry, ...]
-    guidance: tuple[Rule, ...]
-    sig: tuple[Any, ...]  # what it does, comparable: equal signatures, equal transitions
+    __slots__ = ("__weakref__", "_explain", "_trace", "fired", "guidance", "sig", "updates")
+
+    def __init__(
+        self,
+        updates: tuple[tuple[str, Any, str], ...],
+        guidance: tuple[Rule, ...],
+        sig: tuple[Any, ...],  # what it does, comparable: equal signatures, equal transitions
+        fired: tuple[Rule, ...] = (),
+        explain: Callable[[], tuple[TraceEntry, ...]] | None = None,
+    ) -> None:
+        self.updates = updates
+        self.guidance = guidance
+        self.sig = sig
+        self.fired = fired
+        self._trace: tuple[TraceEntry, ...] | None = None if explain is not None else ()
+        self._explain = explain
+
+    @property
+    def trace(self) -> tuple[TraceEntry, ...]:
+        """One entry per fired rule: what it set, what overruled it, the table rows it read."""
+        trace = self._trace
+        if trace is None:
+            explain = self._explain
+            if explain is None:  # another thread has just worked it out
+                return self._trace or ()
+            trace = self._trace = explain()
+            self._explain = None
+        return trace
+
+
+class _Explained:
+    """An outcome's :class:`~fenliu.model.Explanation`, from the transitions its walk took."""
+
+    __slots__ = ("_fired", "_rule_words", "_steps", "_trace", "_words")
+
+    def __init__(self, steps: tuple[_Transition, ...], rule_words: dict[str, tuple[str, ...]]) -> None:
+        self._steps = steps
+        self._rule_words = rule_words
+        self._trace: tuple[TraceEntry, ...] | None = None
+        self._fired: tuple[tuple[str, str], ...] | None = None
+        self._words: tuple[tuple[int, tuple[str, ...]], ...] | None = None
+
+    def trace(self) -> tuple[TraceEntry, ...]:
+        if self._trace is None:
+            self._trace = tuple(entry for st in self._steps for entry in st.trace)
+        return self._trace
+
+    def rules_fired(self) -> tuple[tuple[str, str], ...]:
+        if self._fired is None:
+            self._fired = tuple((r.id, r.layer) for st in self._steps for r in st.fired)
+        return self._fired
+
+    def keyword_rules(self) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        if self._words is None:
+            words = self._rule_words
+            self._words = tuple(
+                (i, words[rule]) for i, (rule, _layer) in enumerate(self.rules_fired()) if rule in words
+            )
+        return self._words
 
 
 class _Node:
@@ -126,6 +181,84 @@ def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
             elif v.kind == "lookup":
                 names.add(pack.tables[v.table].key)
     return tuple(sorted(names))
+
+
+class _Explainer:
+    """What a decider's transitions need to compute `then` values and work out their trace entries
+    later: the pack's tables and the trace entries made so far. It holds no reference to the decider,
+    so the memories that hold transitions make no reference cycle with it, and a replaced pack's
+    decider is freed as soon as it is dropped (the tuned collector seldom looks for cycles)."""
+
+    __slots__ = ("bound", "entries", "tables")
+
+    def __init__(self, pack: Pack, bound: int) -> None:
+        self.tables = pack.tables
+        # what a rule did in a stage -> its trace entry (shared by the transitions where it did that)
+        self.entries: dict[tuple[Any, ...], TraceEntry] = {}
+        self.bound = bound
+
+    def value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
+        if expr.kind == "literal":
+            return expr.literal
+        if expr.kind == "copy":
+            v = slots.get(expr.source)
+            return _SKIP if v in (None, "", "UNSPECIFIED") else v
+        table = self.tables[expr.table]
+        key = str(slots.get(table.key, ""))
+        row = table.rows.get(key)
+        if row is None:
+            return _SKIP
+        rows.append(f"{expr.table}.{key}")
+        v = row.get(expr.column)
+        ftype = F.DECISION_FIELDS[slot]
+        if ftype.kind == "codes":
+            return tuple(dict.fromkeys([*(v or ()), *expr.add]))
+        if ftype.kind == "duration":
+            return F.parse_duration(v)
+        return _SKIP if v is None else v
+
+    def explain(self, ranked: tuple[Rule, ...], slots: dict[str, Any]) -> tuple[TraceEntry, ...]:
+        """The trace entries of a transition: per fired rule (in resolution order) what it set, what
+        it lost to whom, which table rows it read. The same resolution as ``Decider._transition``."""
+        winners: dict[str, tuple[Rule, Any]] = {}
+        losers: dict[str, dict[str, str]] = {}
+        rows_read: dict[str, list[str]] = {}
+        for rule in ranked:
+            for slot, expr in rule.then.items():
+                if expr.kind == "literal":
+                    v = expr.literal
+                else:
+                    v = self.value(slot, expr, slots, rows_read.setdefault(rule.id, []))
+                    if v is _SKIP:
+                        continue
+                prev = winners.get(slot)
+                if prev is None:
+                    winners[slot] = (rule, v)
+                elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
+                    losers.setdefault(prev[0].id, {})[slot] = rule.id
+                    winners[slot] = (rule, v)
+                else:
+                    losers.setdefault(rule.id, {})[slot] = prev[0].id
+        won: dict[str, dict[str, Any]] = {}
+        for slot, (rule, v) in winners.items():
+            won.setdefault(rule.id, {})[slot] = v
+        # Entries are shared between transitions (the same rule doing the same thing elsewhere).
+        entries = self.entries
+        trace: list[TraceEntry] = []
+        for r in ranked:
+            part = (
+                r.id,
+                tuple(won[r.id].items()) if r.id in won else (),
+                tuple(sorted(losers[r.id].items())) if r.id in losers else (),
+                tuple(dict.fromkeys(rows_read[r.id])) if r.id in rows_read else (),
+            )
+            entry = entries.get(part)
+            if entry is None:
+                if len(entries) >= self.bound:
+                    entries.clear()
+                entry = entries[part] = _trace_entry(r, part)
+            trace.append(entry)
+        return tuple(trace)
 
 
 class Decider:
@@ -166,8 +299,8 @@ class Decider:
         # tests and the tables it looks up.
         self._slot_reads = [self._slot_reader(plan) for plan in self._plans]
         self._cache_size = max(1, cache_size)
-        # (hint ignored, the transitions a walk took) -> the outcome, and the keywords of its trace
-        self._outcomes: dict[tuple[Any, ...], tuple[Outcome, tuple[tuple[int, tuple[str, ...]], ...]]] = {}
+        # (hint ignored, the transitions a walk took) -> the outcome
+        self._outcomes: dict[tuple[Any, ...], Outcome] = {}
         self._outcomes_size = max(1, cache_size // 4)
         self._nodes = 0
         self._roots = self._new_roots()
@@ -189,8 +322,7 @@ class Decider:
         self._resolved: dict[tuple[Any, ...], _Transition] = {}
         # signature -> the one transition kept for it, while some memory still holds it
         self._same: weakref.WeakValueDictionary[tuple[Any, ...], _Transition] = weakref.WeakValueDictionary()
-        # what a rule did in a stage -> its trace entry (shared by the transitions where it did that)
-        self._entries: dict[tuple[Any, ...], TraceEntry] = {}
+        self._explainer = _Explainer(pack, self._stage_cache_size)
         self.stage_hits = 0
         self.stage_misses = 0
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
@@ -247,7 +379,7 @@ class Decider:
 
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
-        outcome, words, present = self._outcome(complaint)
+        outcome, present = self._outcome(complaint)
         # Which of its keywords each rule found belongs to the complaint, not the shared outcome.
         return Decision(
             complaint_id=complaint.id,
@@ -258,21 +390,17 @@ class Decider:
             deadlines=deadlines_for(complaint.received_at, outcome.within),
             decided_at=now or datetime.now(UTC),
             keywords_present=present,
-            keyword_rules=words,
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:
         return self._outcome(complaint)[0]
 
-    def _outcome(
-        self, complaint: Complaint
-    ) -> tuple[Outcome, tuple[tuple[int, tuple[str, ...]], ...], frozenset[str]]:
+    def _outcome(self, complaint: Complaint) -> tuple[Outcome, frozenset[str]]:
         key, present = self.compiled.read(complaint)
         hint_ignored = bool(key[1])
         if not self._memoize:
             node, steps = self._evaluate(complaint, key, memo=False)
-            outcome = self._finish(node, steps, hint_ignored)
-            return outcome, self._words(outcome), present
+            return self._finish(node, steps, hint_ignored), present
         walked = self._lookup(key, hint_ignored)
         if walked is None:
             self.cache_misses += 1
@@ -284,12 +412,11 @@ class Decider:
         okey = (hint_ignored, steps)
         known = self._outcomes.get(okey)
         if known is None:  # the first decision to take this path
-            outcome = self._finish(node, steps, hint_ignored)
-            known = (outcome, self._words(outcome))
+            known = self._finish(node, steps, hint_ignored)
             if len(self._outcomes) >= self._outcomes_size:
                 self._outcomes.clear()
             self._outcomes[okey] = known
-        return known[0], known[1], present
+        return known, present
 
     def _lookup(
         self, key: tuple[Any, ...], hint_ignored: bool
@@ -517,10 +644,6 @@ class Decider:
             self._nodes += 1
         return nxt
 
-    def _words(self, outcome: Outcome) -> tuple[tuple[int, tuple[str, ...]], ...]:
-        rule_words = self.compiled.rule_words
-        return tuple((i, rule_words[t.rule]) for i, t in enumerate(outcome.trace) if t.rule in rule_words)
-
     def _finish(self, node: _Node, steps: tuple[_Transition, ...], hint_ignored: bool) -> Outcome:
         """The outcome at the last node, reached by ``steps``."""
         slots = dict(zip(self._slot_names, node.slots, strict=True))
@@ -558,70 +681,49 @@ class Decider:
             statutory_route=str(slots["statutory_route"] or ""),
             within=within,
             guidance="".join(self._render(r.guidance, slots) for st in steps for r in st.guidance),
-            trace=tuple(entry for st in steps for entry in st.trace),
             notes=tuple(notes),
             pack=self.id,
+            explanation=_Explained(steps, self.compiled.rule_words),
         )
 
     def _transition(
         self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
     ) -> _Transition:
-        """Resolve the rules a stage matched: who sets what, who lost to whom, who speaks."""
-        fired = sorted(fired, key=_rank)
+        """Resolve the rules a stage matched: who sets what, who speaks. Who lost to whom, and the
+        trace entries, are worked out when the trace is first asked for (:meth:`_Explainer.explain`)."""
+        ranked = tuple(sorted(fired, key=_rank))
         winners: dict[str, tuple[Rule, Any]] = {}
-        losers: dict[str, dict[str, str]] = {}
-        rows_read: dict[str, list[str]] = {}
-        for rule in fired:
+        computed: list[Any] = []  # the values `then` computed here, and the rows they read
+        for rule in ranked:
             for slot, expr in rule.then.items():
                 if expr.kind == "literal":
                     v = expr.literal
                 else:
-                    v = self._value(slot, expr, slots, rows_read.setdefault(rule.id, []))
+                    rows: list[str] = []
+                    v = self._explainer.value(slot, expr, slots, rows)
+                    computed.append((v, *rows))
                     if v is _SKIP:
                         continue
                 prev = winners.get(slot)
-                if prev is None:
+                if prev is None or (
+                    F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]
+                ):
                     winners[slot] = (rule, v)
-                elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
-                    losers.setdefault(prev[0].id, {})[slot] = rule.id
-                    winners[slot] = (rule, v)
-                else:
-                    losers.setdefault(rule.id, {})[slot] = prev[0].id
-        won: dict[str, dict[str, Any]] = {}
-        for slot, (rule, v) in winners.items():
-            won.setdefault(rule.id, {})[slot] = v
+        won = {rule.id for rule, _v in winners.values()}
         # A rule that lost every field it set has not changed the decision: it gets no say in the
         # guidance either. A rule that sets nothing but speaks (guidance only) always does.
-        speaking = tuple(r for r in fired if r.guidance and (r.id in won or not r.then))
+        speaking = tuple(r for r in ranked if r.guidance and (r.id in won or not r.then))
         updates = tuple((slot, v, rule.id) for slot, (rule, v) in winners.items())
-        # What each rule did here: its trace entry, apart from what is fixed about the rule.
-        parts = tuple(
-            (
-                r.id,
-                tuple(won[r.id].items()) if r.id in won else (),
-                tuple(sorted(losers[r.id].items())) if r.id in losers else (),
-                tuple(dict.fromkeys(rows_read[r.id])) if r.id in rows_read else (),
-            )
-            for r in fired
+        # The rules, in order, and what `then` computed fix everything the stage does, trace included.
+        sig = (plan.index, tuple([r.order for r in ranked]), tuple(computed))
+        if memo:
+            known = self._same.get(sig)
+            if known is not None:  # the same transition, reached from another class
+                return known
+        reads = {name: slots.get(name) for name in self._then_reads[plan.index]}
+        return _Transition(
+            updates, speaking, sig, ranked, functools.partial(self._explainer.explain, ranked, reads)
         )
-        if not memo:  # nothing will look it up
-            trace = tuple(_trace_entry(r, part) for r, part in zip(fired, parts, strict=True))
-            return _Transition(updates, trace, speaking, ())
-        sig = (updates, parts, tuple(r.id for r in speaking))
-        known = self._same.get(sig)
-        if known is not None:  # the same transition, reached from another class: its trace exists
-            return known
-        # Entries are shared between transitions too (the same rule doing the same thing elsewhere).
-        entries = self._entries
-        trace_list: list[TraceEntry] = []
-        for r, part in zip(fired, parts, strict=True):
-            entry = entries.get(part)
-            if entry is None:
-                if len(entries) >= self._stage_cache_size:
-                    entries.clear()
-                entry = entries[part] = _trace_entry(r, part)
-            trace_list.append(entry)
-        return _Transition(updates, tuple(trace_list), speaking, sig)
 
     def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
@@ -640,26 +742,6 @@ class Decider:
             return default if v is None else v
 
         return read
-
-    def _value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
-        if expr.kind == "literal":
-            return expr.literal
-        if expr.kind == "copy":
-            v = slots.get(expr.source)
-            return _SKIP if v in (None, "", "UNSPECIFIED") else v
-        table = self.pack.tables[expr.table]
-        key = str(slots.get(table.key, ""))
-        row = table.rows.get(key)
-        if row is None:
-            return _SKIP
-        rows.append(f"{expr.table}.{key}")
-        v = row.get(expr.column)
-        ftype = F.DECISION_FIELDS[slot]
-        if ftype.kind == "codes":
-            return tuple(dict.fromkeys([*(v or ()), *expr.add]))
-        if ftype.kind == "duration":
-            return F.parse_duration(v)
-        return _SKIP if v is None else v
 
     def _render(self, template: str, slots: dict[str, Any]) -> str:
         names = self._names

@@ -407,11 +407,10 @@ def observe_decision(decision: model.Decision, seconds: float | None = None) -> 
             m.decision_children.clear()
         m.decision_children[key] = child
     child.inc()
-    for t in o.trace:
-        fkey = (t.rule, t.layer)
+    for fkey in o.rules_fired:
         firing = m.firing_children.get(fkey)
         if firing is None:
-            firing = m.rule_firings.labels(rule=m.rule(t.rule), layer=m.layer(t.layer))
+            firing = m.rule_firings.labels(rule=m.rule(fkey[0]), layer=m.layer(fkey[1]))
             if len(m.firing_children) >= _CHILD_CACHE:
                 m.firing_children.clear()
             m.firing_children[fkey] = firing

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from fenliu.errors import ComplaintError, FieldViolation
 
@@ -371,12 +371,45 @@ class PackId:
         return {"name": self.name, "revision": self.revision, "digest": self.digest}
 
 
+class Explanation(Protocol):
+    """How an outcome came about, worked out when first asked for: most decisions are answered without
+    a trace, and an outcome's trace costs more to build than the outcome itself."""
+
+    def trace(self) -> tuple[TraceEntry, ...]: ...
+
+    def rules_fired(self) -> tuple[tuple[str, str], ...]:
+        """(rule, layer) of each trace entry, in order, without building the entries."""
+        ...
+
+    def keyword_rules(self) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        """(trace index, the rule's keywords) for the entries whose rule has keywords."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
+class Given:
+    """An :class:`Explanation` given whole: a trace already built (an outcome made by hand)."""
+
+    entries: tuple[TraceEntry, ...] = ()
+    words: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    def trace(self) -> tuple[TraceEntry, ...]:
+        return self.entries
+
+    def rules_fired(self) -> tuple[tuple[str, str], ...]:
+        return tuple((t.rule, t.layer) for t in self.entries)
+
+    def keyword_rules(self) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        return self.words
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Outcome:
     """Everything a pack decides about a complaint, before ids and clock times are attached.
 
     It depends only on the rule-visible features of the complaint, which is what makes it safe to
-    memoize per pack.
+    memoize per pack. Its trace is worked out when first asked for (``explanation``); two outcomes
+    are equal when everything they show is, the trace included.
     """
 
     category: str
@@ -393,10 +426,37 @@ class Outcome:
     statutory_route: str
     within: Mapping[str, int]  # deadline name -> hours after received_at
     guidance: str
-    trace: tuple[TraceEntry, ...]
     notes: tuple[str, ...]
     pack: PackId
+    explanation: Explanation = field(repr=False)
 
+    @property
+    def trace(self) -> tuple[TraceEntry, ...]:
+        """The rules that fired, in order, what each set and what overruled it."""
+        return self.explanation.trace()
+
+    @property
+    def rules_fired(self) -> tuple[tuple[str, str], ...]:
+        """(rule, layer) of each trace entry, in order: what metrics count, without the trace."""
+        return self.explanation.rules_fired()
+
+    @property
+    def keyword_rules(self) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        """(trace index, the rule's keywords) for the trace entries whose rule has keywords."""
+        return self.explanation.keyword_rules()
+
+    def _shown(self) -> tuple[Any, ...]:
+        return (*(getattr(self, f.name) for f in _OUTCOME_FIELDS), self.trace)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return self is other or self._shown() == other._shown()
+
+    __hash__ = None  # type: ignore[assignment]  # ``within`` is a dict: outcomes were never hashable
+
+
+_OUTCOME_FIELDS: Final = tuple(f for f in fields(Outcome) if f.name != "explanation")
 
 DEADLINE_NAMES: Final = ("first_contact_by", "plan_by", "accept_by", "resolve_by")
 
@@ -430,18 +490,19 @@ class Decision:
     decided_at: datetime
     #: The pack's keywords found in this complaint's title and text.
     keywords_present: frozenset[str] = frozenset()
-    #: (trace index, the rule's keywords) for the trace entries whose rule has keywords.
-    keyword_rules: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     @property
     def matched_keywords(self) -> tuple[tuple[str, ...], ...]:
         """Per trace entry (same order), the keywords of that rule found in this complaint's words;
         ``()`` when none was. Worked out when asked (a trace shows them), not for every decision."""
         present = self.keywords_present
-        if not present or not self.keyword_rules:
+        if not present:
             return ()
-        found: list[tuple[str, ...]] = [()] * len(self.outcome.trace)
-        for i, rule_words in self.keyword_rules:
+        keyword_rules = self.outcome.keyword_rules
+        if not keyword_rules:
+            return ()
+        found: list[tuple[str, ...]] = [()] * len(self.outcome.rules_fired)
+        for i, rule_words in keyword_rules:
             found[i] = tuple(w for w in rule_words if w in present)
         return tuple(found) if any(found) else ()
 
