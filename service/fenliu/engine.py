@@ -183,6 +183,11 @@ def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+#: (per field the winning rule and value, per rule what it lost to whom, per rule the table rows it
+#: read, the values `then` computed with their rows)
+_Resolution = tuple[dict[str, tuple[Rule, Any]], dict[str, dict[str, str]], dict[str, list[str]], list[Any]]
+
+
 class _Explainer:
     """What a decider's transitions need to compute `then` values and work out their trace entries
     later: the pack's tables and the trace entries made so far. It holds no reference to the decider,
@@ -217,28 +222,41 @@ class _Explainer:
             return F.parse_duration(v)
         return _SKIP if v is None else v
 
-    def explain(self, ranked: tuple[Rule, ...], slots: dict[str, Any]) -> tuple[TraceEntry, ...]:
-        """The trace entries of a transition: per fired rule (in resolution order) what it set, what
-        it lost to whom, which table rows it read. The same resolution as ``Decider._transition``."""
+    def resolve(self, ranked: tuple[Rule, ...], slots: dict[str, Any], *, losers_too: bool) -> _Resolution:
+        """Resolve the rules a stage matched, in resolution order: per field the rule that sets it and
+        its value, per rule the fields it lost and to whom (only ``losers_too``: a trace needs them, a
+        decision does not), the table rows each rule read, and the values that `then` computed (with
+        the rows each read)."""
         winners: dict[str, tuple[Rule, Any]] = {}
         losers: dict[str, dict[str, str]] = {}
         rows_read: dict[str, list[str]] = {}
+        computed: list[Any] = []
         for rule in ranked:
             for slot, expr in rule.then.items():
                 if expr.kind == "literal":
                     v = expr.literal
                 else:
-                    v = self.value(slot, expr, slots, rows_read.setdefault(rule.id, []))
+                    rows = rows_read.setdefault(rule.id, [])
+                    start = len(rows)
+                    v = self.value(slot, expr, slots, rows)
+                    computed.append((v, *rows[start:]))
                     if v is _SKIP:
                         continue
                 prev = winners.get(slot)
                 if prev is None:
                     winners[slot] = (rule, v)
                 elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
-                    losers.setdefault(prev[0].id, {})[slot] = rule.id
+                    if losers_too:
+                        losers.setdefault(prev[0].id, {})[slot] = rule.id
                     winners[slot] = (rule, v)
-                else:
+                elif losers_too:
                     losers.setdefault(rule.id, {})[slot] = prev[0].id
+        return winners, losers, rows_read, computed
+
+    def explain(self, ranked: tuple[Rule, ...], slots: dict[str, Any]) -> tuple[TraceEntry, ...]:
+        """The trace entries of a transition: per fired rule (in resolution order) what it set, what
+        it lost to whom, which table rows it read."""
+        winners, losers, rows_read, _computed = self.resolve(ranked, slots, losers_too=True)
         won: dict[str, dict[str, Any]] = {}
         for slot, (rule, v) in winners.items():
             won.setdefault(rule.id, {})[slot] = v
@@ -689,26 +707,10 @@ class Decider:
     def _transition(
         self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
     ) -> _Transition:
-        """Resolve the rules a stage matched: who sets what, who speaks. Who lost to whom, and the
-        trace entries, are worked out when the trace is first asked for (:meth:`_Explainer.explain`)."""
+        """What a stage does with the rules it matched: who sets what, who speaks. The trace entries
+        are worked out when the trace is first asked for (:meth:`_Explainer.explain`)."""
         ranked = tuple(sorted(fired, key=_rank))
-        winners: dict[str, tuple[Rule, Any]] = {}
-        computed: list[Any] = []  # the values `then` computed here, and the rows they read
-        for rule in ranked:
-            for slot, expr in rule.then.items():
-                if expr.kind == "literal":
-                    v = expr.literal
-                else:
-                    rows: list[str] = []
-                    v = self._explainer.value(slot, expr, slots, rows)
-                    computed.append((v, *rows))
-                    if v is _SKIP:
-                        continue
-                prev = winners.get(slot)
-                if prev is None or (
-                    F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]
-                ):
-                    winners[slot] = (rule, v)
+        winners, _losers, _rows, computed = self._explainer.resolve(ranked, slots, losers_too=False)
         won = {rule.id for rule, _v in winners.values()}
         # A rule that lost every field it set has not changed the decision: it gets no say in the
         # guidance either. A rule that sets nothing but speaks (guidance only) always does.
