@@ -133,12 +133,11 @@ def breakdown(
     n = len(complaints)
 
     # The rules each stage matched, recorded once, so the pipeline can be replayed without an engine.
-    # (Matchers take (plan, fact, *more): the engine may pass more, e.g. a memo key.)
     def recorder(rec: dict[int, list[Any]]) -> Callable[..., list[Any]]:
-        return lambda plan, fact, *_: rec.setdefault(plan.index, d._python.matches(plan, fact))
+        return lambda plan, fact: rec.setdefault(plan.index, d._python.matches(plan, fact))
 
     def replayer(rec: dict[int, list[Any]]) -> Callable[..., list[Any]]:
-        return lambda plan, fact, *_: list(rec[plan.index])
+        return lambda plan, fact: list(rec[plan.index])
 
     answers: list[dict[int, list[Any]]] = []
     for c, k in zip(complaints, keys, strict=True):
@@ -240,7 +239,7 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
     per_decision: list[list[dict[str, Any]]] = []  # the facts each decision asserts, in order
 
     def recorder(facts: list[dict[str, Any]]) -> Callable[..., list[Any]]:
-        def match(plan: Any, fact: dict[str, Any], *_: Any) -> list[Any]:
+        def match(plan: Any, fact: dict[str, Any]) -> list[Any]:
             facts.append(dict(fact))
             return d._python.matches(plan, fact)
 

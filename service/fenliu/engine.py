@@ -50,7 +50,7 @@ class PythonMatcher:
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
 
-    def matches(self, plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
+    def matches(self, plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
         return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
 
 
@@ -203,8 +203,8 @@ class _Explainer:
         self.bound = bound
 
     def value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
-        if expr.kind == "literal":
-            return expr.literal
+        """A computed `then` value (a copy or a table lookup; literals need no computing), or
+        ``_SKIP``; the table rows it read are appended to ``rows``."""
         if expr.kind == "copy":
             v = slots.get(expr.source)
             return _SKIP if v in (None, "", "UNSPECIFIED") else v
@@ -462,7 +462,7 @@ class Decider:
                 with contextlib.ExitStack() as stack:
                     session: _durable.Session | None = None
 
-                    def match(plan: StagePlan, fact: dict[str, Any], key: object = None) -> list[Rule]:
+                    def match(plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
                         nonlocal session
                         if session is None:  # the engine is entered only for a class it has not seen
                             session = stack.enter_context(durable.session())
@@ -592,7 +592,7 @@ class Decider:
         before the stage (their names never collide)."""
         raw = [get(env) for get in self._readers[plan.index]]
         if not memo:
-            return self._transition(plan, match(plan, self._fact(plan, raw, key), None), env, memo=False)
+            return self._transition(plan, match(plan, self._fact(plan, raw, key)), env, memo=False)
         # A stage's transition depends only on the class of what it matches (its candidate rules and
         # what they read, see CompiledPack.match_key) and the values its `then` reads.
         classes = [v if fn is None else fn(v) for v, fn in zip(raw, plan.abstractors, strict=True)]
@@ -615,7 +615,7 @@ class Decider:
                 self.stage_hits += 1
                 fired = recalled
             else:
-                fired = match(plan, self._fact(plan, raw, key), skey)
+                fired = match(plan, self._fact(plan, raw, key))
                 self.stage_misses += 1
                 self._learn_parts(split, fired)
             if len(self._stage_cache) >= self._stage_cache_size:
