@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,104 @@ def test_serve_sigterm_to_the_whole_process_group_stops_every_worker_cleanly(tmp
         assert [e["exitcode"] for e in exited] == [0, 0, 0, 0]
     finally:
         sp.kill()
+
+
+def _thread_cpus(pid: int) -> set[str]:
+    """The CPUs each thread of ``pid`` may run on, as /proc writes them (``"0"``, ``"0-1"``)."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(FileNotFoundError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    out.add(line.split(":", 1)[1].strip())
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_serve_pin_cpus_pins_every_thread_of_each_worker_and_a_replacement_takes_its_cpu(
+    tmp_path: Path,
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = [str(c) for c in allowed[:2]] if len(allowed) >= 2 else [str(allowed[0])] * 2
+    unpinned = _thread_cpus(os.getpid())  # what this test (and so the supervisor) may run on
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "2", "--pin-cpus", "auto"],
+        tmp_path / "serve.log",
+    )
+    try:
+        pinned = {e["pid"]: str(e["cpu"]) for e in sp.wait_for("worker_pinned", count=2)}
+        assert set(pinned) == set(sp.worker_pids)
+        assert sorted(pinned.values()) == sorted(cpus)  # worker i on the i-th allowed CPU
+        with stub_for(sp.target) as stub:  # load, so that gRPC has started all of its threads
+            for i in range(40):
+                c = convert.complaint_to_proto({"id": f"pin-{i}", "text": "拖欠农民工工资三个月"})
+                assert (
+                    stub.Triage(pb.TriageRequest(complaint=c), timeout=10).decision.category == "wage_arrears"
+                )
+        for pid, cpu in pinned.items():
+            assert _thread_cpus(pid) == {cpu}, (pid, _thread_cpus(pid))
+        assert _thread_cpus(sp.proc.pid) == unpinned  # the supervisor itself is not pinned
+        victim = sp.worker_pids[1]
+        os.kill(victim, signal.SIGKILL)
+        ready = sp.wait_for("worker_ready", count=3, timeout=30)
+        replacement = ready[-1]["worker_pid"]
+        again = [e for e in sp.events("worker_pinned") if e["pid"] == replacement]
+        assert [str(e["cpu"]) for e in again] == [pinned[victim]]
+        assert _thread_cpus(replacement) == {pinned[victim]}
+        assert sp.stop() == 0
+    finally:
+        sp.kill()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_serve_pin_cpus_with_one_worker_pins_the_serving_process(tmp_path: Path) -> None:
+    cpu = str(max(os.sched_getaffinity(0)))  # a list, not auto: the last CPU, not the first
+    sp = ServeProcess(
+        ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "1", "--pin-cpus", cpu],
+        tmp_path / "serve.log",
+    )
+    try:
+        (e,) = sp.events("worker_pinned")
+        assert (e["worker"], str(e["cpu"])) == (0, cpu)
+        with stub_for(sp.target) as stub:
+            c = convert.complaint_to_proto({"id": "pin-1", "text": "拖欠农民工工资三个月"})
+            assert stub.Triage(pb.TriageRequest(complaint=c), timeout=10).decision.category == "wage_arrears"
+        assert _thread_cpus(sp.proc.pid) == {cpu}
+        assert sp.stop() == 0
+    finally:
+        sp.kill()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [("99999", "CPU 99999 is not one this process may run on"), ("0-", "'0-' is not a CPU number or range")],
+)
+def test_serve_pin_cpus_refuses_a_bad_list_before_serving(workers: str, spec: str, says: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fenliu.cli",
+            "serve",
+            "--rules",
+            str(PACK),
+            "--address",
+            "127.0.0.1:0",
+            "--workers",
+            workers,
+            "--pin-cpus",
+            spec,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    events = [json.loads(line)["event"] for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert "pin_cpus_invalid" in events and "worker_started" not in events and "worker_serving" not in events

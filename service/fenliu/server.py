@@ -510,6 +510,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="calls served at once per worker; an open stream holds one (default %(default)s)",
     )
+    parser.add_argument(
+        "--pin-cpus",
+        metavar="auto|LIST",
+        help="pin worker i to the i-th CPU of LIST (e.g. 0,1 or 0-3; auto: the CPUs this process may use); "
+        "for a machine that runs fenliu alone (default: not pinned)",
+    )
     parser.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (enables TLS)")
     parser.add_argument("--tls-key", metavar="PEM", help="server private key")
     parser.add_argument("--tls-client-ca", metavar="PEM", help="CA for client certificates (mutual TLS)")

@@ -16,6 +16,7 @@ The supervisor
 * on SIGHUP forwards SIGHUP to the workers, each of which reloads the pack (:func:`on_reload_signal`).
 
 ``--workers 1`` serves in the calling process, with the same signals, and no supervisor.
+``--pin-cpus`` pins worker *i* to the *i*-th CPU of a list (:func:`parse_cpus`), before it starts a thread.
 Every log line is JSON (:mod:`fenliu.logs`).
 """
 
@@ -44,6 +45,62 @@ log = logging.getLogger("fenliu.supervisor")
 READY_TIMEOUT: Final = 120.0  # seconds for a worker to load its pack and listen
 YOUNG: Final = 10.0  # a worker that dies younger than this counts as a crash loop
 MAX_BACKOFF: Final = 30.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pinning workers to CPUs (--pin-cpus)
+
+
+def _ranges(cpus: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    spans: list[list[int]] = []
+    for c in sorted(cpus):
+        if spans and spans[-1][1] == c - 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def parse_cpus(spec: str) -> list[int]:
+    """The CPUs of ``--pin-cpus``: ``auto`` (every CPU this process may run on) or a list like ``0,2-3``.
+
+    Raises ``ValueError`` with a message for the operator: not a list, or a CPU this process may not use.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError("--pin-cpus needs an operating system with sched_setaffinity (Linux)")
+    allowed = sorted(os.sched_getaffinity(0))
+    text = spec.strip()
+    if text == "auto":
+        return allowed
+    cpus: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise ValueError(
+                f"--pin-cpus: {part.strip()!r} is not a CPU number or range (e.g. auto, 0,1 or 0-3)"
+            )
+        for c in range(int(lo), int(hi if dash else lo) + 1):
+            if c not in allowed:
+                raise ValueError(
+                    f"--pin-cpus: CPU {c} is not one this process may run on ({_ranges(allowed)})"
+                )
+            if c not in cpus:
+                cpus.append(c)
+    return cpus
+
+
+def pin_to_cpu(index: int, cpus: list[int] | None) -> None:
+    """Pin this process (its calling thread, and every thread it starts later) to worker ``index``'s CPU."""
+    if not cpus:
+        return
+    cpu = cpus[index % len(cpus)]
+    os.sched_setaffinity(0, {cpu})
+    log.info("worker_pinned", extra={"worker": index, "cpu": cpu})
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ports
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -357,6 +414,7 @@ def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
     setup_logging(options.get("log_level", "INFO"))
     args = argparse.Namespace(**options)
+    pin_to_cpu(index, getattr(args, "pinned_cpus", None))  # first: the threads started below inherit it
 
     def ready(port: int, label: str) -> None:
         conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
@@ -570,11 +628,20 @@ def serve(args: argparse.Namespace) -> int:
             return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
+    args.pinned_cpus = None
+    if getattr(args, "pin_cpus", None):
+        try:
+            args.pinned_cpus = parse_cpus(args.pin_cpus)
+        except ValueError as e:
+            log.error("pin_cpus_invalid", extra={"error": str(e)})
+            print(f"fenliu serve: {e}", file=sys.stderr)
+            return 2
 
     def announce(port: int, label: str, pids: list[int]) -> None:
         print(srv.banner(args.address, port, workers, pids, label, tls), flush=True)
 
     if workers == 1:
+        pin_to_cpu(0, args.pinned_cpus)
         on_supervisor_start(args, workers=1)
         try:
             return serve_in_process(
