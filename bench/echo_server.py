@@ -2,7 +2,8 @@
 
 ``python -m bench.echo_server --address 127.0.0.1:PORT --workers N`` serves ``fenliu.v1.TriageService``
 (Triage, TriageStream, GetRulePack) and ``grpc.health.v1`` with the transport settings of ``fenliu
-serve`` (the same thread pool size and channel options, ``SO_REUSEPORT`` across N worker processes).
+serve`` (the same thread pool size and channel options, ``SO_REUSEPORT`` across N worker processes, and with
+``--pin-cpus`` each worker pinned to one CPU as ``fenliu serve --pin-cpus`` pins them).
 Each call parses the ``TriageRequest`` and answers a ``TriageResponse`` carrying a fixed, typical
 decision (with a fixed trace when the request asks for one) whose ``complaint_id`` is the request's.
 What fenliu costs beyond this server is validation, the decision and its conversion.
@@ -245,7 +246,9 @@ def create_server(address: str, threads: int | None = None) -> tuple[grpc.Server
     return server, port
 
 
-def serve_one(address: str, threads: int | None = None) -> None:
+def serve_one(address: str, threads: int | None = None, cpu: int | None = None) -> None:
+    if cpu is not None:  # as fenliu serve --pin-cpus does: before gRPC starts a thread
+        os.sched_setaffinity(0, {cpu})
     server, _ = create_server(address, threads)
     server.start()
     done = threading.Event()
@@ -260,14 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--address", required=True, help="HOST:PORT (a fixed port: workers share it)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="thread pool size (default: fenliu serve's)")
+    ap.add_argument(
+        "--pin-cpus", metavar="auto|LIST", help="pin worker i to the i-th CPU, as fenliu serve does"
+    )
     args = ap.parse_args(argv)
+    cpus: list[int] = []
+    if args.pin_cpus:
+        from fenliu.supervisor import parse_cpus
+
+        cpus = parse_cpus(args.pin_cpus)
     if args.workers <= 1:
-        serve_one(args.address, args.threads or None)
+        serve_one(args.address, args.threads or None, cpus[0] if cpus else None)
         return 0
     cmd = [sys.executable, "-m", "bench.echo_server", "--address", args.address, "--workers", "1"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT) for _ in range(args.workers)]
+    procs = [
+        subprocess.Popen([*cmd, *(["--pin-cpus", str(cpus[i % len(cpus)])] if cpus else [])], cwd=ROOT)
+        for i in range(args.workers)
+    ]
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

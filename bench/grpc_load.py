@@ -120,10 +120,17 @@ class ServerProcess:
     """A server in its own process group. ``kind``: "fenliu" or "echo"."""
 
     def __init__(
-        self, kind: str, workers: int, rules: str = "rules/wushen", log_path: str | None = None
+        self,
+        kind: str,
+        workers: int,
+        rules: str = "rules/wushen",
+        log_path: str | None = None,
+        *,
+        pinned: bool = False,
     ) -> None:
         self.kind = kind
         self.workers = workers
+        self.pinned = pinned
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         if kind == "fenliu":
@@ -139,6 +146,8 @@ class ServerProcess:
                 "--workers",
                 str(workers),
             ]
+        if pinned:  # each worker on a CPU of its own (``--pin-cpus auto``), for both servers alike
+            self.cmd += ["--pin-cpus", "auto"]
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix=f"fenliu-bench-{kind}-", suffix=".log")
             os.close(fd)
@@ -200,6 +209,7 @@ class LoadResult:
     target: str
     mode: str
     workers: int
+    pinned: bool
     requests: int
     seconds: float
     p50_ms: float
@@ -295,6 +305,7 @@ def run_load(
         server.kind,
         mode,
         server.workers,
+        server.pinned,
         sum(o["n"] for o in outs),
         seconds,
         _percentile(lat, 0.50),

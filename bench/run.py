@@ -220,60 +220,84 @@ class Run:
         logs.mkdir(exist_ok=True)
         # Both servers run side by side (an idle server costs nothing); their loads alternate, round after
         # round, so that a change in the machine's load hits both alike. Each round sends new complaints.
-        for workers in (1, 2):
-            with (
-                ServerProcess("echo", workers, log_path=str(logs / f"echo-{workers}.log")) as echo,
-                ServerProcess("fenliu", workers, log_path=str(logs / f"fenliu-{workers}.log")) as fen,
-            ):
-                starts[f"echo {workers}"], starts[f"fenliu {workers}"] = (
-                    echo.start_to_serving,
-                    fen.start_to_serving,
-                )
-                for rnd in range(s["grpc_rounds"]):
-                    for mode in ("unary", "stream"):
-                        conc = {"concurrency": 8} if mode == "unary" else {"concurrency": 2, "window": 16}
-                        for server in (echo, fen) if rnd % 2 == 0 else (fen, echo):
-                            r = run_load(server, mode, **conc, **common, salt=rnd)
-                            runs.append(r)
-                            log(
-                                f"  {server.kind:6s} workers={workers} {mode:6s} {r.rps:7.0f}/s  "
-                                f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms  "
-                                f"server CPU {r.cpu_us_per_request:5.0f} µs/req  errors {r.errors}"
-                            )
+        # Then again with every worker of both servers pinned to a CPU of its own (--pin-cpus auto).
+        for pinned in (False, True):
+            for workers in (1, 2):
+                tag = f"{workers}{'-pinned' if pinned else ''}"
+                with (
+                    ServerProcess(
+                        "echo", workers, log_path=str(logs / f"echo-{tag}.log"), pinned=pinned
+                    ) as echo,
+                    ServerProcess(
+                        "fenliu", workers, log_path=str(logs / f"fenliu-{tag}.log"), pinned=pinned
+                    ) as fen,
+                ):
+                    if not pinned:
+                        starts[f"echo {workers}"], starts[f"fenliu {workers}"] = (
+                            echo.start_to_serving,
+                            fen.start_to_serving,
+                        )
+                    for rnd in range(s["grpc_rounds"]):
+                        for mode in ("unary", "stream"):
+                            conc = {"concurrency": 8} if mode == "unary" else {"concurrency": 2, "window": 16}
+                            for server in (echo, fen) if rnd % 2 == 0 else (fen, echo):
+                                r = run_load(
+                                    server, mode, **conc, **common, salt=rnd + (100 if pinned else 0)
+                                )
+                                runs.append(r)
+                                log(
+                                    f"  {server.kind:6s} workers={workers}{' pinned' if pinned else ''} "
+                                    f"{mode:6s} {r.rps:7.0f}/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms  "
+                                    f"server CPU {r.cpu_us_per_request:5.0f} µs/req  errors {r.errors}"
+                                )
         self.results["grpc_runs"] = [
             r.__dict__ | {"rps": r.rps, "cpu_us": r.cpu_us_per_request} for r in runs
         ]
         self.results["grpc_start"] = starts
         table = []
-        for workers in (1, 2):
-            for mode in ("unary", "stream"):
-                for kind in ("echo", "fenliu"):
-                    rs = [r for r in runs if (r.target, r.mode, r.workers) == (kind, mode, workers)]
-                    requests = sum(r.requests for r in rs)
-                    table.append(
-                        {
-                            "target": kind,
-                            "workers": workers,
-                            "mode": mode,
-                            "rounds": len(rs),
-                            "rps": statistics.median(r.rps for r in rs),
-                            "p50_ms": statistics.median(r.p50_ms for r in rs),
-                            "p99_ms": statistics.median(r.p99_ms for r in rs),
-                            "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6 if requests else 0.0,
-                            "errors": sum(r.errors for r in rs),
-                        }
-                    )
+        for pinned in (False, True):
+            for workers in (1, 2):
+                for mode in ("unary", "stream"):
+                    for kind in ("echo", "fenliu"):
+                        rs = [
+                            r
+                            for r in runs
+                            if (r.target, r.mode, r.workers, r.pinned) == (kind, mode, workers, pinned)
+                        ]
+                        requests = sum(r.requests for r in rs)
+                        table.append(
+                            {
+                                "target": kind,
+                                "workers": workers,
+                                "pinned": pinned,
+                                "mode": mode,
+                                "rounds": len(rs),
+                                "rps": statistics.median(r.rps for r in rs),
+                                "p50_ms": statistics.median(r.p50_ms for r in rs),
+                                "p99_ms": statistics.median(r.p99_ms for r in rs),
+                                "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6
+                                if requests
+                                else 0.0,
+                                "errors": sum(r.errors for r in rs),
+                            }
+                        )
         self.results["grpc"] = table
-        by = {(x["target"], x["mode"], x["workers"]): x for x in table}
+        by = {(x["target"], x["mode"], x["workers"], x["pinned"]): x for x in table}
+        pinned_ratios: dict[str, float] = {}
         for mode in ("unary", "stream"):
             for w in (1, 2):
-                f, e = by[("fenliu", mode, w)], by[("echo", mode, w)]
+                f, e = by[("fenliu", mode, w, False)], by[("echo", mode, w, False)]
                 if e["rps"] and not f["errors"] and not e["errors"]:
                     self.ratios[f"{mode}{w}"] = (
                         f["rps"] / e["rps"],
                         f"{f['rps']:.0f}/s ÷ {e['rps']:.0f}/s; server CPU per request "
-                        f"{f['cpu_us']:.0f} µs vs {e['cpu_us']:.0f} µs ({e['cpu_us'] / f['cpu_us']:.2f}×)",
+                        f"{f['cpu_us']:.0f} µs vs {e['cpu_us']:.0f} µs ({e['cpu_us'] / f['cpu_us']:.2f}×); "
+                        "pinned: see gRPC",
                     )
+                fp, ep = by[("fenliu", mode, w, True)], by[("echo", mode, w, True)]
+                if ep["rps"] and not fp["errors"] and not ep["errors"]:
+                    pinned_ratios[f"{mode}{w}"] = fp["rps"] / ep["rps"]
+        self.results["grpc_pinned_ratios"] = pinned_ratios
 
     def growth(self) -> None:
         r = inprocess.growth(self.complaints[: self.s["growth_n"]], genpack.SIZES, self.s["growth_rounds"])
@@ -483,14 +507,39 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             f"{r.s['grpc_warmup']:g} s warm-up, {r.s['grpc_rounds']} alternating rounds, median; trace off)"
         )
         add("")
-        add("| server | workers | mode | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |")
-        add("|---|---|---|---|---|---|---|---|")
+        add(
+            "| server | workers | CPUs | mode | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|")
         for x in r.results["grpc"]:
             add(
-                f"| {x['target']} | {x['workers']} | {x['mode']} | {x['rps']:,.0f} | {x['p50_ms']:.2f} | "
-                f"{x['p99_ms']:.2f} | {x['cpu_us']:.0f} | {x['errors']} |"
+                f"| {x['target']} | {x['workers']} | {'pinned' if x.get('pinned') else 'shared'} | {x['mode']} | "
+                f"{x['rps']:,.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['cpu_us']:.0f} | {x['errors']} |"
             )
         add("")
+        by = {(x["target"], x["mode"], x["workers"], bool(x.get("pinned"))): x for x in r.results["grpc"]}
+        if r.results.get("grpc_pinned_ratios"):
+            add(
+                "Each worker of both servers pinned to a CPU of its own (`--pin-cpus auto`), against the same "
+                "servers unpinned (`shared`, the default, which the goals use):"
+            )
+            add("")
+            add(
+                "| mode | workers | fenliu ÷ echo, shared | fenliu ÷ echo, pinned | fenliu pinned ÷ shared | echo pinned ÷ shared |"
+            )
+            add("|---|---|---|---|---|---|")
+            for mode in ("unary", "stream"):
+                for w in (1, 2):
+                    key = f"{mode}{w}"
+                    if key not in r.results["grpc_pinned_ratios"] or key not in r.ratios:
+                        continue
+                    f0, f1 = by[("fenliu", mode, w, False)], by[("fenliu", mode, w, True)]
+                    e0, e1 = by[("echo", mode, w, False)], by[("echo", mode, w, True)]
+                    add(
+                        f"| {mode} | {w} | {r.ratios[key][0]:.2f}× | {r.results['grpc_pinned_ratios'][key]:.2f}× | "
+                        f"{f1['rps'] / f0['rps']:.2f}× | {e1['rps'] / e0['rps']:.2f}× |"
+                    )
+            add("")
         add(
             "Load: 2 client processes (Python, grpc.aio), each with 2 connections; unary: 8 calls in flight per "
             "process; stream: 2 bidirectional streams per process with 16 messages in flight on each. Every "

@@ -7,6 +7,7 @@ the ZEN graph the benchmark times is equivalent to the reference pack on the who
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,12 +184,19 @@ def test_echo_server_answers_with_fenliu_messages() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pinned", [False, True])
 @pytest.mark.parametrize("kind", ["echo", "fenliu"])
-def test_grpc_load_tiny(kind: str) -> None:
-    from bench.grpc_load import ServerProcess, run_load
+def test_grpc_load_tiny(kind: str, pinned: bool) -> None:
+    from bench.grpc_load import ServerProcess, run_load, tree
 
-    with ServerProcess(kind, 1) as server:
+    with ServerProcess(kind, 1, pinned=pinned) as server:
         assert server.start_to_serving > 0
+        pids = tree(server.pids()[0])
+        affinities = {frozenset(os.sched_getaffinity(p)) for p in pids}
+        # pinned: the serving process on one CPU; shared: on every CPU this test may use
+        assert affinities == (
+            {frozenset({min(os.sched_getaffinity(0))})} if pinned else {frozenset(os.sched_getaffinity(0))}
+        )
         for mode in ("unary", "stream"):
             r = run_load(
                 server, mode, processes=1, concurrency=2, window=4, seconds=1.0, warmup=0.5, corpus_n=50
@@ -229,5 +237,6 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
     ):
         assert section in text, section
     assert "0 differences" in text
+    assert "fenliu ÷ echo, pinned" in text and "| fenliu | 2 | pinned | stream |" in text
     assert "NOT MEASURED" not in text and "Parts that failed" not in text
     assert text.count("PASS") + text.count("MISS") >= len(run.GOALS)
