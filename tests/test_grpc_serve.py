@@ -284,7 +284,11 @@ def test_serve_pin_cpus_with_one_worker_pins_the_serving_process(tmp_path: Path)
 @pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize(
     ("spec", "says"),
-    [("99999", "CPU 99999 is not one this process may run on"), ("0-", "'0-' is not a CPU number or range")],
+    [
+        ("99999", "CPU 99999 is not one this process may run on"),
+        ("0-", "'0-' is not a CPU number or range"),
+        ("", "'' is not a CPU number or range"),
+    ],
 )
 def test_serve_pin_cpus_refuses_a_bad_list_before_serving(workers: str, spec: str, says: str) -> None:
     import subprocess

@@ -629,7 +629,7 @@ def serve(args: argparse.Namespace) -> int:
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
     args.pinned_cpus = None
-    if getattr(args, "pin_cpus", None):
+    if getattr(args, "pin_cpus", None) is not None:
         try:
             args.pinned_cpus = parse_cpus(args.pin_cpus)
         except ValueError as e:
