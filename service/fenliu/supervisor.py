@@ -414,13 +414,13 @@ def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
     setup_logging(options.get("log_level", "INFO"))
     args = argparse.Namespace(**options)
-    pin_to_cpu(index, getattr(args, "pinned_cpus", None))  # first: the threads started below inherit it
 
     def ready(port: int, label: str) -> None:
         conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
 
     code = 1
     try:
+        pin_to_cpu(index, getattr(args, "pinned_cpus", None))  # first: the threads started later inherit it
         code = serve_in_process(args, address, reuse_port=True, on_ready=ready, watch_parent=True)
     except Exception:
         log.error("worker_crashed", exc_info=True, extra={"worker": index})
