@@ -239,4 +239,24 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
     assert "0 differences" in text
     assert "fenliu ÷ echo, pinned" in text and "| fenliu | 2 | pinned | stream |" in text
     assert "NOT MEASURED" not in text and "Parts that failed" not in text
-    assert text.count("PASS") + text.count("MISS") >= len(run.GOALS)
+    assert text.count("PASS") + text.count("MISS") + text.count("UNSURE") >= len(run.GOALS)
+
+
+def test_a_two_worker_ratio_the_load_clients_capped_is_not_a_pass() -> None:
+    from bench import run
+
+    r = run.Run(dict(run.QUICK, corpus=5), quick=True)
+
+    def rows(echo1: float, echo2: float) -> list[dict[str, Any]]:
+        return [
+            {"target": "echo", "mode": "unary", "workers": 1, "pinned": False, "rps": echo1},
+            {"target": "echo", "mode": "unary", "workers": 2, "pinned": False, "rps": echo2},
+            {"target": "echo", "mode": "unary", "workers": 2, "pinned": True, "rps": 10 * echo1},
+        ]
+
+    r.results["grpc"] = rows(3830.0, 3735.0)  # 2 echo workers served no more than 1: the clients' limit
+    assert run.verdict("unary2", 0.86, r) == "UNSURE"
+    assert run.verdict("unary2", 0.61, r) == "MISS"  # flattered and still short: a miss
+    assert run.verdict("unary1", 0.86, r) == "PASS"  # 1 worker: the server is the limit
+    r.results["grpc"] = rows(3000.0, 4500.0)
+    assert run.verdict("unary2", 0.86, r) == "PASS"
