@@ -229,6 +229,27 @@ def make_certs(directory: Path) -> Certs:
 # `fenliu serve` as a child process
 
 
+def serve_refused(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``fenliu serve ARGS`` run to its end (it is expected to refuse to start), its output captured."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fenliu.cli",
+            "serve",
+            "--rules",
+            str(PACK),
+            "--address",
+            "127.0.0.1:0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=None if env is None else dict(env),
+    )
+
+
 class ServeProcess:
     """``python -m fenliu.supervisor ...`` with its banner parsed and its JSON log lines collected."""
 

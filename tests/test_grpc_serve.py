@@ -19,7 +19,7 @@ import pytest
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from grpc_helpers import PACK, ServeProcess, established_connections, start_load, stub_for
+from grpc_helpers import PACK, ServeProcess, established_connections, serve_refused, start_load, stub_for
 
 pytestmark = pytest.mark.slow
 
@@ -291,28 +291,7 @@ def test_serve_pin_cpus_with_one_worker_pins_the_serving_process(tmp_path: Path)
     ],
 )
 def test_serve_pin_cpus_refuses_a_bad_list_before_serving(workers: str, spec: str, says: str) -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fenliu.cli",
-            "serve",
-            "--rules",
-            str(PACK),
-            "--address",
-            "127.0.0.1:0",
-            "--workers",
-            workers,
-            "--pin-cpus",
-            spec,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = serve_refused("--workers", workers, "--pin-cpus", spec)
     assert proc.returncode == 2
     assert says in proc.stderr and "Traceback" not in proc.stderr
     events = [json.loads(line)["event"] for line in proc.stderr.splitlines() if line.startswith("{")]

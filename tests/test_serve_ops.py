@@ -20,7 +20,7 @@ import pytest
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from grpc_helpers import PACK, ServeProcess
+from grpc_helpers import PACK, ServeProcess, serve_refused
 
 pytestmark = pytest.mark.slow
 
@@ -165,30 +165,8 @@ def test_serve_with_metrics_and_decision_log_keeps_personal_data_out(tmp_path: P
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_decision_log_without_key(tmp_path: Path, workers: str) -> None:
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "FENLIU_DECISION_LOG_KEY"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fenliu.cli",
-            "serve",
-            "--rules",
-            str(PACK),
-            "--address",
-            "127.0.0.1:0",
-            "--workers",
-            workers,
-            "--decision-log",
-            str(tmp_path / "d.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    proc = serve_refused("--workers", workers, "--decision-log", str(tmp_path / "d.jsonl"), env=env)
     assert proc.returncode == 2
     assert "needs a hash key" in proc.stderr
     assert "Traceback" not in proc.stderr
