@@ -283,7 +283,7 @@ class Run:
                             }
                         )
         self.results["grpc"] = table
-        by = {(x["target"], x["mode"], x["workers"], x["pinned"]): x for x in table}
+        by = _grpc_rows(table)
         pinned_ratios: dict[str, float] = {}
         for mode in ("unary", "stream"):
             for w in (1, 2):
@@ -397,14 +397,14 @@ CLIENT_BOUND: Final = 1.15
 def _client_bound(key: str, r: Run) -> bool:
     if key not in ("unary2", "stream2"):
         return False
-    mode = key[:-1]
-    by = {
-        (x["mode"], x["workers"]): x["rps"]
-        for x in r.results.get("grpc", ())
-        if x["target"] == "echo" and not x.get("pinned")
-    }
-    one, two = by.get((mode, 1), 0.0), by.get((mode, 2), 0.0)
+    by = _grpc_rows(r.results.get("grpc", ()))
+    one, two = (by.get(("echo", key[:-1], w, False), {}).get("rps", 0.0) for w in (1, 2))
     return bool(one) and two < CLIENT_BOUND * one
+
+
+def _grpc_rows(rows: Any) -> dict[tuple[str, str, int, bool], dict[str, Any]]:
+    """The gRPC table's rows by (server, mode, workers, pinned)."""
+    return {(x["target"], x["mode"], x["workers"], bool(x.get("pinned"))): x for x in rows}
 
 
 def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
@@ -544,7 +544,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
                 f"{x['rps']:,.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['cpu_us']:.0f} | {x['errors']} |"
             )
         add("")
-        by = {(x["target"], x["mode"], x["workers"], bool(x.get("pinned"))): x for x in r.results["grpc"]}
+        by = _grpc_rows(r.results["grpc"])
         if r.results.get("grpc_pinned_ratios"):
             add(
                 "Each worker of both servers pinned to a CPU of its own (`--pin-cpus auto`), against the same "
