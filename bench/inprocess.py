@@ -221,6 +221,51 @@ def breakdown(
     return out
 
 
+def servicer_call(
+    pack: Pack | None = None, *, warm: int = 10_000, n: int = 2_000, rounds: int = 3
+) -> dict[str, Any]:
+    """CPU µs of what a worker does for one unary call besides gRPC itself: ``TriageServicer.Triage``
+    (validation, the decision, its conversion) and serializing the answer, on requests parsed from their
+    bytes as gRPC hands them over (trace off).
+
+    ``new``: complaints not seen before, after ``warm`` others (a worker that has been serving a while);
+    each round sends its own. ``seen``: the same complaints again, every class and outcome remembered, so
+    the memo graph answers each at once: the least this design can cost per call.
+    """
+    from bench import corpus
+    from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+    from fenliu.runtime import Triage
+    from fenliu.server import TriageServicer
+
+    def requests(count: int, seed: int) -> list[Any]:
+        return [
+            pb.TriageRequest.FromString(
+                pb.TriageRequest(complaint=convert.complaint_to_proto(x)).SerializeToString()
+            )
+            for x in corpus.generate(count, seed=seed)
+        ]
+
+    decider = Decider(pack or load_pack(WUSHEN))
+    servicer = TriageServicer(Triage(decider))
+    serialize = pb.TriageResponse.SerializeToString
+
+    def call(batch: list[Any]) -> float:
+        def run() -> None:
+            for r in batch:
+                serialize(servicer.Triage(r, None))  # valid complaints: the context is never used
+
+        return _seconds(run) / len(batch) * 1e6
+
+    call(requests(warm, corpus.DEFAULT_SEED + 50_000))
+    new, seen = [], []
+    for i in range(rounds):
+        batch = requests(n, corpus.DEFAULT_SEED + 60_000 + i)
+        new.append(call(batch))
+        seen.append(min(call(batch) for _ in range(2)))
+    decider.close()
+    return {"warm": warm, "n": n, "new": statistics.median(new), "seen": statistics.median(seen)}
+
+
 def _seconds(fn: Callable[[], Any]) -> float:
     """CPU seconds of this process (see :func:`per_second`)."""
     t0 = time.process_time()

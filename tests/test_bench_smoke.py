@@ -117,6 +117,12 @@ def test_breakdown_tiny(pack: Any) -> None:
     assert share["facts asserted per decision (a count)"] == len(pack.stages)
 
 
+def test_servicer_call_tiny(pack: Any) -> None:
+    r = inprocess.servicer_call(pack, warm=20, n=10, rounds=1)
+    assert (r["warm"], r["n"]) == (20, 10)
+    assert r["new"] > 0 and r["seen"] > 0
+
+
 @pytest.mark.parametrize("n", genpack.SIZES)
 def test_generated_pack_loads_with_exact_size(n: int, tmp_path: Path) -> None:
     p = load_pack(genpack.write_pack(n, tmp_path / f"gen{n}"))
@@ -213,6 +219,8 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         run.QUICK,
         corpus=60,
         breakdown_n=20,
+        call_warm=20,
+        call_n=10,
         grpc_seconds=0.5,
         grpc_warmup=0.3,
         grpc_corpus=50,
@@ -234,6 +242,7 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         "Cost as the pack grows",
         "Start and reload",
         "Worker memory",
+        "What the gRPC goals leave for the decision",
     ):
         assert section in text, section
     assert "0 differences" in text
@@ -260,3 +269,30 @@ def test_a_two_worker_ratio_the_load_clients_capped_is_not_a_pass() -> None:
     assert run.verdict("unary1", 0.86, r) == "PASS"  # 1 worker: the server is the limit
     r.results["grpc"] = rows(3000.0, 4500.0)
     assert run.verdict("unary2", 0.86, r) == "PASS"
+
+
+def test_the_report_says_which_goals_allow_less_than_the_least_a_call_costs() -> None:
+    from bench import run
+
+    r = run.Run(dict(run.QUICK, corpus=5), quick=True)
+    r.results["grpc"] = [
+        {"target": kind, "mode": mode, "workers": 1, "pinned": pinned, "cpu_us": cpu}
+        for kind, mode, pinned, cpu in (
+            ("echo", "unary", False, 320.0),
+            ("fenliu", "unary", False, 470.0),
+            ("echo", "stream", False, 160.0),
+            ("fenliu", "stream", False, 240.0),
+            ("echo", "unary", True, 150.0),
+            ("fenliu", "unary", True, 290.0),
+        )
+    ]
+    r.results["servicer_call"] = {"warm": 10_000, "n": 2_000, "new": 62.0, "seen": 44.0}
+    text = "\n".join(run._allowance(r))
+    # unary: 320 × (1/0.85 − 1) = 56.5 and 150 × (…) = 26.5; stream: 160 × (1/0.8 − 1) = 40
+    assert "| unary ≥ 0.85× | shared | 320 | 56 µs | 150 µs |" in text
+    assert "| stream ≥ 0.8× | shared | 160 | 40 µs | 80 µs |" in text
+    assert "| unary ≥ 0.85× | pinned | 150 | 26 µs | 140 µs |" in text
+    assert "stream ≥ 0.8× | pinned" not in text  # not measured: no row
+    assert "**62.0 µs**" in text and "**44.0 µs**" in text
+    assert "even in process: stream shared (40 µs), unary pinned (26 µs)." in text
+    assert "unary shared (" not in text  # 56 µs is more than the 44 µs the least call costs
