@@ -224,9 +224,9 @@ def breakdown(
 def servicer_call(
     pack: Pack | None = None, *, warm: int = 10_000, n: int = 2_000, rounds: int = 3
 ) -> dict[str, Any]:
-    """CPU µs of what a worker does for one unary call besides gRPC itself: ``TriageServicer.Triage``
-    (validation, the decision, its conversion) and serializing the answer, on requests parsed from their
-    bytes as gRPC hands them over (trace off).
+    """CPU µs of what a worker does for one unary call besides gRPC itself: the servicer's Triage handler
+    (validation, the decision, its conversion) and its serializer, if it has one, on requests parsed
+    from their bytes as gRPC hands them over (trace off).
 
     ``new``: complaints not seen before, after ``warm`` others (a worker that has been serving a while);
     each round sends its own. ``seen``: the same complaints again, every class and outcome remembered, so
@@ -246,13 +246,13 @@ def servicer_call(
         ]
 
     decider = Decider(pack or load_pack(WUSHEN))
-    servicer = TriageServicer(Triage(decider))
-    serialize = pb.TriageResponse.SerializeToString
+    handler = TriageServicer(Triage(decider)).handlers()["Triage"]
+    triage, serialize = handler.unary_unary, handler.response_serializer or bytes
 
     def call(batch: list[Any]) -> float:
         def run() -> None:
             for r in batch:
-                serialize(servicer.Triage(r, None))  # valid complaints: the context is never used
+                serialize(triage(r, None))  # valid complaints: the context is never used
 
         return _seconds(run) / len(batch) * 1e6
 

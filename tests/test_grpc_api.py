@@ -104,6 +104,23 @@ def test_unary_without_trace_omits_trace_and_notes(
     assert comparable(convert.decision_from_proto(resp.decision, trace=False)) == want
 
 
+def test_unary_and_stream_without_trace_match_local_decide(
+    stub: Any, local: Triage, complaints: list[dict[str, Any]]
+) -> None:
+    """Without the trace the answer is written from the outcome's serialized template: every field
+    must still be the complaint's own (ids, existing case, deadlines) and its outcome's."""
+    want = [comparable(local.decide(complaint_from_dict(d)).to_dict(trace=False)) for d in complaints]
+    assert any(d.get("existing_case_id") for d in complaints)
+    for d, w in zip(complaints, want, strict=True):
+        resp = stub.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(d)), timeout=10)
+        assert comparable(convert.decision_from_proto(resp.decision, trace=False)) == w, d["id"]
+    requests = [pb.TriageStreamRequest(complaint=convert.complaint_to_proto(d)) for d in complaints]
+    responses = list(stub.TriageStream(iter(requests), timeout=60))
+    for i, (d, resp, w) in enumerate(zip(complaints, responses, want, strict=True)):
+        assert (resp.index, resp.complaint_id, resp.WhichOneof("result")) == (i, d["id"], "decision")
+        assert comparable(convert.decision_from_proto(resp.decision, trace=False)) == w, d["id"]
+
+
 def test_stream_round_trip_matches_local_decide_and_goes_on_after_bad_items(
     stub: Any, local: Triage, complaints: list[dict[str, Any]]
 ) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fenliu import convert
+from fenliu._proto.fenliu.v1 import triage_pb2
 from fenliu.engine import Decider
 from fenliu.model import Decision, complaint_from_dict
 from fenliu.pack import Pack
@@ -94,10 +95,14 @@ def test_outcomes_reached_differently_share_a_trace_free_template(wushen: Pack) 
     shared = [g for g in groups.values() if len({tuple(t.rule for t in x.outcome.trace) for x in g}) > 1]
     assert shared, "the corpus should reach some outcome by two different paths"
     a, b = next((x, y) for g in shared for x in g for y in g if x.outcome.trace != y.outcome.trace)
-    assert convert._template(a, False) is convert._template(b, False)
-    assert convert._template(a, True) is not convert._template(b, True)
+    assert convert._template(a, False)[0] is convert._template(b, False)[0]
+    assert convert._template(a, True)[0] is not convert._template(b, True)[0]
     for d in decisions:
         for trace in (False, True):
+            # Serialized, the template's bytes and the complaint's own fields parse as the whole message.
+            assert triage_pb2.Decision.FromString(
+                convert.decision_to_wire(d, trace=trace)
+            ) == convert.decision_to_proto(d, trace=trace)
             got = convert.decision_from_proto(convert.decision_to_proto(d, trace=trace), trace=trace)
             want = d.to_dict(trace=trace)
             assert {k: v for k, v in got.items() if k != "deadlines"} == {

@@ -419,7 +419,7 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
 
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
 # times. The proto of an outcome is built once and copied; only the per-complaint fields are set.
-_TEMPLATES: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+_TEMPLATES: OrderedDict[Any, tuple[Any, Any, bytes]] = OrderedDict()
 _TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
 
@@ -428,7 +428,8 @@ _TEMPLATES_LOCK: Final = threading.Lock()
 _VISIBLE: Final = operator.attrgetter(*[f for f in DECIDED_FIELDS if f != "deadlines"], "guidance", "pack")
 
 
-def _template(decision: Decision, trace: bool) -> Any:
+def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
+    """The outcome's part of the decision: as a message, and serialized."""
     outcome = decision.outcome
     # Without the trace, a decision shows only these fields of its outcome: outcomes that differ only in
     # how they were reached share one template. With the trace, each outcome has its own.
@@ -437,20 +438,21 @@ def _template(decision: Decision, trace: bool) -> Any:
         hit = _TEMPLATES.get(key)
         if hit is not None and (not trace or hit[0] is outcome):
             _TEMPLATES.move_to_end(key)
-            return hit[1]
+            return hit[1], hit[2]
     d = decision.to_dict(trace=trace)
     d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
     d["deadlines"] = {}
     for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
         entry.pop("matched_keywords", None)
     template = decision_dict_to_proto(d)
+    wire = template.SerializeToString()
     with _TEMPLATES_LOCK:
         # With the trace, holding the outcome keeps its id from being reused; without, the key is what
         # the template shows, and holding no outcome keeps no replaced pack's memories alive.
-        _TEMPLATES[key] = (outcome if trace else None, template)
+        _TEMPLATES[key] = (outcome if trace else None, template, wire)
         if len(_TEMPLATES) > _TEMPLATES_MAX:
             _TEMPLATES.popitem(last=False)
-    return template
+    return template, wire
 
 
 def _set_timestamp(ts: Any, when: datetime) -> None:
@@ -460,10 +462,8 @@ def _set_timestamp(ts: Any, when: datetime) -> None:
     ts.nanos = when.microsecond * 1000
 
 
-def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
-    """A ``fenliu.v1.Decision``; the trace and notes only when ``trace`` is true."""
-    msg: Any = pb.Decision()
-    msg.CopyFrom(_template(decision, trace))
+def _own_fields(msg: Any, decision: Decision) -> Any:
+    """Set the fields that are the complaint's own, not its outcome's."""
     msg.complaint_id = decision.complaint_id
     msg.decision_id = decision.decision_id
     if decision.existing_case_id:
@@ -471,11 +471,33 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
     deadlines = msg.deadlines
     for name, when in decision.deadlines.items():
         _set_timestamp(getattr(deadlines, name), when)
+    return msg
+
+
+def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
+    """A ``fenliu.v1.Decision``; the trace and notes only when ``trace`` is true."""
+    msg: Any = pb.Decision()
+    msg.CopyFrom(_template(decision, trace)[0])
+    _own_fields(msg, decision)
     if trace:
         for entry, words in zip(msg.trace, decision.matched_keywords, strict=False):
             if words:
                 entry.matched_keywords.extend(words)
     return msg
+
+
+def decision_to_wire(decision: Decision, *, trace: bool = False) -> bytes:
+    """:func:`decision_to_proto`, serialized.
+
+    Without the trace, the outcome's part is serialized once per template and the complaint's own fields
+    are appended: protobuf parses two serialized messages one after the other as one message, the later
+    fields merged into the earlier ones. With the trace, each entry's matched keywords belong inside
+    the outcome's entries, so the whole message is built and serialized.
+    """
+    if trace:
+        return bytes(decision_to_proto(decision, trace=True).SerializeToString())
+    own: bytes = _own_fields(pb.Decision(), decision).SerializeToString()
+    return _template(decision, False)[1] + own
 
 
 def _iso(ts: Any) -> str:

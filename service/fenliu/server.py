@@ -204,6 +204,42 @@ def _byte_mirror() -> dict[str, Any]:
 _MIRROR: Final = _byte_mirror()
 
 
+def _wire_mirror() -> dict[str, Any]:
+    """Response classes like fenliu.v1's, but whose ``decision`` is bytes, without the stream's error.
+
+    The decision arrives serialized (:func:`fenliu.convert.decision_to_wire`); a submessage and a bytes
+    field of the same number are written the same way, so an answer built with these is, on the wire,
+    the fenliu.v1 answer with that decision.
+    """
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="fenliu/v1/triage_wire_mirror.proto", package="fenliu.v1", syntax="proto3"
+    )
+    for name in ("TriageResponse", "TriageStreamResponse"):
+        m = fdp.message_type.add()
+        pb.DESCRIPTOR.message_types_by_name[name].CopyToProto(m)
+        kept = [f for f in m.field if f.name != "error"]
+        del m.field[:]
+        m.ClearField("oneof_decl")
+        for f in kept:
+            g = m.field.add()
+            g.CopyFrom(f)
+            g.ClearField("oneof_index")
+            if g.name == "decision":
+                g.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                g.ClearField("type_name")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"fenliu.v1.{name}"))
+        for name in ("TriageResponse", "TriageStreamResponse")
+    }
+
+
+_WIRE: Final = _wire_mirror()
+_TRIAGE_RESPONSE: Final = _WIRE["TriageResponse"]
+_STREAM_RESPONSE: Final = _WIRE["TriageStreamResponse"]
+
+
 def request_deserializer(cls: Any) -> Callable[[bytes], Any]:
     """Parse ``cls``; on failure try its byte mirror; else return :class:`Undecodable`. Never raises."""
     mirror = _MIRROR.get(cls.DESCRIPTOR.name)
@@ -294,11 +330,12 @@ class TriageServicer:
             except Exception:
                 log.warning("observer_failed", exc_info=True, extra={"method": method})
 
-    def decide_one(self, request: Any, method: str) -> tuple[Any, Any]:
-        """(decision proto, None) or (None, google.rpc.Status). Never raises."""
+    def decide_one(self, request: Any, method: str) -> tuple[bytes | None, str, Any]:
+        """(serialized decision, complaint id, None) or (None, complaint id, google.rpc.Status), where the
+        id is the one a client may be told back ("" if none). Never raises."""
         complaint: Complaint | None = None
         decision: Decision | None = None
-        out: Any = None
+        out: bytes | None = None
         status: Any = None
         try:
             if isinstance(request, Undecodable):
@@ -306,7 +343,7 @@ class TriageServicer:
             else:
                 complaint = convert.complaint_from_proto(request.complaint)
                 decision = self._triage.decide(complaint)
-                out = convert.decision_to_proto(decision, trace=bool(request.include_trace))
+                out = convert.decision_to_wire(decision, trace=bool(request.include_trace))
         except ComplaintError as e:
             status = invalid_complaint_status(e.violations)
             log.debug(
@@ -320,30 +357,34 @@ class TriageServicer:
             decision = None
         code = grpc.StatusCode.OK if status is None else _code_of(status)
         self._notify(method, complaint, decision, code)
-        return out, status
+        if status is not None:
+            return None, _safe_id(request), status
+        return out, decision.complaint_id if decision is not None else "", None
 
     # -- RPCs
 
-    def Triage(self, request: Any, context: grpc.ServicerContext) -> Any:
+    # Triage and TriageStream answer serialized messages (their handlers have no serializer).
+
+    def Triage(self, request: Any, context: grpc.ServicerContext) -> bytes:
         self.counters.start()
         try:
-            decision, status = self.decide_one(request, "Triage")
+            decision, _cid, status = self.decide_one(request, "Triage")
             if status is not None:
                 context.abort_with_status(rpc_status.to_status(status))
-            return pb.TriageResponse(decision=decision)
+            return bytes(_TRIAGE_RESPONSE(decision=decision).SerializeToString())
         finally:
             self.counters.finish()
 
-    def TriageStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    def TriageStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[bytes]:
         self.counters.start()
         try:
             for index, request in enumerate(requests):
-                decision, status = self.decide_one(request, "TriageStream")
-                cid = decision.complaint_id if decision is not None else _safe_id(request)
+                decision, cid, status = self.decide_one(request, "TriageStream")
                 if status is None:
-                    yield pb.TriageStreamResponse(index=index, complaint_id=cid, decision=decision)
+                    answer = _STREAM_RESPONSE(index=index, complaint_id=cid, decision=decision)
                 else:
-                    yield pb.TriageStreamResponse(index=index, complaint_id=cid, error=status)
+                    answer = pb.TriageStreamResponse(index=index, complaint_id=cid, error=status)
+                yield bytes(answer.SerializeToString())
         finally:
             self.counters.finish()
 
@@ -366,14 +407,10 @@ class TriageServicer:
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         return {
             "Triage": grpc.unary_unary_rpc_method_handler(
-                self.Triage,
-                request_deserializer=request_deserializer(pb.TriageRequest),
-                response_serializer=pb.TriageResponse.SerializeToString,
+                self.Triage, request_deserializer=request_deserializer(pb.TriageRequest)
             ),
             "TriageStream": grpc.stream_stream_rpc_method_handler(
-                self.TriageStream,
-                request_deserializer=request_deserializer(pb.TriageStreamRequest),
-                response_serializer=pb.TriageStreamResponse.SerializeToString,
+                self.TriageStream, request_deserializer=request_deserializer(pb.TriageStreamRequest)
             ),
             "GetRulePack": grpc.unary_unary_rpc_method_handler(
                 self.GetRulePack,
