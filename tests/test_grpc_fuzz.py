@@ -337,6 +337,25 @@ def test_plainly_valid_shortcut_equals_full_validation(c: Any) -> None:
         assert convert.complaint_from_proto(c, now=now) == full
 
 
+@pytest.mark.parametrize("seconds", [-62135596801, -62135596800, 0, 253402300799, 253402300800])
+@pytest.mark.parametrize("nanos", [0, 999, 1_000, 999_999_999])
+def test_shortcut_reads_timestamps_at_the_edges_of_their_range_as_the_validation_does(
+    seconds: int, nanos: int
+) -> None:
+    c = pb.Complaint(id="t", text="拖欠工资")
+    c.received_at.seconds, c.received_at.nanos = seconds, nanos
+    fast = convert._complaint_if_plainly_valid(c, None)
+    try:
+        full: Complaint | None = convert._complaint_from_proto_fully(c, None)
+    except ComplaintError:
+        full = None
+    in_range = -62135596800 <= seconds <= 253402300799
+    assert (fast is not None) == (full is not None) == in_range
+    if fast is not None and full is not None:
+        assert (fast.received_at, fast.received_at.tzinfo) == (full.received_at, full.received_at.tzinfo)
+        assert fast.received_at.microsecond == nanos // 1000
+
+
 def test_shortcut_took_most_valid_complaints() -> None:
     """Run after the property above (same module): it was not a shortcut that never fires."""
     assert PLAIN["valid"] > 100

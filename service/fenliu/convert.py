@@ -18,7 +18,7 @@ import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -201,6 +201,10 @@ _STRINGS: Final = (
 )
 _ENUMS: Final = tuple(_ENUM_VALUES.items())
 _BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_SECONDS_MIN: Final = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+_SECONDS_MAX: Final = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
 
 
 def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
@@ -247,7 +251,9 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         region = _plain_strings(msg.region, REGION_FIELDS, MAX_CODE)
         if region is None:
             return None
-        kw["region"] = {k: v.strip() for k, v in region.items()}
+        for k, v in region.items():
+            region[k] = v.strip()
+        kw["region"] = region
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
         if person is None:
@@ -255,22 +261,17 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         kw["complainant"] = Complainant(**person)
     if msg.HasField("received_at"):
         ts = msg.received_at
-        if not 0 <= ts.nanos <= 999_999_999:
+        seconds, nanos = ts.seconds, ts.nanos
+        # Timestamp.ToDatetime(tzinfo=UTC), without its checks and time zone conversion: in its range
+        # (0001-01-01 to 9999-12-31), with nanos whole microseconds and rounded toward zero.
+        if not (0 <= nanos <= 999_999_999 and _SECONDS_MIN <= seconds <= _SECONDS_MAX):
             return None
-        try:
-            received_at = ts.ToDatetime(tzinfo=UTC)
-        except (ValueError, OverflowError, OSError):
-            return None
-        given = True
+        kw["received_at"] = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     else:
-        received_at = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
-        given = False
-    return Complaint(
-        received_at=received_at,
-        received_at_given=given,
-        **dict(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True)),
-        **kw,
-    )
+        kw["received_at"] = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
+        kw["received_at_given"] = False
+    kw.update(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
+    return Complaint(**kw)
 
 
 def complaint_from_proto(msg: Any, *, now: datetime | None = None) -> Complaint:
