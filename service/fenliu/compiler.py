@@ -74,10 +74,6 @@ _ASCII_FORMS: Final = _ascii_forms()
 _ASCII_FORM_RX: Final = re.compile("[" + re.escape("".join(_ASCII_FORMS)) + "]")
 
 
-def _ascii_form(m: re.Match[str]) -> str:
-    return _ASCII_FORMS[m.group()]
-
-
 def normalize_text(s: str) -> str:
     """NFKC, then case-folded.
 
@@ -86,7 +82,8 @@ def normalize_text(s: str) -> str:
     leaves the NFKC form unchanged and usually makes the text NFKC already, so the full normalization
     is skipped. ``tests/test_normalize.py`` holds this equal to ``unicodedata.normalize``.
     """
-    s = _ASCII_FORM_RX.sub(_ascii_form, s)
+    for ch in set(_ASCII_FORM_RX.findall(s)):  # a few distinct ones, however often each occurs
+        s = s.replace(ch, _ASCII_FORMS[ch])
     if not unicodedata.is_normalized("NFKC", s):
         s = unicodedata.normalize("NFKC", s)
     return s.casefold()
