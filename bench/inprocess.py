@@ -197,6 +197,10 @@ def breakdown(
             "decision_to_proto(trace=True), outcome converted before",
             lambda: [convert.decision_to_proto(x, trace=True) for x in decisions],
         ),
+        (
+            "decision_to_wire(trace=False), serialized as the servicer answers",
+            lambda: [convert.decision_to_wire(x) for x in decisions],
+        ),
     ]
     out = []
     for name, fn in rows:
