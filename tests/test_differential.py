@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import WUSHEN
 from fenliu.engine import Decider
@@ -59,6 +60,35 @@ def test_keyword_automaton_finds_exactly_the_words_present(data: dict[str, Any])
 
 
 COMPILED = MEMO.compiled
+
+
+def _generated_compiled(n: int) -> Any:
+    import sys
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench import genpack
+
+    from fenliu.compiler import compile_pack
+
+    return compile_pack(load_pack(genpack.write_pack(n, Path(tempfile.mkdtemp(prefix="fenliu-ac-")) / "g")))
+
+
+GENERATED = _generated_compiled(500)  # 500 keywords, many of them inside one another
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(sorted(GENERATED.words)), st.text(max_size=3)), min_size=1, max_size=40
+    )
+)
+def test_keyword_automaton_finds_exactly_the_words_present_among_500(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    found = frozenset(GENERATED.automaton.find_matches_as_strings(text, overlapping=True))
+    assert found == frozenset(w for w in GENERATED.words if w in text)
 
 
 def test_memoized_outcomes_equal_the_interpreter_on_generated_packs(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import ahocorasick  # type: ignore[import-not-found]
+import ahocorasick_rs
 
 from fenliu import fields as F
 from fenliu._durable import STEP_FIELD, check_expression
@@ -142,7 +142,7 @@ class CompiledPack:
     # hint, of each complaint field and of each pattern (see read()).
     _bit: dict[str, int] = field(default_factory=dict)
     _position: dict[str, int] = field(default_factory=dict)
-    _automaton: Any = None
+    _automaton: ahocorasick_rs.AhoCorasick | None = None
 
     # -- per complaint ---------------------------------------------------------------------------------
     def read(self, c: Complaint) -> tuple[tuple[Any, ...], frozenset[str]]:
@@ -154,7 +154,11 @@ class CompiledPack:
         is reduced by its abstractor. Which words matched is told per decision, outside the outcome.
         """
         text = normalize_text(c.title + "\n" + c.text) if (c.title or c.text) else ""
-        present = frozenset([w for _end, w in self.automaton.iter(text)]) if text and self.words else _NOTHING
+        present = (
+            frozenset(self.automaton.find_matches_as_strings(text, overlapping=True))
+            if text and self.words
+            else _NOTHING
+        )
         mask = 0
         word_mask = self.word_mask
         for w in present:
@@ -405,15 +409,11 @@ class CompiledPack:
         return lambda key: (key[0] & mask, get(key))
 
     @property
-    def automaton(self) -> Any:
+    def automaton(self) -> ahocorasick_rs.AhoCorasick:
         """Every keyword of the pack in one Aho-Corasick automaton: one pass over a text finds them
         all, overlapping ones included (房屋 inside 房屋质量)."""
         if self._automaton is None:
-            auto = ahocorasick.Automaton()
-            for w in self.words:
-                auto.add_word(w, w)
-            auto.make_automaton()
-            self._automaton = auto
+            self._automaton = ahocorasick_rs.AhoCorasick(sorted(self.words))
         return self._automaton
 
     def __post_init__(self) -> None:
