@@ -419,7 +419,8 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
 
 
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
-# times. The proto of an outcome is built once and copied; only the per-complaint fields are set.
+# times. The proto of an outcome is built and serialized once; a decision copies the message and sets
+# the per-complaint fields, or appends those fields, serialized, to the template's bytes.
 _TEMPLATES: OrderedDict[Any, tuple[Any, Any, bytes]] = OrderedDict()
 _TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
