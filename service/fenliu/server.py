@@ -189,15 +189,25 @@ def _byte_mirror() -> dict[str, Any]:
     del fdp.service[:]
     for m in fdp.message_type:
         _strings_to_bytes(m)
+    return _mirror_classes(
+        fdp, ("TriageRequest", "TriageStreamRequest"), (any_pb2, struct_pb2, timestamp_pb2, status_pb2)
+    )
+
+
+def _mirror_classes(
+    fdp: descriptor_pb2.FileDescriptorProto, names: tuple[str, ...], deps: tuple[Any, ...] = ()
+) -> dict[str, Any]:
+    """The messages ``names`` of a mirror file of fenliu.v1, as classes of a pool of their own (the
+    default pool, which reflection serves, never sees them)."""
     pool = descriptor_pool.DescriptorPool()
-    for dep in (any_pb2, struct_pb2, timestamp_pb2, status_pb2):
+    for dep in deps:
         dep_proto = descriptor_pb2.FileDescriptorProto()
         dep.DESCRIPTOR.CopyToProto(dep_proto)
         pool.Add(dep_proto)
     pool.Add(fdp)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"fenliu.v1.{name}"))
-        for name in ("TriageRequest", "TriageStreamRequest")
+        for name in names
     }
 
 
@@ -211,10 +221,11 @@ def _wire_mirror() -> dict[str, Any]:
     field of the same number are written the same way, so an answer built with these is, on the wire,
     the fenliu.v1 answer with that decision.
     """
+    names = ("TriageResponse", "TriageStreamResponse")
     fdp = descriptor_pb2.FileDescriptorProto(
         name="fenliu/v1/triage_wire_mirror.proto", package="fenliu.v1", syntax="proto3"
     )
-    for name in ("TriageResponse", "TriageStreamResponse"):
+    for name in names:
         m = fdp.message_type.add()
         pb.DESCRIPTOR.message_types_by_name[name].CopyToProto(m)
         kept = [f for f in m.field if f.name != "error"]
@@ -227,12 +238,7 @@ def _wire_mirror() -> dict[str, Any]:
             if g.name == "decision":
                 g.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                 g.ClearField("type_name")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"fenliu.v1.{name}"))
-        for name in ("TriageResponse", "TriageStreamResponse")
-    }
+    return _mirror_classes(fdp, names)
 
 
 _WIRE: Final = _wire_mirror()
