@@ -49,7 +49,7 @@ FULL = {
     "call_n": 2_000,
     "grpc_seconds": 6.0,
     "grpc_warmup": 1.5,
-    "grpc_rounds": 2,
+    "grpc_rounds": 3,
     "grpc_corpus": 30000,
     "growth_n": 1000,
     "growth_rounds": 5,
