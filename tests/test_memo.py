@@ -167,6 +167,23 @@ def test_rules_that_read_nothing_in_common_are_matched_part_by_part(
     assert {t.rule for t in outcome.trace} >= {"classify.wage_arrears", "classify.neighbor"}
 
 
+def test_a_rule_whose_only_condition_is_a_keyword_group_fires_without_the_engine(
+    wushen: Pack, python_decider: Decider
+) -> None:
+    """The first time a keyword-only rule's group is found, the rule is known to fire: its stage needs
+    no engine for it (here the neighbour rule, which loses to the wage rule, so nothing else changes)."""
+    decider = Decider(wushen, memoize=True)
+    common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
+    a = complaint_from_dict({"id": "a", "text": "拖欠农民工工资", **common})
+    b = complaint_from_dict({"id": "b", "text": "拖欠农民工工资，邻居也一样", **common})
+    assert decider.outcome(a) == python_decider.outcome(a)
+    engine_runs = decider.stage_misses
+    outcome = decider.outcome(b)
+    assert decider.stage_misses == engine_runs  # the classify stage did not need the engine
+    assert outcome == python_decider.outcome(b)
+    assert "classify.neighbor" in {t.rule for t in outcome.trace}
+
+
 def test_walks_that_differ_only_in_their_trace_go_on_from_one_node(
     wushen: Pack, python_decider: Decider
 ) -> None:

@@ -95,8 +95,9 @@ def fact_name(field_name: str) -> str:
 
 #: (the fact's values as read, their classes, the class key) -> the class of what a stage matches
 MatchKey = Callable[[list[Any], list[Any], tuple[Any, ...]], tuple[Any, ...]]
-#: (the candidate rules' bits, the classes, the class key) -> [(a part's class, its candidates' bits)]
-MatchParts = Callable[[int, list[Any], tuple[Any, ...]], list[tuple[tuple[Any, ...], int]]]
+#: (the candidate rules' bits, the classes, the class key) -> ([(a part's class, its candidates' bits)],
+#: the candidates sure to fire, in no part)
+MatchParts = Callable[[int, list[Any], tuple[Any, ...]], tuple[list[tuple[tuple[Any, ...], int]], int]]
 
 
 @dataclass(slots=True)
@@ -228,6 +229,8 @@ class CompiledPack:
         Also how the candidates split into parts that read nothing in common (but the value sieved
         on): each part's (class, the candidates in it), so what each part matches can be remembered on
         its own. The candidates' bits come first in both keys: a key always tells which rules it is of.
+        A rule whose only condition is a keyword group is a candidate exactly when that group is found,
+        and then it fires: such candidates are in no part, and are told apart as sure to fire.
         """
         rules = plan.rules
         position = {name: i for i, name in enumerate(plan.fields)}
@@ -260,11 +263,13 @@ class CompiledPack:
         disc = max(tested, key=lambda f: (tested[f], f)) if tested else None
         # Two sieves, each a set of rules as bits of an integer: the rules that pass the keyword
         # condition (those without one always do), and those that pass the value condition.
-        no_word = no_value = 0
+        no_word = no_value = sure = 0
         by_bit: dict[int, int] = {}
         by_value: dict[Any, int] = {}
         for i, r in enumerate(rules):
             conds = conditions(r)
+            if len(conds) == 1 and isinstance(conds[0], Keywords):
+                sure |= 1 << i
             kw = next((c for c in conds if isinstance(c, Keywords)), None)
             if kw is None:
                 no_word |= 1 << i
@@ -375,10 +380,10 @@ class CompiledPack:
 
         def parts_of(
             cand: int, classes: list[Any], key: tuple[Any, ...]
-        ) -> list[tuple[tuple[Any, ...], int]]:
+        ) -> tuple[list[tuple[tuple[Any, ...], int]], int]:
             out = []
             words = key[0]
-            m = cand
+            m = cand & ~sure
             while m:
                 low = m & -m
                 sub = cand & part_of[low.bit_length() - 1]
@@ -389,7 +394,7 @@ class CompiledPack:
                     out.append(((index, sub, get(classes), words & bits, *[bool(key[p]) for p in pats]), sub))
                 else:
                     out.append(((index, sub, get(classes), words & bits), sub))
-            return out
+            return out, cand & sure
 
         return key_of, parts_of
 

@@ -544,12 +544,15 @@ class Decider:
             node = edge[1]
         return node, tuple(taken)
 
-    def _recall_parts(self, plan: StagePlan, split: list[tuple[tuple[Any, ...], int]]) -> list[Rule] | None:
-        """The rules the parts of a stage's candidates match, if every part's class is remembered."""
-        if not split:
+    def _recall_parts(
+        self, plan: StagePlan, split: list[tuple[tuple[Any, ...], int]], sure: int
+    ) -> list[Rule] | None:
+        """The rules the parts of a stage's candidates match, and those sure to fire, if every part's
+        class is remembered."""
+        if not split and not sure:
             return None
         memo = self._part_memo
-        fired_bits = 0
+        fired_bits = sure
         for pkey, _sub in split:
             got = memo.get(pkey)
             if got is None:
@@ -609,8 +612,8 @@ class Decider:
         else:
             # A class not seen whole may be seen part by part: rules that read nothing in common
             # match independently (CompiledPack.match_key). The fact is built only for the matcher.
-            split = plan.match_parts(skey[1], classes, key)  # type: ignore[misc]
-            recalled = self._recall_parts(plan, split)
+            split, sure = plan.match_parts(skey[1], classes, key)  # type: ignore[misc]
+            recalled = self._recall_parts(plan, split, sure)
             if recalled is not None:
                 self.stage_hits += 1
                 fired = recalled
