@@ -13,7 +13,7 @@ so that ``make bench`` can measure what each step costs a served call (the *step
 ``validate`` (the complaint read from the request and validated, as fenliu does it), ``read`` (and
 then its class key: normalized text, keywords, bands) and ``outcome`` (and then the memoized
 outcome of the reference pack's decider, the engine asked on a miss). An invalid complaint is
-answered INVALID_ARGUMENT. With a step, the worker's collector is set up as a fenliu worker's is.
+answered INVALID_ARGUMENT. Every worker sets up its collector as a fenliu worker does before serving.
 """
 
 from __future__ import annotations
@@ -284,10 +284,9 @@ def serve_one(address: str, threads: int | None = None, cpu: int | None = None, 
     if cpu is not None:  # as fenliu serve --pin-cpus does: before gRPC starts a thread
         os.sched_setaffinity(0, {cpu})
     server, _ = create_server(address, threads, adds)
-    if adds:  # as a fenliu worker does before it serves
-        from fenliu.supervisor import tune_gc
+    from fenliu.supervisor import tune_gc
 
-        tune_gc()
+    tune_gc()  # as a fenliu worker does before it serves
     server.start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,7 +54,7 @@ FULL = {
     "grpc_corpus": 30000,
     "steps_rounds": 4,
     "growth_n": 1000,
-    "growth_rounds": 5,
+    "growth_rounds": 9,
     "startup_repeats": 3,
     "reload_repeats": 5,
     "memory_decisions": 1_000_000,
