@@ -290,8 +290,11 @@ class ServeProcess:
 
     def logs(self) -> list[dict[str, Any]]:
         self._log.flush()
+        data = self.log_path.read_bytes()
+        # A worker may be writing a line as it is read: a last line without its newline is not done.
+        complete = data[: data.rfind(b"\n") + 1]
         out = []
-        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+        for line in complete.decode("utf-8").splitlines():
             if line.strip():
                 out.append(json.loads(line))  # every line must be JSON
         return out
