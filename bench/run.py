@@ -281,22 +281,9 @@ class Run:
                             for r in runs
                             if (r.target, r.mode, r.workers, r.pinned) == (kind, mode, workers, pinned)
                         ]
-                        requests = sum(r.requests for r in rs)
                         table.append(
-                            {
-                                "target": kind,
-                                "workers": workers,
-                                "pinned": pinned,
-                                "mode": mode,
-                                "rounds": len(rs),
-                                "rps": statistics.median(r.rps for r in rs),
-                                "p50_ms": statistics.median(r.p50_ms for r in rs),
-                                "p99_ms": statistics.median(r.p99_ms for r in rs),
-                                "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6
-                                if requests
-                                else 0.0,
-                                "errors": sum(r.errors for r in rs),
-                            }
+                            {"target": kind, "workers": workers, "pinned": pinned, "mode": mode}
+                            | _over_rounds(rs)
                         )
         self.results["grpc"] = table
         by = _grpc_rows(table)
@@ -447,6 +434,19 @@ def _grpc_rows(rows: Any) -> dict[tuple[str, str, int, bool], dict[str, Any]]:
     return {(x["target"], x["mode"], x["workers"], bool(x.get("pinned"))): x for x in rows}
 
 
+def _over_rounds(rs: Sequence[LoadResult]) -> dict[str, Any]:
+    """One server's loads of one kind over the rounds: medians, and CPU per request over all of them."""
+    requests = sum(r.requests for r in rs)
+    return {
+        "rounds": len(rs),
+        "rps": statistics.median(r.rps for r in rs),
+        "p50_ms": statistics.median(r.p50_ms for r in rs),
+        "p99_ms": statistics.median(r.p99_ms for r in rs),
+        "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6 if requests else 0.0,
+        "errors": sum(r.errors for r in rs),
+    }
+
+
 STEP_NAMES = {
     "echo": "the echo server: parse the request, answer a fixed decision",
     "echo+validate": "… and validate the complaint",
@@ -466,21 +466,11 @@ def step_rows(runs: Sequence[LoadResult], order: Sequence[str]) -> list[dict[str
             rs = [r for r in runs if r.target == kind and r.mode == mode]
             if not rs or not echo:
                 continue
-            requests = sum(r.requests for r in rs)
-            rows.append(
-                {
-                    "server": kind,
-                    "mode": mode,
-                    "rounds": len(rs),
-                    "rps": statistics.median(r.rps for r in rs),
-                    "ratio": statistics.median(r.rps for r in rs) / statistics.median(e.rps for e in echo)
-                    if any(e.rps for e in echo)
-                    else 0.0,
-                    "per_round": [r.rps / e.rps if e.rps else 0.0 for r, e in zip(rs, echo, strict=False)],
-                    "cpu_us": sum(r.server_cpu_s for r in rs) / requests * 1e6 if requests else 0.0,
-                    "errors": sum(r.errors for r in rs),
-                }
-            )
+            row = {"server": kind, "mode": mode} | _over_rounds(rs)
+            echo_rps = statistics.median(e.rps for e in echo)
+            row["ratio"] = row["rps"] / echo_rps if echo_rps else 0.0
+            row["per_round"] = [r.rps / e.rps if e.rps else 0.0 for r, e in zip(rs, echo, strict=False)]
+            rows.append(row)
     return rows
 
 
