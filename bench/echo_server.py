@@ -218,8 +218,12 @@ class EchoServicer:
         """fenliu's first steps, up to ``self.adds``; what they find is not used."""
         try:
             complaint = convert.complaint_from_proto(request.complaint)
-        except ComplaintError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(v.field for v in e.violations))
+        except ComplaintError as e:  # refused as fenliu refuses it
+            from grpc_status import rpc_status
+
+            from fenliu.server import invalid_complaint_status
+
+            context.abort_with_status(rpc_status.to_status(invalid_complaint_status(e.violations)))
         if self.adds == "read":
             self.decider.compiled.read(complaint)
         elif self.adds == "outcome":

@@ -198,6 +198,7 @@ def test_echo_server_steps_are_fenliu_s_own(adds: str, monkeypatch: pytest.Monke
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
     from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
     from fenliu.compiler import CompiledPack
+    from grpc_helpers import bad_fields, error_of
 
     data = corpus.generate(2)
     # In process: the step runs fenliu's code on the complaint (reads it, and for outcome decides it).
@@ -226,7 +227,8 @@ def test_echo_server_steps_are_fenliu_s_own(adds: str, monkeypatch: pytest.Monke
             bad = convert.complaint_to_proto({**data[1], "text": "", "title": "", "category_hint": ""})
             with pytest.raises(grpc.RpcError) as e:
                 stub.Triage(pb.TriageRequest(complaint=bad), timeout=10)
-            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text" in (e.value.details() or "")
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_fields(error_of(e.value)) == {"complaint.text"}
     finally:
         server.stop(0)
     with pytest.raises(ValueError, match="unknown step"):
