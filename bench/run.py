@@ -85,6 +85,13 @@ QUICK = {
     "memory_max_seconds": 120.0,
 }
 
+#: The load per mode (the report's "Load:" paragraph): unary, 8 calls in flight per client process;
+#: stream, 2 bidirectional streams per client process with 16 messages in flight on each.
+LOAD: Final[dict[str, dict[str, Any]]] = {
+    "unary": {"concurrency": 8},
+    "stream": {"concurrency": 2, "window": 16},
+}
+
 # Goals (issue 6): (key, description, target, higher_is_better)
 GOALS = {
     "inproc": ("in-process decisions per CPU-second, trace on: fenliu ÷ ZEN", 1.0, True),
@@ -179,6 +186,11 @@ class Run:
         self.timings[name] = time.monotonic() - t0
         log(f"{name} done in {self.timings[name]:.0f} s")
 
+    def _load_common(self) -> dict[str, Any]:
+        """The gRPC loads' length, warm-up and corpus, the same for every part that loads a server."""
+        s = self.s
+        return {"seconds": s["grpc_seconds"], "warmup": s["grpc_warmup"], "corpus_n": s["grpc_corpus"]}
+
     # -- parts ------------------------------------------------------------------------------------------
 
     def zen(self) -> None:
@@ -230,7 +242,7 @@ class Run:
         s = self.s
         runs: list[LoadResult] = []
         starts: dict[str, float] = {}
-        common = {"seconds": s["grpc_seconds"], "warmup": s["grpc_warmup"], "corpus_n": s["grpc_corpus"]}
+        common = self._load_common()
         logs = Path(tempfile.gettempdir()) / "fenliu-bench"
         logs.mkdir(exist_ok=True)
         # Both servers run side by side (an idle server costs nothing); their loads alternate, round after
@@ -254,12 +266,9 @@ class Run:
                         )
                     for rnd in range(s["grpc_rounds"]):
                         for mode in ("unary", "stream"):
-                            conc: dict[str, Any] = (
-                                {"concurrency": 8} if mode == "unary" else {"concurrency": 2, "window": 16}
-                            )
                             for server in (echo, fen) if rnd % 2 == 0 else (fen, echo):
                                 r = run_load(
-                                    server, mode, **conc, **common, salt=rnd + (100 if pinned else 0)
+                                    server, mode, **LOAD[mode], **common, salt=rnd + (100 if pinned else 0)
                                 )
                                 runs.append(r)
                                 log(
@@ -307,7 +316,7 @@ class Run:
         """The echo server, then the echo server doing fenliu's first steps, one more at a time, then
         fenliu: 1 worker each, shared CPUs, all serving side by side, loads alternating round by round."""
         s = self.s
-        common = {"seconds": s["grpc_seconds"], "warmup": s["grpc_warmup"], "corpus_n": s["grpc_corpus"]}
+        common = self._load_common()
         runs: list[LoadResult] = []
         with contextlib.ExitStack() as stack:
             servers = [stack.enter_context(ServerProcess("echo", 1))]
@@ -315,11 +324,8 @@ class Run:
             servers.append(stack.enter_context(ServerProcess("fenliu", 1)))
             for rnd in range(s["steps_rounds"]):
                 for mode in ("unary", "stream"):
-                    conc: dict[str, Any] = (
-                        {"concurrency": 8} if mode == "unary" else {"concurrency": 2, "window": 16}
-                    )
                     for server in servers if rnd % 2 == 0 else servers[::-1]:
-                        r = run_load(server, mode, **conc, **common, salt=200 + rnd)
+                        r = run_load(server, mode, **LOAD[mode], **common, salt=200 + rnd)
                         runs.append(r)
                         log(
                             f"  {server.kind:14s} {mode:6s} {r.rps:7.0f}/s  server CPU "
