@@ -164,8 +164,8 @@ class CompiledPack:
         word_mask = self.word_mask
         for w in present:
             mask |= word_mask[w]
-        hint = c.category_hint.strip()
-        code = self.hint_codes.get(normalize_text(hint), "") if hint else ""
+        hint = normalize_text(c.category_hint).strip() if c.category_hint else ""
+        code = self.hint_codes.get(hint, "") if hint else ""
         fields = list(self._read_fields(c))
         for i, fn in self._abstract:
             fields[i] = fn(fields[i])
@@ -481,8 +481,12 @@ def compile_pack(pack: Pack) -> CompiledPack:
         if words:
             rule_words[r.id] = tuple(dict.fromkeys(words))
 
+    # A hint names a category (its code or its name). The default category is what no rule
+    # classified (``unclassified``, 未分类): a hint naming it classifies nothing, so it is no valid hint.
     hint_codes: dict[str, str] = {}
     for code, row in pack.categories.items():
+        if code == pack.defaults.get("category"):
+            continue
         hint_codes[normalize_text(code)] = code
         if isinstance(row.get("name"), str):
             hint_codes[normalize_text(row["name"])] = code
