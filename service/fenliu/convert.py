@@ -208,14 +208,15 @@ _SECONDS_MAX: Final = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPO
 
 
 def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
-    """The non-empty string fields of a submessage, or None if one is too long or holds a NUL."""
+    """The string fields of a submessage that are not blank, or None if one is too long or holds a NUL."""
     out: dict[str, str] = {}
     for name in names:
         v = getattr(msg, name)
         if v:
             if len(v) > limit or "\x00" in v:
                 return None
-            out[name] = v
+            if not v.isspace():  # whitespace only: absent
+                out[name] = v
     return out
 
 
@@ -233,7 +234,7 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         v = getattr(msg, name)
         if len(v) > limit or "\x00" in v:
             return None
-        kw[name] = v
+        kw[name] = "" if v.isspace() else v  # whitespace only: absent
     if not kw["id"].strip() or not (kw["text"].strip() or kw["category_hint"].strip()):
         return None
     for name, numbers in _ENUMS:

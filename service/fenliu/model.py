@@ -212,7 +212,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 bad.append(FieldViolation(name, "contains invalid Unicode (a lone surrogate)"))
             elif "\x00" in v:
                 bad.append(FieldViolation(name, "contains a NUL character"))
-            else:
+            elif v.strip():  # a string of whitespace only is absent (a blank existing_case_id names no case)
                 out[name] = v
         elif kind == "enum":
             allowed = COMPLAINT_ENUMS[name]
@@ -275,7 +275,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                     bad.append(
                         FieldViolation(f"region.{k}", f"must be a code of at most {MAX_CODE} characters")
                     )
-                else:
+                elif v.strip():
                     reg[k] = v.strip()
             out["region"] = reg
 
@@ -296,7 +296,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                     bad.append(
                         FieldViolation(f"complainant.{k}", f"must be at most {MAX_PERSONAL} characters")
                     )
-                else:
+                elif v.strip():
                     pdata[k] = v
             out["complainant"] = Complainant(**pdata)
 
