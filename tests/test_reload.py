@@ -38,13 +38,13 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _manifest(base: str, kind: str, k: int) -> str:
     if kind == "good":
-        return base.replace('revision: "2026.11.1"', f'revision: "good-{k}"')
+        return base.replace('revision: "2026.12.1"', f'revision: "good-{k}"')
     if kind == "error":  # a schema error the checker must name with file and line
-        return base.replace('revision: "2026.11.1"', f'revision: "error-{k}"').replace(
+        return base.replace('revision: "2026.12.1"', f'revision: "error-{k}"').replace(
             "  color: BLUE\n", "  color: PURPLE\n"
         )
     # compiles and lints, but its own cases fail: nothing unclassified any more
-    return base.replace('revision: "2026.11.1"', f'revision: "failing-{k}"').replace(
+    return base.replace('revision: "2026.12.1"', f'revision: "failing-{k}"').replace(
         "  category: unclassified", "  category: neighbor"
     )
 
@@ -86,7 +86,7 @@ def test_reload_under_load_never_fails_a_call_and_serves_only_tested_packs(tmp_p
         time.sleep(1.0)
         rss_before = {pid: _rss_mb(pid) for pid in sp.worker_pids}
         kinds = ["good", "error", "good", "failing"]
-        good: set[str] = {"2026.11.1"}
+        good: set[str] = {"2026.12.1"}
         expected_events = 0
         started = time.monotonic()
         for k in range(RELOADS):
@@ -146,7 +146,7 @@ def test_reload_watcher_picks_up_a_changed_file(tmp_path: Path) -> None:
         sp.wait_for("watch_started", timeout=20)
         manifest = pack / "pack.yaml"
         _write_atomically(
-            manifest, manifest.read_text("utf-8").replace('revision: "2026.11.1"', 'revision: "watched-1"')
+            manifest, manifest.read_text("utf-8").replace('revision: "2026.12.1"', 'revision: "watched-1"')
         )
         sp.wait_for("pack_reloaded", count=2, timeout=60)
         with grpc.insecure_channel(sp.target) as channel:

@@ -121,7 +121,7 @@ def test_serve_with_metrics_and_decision_log_keeps_personal_data_out(tmp_path: P
             == 10
         )
         assert _metric(text, "fenliu_rule_firings_total", rule="classify.wage_arrears") >= 30
-        assert _metric(text, "fenliu_pack_info", name="wushen", revision="2026.11.1") >= 1
+        assert _metric(text, "fenliu_pack_info", name="wushen", revision="2026.12.1") >= 1
 
         # A reload is counted; a killed worker is counted as a restart.
         sp.proc.send_signal(signal.SIGHUP)

@@ -41,6 +41,11 @@ STAGES = ("CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE")
 ARBITRATION_FIRST_ROUTE = (
     "劳动人事争议须先经仲裁，对仲裁裁决不服的方可向人民法院起诉（劳动争议调解仲裁法第五条）"
 )
+# The categories whose intent to sue is given that route; the other arbitration-first ones (wage_arrears,
+# land_rights, grassland) keep their own statutory route from the categories table.
+LABOUR_ARBITRATION = ("labor_dispute", "personnel_dispute")
+# legal_aid: the decision on aid is due within 7 days (法律援助法 §43): plan_by at most 168 hours.
+LEGAL_AID_PLAN_H = 7 * 24
 # route.diverted: categories that need a department's authority.
 AUTHORITY = (
     "land_expropriation",
@@ -166,6 +171,8 @@ def build(pack: Pack) -> dict[str, Any]:
     # classify: a valid hint decides (code or Chinese name, normalized); otherwise keywords by priority.
     hint_rows: list[tuple[list[str], list[str]]] = []
     for code, row in cats.items():
+        if code == "unclassified":  # only the 22 categories are hints (contract v2)
+            continue
         names = dict.fromkeys([_norm(code), _norm(str(row.get("name", code)))])
         hint_rows.append(([", ".join(_s(n) for n in names)], [_s(code)]))
     hint_rows.append(([""], ['""']))
@@ -343,7 +350,8 @@ def build(pack: Pack) -> dict[str, Any]:
         [
             (
                 "statutory_route",
-                f'intent == "LITIGATION" and cat_arbitration_first ? {_s(ARBITRATION_FIRST_ROUTE)} : statutory_route',
+                f'excluded == false and intent == "LITIGATION" and category in [{", ".join(_s(c) for c in LABOUR_ARBITRATION)}]'
+                f" ? {_s(ARBITRATION_FIRST_ROUTE)} : statutory_route",
             ),
         ],
     )
@@ -383,6 +391,16 @@ def build(pack: Pack) -> dict[str, Any]:
             ("plan_h", "excluded ? null : plan_h"),
             ("accept_h", "excluded ? null : 360"),
             ("resolve_h", "excluded ? null : resolve_h"),
+        ],
+    )
+    g.expressions(
+        "deadlines_legal_aid",
+        [
+            (
+                "plan_h",
+                f'excluded == false and category == "legal_aid" and (plan_h == null or plan_h > {LEGAL_AID_PLAN_H})'
+                f" ? {LEGAL_AID_PLAN_H} : plan_h",
+            ),
         ],
     )
 
