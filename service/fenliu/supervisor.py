@@ -225,8 +225,11 @@ def on_worker_exit(pid: int, *, crashed: bool) -> None:
         metrics.record_worker_restart()
 
 
-def on_reload_signal(triage: Any, rules: str | None) -> Any:
-    """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails."""
+def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1) -> Any:
+    """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
+
+    ``triggers``: how many reload requests (signals, changes) this one reload serves.
+    """
     if not rules:
         log.warning("reload_skipped", extra={"reason": "no --rules given"})
         return None
@@ -251,6 +254,7 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
                 "revision": getattr(pack, "revision", None),
                 "unchanged": bool(getattr(result, "unchanged", False)),
                 "ms": ms,
+                "triggers": triggers,
             },
         )
     else:
@@ -258,7 +262,13 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
         failures = [str(f) for f in getattr(result, "failures", [])]
         log.error(
             "pack_reload_failed",
-            extra={"rules": rules, "problems": problems[:50], "failures": failures[:50], "ms": ms},
+            extra={
+                "rules": rules,
+                "problems": problems[:50],
+                "failures": failures[:50],
+                "ms": ms,
+                "triggers": triggers,
+            },
         )
     return result
 
@@ -357,11 +367,11 @@ def serve_in_process(
         return 3
 
     stop = _StopFlag()
+    from fenliu.reload import Coalescer
 
-    def reload() -> None:
-        threading.Thread(
-            target=on_reload_signal, args=(triage, args.rules), name="fenliu-reload", daemon=True
-        ).start()
+    # However many SIGHUPs and changes arrive, one reload runs at a time and at most one waits.
+    reloads = Coalescer(lambda triggers: on_reload_signal(triage, args.rules, triggers=triggers))
+    reload = reloads.request
 
     _install_worker_signals(stop, reload)
     watcher = _start_watcher(args, reload) if watch_rules else None
@@ -389,6 +399,7 @@ def serve_in_process(
     )
     if watcher is not None:
         watcher.stop()
+    reloads.close(0.0)
     serving.health.enter_graceful_shutdown()  # NOT_SERVING from now on
     if drain:  # still taking calls while clients that watch health move away
         time.sleep(drain)
