@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -101,3 +102,92 @@ def _threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise AssertionError("no Threads line")
+
+
+def _serves(sp: ServeProcess, revision: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        seen = _revisions(sp.target, calls=2)
+        if seen == {revision}:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"serving {seen}, not {revision}: {sp.logs()[-10:]}")
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _prepare(way: str, tmp: Path) -> tuple[Path, Path]:
+    """The path to serve, and the folder that holds the pack after the replacement (to edit later)."""
+    if way == "symlink-swap":
+        for name, rev in (("v1", "before"), ("v2", "replaced")):
+            shutil.copytree(PACK, tmp / name)
+            _set_revision(tmp / name, rev)
+        (tmp / "current").symlink_to(tmp / "v1")
+        return tmp / "current", tmp / "v2"
+    if way == "git-checkout":
+        repo = tmp / "repo"
+        shutil.copytree(PACK, repo / "wushen")
+        _git(repo, "init", "-q")
+        _set_revision(repo / "wushen", "replaced")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "a")
+        _git(repo, "tag", "a")
+        _set_revision(repo / "wushen", "before")
+        (repo / "wushen" / "uplift.yaml").rename(repo / "wushen" / "raise.yaml")  # and in their files
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "b")
+        return repo / "wushen", repo / "wushen"
+    shutil.copytree(PACK, tmp / "wushen")
+    _set_revision(tmp / "wushen", "before")
+    shutil.copytree(PACK, tmp / "next")
+    _set_revision(tmp / "next", "replaced")
+    return tmp / "wushen", tmp / "wushen"
+
+
+def _replace(way: str, tmp: Path) -> None:
+    if way == "rm-rf-cp-r":
+        shutil.rmtree(tmp / "wushen")
+        subprocess.run(["cp", "-r", str(tmp / "next"), str(tmp / "wushen")], check=True, timeout=60)
+    elif way == "mv-cp":
+        (tmp / "wushen").rename(tmp / "old")
+        subprocess.run(["cp", "-r", str(tmp / "next"), str(tmp / "wushen")], check=True, timeout=60)
+    elif way == "symlink-swap":
+        (tmp / "current.new").symlink_to(tmp / "v2")
+        os.replace(tmp / "current.new", tmp / "current")
+    else:
+        _git(tmp / "repo", "checkout", "-q", "a")
+
+
+WAYS = ["rm-rf-cp-r", "mv-cp", "symlink-swap", "git-checkout"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_watcher_follows_a_replaced_folder_and_picks_up_later_edits(tmp_path: Path, way: str) -> None:
+    if way == "git-checkout" and shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    served, edited = _prepare(way, tmp_path)
+    sp = ServeProcess(
+        ["--rules", str(served), "--address", "127.0.0.1:0", "--workers", "1"], tmp_path / "serve.log"
+    )
+    try:
+        sp.wait_for("watch_started", timeout=20)
+        _serves(sp, "before")
+        _replace(way, tmp_path)
+        _serves(sp, "replaced")
+        for k in range(2):  # later edits, each picked up
+            _set_revision(edited, f"edited-{k}")
+            _serves(sp, f"edited-{k}")
+        rearmed = sp.events("watch_rearmed")
+    finally:
+        assert sp.stop() == 0
+    if way != "git-checkout":  # git rewrites the files in place: the same folder stays watched
+        assert rearmed and rearmed[0]["reason"], sp.logs()
+        assert rearmed[-1]["folders"] == [str(edited.resolve())]
