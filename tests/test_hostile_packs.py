@@ -95,7 +95,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str, str]] = {
     "4-gb-sparse-file": (_sparse_inside, "sparse.yaml:1", "too-large"),
     "link-to-etc-folder": (_link_folder_out, "etc", "outside-pack"),
     "5000-deep-flow": (_deep, "deep.yaml:2", "yaml-limit"),
-    "1000-deep-block": (_deep_block, "deep.yaml:64", "yaml-limit"),
+    "1000-deep-block": (_deep_block, "deep.yaml:65", "yaml-limit"),
     "1001-files": (_many, "wushen", "too-many-files"),
     "whole-file-as-text": (_whole_file_string, "users.yaml:1", "schema"),
 }

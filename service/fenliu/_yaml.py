@@ -6,8 +6,9 @@ line of each key or item, so every later error can name ``file:line``. Duplicate
 
 A document is refused, at the line where it crosses a limit, when it nests deeper than
 :data:`MAX_DEPTH`, uses more than :data:`MAX_ALIASES` aliases, or would expand (aliases counted as
-copies of what they name) to more than :data:`MAX_NODES` nodes: an alias bomb is refused while it is
-composed, before anything is built from it, and deep nesting never reaches Python's recursion limit.
+copies of what they name) to more than :data:`MAX_NODES` nodes: one pass over its parse events checks
+this before anything is composed or built, so an alias bomb costs only its own length and deep
+nesting never reaches Python's recursion limit. libyaml parses when PyYAML has it.
 """
 
 from __future__ import annotations
@@ -46,42 +47,64 @@ class YamlProblem(Exception):
         super().__init__(f"line {line}: {message}")
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader, counting depth, aliases and the expanded size of what it composes."""
+#: libyaml's parser when PyYAML was built with it (about 15 times faster), else PyYAML's own.
+_BASE: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
-        self._sizes: dict[int, int] = {}  # id(node) -> nodes below it, aliases expanded (itself included)
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                raise YamlProblem(line, f"more than {MAX_ALIASES} aliases (*name) in one file", "yaml-limit")
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep", "yaml-limit")
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if node is not None and id(node) not in self._sizes:
-            size = 1
-            if isinstance(node, SequenceNode):
-                size += sum(self._sizes.get(id(c), 1) for c in node.value)
-            elif isinstance(node, MappingNode):
-                size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
-            if size > MAX_NODES:
+class _Loader(_BASE):  # type: ignore[misc]
+    """The safe loader, building :class:`YDict` and :class:`YList`."""
+
+
+def _line(event: Any) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _check_limits(text: str) -> None:
+    """One pass over the document's parse events: depth, aliases, and its size with aliases expanded.
+
+    Nothing is composed or built here, so an alias bomb or a deep nesting costs only its own length.
+    """
+    open_sizes: list[int] = []  # per open collection: the nodes in it so far, itself included
+    open_anchors: list[str | None] = []
+    sizes: dict[str, int] = {}  # anchor -> the size of what it names
+    aliases = 0
+
+    def add(n: int, event: Any) -> None:
+        if open_sizes:
+            open_sizes[-1] += n
+            n = open_sizes[-1]
+        if n > MAX_NODES:
+            raise YamlProblem(
+                _line(event),
+                f"expands to more than {MAX_NODES} values (aliases repeat what they name)",
+                "yaml-limit",
+            )
+
+    for event in yaml.parse(text, Loader=_BASE):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_sizes) >= MAX_DEPTH:
+                raise YamlProblem(_line(event), f"nested more than {MAX_DEPTH} levels deep", "yaml-limit")
+            open_sizes.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_sizes.pop(), open_anchors.pop()
+            if anchor:
+                sizes[anchor] = size
+            add(size, event)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = 1
+            add(1, event)
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
                 raise YamlProblem(
-                    line,
-                    f"expands to more than {MAX_NODES} values (aliases repeat what they name)",
+                    _line(event),
+                    f"more than {MAX_ALIASES} aliases (*name) in one file",
                     "yaml-limit",
                 )
-            self._sizes[id(node)] = size
-        return node
+            add(sizes.get(str(event.anchor), 1), event)
 
 
 def _construct_mapping(loader: _Loader, node: Node) -> YDict:
@@ -115,19 +138,25 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
-    loader = _Loader(text)
+    loader = None
     try:
+        _check_limits(text)
+        loader = _Loader(text)
         return loader.get_single_data()
     except YamlProblem:
         raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlProblem(line, f"YAML syntax: {e.problem or e.context}") from None
+        what = str(e.problem or e.context)
+        if "nesting depth" in what:  # libyaml's own limit (deeper than ours, but met first in flow style)
+            raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep", "yaml-limit") from None
+        raise YamlProblem(line, f"YAML syntax: {what}") from None
     except yaml.YAMLError as e:
         raise YamlProblem(1, f"YAML: {e}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def line_at(doc: Any, path: list[Any] | tuple[Any, ...]) -> int:
