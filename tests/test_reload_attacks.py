@@ -4,10 +4,14 @@
   each worker at most 3 reloads, and the served pack matches the disk within 2 s of the last trigger.
 * The watcher survives the folder being replaced (``rm -rf`` + ``cp -r``, ``mv`` + ``cp``, a symlink
   swap, ``git checkout`` of another revision), logs when it re-arms, and later edits are picked up.
+* Both workers killed under load while a refused pack sits on disk: the replacements start
+  from the sealed serving pack, the service is back within 1 s, and a client retrying UNAVAILABLE
+  loses no call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,7 +26,7 @@ import pytest
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from grpc_helpers import PACK, ServeProcess
+from grpc_helpers import PACK, ServeProcess, start_load
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +195,58 @@ def test_watcher_follows_a_replaced_folder_and_picks_up_later_edits(tmp_path: Pa
     if way != "git-checkout":  # git rewrites the files in place: the same folder stays watched
         assert rearmed and rearmed[0]["reason"], sp.logs()
         assert rearmed[-1]["folders"] == [str(edited.resolve())]
+
+
+def _back_after(target: str, limit: float) -> float:
+    """Seconds until a call on a new connection succeeds again (polled every 20 ms, up to ``limit``)."""
+    started = time.monotonic()
+    complaint = convert.complaint_to_proto({"id": "probe", "text": "邻居排水"})
+    while time.monotonic() - started < limit:
+        try:
+            with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+                pb_grpc.TriageServiceStub(ch).Triage(pb.TriageRequest(complaint=complaint), timeout=1)
+            return time.monotonic() - started
+        except grpc.RpcError:
+            time.sleep(0.02)
+    return float("inf")
+
+
+def test_workers_killed_with_a_broken_pack_on_disk_come_back_from_the_serving_pack(tmp_path: Path) -> None:
+    pack = tmp_path / "wushen"
+    shutil.copytree(PACK, pack)
+    sp = ServeProcess(
+        ["--rules", str(pack), "--address", "127.0.0.1:0", "--workers", "2"], tmp_path / "serve.log"
+    )
+    outs = [tmp_path / f"load{i}.json" for i in range(2)]
+    clients = []
+    try:
+        sp.wait_for("pack_sealed", timeout=20)
+        clients = [start_load("load", sp.target, 7.0, f"b{i}", out, channels=2) for i, out in enumerate(outs)]
+        time.sleep(1.0)
+        # A broken pack lands on disk; the watcher's reload refuses it in each worker.
+        manifest = pack / "pack.yaml"
+        manifest.write_text(manifest.read_text("utf-8").replace("  color: BLUE\n", "  color: PURPLE\n"))
+        sp.wait_for("pack_reload_failed", count=2, timeout=30)
+        for pid in sp.worker_pids:  # both workers at once
+            os.kill(pid, signal.SIGKILL)
+        back = _back_after(sp.target, 10.0)
+        sp.wait_for("worker_ready", count=4, timeout=20)
+        for c in clients:
+            assert c.wait(60) == 0
+        results = [json.loads(p.read_text("utf-8")) for p in outs]
+        assert _revisions(sp.target) == {"2026.11.1"}
+        from_seal = sp.events("pack_from_seal")
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+        assert sp.stop() == 0
+    for r in results:
+        assert r["failures"] == [] and r["lost"] == [], r
+        assert r["ok"] == r["calls"] > 0
+    assert len(from_seal) == 2 and not sp.events("pack_error")
+    assert back < 1.0, back
+    print(
+        f"\nboth workers killed with a broken pack on disk: back after {back:.2f} s; "
+        f"{sum(r['ok'] for r in results)} calls, {sum(r['retries'] for r in results)} retries, 0 lost"
+    )

@@ -156,6 +156,8 @@ class Pack:
     digest: str
     explained_warnings: tuple[dict[str, str], ...] = ()
     files: dict[str, int] = field(default_factory=dict)  # relative file -> number of lines
+    # (absolute path, bytes) of every file read, base layers first: what the digest was taken of
+    sources: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def categories(self) -> dict[str, dict[str, Any]]:
@@ -345,6 +347,7 @@ class _Layer:
     file_lines: dict[str, int]
     manifest_rel: str
     sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
+    read: list[tuple[str, bytes]] = field(default_factory=list)  # (absolute path, bytes) of each file
 
 
 def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
@@ -425,6 +428,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     cases: list[tuple[str, Any]] = []
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}
+    read: list[tuple[str, bytes]] = []
     for p in _pack_files(root, rel_root, out):
         rel = str(rel_root / p.relative_to(root))
         data = manifest_data if p == manifest_path else _read_file(p, root, rel, out)
@@ -433,6 +437,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         # The digest names files by pack name and place in the pack, never by where the pack lies.
         parts.append(f"{manifest['name']}/{p.relative_to(root).as_posix()}".encode() + b"\0" + data + b"\0")
         lines[rel] = data.count(b"\n") + 1
+        read.append((str(p), data))
         sources[rel] = f"{manifest['name']}/{p.relative_to(root).as_posix()}"
         if p.name == "pack.yaml":
             if p.parent != root:
@@ -452,7 +457,9 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                 cases.append((rel, doc))
         elif _validate_schema(doc, "rules", rel, out):
             files.append((rel, doc))
-    layers.append(_Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources))
+    layers.append(
+        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read)
+    )
     return layers
 
 
@@ -676,6 +683,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         digest=digest.hexdigest()[:12],
         explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
         files=file_lines,
+        sources=tuple(item for layer in layers for item in layer.read),
     )
 
 
