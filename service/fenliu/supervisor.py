@@ -394,15 +394,16 @@ def serve_in_process(
         log.error("listen_failed", extra={"address": address, "error": str(e)})
         return 3
 
-    stop = _StopFlag()
     from fenliu.reload import Coalescer
 
-    # However many SIGHUPs and changes arrive, one reload runs at a time and at most one waits.
+    stop = _StopFlag()
+
     def reload_now(triggers: int) -> None:
         result = on_reload_signal(triage, args.rules, triggers=triggers)
         if on_pack is not None and getattr(result, "ok", False) and not getattr(result, "unchanged", False):
             on_pack(triage)
 
+    # However many SIGHUPs and changes arrive, one reload runs at a time and at most one waits.
     reloads = Coalescer(reload_now)
     reload = reloads.request
     if on_pack is not None and triage.info() is not None:
