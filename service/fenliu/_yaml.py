@@ -3,14 +3,24 @@
 Mappings load as :class:`YDict` and sequences as :class:`YList`; both carry ``line`` (1-based) and the
 line of each key or item, so every later error can name ``file:line``. Duplicate keys are errors
 (PyYAML would silently keep the last one).
+
+A document is refused, at the line where it crosses a limit, when it nests deeper than
+:data:`MAX_DEPTH`, uses more than :data:`MAX_ALIASES` aliases, or would expand (aliases counted as
+copies of what they name) to more than :data:`MAX_NODES` nodes: one pass over its parse events checks
+this before anything is composed or built, so an alias bomb costs only its own length and deep
+nesting never reaches Python's recursion limit. libyaml parses when PyYAML has it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
+
+MAX_DEPTH: Final = 64  # nested mappings and sequences (the reference pack needs 8)
+MAX_ALIASES: Final = 1_000  # ``*name`` references in one document
+MAX_NODES: Final = 200_000  # nodes of the document with every alias expanded
 
 
 class YDict(dict[str, Any]):
@@ -30,14 +40,71 @@ class YList(list[Any]):
 
 
 class YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, code: str = "yaml-syntax") -> None:
         self.line = line
         self.message = message
+        self.code = code
         super().__init__(f"line {line}: {message}")
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+#: libyaml's parser when PyYAML was built with it (about 15 times faster), else PyYAML's own.
+_BASE: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+
+
+class _Loader(_BASE):  # type: ignore[misc]
+    """The safe loader, building :class:`YDict` and :class:`YList`."""
+
+
+def _line(event: Any) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _check_limits(text: str) -> None:
+    """One pass over the document's parse events: depth, aliases, and its size with aliases expanded.
+
+    Nothing is composed or built here, so an alias bomb or a deep nesting costs only its own length.
+    """
+    open_sizes: list[int] = []  # per open collection: the nodes in it so far, itself included
+    open_anchors: list[str | None] = []
+    sizes: dict[str, int] = {}  # anchor -> the size of what it names
+    aliases = 0
+
+    def add(n: int, event: Any) -> None:
+        if open_sizes:
+            open_sizes[-1] += n
+            n = open_sizes[-1]
+        if n > MAX_NODES:
+            raise YamlProblem(
+                _line(event),
+                f"expands to more than {MAX_NODES} values (aliases repeat what they name)",
+                "yaml-limit",
+            )
+
+    for event in yaml.parse(text, Loader=_BASE):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_sizes) >= MAX_DEPTH:
+                raise YamlProblem(_line(event), f"nested more than {MAX_DEPTH} levels deep", "yaml-limit")
+            open_sizes.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_sizes.pop(), open_anchors.pop()
+            if anchor:
+                sizes[anchor] = size
+            add(size, event)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = 1
+            add(1, event)
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise YamlProblem(
+                    _line(event),
+                    f"more than {MAX_ALIASES} aliases (*name) in one file",
+                    "yaml-limit",
+                )
+            add(sizes.get(str(event.anchor), 1), event)
 
 
 def _construct_mapping(loader: _Loader, node: Node) -> YDict:
@@ -71,16 +138,25 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
+    loader = None
     try:
-        return yaml.load(text, Loader=_Loader)
+        _check_limits(text)
+        loader = _Loader(text)
+        return loader.get_single_data()
     except YamlProblem:
         raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlProblem(line, f"YAML syntax: {e.problem or e.context}") from None
+        what = str(e.problem or e.context)
+        if "nesting depth" in what:  # libyaml's own limit (deeper than ours, but met first in flow style)
+            raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep", "yaml-limit") from None
+        raise YamlProblem(line, f"YAML syntax: {what}") from None
     except yaml.YAMLError as e:
         raise YamlProblem(1, f"YAML: {e}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def line_at(doc: Any, path: list[Any] | tuple[Any, ...]) -> int:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.resources
+import io
 import json
 import os
 import re
+import stat
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Final
 
 import jsonschema
 
@@ -154,6 +156,8 @@ class Pack:
     digest: str
     explained_warnings: tuple[dict[str, str], ...] = ()
     files: dict[str, int] = field(default_factory=dict)  # relative file -> number of lines
+    # (absolute path, bytes) of every file read, base layers first: what the digest was taken of
+    sources: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def categories(self) -> dict[str, dict[str, Any]]:
@@ -186,11 +190,41 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.problems: list[Problem] = []
+        self.limits = limits or LIMITS
+        self.bytes_read = 0
+        self.files_seen = 0
 
     def add(self, file: str, line: int, rule: str, code: str, message: str) -> None:
-        self.problems.append(Problem(file, line, rule, code, message))
+        self.problems.append(Problem(file, line, rule, code, _one_line(message)))
+
+
+MAX_MESSAGE: Final = 300
+
+
+def _one_line(message: str) -> str:
+    """A message quotes at most one line of a pack file, and not much of it."""
+    first, newline, _ = message.partition("\n")
+    if newline or len(first) > MAX_MESSAGE:
+        return first[:MAX_MESSAGE] + " …"
+    return first
+
+
+def _unquoted(message: str, instance: Any) -> str:
+    """A schema message without a long quoted value (it may be a whole file read as one string)."""
+    shown = repr(instance)
+    if len(shown) <= 60 or shown not in message:
+        return message
+    if isinstance(instance, str):
+        what = f"a text of {len(instance)} characters"
+    elif isinstance(instance, dict):
+        what = f"a mapping of {len(instance)} keys"
+    elif isinstance(instance, list):
+        what = f"a list of {len(instance)} items"
+    else:
+        what = "the value"
+    return message.replace(shown, what)
 
 
 def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> bool:
@@ -206,7 +240,7 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 rule = item["id"]
         where = ".".join(str(p) for p in path) or "(top level)"
-        msg = err.message
+        msg = _unquoted(err.message, err.instance)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = list(err.schema.get("properties", {}))
             extra = [k for k in err.instance if k not in allowed]
@@ -218,17 +252,88 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
     return ok
 
 
-def _read_yaml(path: Path, rel: str, out: _Collector) -> Any:
+def _read_yaml(data: bytes, rel: str, out: _Collector) -> Any:
     try:
-        text = path.read_text("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         out.add(rel, 1, "", "encoding", "file is not UTF-8")
         return None
     try:
         return load_yaml(text)
     except YamlProblem as e:
-        out.add(rel, e.line, "", "yaml-syntax", e.message)
+        out.add(rel, e.line, "", e.code, e.message)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a pack may hold. Beyond these a pack is refused, before the file that crosses one is read.
+
+    The nesting depth and the aliases of one file are limited by :mod:`fenliu._yaml`.
+    """
+
+    file_bytes: int = 1 << 20  # one file (the reference pack's largest: 22 KB)
+    total_bytes: int = 8 << 20  # every file of the pack and of the packs it extends
+    files: int = 1_000
+
+
+LIMITS = Limits()
+
+
+def _inside(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
+def _read_file(path: Path, root: Path, rel: str, out: _Collector) -> bytes | None:
+    """The bytes of a pack file, or None with a problem: never a file outside ``root``, never too much.
+
+    A symbolic link is followed only if it stays inside the pack folder (checked without opening the
+    target); a FIFO, a device or a folder is refused without blocking; a file over the size limits is
+    refused from its size and read no further than the limit.
+    """
+    target = os.path.realpath(path)
+    if not _inside(target, root):
+        out.add(rel, 0, "", "outside-pack", "a symbolic link that leaves the pack folder; it is not read")
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        out.add(rel, 0, "", "unreadable", f"cannot read the file: {e.strerror or type(e).__name__}")
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            out.add(rel, 0, "", "not-a-file", "not a regular file; it is not read")
+            return None
+        if out.bytes_read > out.limits.total_bytes:  # already over the total: said once
+            return None
+        budget = min(out.limits.file_bytes, out.limits.total_bytes - out.bytes_read)
+        if st.st_size > budget:
+            _over_limit(f, rel, out, budget)
+            return None
+        data = f.read(budget + 1)  # no further than the limit, even if the file grows
+    if len(data) > budget:
+        _over_limit(io.BytesIO(data), rel, out, budget)
+        return None
+    out.bytes_read += len(data)
+    return data
+
+
+def _over_limit(f: BinaryIO, rel: str, out: _Collector, budget: int) -> None:
+    """Refuse a file that is over a size limit, at the line where it crosses it (read up to there only)."""
+    head = f.read(min(budget, out.limits.file_bytes) + 1)
+    line = head.count(b"\n") + 1 if head else 0
+    if budget < out.limits.file_bytes:
+        msg = f"the pack's files exceed {_mib(out.limits.total_bytes)} in all (the limit)"
+    else:
+        msg = f"the file exceeds {_mib(out.limits.file_bytes)} (the limit for one file)"
+    out.add(rel, line, "", "too-large", msg)
+    if budget < out.limits.file_bytes:
+        out.bytes_read = out.limits.total_bytes + 1  # nothing more is read
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
 @dataclass(slots=True)
@@ -242,11 +347,41 @@ class _Layer:
     file_lines: dict[str, int]
     manifest_rel: str
     sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
+    read: list[tuple[str, bytes]] = field(default_factory=list)  # (absolute path, bytes) of each file
 
 
-def _pack_files(root: Path) -> list[Path]:
-    files = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
+    """The pack's ``*.yaml`` files in the order of their paths; folders are walked without following links.
+
+    A linked folder that leaves the pack is a problem; one that stays inside adds nothing (its files are
+    read where they lie).
+    """
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for d in sorted(dirs):
+            full = base / d
+            if full.is_symlink() and not _inside(os.path.realpath(full), root):
+                out.add(
+                    str(rel_root / full.relative_to(root)),
+                    0,
+                    "",
+                    "outside-pack",
+                    "a symbolic link that leaves the pack folder; it is not read",
+                )
+        files.extend(base / n for n in names if n.endswith((".yaml", ".yml")))
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    if len(files) + out.files_seen > out.limits.files:
+        out.add(
+            str(rel_root),
+            0,
+            "",
+            "too-many-files",
+            f"the pack has more than {out.limits.files} .yaml files (the limit); none is read",
+        )
+        return []
+    out.files_seen += len(files)
+    return files
 
 
 def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: Path) -> list[_Layer]:
@@ -264,10 +399,13 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         return []
     manifest_path = root / "pack.yaml"
     mrel = str(rel_root / "pack.yaml")
-    if not manifest_path.is_file():
+    if not manifest_path.is_file() and not manifest_path.is_symlink():
         out.add(mrel, 0, "", "no-manifest", "a pack folder needs a pack.yaml (name, revision, description)")
         return []
-    manifest = _read_yaml(manifest_path, mrel, out)
+    manifest_data = _read_file(manifest_path, root, mrel, out)
+    if manifest_data is None:
+        return []
+    manifest = _read_yaml(manifest_data, mrel, out)
     if manifest is None or not _validate_schema(manifest, "manifest", mrel, out):
         return []
     layers: list[_Layer] = []
@@ -290,12 +428,16 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     cases: list[tuple[str, Any]] = []
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}
-    for p in _pack_files(root):
+    read: list[tuple[str, bytes]] = []
+    for p in _pack_files(root, rel_root, out):
         rel = str(rel_root / p.relative_to(root))
-        data = p.read_bytes()
+        data = manifest_data if p == manifest_path else _read_file(p, root, rel, out)
+        if data is None:
+            continue
         # The digest names files by pack name and place in the pack, never by where the pack lies.
         parts.append(f"{manifest['name']}/{p.relative_to(root).as_posix()}".encode() + b"\0" + data + b"\0")
         lines[rel] = data.count(b"\n") + 1
+        read.append((str(p), data))
         sources[rel] = f"{manifest['name']}/{p.relative_to(root).as_posix()}"
         if p.name == "pack.yaml":
             if p.parent != root:
@@ -307,7 +449,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                     "a pack.yaml below the pack folder; packs do not nest (use extends)",
                 )
             continue
-        doc = _read_yaml(p, rel, out)
+        doc = _read_yaml(data, rel, out)
         if doc is None:
             continue
         if p.stem.endswith("_test"):
@@ -315,7 +457,9 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                 cases.append((rel, doc))
         elif _validate_schema(doc, "rules", rel, out):
             files.append((rel, doc))
-    layers.append(_Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources))
+    layers.append(
+        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read)
+    )
     return layers
 
 
@@ -324,10 +468,10 @@ def _relpath(p: Path, base: Path) -> str:
     return Path(os.path.relpath(p, base)).as_posix()
 
 
-def load_pack(path: str | Path) -> Pack:
+def load_pack(path: str | Path, *, limits: Limits | None = None) -> Pack:
     """Load, merge and check a pack. Raises :class:`PackError` listing every problem."""
     root = Path(path)
-    out = _Collector()
+    out = _Collector(limits)
     if not root.is_dir():
         raise PackError([Problem(str(path), 0, "", "no-pack", "not a folder")])
     base_rel = root.resolve().parent
@@ -539,6 +683,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         digest=digest.hexdigest()[:12],
         explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
         files=file_lines,
+        sources=tuple(item for layer in layers for item in layer.read),
     )
 
 

@@ -61,9 +61,13 @@ class ReloadResult:
 
 
 def prepare(
-    path: str | Path, *, memoize: bool = True, run_tests: bool = True
+    path: str | Path, *, memoize: bool = True, run_tests: bool = True, run_lint: bool = True
 ) -> tuple[Decider | None, ReloadResult]:
-    """Load, compile, lint and test a pack; return a ready decider, or None with the reasons."""
+    """Load, compile, lint and test a pack; return a ready decider, or None with the reasons.
+
+    ``run_lint=False`` and ``run_tests=False`` skip those gates, for a pack known to have passed them
+    (a sealed copy of the serving pack, checked by digest).
+    """
     try:
         pack = load_pack(path)
         decider = Decider(pack, memoize=memoize)
@@ -71,12 +75,13 @@ def prepare(
         return None, ReloadResult(False, None, e.problems)
     pid = decider.id
     problems: list[Problem] = []
-    try:
-        from fenliu import lint as _lint  # the authoring lint (errors block a reload)
+    if run_lint:
+        try:
+            from fenliu import lint as _lint  # the authoring lint (errors block a reload)
 
-        problems = [p for p in _lint.lint(pack, decider.compiled) if p.severity == "error"]
-    except ImportError:  # pragma: no cover - lint is part of the package
-        problems = []
+            problems = [p for p in _lint.lint(pack, decider.compiled) if p.severity == "error"]
+        except ImportError:  # pragma: no cover - lint is part of the package
+            problems = []
     if problems:
         decider.close()
         return None, ReloadResult(False, pid, problems)
@@ -103,8 +108,10 @@ class Triage:
         return cls(None, memoize=memoize)
 
     @classmethod
-    def from_path(cls, path: str | Path, *, memoize: bool = True, run_tests: bool = True) -> Triage:
-        decider, result = prepare(path, memoize=memoize, run_tests=run_tests)
+    def from_path(
+        cls, path: str | Path, *, memoize: bool = True, run_tests: bool = True, run_lint: bool = True
+    ) -> Triage:
+        decider, result = prepare(path, memoize=memoize, run_tests=run_tests, run_lint=run_lint)
         if decider is None:
             raise PackError(
                 result.problems or [Problem(str(path), 0, "", "tests-failed", f) for f in result.failures]

@@ -8,7 +8,8 @@ The supervisor
 
 * holds the port (a bound, non-listening ``SO_REUSEPORT`` socket) so that ``:0`` picks one port for all;
 * replaces a worker that dies (logged as ``worker_exited`` then ``worker_started``), backing off when a
-  worker dies young again and again;
+  worker dies young again and again; the replacement starts from a sealed copy of the pack that is
+  serving (:mod:`fenliu.sealed`), never from what is on disk now;
 * on SIGTERM or SIGINT tells every worker to stop: each one reports NOT_SERVING, keeps serving for
   ``--drain`` seconds (0 by default) so that health-checking clients move away, stops taking calls (the
   listening socket closed), lets calls in flight finish within ``--grace`` seconds, then exits 0; the
@@ -225,8 +226,11 @@ def on_worker_exit(pid: int, *, crashed: bool) -> None:
         metrics.record_worker_restart()
 
 
-def on_reload_signal(triage: Any, rules: str | None) -> Any:
-    """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails."""
+def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1) -> Any:
+    """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
+
+    ``triggers``: how many reload requests (signals, changes) this one reload serves.
+    """
     if not rules:
         log.warning("reload_skipped", extra={"reason": "no --rules given"})
         return None
@@ -251,6 +255,7 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
                 "revision": getattr(pack, "revision", None),
                 "unchanged": bool(getattr(result, "unchanged", False)),
                 "ms": ms,
+                "triggers": triggers,
             },
         )
     else:
@@ -258,7 +263,13 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
         failures = [str(f) for f in getattr(result, "failures", [])]
         log.error(
             "pack_reload_failed",
-            extra={"rules": rules, "problems": problems[:50], "failures": failures[:50], "ms": ms},
+            extra={
+                "rules": rules,
+                "problems": problems[:50],
+                "failures": failures[:50],
+                "ms": ms,
+                "triggers": triggers,
+            },
         )
     return result
 
@@ -267,9 +278,31 @@ def on_reload_signal(triage: Any, rules: str | None) -> Any:
 # One worker
 
 
-def _load_triage(rules: str | None) -> Any:
+def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Any:
+    """The pack to serve: the supervisor's sealed copy of the serving pack if given, else ``rules``.
+
+    A sealed copy already passed every gate as the pack it copies, byte for byte: it is loaded without
+    the lint and the pack's cases (which keeps a restart short), and used only if its digest is the
+    sealed one; otherwise the worker loads ``rules`` as at start.
+    """
     from fenliu.runtime import Triage
 
+    if sealed and rules:
+        try:
+            triage = Triage.from_path(sealed["path"], run_tests=False, run_lint=False)
+        except Exception as e:
+            log.error(
+                "sealed_pack_unusable", extra={"digest": sealed["digest"], "exc_type": type(e).__name__}
+            )
+        else:
+            info = triage.info()
+            if info is not None and info.digest == sealed["digest"]:
+                log.info("pack_from_seal", extra={"digest": info.digest, "revision": info.revision})
+                return triage
+            log.error(
+                "sealed_pack_unusable",
+                extra={"digest": sealed["digest"], "found": info.digest if info else None},
+            )
     return Triage.from_path(rules) if rules else Triage.empty()
 
 
@@ -326,14 +359,19 @@ def serve_in_process(
     on_ready: Callable[[int, str], None],
     watch_parent: bool = False,
     watch_rules: bool = False,
+    on_pack: Callable[[Any], None] | None = None,
 ) -> int:
-    """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code."""
+    """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code.
+
+    ``on_pack(triage)`` is called once a pack is live: after loading, and after each reload that
+    changed it.
+    """
     from fenliu import server as srv
     from fenliu.errors import PackError
 
     ppid = os.getppid()
     try:
-        triage = _load_triage(args.rules)
+        triage = _load_triage(args.rules, getattr(args, "sealed_pack", None))
     except PackError as e:
         log.error("pack_error", extra={"rules": args.rules, "problems": [str(p) for p in e.problems][:50]})
         return 2
@@ -356,12 +394,20 @@ def serve_in_process(
         log.error("listen_failed", extra={"address": address, "error": str(e)})
         return 3
 
+    from fenliu.reload import Coalescer
+
     stop = _StopFlag()
 
-    def reload() -> None:
-        threading.Thread(
-            target=on_reload_signal, args=(triage, args.rules), name="fenliu-reload", daemon=True
-        ).start()
+    def reload_now(triggers: int) -> None:
+        result = on_reload_signal(triage, args.rules, triggers=triggers)
+        if on_pack is not None and getattr(result, "ok", False) and not getattr(result, "unchanged", False):
+            on_pack(triage)
+
+    # However many SIGHUPs and changes arrive, one reload runs at a time and at most one waits.
+    reloads = Coalescer(reload_now)
+    reload = reloads.request
+    if on_pack is not None and triage.info() is not None:
+        on_pack(triage)
 
     _install_worker_signals(stop, reload)
     watcher = _start_watcher(args, reload) if watch_rules else None
@@ -389,6 +435,7 @@ def serve_in_process(
     )
     if watcher is not None:
         watcher.stop()
+    reloads.close(0.0)
     serving.health.enter_graceful_shutdown()  # NOT_SERVING from now on
     if drain:  # still taking calls while clients that watch health move away
         time.sleep(drain)
@@ -415,13 +462,26 @@ def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) 
     setup_logging(options.get("log_level", "INFO"))
     args = argparse.Namespace(**options)
 
+    sending = threading.Lock()  # the main thread and the reload thread both send
+
     def ready(port: int, label: str) -> None:
-        conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
+        with sending:
+            conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
+
+    def live(triage: Any) -> None:  # the supervisor seals what this worker serves
+        from fenliu.sealed import sources_of
+
+        decider = triage.decider
+        if decider is not None:
+            with sending, contextlib.suppress(OSError, ValueError):
+                conn.send({"pack": sources_of(decider.pack)})
 
     code = 1
     try:
         pin_to_cpu(index, getattr(args, "pinned_cpus", None))  # first: the threads started later inherit it
-        code = serve_in_process(args, address, reuse_port=True, on_ready=ready, watch_parent=True)
+        code = serve_in_process(
+            args, address, reuse_port=True, on_ready=ready, watch_parent=True, on_pack=live
+        )
     except Exception:
         log.error("worker_crashed", exc_info=True, extra={"worker": index})
         code = 1
@@ -459,12 +519,18 @@ class Supervisor:
         self.stopping = ""
         self.hup = False
         self.label = ""
+        from fenliu.sealed import Seal
+
+        self.seal = Seal()  # the pack that is serving, for the workers that replace dead ones
 
     def spawn(self, index: int) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=False)
+        options = dict(vars(self.args))
+        if self.seal.current is not None:
+            options["sealed_pack"] = self.seal.current.as_option()
         p = self.ctx.Process(
             target=_worker_entry,
-            args=(vars(self.args), index, self.address, child),
+            args=(options, index, self.address, child),
             name=f"fenliu-worker-{index}",
         )
         p.start()
@@ -481,6 +547,12 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 w.conn.close()
             w.conn = None
+            return
+        if isinstance(msg, dict) and isinstance(msg.get("pack"), dict):
+            try:
+                self.seal.store(msg["pack"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("pack_seal_failed", extra={"worker": w.index, "exc_type": type(e).__name__})
             return
         if isinstance(msg, dict) and msg.get("ready"):
             w.ready = True
@@ -532,9 +604,10 @@ class Supervisor:
             if self.stopping:
                 continue
             self.crashes[index] = self.crashes.get(index, 0) + 1 if lived < YOUNG else 0
-            delay = (
-                0.0 if self.crashes[index] == 0 else min(MAX_BACKOFF, 0.5 * 2 ** (self.crashes[index] - 1))
-            )
+            # A worker that served and is killed once is replaced at once; one that never got ready, or
+            # dies young again and again, is restarted with a backoff.
+            loop = self.crashes[index] - (1 if w.ready else 0)
+            delay = 0.0 if loop <= 0 else min(MAX_BACKOFF, 0.5 * 2 ** (loop - 1))
             log.error(
                 "worker_exited",
                 extra={
@@ -694,6 +767,7 @@ def serve(args: argparse.Namespace) -> int:
         sup.shutdown(float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS)))
         return 0
     finally:
+        sup.seal.close()
         on_supervisor_stop()
         signal.set_wakeup_fd(old_wakeup)
         os.close(rfd)
