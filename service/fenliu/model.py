@@ -81,6 +81,15 @@ MAX_PERSONAL = 128
 MAX_COUNT = 1_000_000_000
 MAX_AMOUNT = 1e15
 
+#: The range of ``received_at``. Every deadline counts from it, and a deadline is at most the statutory
+#: 60 days, extendable by 30: received_at must leave 90 days (and a day for any time zone offset) before
+#: the end of what a ``google.protobuf.Timestamp`` holds (9999-12-31), and a day after its start (0001-01-01).
+EARLIEST_RECEIVED_AT: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_RECEIVED_AT: Final = datetime(9999, 9, 30, 23, 59, 59, 999_999, tzinfo=UTC)
+RECEIVED_AT_RANGE: Final = (
+    "must lie between 0001-01-02T00:00:00Z and 9999-09-30T23:59:59Z (every deadline must be a valid time)"
+)
+
 _STRING_LIMITS: Final = {
     "id": MAX_ID,
     "title": MAX_TITLE,
@@ -312,6 +321,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 received_at = parse_timestamp(ra)
             except ValueError:
                 bad.append(FieldViolation("received_at", "is not an ISO 8601 timestamp"))
+            else:
+                if not EARLIEST_RECEIVED_AT <= received_at <= LATEST_RECEIVED_AT:
+                    bad.append(FieldViolation("received_at", RECEIVED_AT_RANGE))
 
     if bad:
         raise ComplaintError(bad)
