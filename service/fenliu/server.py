@@ -26,11 +26,13 @@ small client) is :func:`add_call_arguments` + :func:`run_call`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -65,6 +67,14 @@ DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_THREADS: Final = 16
 DEFAULT_GRACE_SECONDS: Final = 10.0
+#: Streams (TriageStream, health Watch, reflection) open at once per worker; beyond: RESOURCE_EXHAUSTED.
+DEFAULT_MAX_STREAMS: Final = 64
+#: A TriageStream (or reflection stream) that neither sends nor is sent anything this long is cancelled.
+DEFAULT_STREAM_IDLE_SECONDS: Final = 60.0
+#: Threads of a worker that answer only health checks (Check, List): they never wait behind decisions.
+HEALTH_THREADS: Final = 2
+#: Threads beyond the stream cap, so that a stream over the cap is refused at once, not queued.
+_REFUSAL_THREADS: Final = 4
 
 #: Keepalive and connection settings (see docs/api.md). Clients may ping every 10 s at most.
 KEEPALIVE_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
@@ -427,6 +437,212 @@ class TriageServicer:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Capacity: health, streams and unary calls each have their own threads
+
+
+class StreamGuard:
+    """The open streams of one server: at most ``max_streams``, and an idle timeout.
+
+    gRPC's synchronous server runs every call on a thread of its pool, and a stream holds its thread
+    for as long as it is open, waiting for the client's next message. So streams run on a pool of their
+    own (``max_streams`` threads, and a few to refuse more at once with RESOURCE_EXHAUSTED): however
+    many are open, idle or busy, unary calls keep the server's pool and health checks their own. A
+    request stream that neither receives nor sends for ``idle_seconds`` is cancelled (logged
+    ``stream_idle_closed``; the client sees CANCELLED), which frees its thread. Health's Watch counts
+    against the cap but is never idle by design, so it has no timeout; keepalive pings find dead clients.
+    """
+
+    def __init__(self, max_streams: int, idle_seconds: float) -> None:
+        if max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
+        self.max_streams = max_streams
+        self.idle_seconds = idle_seconds
+        self.pool = futures.ThreadPoolExecutor(
+            max_workers=max_streams + _REFUSAL_THREADS, thread_name_prefix="fenliu-stream"
+        )
+        self.health_pool = futures.ThreadPoolExecutor(
+            max_workers=HEALTH_THREADS, thread_name_prefix="fenliu-health"
+        )
+        self._lock = threading.Lock()
+        self._open: dict[int, list[Any]] = {}  # token -> [context, last activity, idle timeout applies]
+        self._next = 0
+        self._reaper: threading.Thread | None = None
+        self.refused = 0
+        self.idle_closed = 0
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def enter(self, context: grpc.ServicerContext, *, idles: bool) -> int | None:
+        """A token for a new stream, or None when the cap is reached."""
+        with self._lock:
+            if len(self._open) >= self.max_streams:
+                self.refused += 1
+                return None
+            self._next += 1
+            token = self._next
+            self._open[token] = [context, time.monotonic(), idles]
+            if idles and self.idle_seconds > 0 and self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="fenliu-stream-idle", daemon=True)
+                self._reaper.start()
+            return token
+
+    def touch(self, token: int) -> None:
+        entry = self._open.get(token)
+        if entry is not None:
+            entry[1] = time.monotonic()
+
+    def leave(self, token: int) -> None:
+        with self._lock:
+            self._open.pop(token, None)
+
+    def closed_idle(self, token: int) -> bool:
+        with self._lock:
+            return token not in self._open
+
+    def _reap(self) -> None:
+        period = max(0.05, min(1.0, self.idle_seconds / 4))
+        while True:
+            time.sleep(period)
+            now = time.monotonic()
+            idle: list[Any] = []
+            with self._lock:
+                for token, (context, last, idles) in list(self._open.items()):
+                    if idles and now - last > self.idle_seconds:
+                        del self._open[token]
+                        idle.append(context)
+                if not any(e[2] for e in self._open.values()) and not idle:
+                    self._reaper = None
+                    return
+            for context in idle:
+                self.idle_closed += 1
+                log.info("stream_idle_closed", extra={"idle_s": self.idle_seconds, "open": self.open})
+                with contextlib.suppress(Exception):
+                    context.cancel()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.health_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _on_pool(fn: Callable[..., Any], pool: futures.ThreadPoolExecutor) -> Callable[..., Any]:
+    """``fn`` as a handler behavior that gRPC runs on ``pool`` instead of the server's own."""
+
+    def behavior(*args: Any) -> Any:
+        return fn(*args)
+
+    behavior.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return behavior
+
+
+def _too_many_streams(context: grpc.ServicerContext, guard: StreamGuard) -> None:
+    context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"this worker has {guard.max_streams} streams open, its limit (--max-streams); "
+        "retry later, or send the complaints over fewer streams",
+    )
+
+
+class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Puts health checks on their own threads, and streams on theirs, under a cap and an idle timeout.
+
+    Innermost of the interceptors, so that the others (metrics) see a refused stream like any call.
+    The pools are given to gRPC by :class:`_Pools`, the outermost.
+    """
+
+    def __init__(self, guard: StreamGuard) -> None:
+        self.guard = guard
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or not (handler.request_streaming or handler.response_streaming):
+            return handler
+        guard = self.guard
+        if not handler.request_streaming:  # health Watch: capped, never idle by design
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                token = guard.enter(context, idles=False)
+                if token is None:
+                    _too_many_streams(context, guard)
+                    return
+                try:
+                    yield from inner_us(request, context)
+                finally:
+                    guard.leave(token)
+
+            return handler._replace(unary_stream=unary_stream)
+
+        def watched(requests: Iterator[Any], token: int) -> Iterator[Any]:
+            try:
+                for r in requests:
+                    guard.touch(token)
+                    yield r
+            except grpc.RpcError:
+                if guard.closed_idle(token):  # cancelled for idling: end quietly
+                    return
+                raise
+
+        if handler.response_streaming:
+            inner_ss = handler.stream_stream
+
+            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                token = guard.enter(context, idles=True)
+                if token is None:
+                    _too_many_streams(context, guard)
+                    return
+                try:
+                    for response in inner_ss(watched(requests, token), context):
+                        guard.touch(token)
+                        yield response
+                finally:
+                    guard.leave(token)
+
+            return handler._replace(stream_stream=stream_stream)
+        inner_su = handler.stream_unary
+
+        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            token = guard.enter(context, idles=True)
+            if token is None:
+                _too_many_streams(context, guard)
+            try:
+                return inner_su(watched(requests, token), context)  # type: ignore[arg-type]
+            finally:
+                guard.leave(token)  # type: ignore[arg-type]
+
+        return handler._replace(stream_unary=stream_unary)
+
+
+_HEALTH_CHECKS: Final = frozenset({f"/{health.SERVICE_NAME}/Check", f"/{health.SERVICE_NAME}/List"})
+
+
+class _Pools(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Outermost interceptor: health checks run on the health pool, streams on the stream pool."""
+
+    def __init__(self, guard: StreamGuard) -> None:
+        self.guard = guard
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.request_streaming or handler.response_streaming:
+            pool = self.guard.pool
+        elif handler_call_details.method in _HEALTH_CHECKS:
+            pool = self.guard.health_pool
+        else:
+            return handler
+        kind = (
+            ("stream_stream" if handler.response_streaming else "stream_unary")
+            if handler.request_streaming
+            else ("unary_stream" if handler.response_streaming else "unary_unary")
+        )
+        return handler._replace(**{kind: _on_pool(getattr(handler, kind), pool)})
+
+
+# ----------------------------------------------------------------------------------------------------
 # Building a server
 
 
@@ -455,6 +671,7 @@ class Serving:
     port: int
     servicer: TriageServicer
     health: health.HealthServicer
+    streams: StreamGuard | None = None
 
 
 def server_options(max_message_bytes: int, reuse_port: bool) -> list[tuple[str, int]]:
@@ -476,11 +693,21 @@ def build_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     reuse_port: bool = False,
     threads: int = DEFAULT_THREADS,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
 ) -> Serving:
-    """Build the server with TriageService, health and reflection, bound to ``address``."""
+    """Build the server with TriageService, health and reflection, bound to ``address``.
+
+    Unary calls run on ``threads`` threads; streams on a pool of their own, at most ``max_streams`` at
+    once, cancelled after ``stream_idle_seconds`` without a message (0: never); health checks on
+    :data:`HEALTH_THREADS` threads of their own (:class:`StreamGuard`).
+    """
+    guard = StreamGuard(max_streams, stream_idle_seconds)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fenliu-rpc"),
-        interceptors=list(interceptors),  # HOOK: metrics and other interceptors
+        # HOOK: metrics and other interceptors, between the one that gives each call its threads and
+        # the one that caps streams (so that they see a refused stream like any other call)
+        interceptors=[_Pools(guard), *interceptors, _Capacity(guard)],
         options=server_options(max_message_bytes, reuse_port),
     )
     servicer = TriageServicer(triage, observers)
@@ -510,7 +737,7 @@ def build_server(
         raise OSError(f"cannot listen on {address}: {e}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Serving(server, port, servicer, health_servicer)
+    return Serving(server, port, servicer, health_servicer, guard)
 
 
 def create_server(
@@ -523,6 +750,8 @@ def create_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     reuse_port: bool = False,
     threads: int = DEFAULT_THREADS,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
 ) -> tuple[grpc.Server, int]:
     """A server (not started) and the port it is bound to; bind ``host:0`` for a free port."""
     s = build_server(
@@ -534,6 +763,8 @@ def create_server(
         interceptors=interceptors,
         reuse_port=reuse_port,
         threads=threads,
+        max_streams=max_streams,
+        stream_idle_seconds=stream_idle_seconds,
     )
     return s.server, s.port
 
@@ -551,7 +782,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_THREADS,
         metavar="N",
-        help="calls served at once per worker; an open stream holds one (default %(default)s)",
+        help="unary calls served at once per worker (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-streams",
+        type=int,
+        default=DEFAULT_MAX_STREAMS,
+        metavar="N",
+        help="streams open at once per worker, each on a thread of its own; more are refused with "
+        "RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=DEFAULT_STREAM_IDLE_SECONDS,
+        metavar="SECONDS",
+        help="cancel a TriageStream that sends nothing this long (0: never; default %(default)s)",
     )
     parser.add_argument(
         "--pin-cpus",

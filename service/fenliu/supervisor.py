@@ -351,6 +351,8 @@ def serve_in_process(
             interceptors=ext.interceptors,
             reuse_port=reuse_port,
             threads=getattr(args, "threads", srv.DEFAULT_THREADS),
+            max_streams=getattr(args, "max_streams", srv.DEFAULT_MAX_STREAMS),
+            stream_idle_seconds=getattr(args, "stream_idle_timeout", srv.DEFAULT_STREAM_IDLE_SECONDS),
         )
     except OSError as e:
         log.error("listen_failed", extra={"address": address, "error": str(e)})
