@@ -38,6 +38,7 @@ __all__ = [
     "KEY_ENV",
     "MIN_KEY_BYTES",
     "DecisionLog",
+    "check_writable",
     "entry",
     "keyed_hash",
     "load_hash_key",
@@ -93,6 +94,21 @@ def load_hash_key(
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"the decision-log hash key ({where}) must be at least {MIN_KEY_BYTES} bytes")
     return key
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` naming ``path`` and why, if the decision log cannot be appended to there."""
+    target = Path(path)
+    try:
+        if not target.parent.exists():
+            target.parent.mkdir(parents=True)
+        for p in (target, Path(str(target) + ".lock")):
+            os.close(os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as e:
+        raise ValueError(
+            f"cannot write the decision log {path}: {e.strerror or type(e).__name__}"
+            + (f" ({e.filename})" if e.filename and str(e.filename) != str(path) else "")
+        ) from None
 
 
 def _plain(v: Any) -> Any:
@@ -271,10 +287,12 @@ class DecisionLog:
         self.errors += 1
         if self.errors == 1 or self.errors % 1000 == 0:
             _log.error(
-                "decision log %s: cannot write (%s); %d line(s) lost so far",
-                self.path,
-                e.strerror,
-                self.errors,
+                "decision_log_write_failed",
+                extra={
+                    "path": str(self.path),
+                    "error": e.strerror or type(e).__name__,
+                    "lines_lost": self.errors,
+                },
             )
         with suppress(Exception):  # metrics must never break logging
             metrics.record_decision_log_error()

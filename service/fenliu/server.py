@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -654,6 +655,36 @@ class TlsFiles:
     key: str
     client_ca: str | None = None
 
+    def check(self) -> None:
+        """Raise ``ValueError`` with one line for the operator if the files cannot serve TLS: unreadable,
+        not PEM, or a key that does not match its certificate (gRPC only says "Failed to bind")."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        for flag, path in (
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+            ("--tls-client-ca", self.client_ca),
+        ):
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{flag} {path}: cannot read it")
+        try:
+            ctx.load_cert_chain(self.cert, self.key, password=lambda: b"")
+        except ssl.SSLError as e:
+            if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+                raise ValueError(
+                    f"--tls-key {self.key} does not match the certificate --tls-cert {self.cert}"
+                ) from None
+            raise ValueError(
+                f"--tls-cert {self.cert} and --tls-key {self.key} must be a PEM certificate chain and its "
+                f"unencrypted private key ({e.reason or 'unreadable'})"
+            ) from None
+        if self.client_ca:
+            try:
+                ctx.load_verify_locations(cafile=self.client_ca)
+            except ssl.SSLError as e:
+                raise ValueError(
+                    f"--tls-client-ca {self.client_ca} must hold PEM CA certificates ({e.reason or 'unreadable'})"
+                ) from None
+
     def credentials(self) -> grpc.ServerCredentials:
         chain = Path(self.cert).read_bytes()
         key = Path(self.key).read_bytes()
@@ -836,7 +867,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not reload when files in the rules folder change (SIGHUP still reloads)",
     )
-    parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    parser.add_argument(
+        "--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here (:PORT: on 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--metrics-tls",
+        action="store_true",
+        help="serve /metrics over HTTPS with --tls-cert and --tls-key (and require a client certificate "
+        "signed by --tls-client-ca when given)",
+    )
     parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
     parser.add_argument(
         "--decision-log-key-file",
@@ -868,11 +907,15 @@ def tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
         getattr(args, "tls_client_ca", None),
     )
     if not cert and not key and not ca:
+        if getattr(args, "metrics_tls", False):
+            raise SystemExit("fenliu serve: --metrics-tls serves the certificate of --tls-cert and --tls-key")
         return None
     if not cert or not key:
         raise SystemExit(
             "fenliu serve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)"
         )
+    if getattr(args, "metrics_tls", False) and not getattr(args, "metrics_address", None):
+        raise SystemExit("fenliu serve: --metrics-tls needs --metrics-address")
     return TlsFiles(cert, key, ca)
 
 

@@ -256,9 +256,24 @@ def on_supervisor_start(args: argparse.Namespace, *, workers: int) -> None:
     if workers > 1:
         _metrics_dir = tempfile.mkdtemp(prefix="fenliu-metrics-")
         metrics.prepare_multiprocess(_metrics_dir)
-    _metrics_server, port = metrics.start_metrics_http(args.metrics_address)
+    tls = getattr(args, "metrics_tls", False)
+    _metrics_server, port = metrics.start_metrics_http(
+        args.metrics_address,
+        certfile=args.tls_cert if tls else None,
+        keyfile=args.tls_key if tls else None,
+        client_cafile=getattr(args, "tls_client_ca", None) if tls else None,
+    )
     _metrics_on = True
-    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port})
+    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port, "tls": bool(tls)})
+    if getattr(args, "tls_cert", None) and not tls and not metrics.is_local(args.metrics_address):
+        log.warning(
+            "metrics_plaintext",
+            extra={
+                "address": args.metrics_address,
+                "advice": "gRPC requires TLS but /metrics is plain HTTP reachable from other machines: "
+                "add --metrics-tls, or bind --metrics-address to 127.0.0.1",
+            },
+        )
 
 
 def on_supervisor_stop() -> None:
@@ -679,11 +694,19 @@ def serve(args: argparse.Namespace) -> int:
 
     tls = srv.tls_from_args(args)
     workers = int(args.workers)
-    if getattr(args, "decision_log", None):  # refuse to start without a key, before any worker does
-        from fenliu.decision_log import load_hash_key
+    if tls is not None:  # gRPC would say only "Failed to bind to address"
+        try:
+            tls.check()
+        except ValueError as e:
+            log.error("tls_unusable", extra={"error": str(e)})
+            print(f"fenliu serve: {e}", file=sys.stderr)
+            return 2
+    if getattr(args, "decision_log", None):  # refuse to start without a key or a file, before any worker
+        from fenliu.decision_log import check_writable, load_hash_key
 
         try:
             load_hash_key(getattr(args, "decision_log_key_file", None))
+            check_writable(args.decision_log)
         except (ValueError, OSError) as e:
             log.error("decision_log_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
