@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -107,6 +108,12 @@ texts = st.one_of(
         st.integers(0, 25_000),
     ),
 )
+#: Personal data typed where it does not belong: refused in case numbers and region codes.
+personal = st.sampled_from(["13800138000", "150627199001011234", "15062719900101123X", "150627900101123"])
+good_case_ids = st.sampled_from(["WS-2026-0137", "XF2026-0001", "乌信〔2026〕12号", " CASE-1 "])
+case_ids = st.one_of(good_case_ids, good_case_ids, texts, personal)  # valid half of the time
+good_codes = st.sampled_from(["150626", "150626100", "150626100201", "001", " 150626 ", "15062", "1506261"])
+region_codes = st.one_of(good_codes, good_codes, good_codes, texts, personal)
 ints = st.one_of(st.integers(-3, 50), st.integers(-(2**63), 2**63 - 1))
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 2e6))
 enum_numbers = st.one_of(st.integers(0, 8), st.integers(-(2**31), 2**31 - 1))
@@ -117,7 +124,7 @@ def complaints(draw: st.DrawFn) -> Any:
     c = pb.Complaint()
     for name in STRING_FIELDS:
         if draw(st.booleans()):
-            setattr(c, name, draw(texts))
+            setattr(c, name, draw(case_ids if name == "existing_case_id" else texts))
     if draw(st.integers(0, 3)) > 0:  # mostly keep some words so that many complaints are valid
         c.text = "，".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4)))
         c.id = c.id if 0 < len(c.id) <= MAX_ID and "\x00" not in c.id and c.id.strip() else "ok-id"
@@ -136,7 +143,7 @@ def complaints(draw: st.DrawFn) -> Any:
         c.region.SetInParent()
         for f in ("banner_code", "township_code", "village_code"):
             if draw(st.booleans()):
-                setattr(c.region, f, draw(texts))
+                setattr(c.region, f, draw(region_codes))
     if draw(st.booleans()):
         c.complainant.SetInParent()
         for f in ("name", "id_number", "phone"):
@@ -168,6 +175,13 @@ def _must_be_named(c: Any) -> set[str]:
     for f in ENUM_FIELDS:
         if getattr(c, f) not in convert.COMPLAINT_ENUM_TYPES[f].DESCRIPTOR.values_by_number:
             named.add(f"complaint.{f}")
+    for f, lengths in (("banner_code", (6,)), ("township_code", (3, 9)), ("village_code", (3, 12))):
+        code = getattr(c.region, f).strip()
+        if code and not (code.isascii() and code.isdigit() and len(code) in lengths):
+            named.add(f"complaint.region.{f}")
+    case = c.existing_case_id.strip()
+    if case and (re.fullmatch(r"1[3-9][0-9]{9}|[0-9]{17}[0-9Xx]|[0-9]{15}", case) or " " in case):
+        named.add("complaint.existing_case_id")
     if c.HasField("received_at") and not (
         0 <= c.received_at.nanos <= 999_999_999 and FIRST_SECOND <= c.received_at.seconds <= LAST_SECOND
     ):

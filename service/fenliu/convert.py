@@ -48,8 +48,10 @@ from fenliu.model import (
     Complainant,
     Complaint,
     Decision,
+    case_id_ok,
     complaint_from_dict,
     parse_timestamp,
+    region_code_ok,
 )
 
 #: Complaint field → the proto enum that carries it.
@@ -239,6 +241,9 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         kw[name] = v
     if not kw["id"].strip() or not (kw["text"].strip() or kw["category_hint"].strip()):
         return None
+    case_id = kw["existing_case_id"].strip()
+    if case_id and not case_id_ok(case_id):
+        return None
     for name, numbers in _ENUMS:
         v = numbers.get(getattr(msg, name))
         if v is None:
@@ -255,7 +260,9 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         if region is None:
             return None
         for k, v in region.items():
-            region[k] = v.strip()
+            region[k] = code = v.strip()
+            if code and not region_code_ok(k, code):
+                return None
         kw["region"] = region
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fenliu import metrics, model
+from fenliu.personal import mask
 
 __all__ = [
     "FORMAT_VERSION",
@@ -112,10 +113,13 @@ def check_writable(path: str | os.PathLike[str]) -> None:
 
 
 def _plain(v: Any) -> Any:
+    """A JSON-ready copy of ``v`` whose every string is masked (:func:`fenliu.personal.mask`)."""
+    if isinstance(v, str):
+        return mask(v)
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {mask(str(k)): _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple | set | frozenset):
         return [_plain(x) for x in v]
     return v
@@ -156,7 +160,7 @@ def entry(
         "time": decision.decided_at.isoformat(),
         "pack": pack.to_dict(),
         "complaint": _complaint(complaint, hash_key, redact_text) if complaint is not None else None,
-        "decision": decision.to_dict(trace=True),
+        "decision": _plain(decision.to_dict(trace=True)),
     }
     return d
 
