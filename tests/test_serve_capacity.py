@@ -19,7 +19,7 @@ from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
 from fenliu.runtime import Triage
-from grpc_helpers import PACK, ServeProcess, serving
+from grpc_helpers import PACK, ServeProcess, serve_refused, serving
 
 #: A channel with a connection of its own (channels otherwise share one), so that the kernel spreads
 #: them over the workers.
@@ -179,3 +179,10 @@ def test_300_idle_streams_against_2_workers_health_and_triage_p99_within_100ms(t
             flood.close()
         srv.stop()
         srv.kill()
+
+
+def test_serve_refuses_stream_settings_out_of_range_in_one_line() -> None:
+    for args in (["--max-streams", "0"], ["--stream-idle-timeout", "-1"]):
+        proc = serve_refused(*args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("fenliu serve: --max-streams must be")

@@ -713,6 +713,10 @@ def serve(args: argparse.Namespace) -> int:
             return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
+    if int(getattr(args, "max_streams", 1)) < 1 or float(getattr(args, "stream_idle_timeout", 0.0)) < 0:
+        raise SystemExit(
+            "fenliu serve: --max-streams must be at least 1 and --stream-idle-timeout not negative"
+        )
     args.pinned_cpus = None
     if getattr(args, "pin_cpus", None) is not None:
         try:
