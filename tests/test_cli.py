@@ -116,3 +116,15 @@ def test_cli_eval_unreadable_input_one_clear_line(tmp_path: Path) -> None:
     p = run("eval", str(WUSHEN), stdin="[" * 100_000)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert json.loads(p.stdout)["error"] == "INVALID_ARGUMENT"
+
+
+def test_cli_call_unusable_input_one_line_no_traceback(tmp_path: Path) -> None:
+    for args in (
+        ["--tls-ca", str(tmp_path / "missing.pem"), '{"id": "x", "text": "邻居"}'],
+        ['{"id": "x", "text": "邻居", "received_at": "0001-01-01T00:00:00+08:00"}'],
+        ["[" * 100_000],
+    ):
+        p = run("call", "--address", "127.0.0.1:1", "--timeout", "1", *args)
+        assert p.returncode == 2, p.stderr
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert json.loads(p.stderr)["error"].startswith("cannot read")

@@ -1029,15 +1029,19 @@ def run_call(args: argparse.Namespace) -> int:
         data = _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
         complaints = [convert.complaint_to_proto(d) for d in items]
-    except (OSError, ValueError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
     if args.tls_ca or args.tls_cert:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
-            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-        )
+        try:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+                private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+                certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+            )
+        except OSError as e:
+            print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
+            return 2
         channel = grpc.secure_channel(args.address, creds)
     else:
         channel = grpc.insecure_channel(args.address)
