@@ -10,6 +10,7 @@ bad complaint              INVALID_ARGUMENT   BadRequest (every bad field) + Err
 bytes that are no message  INVALID_ARGUMENT   ErrorInfo MALFORMED_REQUEST
 no rule pack loaded        UNAVAILABLE        ErrorInfo NO_RULE_PACK
 engine failure (a bug)     INTERNAL           ErrorInfo ENGINE_FAILURE
+a stream beyond the cap    RESOURCE_EXHAUSTED (message names --max-streams)
 =========================  =================  ==================================================
 
 ErrorInfo's domain is ``fenliu.v1``. No status or log line carries a stack trace, a submitted value
@@ -17,6 +18,8 @@ or personal data.
 
 The engine is not thread-safe (see the durable_rules notes): calls run on gRPC's thread pool and take
 one lock around the engine, one engine per process. Scale with processes: :mod:`fenliu.supervisor`.
+Streams and health checks have threads of their own, so that neither idle streams nor busy unary
+calls starve the other or health (:class:`StreamGuard`).
 
 ``create_server(address, triage, ...) -> (server, port)`` builds a server without starting it, so tests
 bind port 0. ``fenliu serve`` is :func:`add_serve_arguments` + :func:`run_serve`; ``fenliu call`` (a
