@@ -86,3 +86,45 @@ def test_cli_check_broken_pack_exits_non_zero(tmp_path: Path) -> None:
     assert "r.yaml:3: x: stage 'nowhere'" in p.stdout
     assert "r.yaml:4: x: then: 'colour' is not a decision field; did you mean 'color'?" in p.stdout
     assert "missing-table" in p.stdout
+
+
+def test_cli_eval_received_at_past_the_deadlines_range_one_line_no_traceback() -> None:
+    lines = [
+        json.dumps({"id": "late", "text": "拖欠工资", "received_at": "9999-12-17T00:00:00Z"}),
+        json.dumps({"id": "early", "text": "拖欠工资", "received_at": "0001-01-01T00:00:00+08:00"}),
+        json.dumps({"id": "ok", "text": "拖欠工资", "received_at": "9999-09-30T12:00:00Z"}),
+    ]
+    p = run("eval", str(WUSHEN), stdin="\n".join(lines))
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    late, early, ok = (json.loads(x) for x in p.stdout.splitlines())
+    for err in (late, early):
+        assert err["error"] == "INVALID_ARGUMENT"
+        assert [v["field"] for v in err["field_violations"]] == ["received_at"]
+    assert ok["deadlines"]["resolve_by"].startswith("9999-10-15")
+
+
+def test_cli_eval_unreadable_input_one_clear_line(tmp_path: Path) -> None:
+    binary = tmp_path / "bad.json"
+    binary.write_bytes(b"\xff\xfe{")
+    for target, why in ((tmp_path / "missing.json", "No such file"), (binary, "not UTF-8")):
+        p = run("eval", str(WUSHEN), str(target))
+        assert p.returncode == 2
+        assert p.stdout == "" and "Traceback" not in p.stderr
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"fenliu eval: cannot read {target}")
+        assert why in p.stderr
+    p = run("eval", str(WUSHEN), stdin="[" * 100_000)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert json.loads(p.stdout)["error"] == "INVALID_ARGUMENT"
+
+
+def test_cli_call_unusable_input_one_line_no_traceback(tmp_path: Path) -> None:
+    for args in (
+        ["--tls-ca", str(tmp_path / "missing.pem"), '{"id": "x", "text": "邻居"}'],
+        ['{"id": "x", "text": "邻居", "received_at": "0001-01-01T00:00:00+08:00"}'],
+        ["[" * 100_000],
+    ):
+        p = run("call", "--address", "127.0.0.1:1", "--timeout", "1", *args)
+        assert p.returncode == 2, p.stderr
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert json.loads(p.stderr)["error"].startswith("cannot read")

@@ -310,9 +310,9 @@ def test_garbage_bytes_invalid_argument_not_internal(target: str) -> None:
 
 def test_invalid_utf8_in_string_fields_invalid_argument_names_them(target: str) -> None:
     c = pb.Complaint(id="utf8-1", text="AAAA", title="ok")
-    c.region.village_code = "BBBB"
+    c.region.village_code = "150626100201"  # a valid code, whose bytes are replaced below
     data = pb.TriageRequest(complaint=c).SerializeToString()
-    data = data.replace(b"AAAA", b"\xc3\x28\xff\xfe").replace(b"BBBB", b"\xed\xa0\x80!")
+    data = data.replace(b"AAAA", b"\xc3\x28\xff\xfe").replace(b"150626100201", b"\xed\xa0\x80!15062610")
     with grpc.insecure_channel(target) as channel:
         with pytest.raises(grpc.RpcError) as info:
             channel.unary_unary(TRIAGE)(data, timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -46,6 +47,11 @@ BOOL_FIELDS = (
     "new_facts",
     "crime_involved",
 )
+DAY = 86_400
+#: google.protobuf.Timestamp's range, and received_at's: 90 days of deadlines and a day of offset inside it
+TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800, 253402300799
+FIRST_SECOND = TIMESTAMP_MIN + DAY
+LAST_SECOND = TIMESTAMP_MAX - 92 * DAY
 WORDS = [
     "邻居",
     "排水",
@@ -102,6 +108,12 @@ texts = st.one_of(
         st.integers(0, 25_000),
     ),
 )
+#: Personal data typed where it does not belong: refused in case numbers and region codes.
+personal = st.sampled_from(["13800138000", "150627199001011234", "15062719900101123X", "150627900101123"])
+good_case_ids = st.sampled_from(["WS-2026-0137", "XF2026-0001", "乌信〔2026〕12号", " CASE-1 "])
+case_ids = st.one_of(good_case_ids, good_case_ids, texts, personal)  # valid half of the time
+good_codes = st.sampled_from(["150626", "150626100", "150626100201", "001", " 150626 ", "15062", "1506261"])
+region_codes = st.one_of(good_codes, good_codes, good_codes, texts, personal)
 ints = st.one_of(st.integers(-3, 50), st.integers(-(2**63), 2**63 - 1))
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 2e6))
 enum_numbers = st.one_of(st.integers(0, 8), st.integers(-(2**31), 2**31 - 1))
@@ -112,7 +124,7 @@ def complaints(draw: st.DrawFn) -> Any:
     c = pb.Complaint()
     for name in STRING_FIELDS:
         if draw(st.booleans()):
-            setattr(c, name, draw(texts))
+            setattr(c, name, draw(case_ids if name == "existing_case_id" else texts))
     if draw(st.integers(0, 3)) > 0:  # mostly keep some words so that many complaints are valid
         c.text = "，".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4)))
         c.id = c.id if 0 < len(c.id) <= MAX_ID and "\x00" not in c.id and c.id.strip() else "ok-id"
@@ -131,7 +143,7 @@ def complaints(draw: st.DrawFn) -> Any:
         c.region.SetInParent()
         for f in ("banner_code", "township_code", "village_code"):
             if draw(st.booleans()):
-                setattr(c.region, f, draw(texts))
+                setattr(c.region, f, draw(region_codes))
     if draw(st.booleans()):
         c.complainant.SetInParent()
         for f in ("name", "id_number", "phone"):
@@ -139,7 +151,12 @@ def complaints(draw: st.DrawFn) -> Any:
                 setattr(c.complainant, f, draw(texts))
     if draw(st.booleans()):
         c.received_at.seconds = draw(
-            st.one_of(st.integers(0, 2_000_000_000), st.integers(-(2**63), 2**63 - 1))
+            st.one_of(
+                st.integers(0, 2_000_000_000),
+                st.integers(-(2**63), 2**63 - 1),
+                st.integers(LAST_SECOND - 200 * DAY, TIMESTAMP_MAX + DAY),  # deadlines past year 9999
+                st.integers(TIMESTAMP_MIN - DAY, FIRST_SECOND + DAY),
+            )
         )
         c.received_at.nanos = draw(st.one_of(st.integers(0, 999_999_999), st.integers(-(2**31), 2**31 - 1)))
     return c
@@ -158,7 +175,16 @@ def _must_be_named(c: Any) -> set[str]:
     for f in ENUM_FIELDS:
         if getattr(c, f) not in convert.COMPLAINT_ENUM_TYPES[f].DESCRIPTOR.values_by_number:
             named.add(f"complaint.{f}")
-    if c.HasField("received_at") and not 0 <= c.received_at.nanos <= 999_999_999:
+    for f, lengths in (("banner_code", (6,)), ("township_code", (3, 9)), ("village_code", (3, 12))):
+        code = getattr(c.region, f).strip()
+        if code and not (code.isascii() and code.isdigit() and len(code) in lengths):
+            named.add(f"complaint.region.{f}")
+    case = c.existing_case_id.strip()
+    if case and (re.fullmatch(r"1[3-9][0-9]{9}|[0-9]{17}[0-9Xx]|[0-9]{15}", case) or " " in case):
+        named.add("complaint.existing_case_id")
+    if c.HasField("received_at") and not (
+        0 <= c.received_at.nanos <= 999_999_999 and FIRST_SECOND <= c.received_at.seconds <= LAST_SECOND
+    ):
         named.add("complaint.received_at")
     return named
 
@@ -337,7 +363,21 @@ def test_plainly_valid_shortcut_equals_full_validation(c: Any) -> None:
         assert convert.complaint_from_proto(c, now=now) == full
 
 
-@pytest.mark.parametrize("seconds", [-62135596801, -62135596800, 0, 253402300799, 253402300800])
+EDGES = [
+    TIMESTAMP_MIN - 1,
+    TIMESTAMP_MIN,
+    FIRST_SECOND - 1,
+    FIRST_SECOND,
+    0,
+    LAST_SECOND,
+    LAST_SECOND + 1,
+    TIMESTAMP_MAX - 15 * DAY,  # 9999-12-17: the first whose resolve_by (15 days) overflowed
+    TIMESTAMP_MAX,
+    TIMESTAMP_MAX + 1,
+]
+
+
+@pytest.mark.parametrize("seconds", EDGES)
 @pytest.mark.parametrize("nanos", [0, 999, 1_000, 999_999_999])
 def test_shortcut_reads_timestamps_at_the_edges_of_their_range_as_the_validation_does(
     seconds: int, nanos: int
@@ -349,11 +389,36 @@ def test_shortcut_reads_timestamps_at_the_edges_of_their_range_as_the_validation
         full: Complaint | None = convert._complaint_from_proto_fully(c, None)
     except ComplaintError:
         full = None
-    in_range = -62135596800 <= seconds <= 253402300799
+    in_range = FIRST_SECOND <= seconds <= LAST_SECOND
     assert (fast is not None) == (full is not None) == in_range
     if fast is not None and full is not None:
         assert (fast.received_at, fast.received_at.tzinfo) == (full.received_at, full.received_at.tzinfo)
         assert fast.received_at.microsecond == nanos // 1000
+
+
+@pytest.mark.parametrize("seconds", EDGES)
+def test_received_at_at_the_edges_decided_or_refused_naming_it(stub: Any, seconds: int) -> None:
+    """Every timestamp accepted yields every deadline; beyond the range: INVALID_ARGUMENT, never INTERNAL."""
+    for received in ("RED", "BLUE"):  # RED: 2 h to 15 days; BLUE: up to 15 days; every deadline set
+        c = pb.Complaint(id="edge", text="拖欠工资", people_involved=40 if received == "RED" else 1)
+        c.received_at.seconds, c.received_at.nanos = seconds, 999_999_999
+        in_range = FIRST_SECOND <= seconds <= LAST_SECOND
+        try:
+            resp = stub.Triage(pb.TriageRequest(complaint=c), timeout=30)
+        except grpc.RpcError as e:
+            err = error_of(e)
+            assert not in_range, err
+            assert err["code"] == "INVALID_ARGUMENT" and bad_fields(err) == {"complaint.received_at"}
+            (item,) = stub.TriageStream(iter([pb.TriageStreamRequest(complaint=c)]), timeout=30)
+            assert bad_fields(status_to_dict(item.error)) == {"complaint.received_at"}
+            continue
+        assert in_range
+        d = convert.decision_from_proto(resp.decision)  # every deadline is a valid Timestamp
+        assert d["deadlines"]["first_contact_by"] and d["deadlines"]["resolve_by"]
+        for name in ("first_contact_by", "plan_by", "accept_by", "resolve_by"):
+            if resp.decision.deadlines.HasField(name):
+                ts = getattr(resp.decision.deadlines, name)
+                assert c.received_at.seconds < ts.seconds <= TIMESTAMP_MAX - 2 * DAY
 
 
 def test_shortcut_took_most_valid_complaints() -> None:

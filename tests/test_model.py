@@ -115,3 +115,39 @@ def test_complaint_errors_never_echo_values_or_personal_data() -> None:
 def test_complainant_repr_hides_personal_data() -> None:
     c = complaint_from_dict({"id": "c", "text": "x", "complainant": {"name": "李四", "phone": "13900000000"}})
     assert "李四" not in repr(c) and "13900000000" not in repr(c)
+
+
+@pytest.mark.parametrize(
+    "received_at",
+    [
+        "9999-12-17T00:00:00Z",  # resolve_by (15 days) used to overflow the date: INTERNAL
+        "9999-12-31T23:59:59Z",
+        "9999-10-01T00:00:00Z",
+        "9999-09-30T23:59:59-01:00",  # in UTC already October
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T12:00:00+08:00",
+        "0001-01-01T23:59:59",  # banner local time: 15:59 UTC the day before... of year 1
+    ],
+)
+def test_complaint_received_at_whose_deadlines_cannot_be_expressed_names_it(received_at: str) -> None:
+    assert set(_violations({"id": "c", "text": "x", "received_at": received_at})) == {"received_at"}
+
+
+@pytest.mark.parametrize(
+    "received_at", ["9999-09-30T23:59:59.999999Z", "9999-09-30T23:59:59+08:00", "0001-01-02T00:00:00Z"]
+)
+def test_complaint_received_at_at_the_edges_yields_every_deadline(received_at: str) -> None:
+    from conftest import WUSHEN
+    from fenliu.engine import Decider
+    from fenliu.model import LATEST_RECEIVED_AT
+    from fenliu.pack import load_pack
+
+    decider = Decider(load_pack(WUSHEN))
+    for extra in ({"people_involved": 40}, {"people_involved": 4}, {"category_hint": "legal_aid"}):
+        c = complaint_from_dict({"id": "c", "text": "拖欠工资", "received_at": received_at, **extra})
+        d = decider.decide(c)
+        assert d.deadlines and all(when > c.received_at for when in d.deadlines.values())
+        # and a later extension of 30 days past the statutory 60 still fits
+        assert (c.received_at + timedelta(days=90, hours=24)).year <= 9999
+        assert c.received_at <= LATEST_RECEIVED_AT
+        d.to_dict()

@@ -108,7 +108,7 @@ def _read_complaints(source: TextIO) -> Iterator[tuple[int, Any]]:
         return
     try:
         whole = json.loads(stripped)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         whole = None
     if whole is not None:
         if isinstance(whole, list):
@@ -122,6 +122,16 @@ def _read_complaints(source: TextIO) -> Iterator[tuple[int, Any]]:
                 yield n, json.loads(line)
             except json.JSONDecodeError as e:
                 yield n, _BadJson(str(e.msg))
+            except RecursionError:
+                yield n, _BadJson("nested too deeply")
+
+
+def _unreadable(file: str | None, e: OSError | UnicodeDecodeError) -> str:
+    """One line saying why the input cannot be read (never a traceback, never the file's content)."""
+    name = "standard input" if file in (None, "-") else str(file)
+    if isinstance(e, UnicodeDecodeError):
+        return f"cannot read {name}: not UTF-8 text (byte {e.start})"
+    return f"cannot read {name}: {e.strerror or type(e).__name__}"
 
 
 class _BadJson:
@@ -135,37 +145,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     decider = _load(args.pack, sys.stderr)
     if decider is None:
         return 1
-    source: TextIO = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    try:
+        if args.file in (None, "-"):
+            complaints = list(_read_complaints(sys.stdin))
+        else:
+            with open(args.file, encoding="utf-8") as source:
+                complaints = list(_read_complaints(source))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"fenliu eval: {_unreadable(args.file, e)}", file=sys.stderr)
+        return 2
     bad = 0
     indent = 2 if args.pretty else None
-    with source:
-        for n, item in _read_complaints(source):
-            if isinstance(item, _BadJson):
-                bad += 1
-                print(
-                    json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}),
-                    flush=True,
-                )
-                continue
-            try:
-                complaint = complaint_from_dict(item)
-            except ComplaintError as e:
-                bad += 1
-                err = {
-                    "line": n,
-                    "error": "INVALID_ARGUMENT",
-                    "field_violations": [
-                        {"field": v.field, "description": v.description} for v in e.violations
-                    ],
-                }
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    err["complaint_id"] = item["id"][:128]
-                print(json.dumps(err, ensure_ascii=False), flush=True)
-                continue
-            decision = decider.decide(complaint)
+    for n, item in complaints:
+        if isinstance(item, _BadJson):
+            bad += 1
             print(
-                json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True
+                json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}),
+                flush=True,
             )
+            continue
+        try:
+            complaint = complaint_from_dict(item)
+        except ComplaintError as e:
+            bad += 1
+            err = {
+                "line": n,
+                "error": "INVALID_ARGUMENT",
+                "field_violations": [{"field": v.field, "description": v.description} for v in e.violations],
+            }
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                err["complaint_id"] = item["id"][:128]
+            print(json.dumps(err, ensure_ascii=False), flush=True)
+            continue
+        decision = decider.decide(complaint)
+        print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
     return 2 if bad else 0
 
 

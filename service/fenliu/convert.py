@@ -31,7 +31,9 @@ from fenliu.model import (
     COMPLAINT_BOOLS,
     DEADLINE_NAMES,
     DECIDED_FIELDS,
+    EARLIEST_RECEIVED_AT,
     ENUM_DEFAULTS,
+    LATEST_RECEIVED_AT,
     LOCAL_TZ,
     MAX_AMOUNT,
     MAX_CODE,
@@ -46,8 +48,10 @@ from fenliu.model import (
     Complainant,
     Complaint,
     Decision,
+    case_id_ok,
     complaint_from_dict,
     parse_timestamp,
+    region_code_ok,
 )
 
 #: Complaint field → the proto enum that carries it.
@@ -202,9 +206,10 @@ _STRINGS: Final = (
 _ENUMS: Final = tuple(_ENUM_VALUES.items())
 _BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-#: The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-_SECONDS_MIN: Final = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
-_SECONDS_MAX: Final = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
+#: The range of received_at (:data:`fenliu.model.EARLIEST_RECEIVED_AT` to ``LATEST_RECEIVED_AT``), in
+#: whole seconds: any nanos keep a second of this range within it.
+_SECONDS_MIN: Final = int((EARLIEST_RECEIVED_AT - _EPOCH).total_seconds())
+_SECONDS_MAX: Final = int((LATEST_RECEIVED_AT.replace(microsecond=0) - _EPOCH).total_seconds())
 
 
 def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
@@ -237,6 +242,9 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         kw[name] = "" if v.isspace() else v  # whitespace only: absent
     if not kw["id"].strip() or not (kw["text"].strip() or kw["category_hint"].strip()):
         return None
+    case_id = kw["existing_case_id"].strip()
+    if case_id and not case_id_ok(case_id):
+        return None
     for name, numbers in _ENUMS:
         v = numbers.get(getattr(msg, name))
         if v is None:
@@ -253,7 +261,9 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
         if region is None:
             return None
         for k, v in region.items():
-            region[k] = v.strip()
+            region[k] = code = v.strip()
+            if code and not region_code_ok(k, code):
+                return None
         kw["region"] = region
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
@@ -263,8 +273,8 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
     if msg.HasField("received_at"):
         ts = msg.received_at
         seconds, nanos = ts.seconds, ts.nanos
-        # Timestamp.ToDatetime(tzinfo=UTC), without its checks and time zone conversion: in its range
-        # (0001-01-01 to 9999-12-31), with nanos whole microseconds and rounded toward zero.
+        # Timestamp.ToDatetime(tzinfo=UTC), without its checks and time zone conversion: in the range
+        # received_at may take, with nanos whole microseconds and rounded toward zero.
         if not (0 <= nanos <= 999_999_999 and _SECONDS_MIN <= seconds <= _SECONDS_MAX):
             return None
         kw["received_at"] = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from fenliu import metrics, model
+from fenliu.personal import mask
 
 __all__ = [
     "FORMAT_VERSION",
     "KEY_ENV",
     "MIN_KEY_BYTES",
     "DecisionLog",
+    "check_writable",
     "entry",
     "keyed_hash",
     "load_hash_key",
@@ -95,11 +97,29 @@ def load_hash_key(
     return key
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` naming ``path`` and why, if the decision log cannot be appended to there."""
+    target = Path(path)
+    try:
+        if not target.parent.exists():
+            target.parent.mkdir(parents=True)
+        for p in (target, Path(str(target) + ".lock")):
+            os.close(os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as e:
+        raise ValueError(
+            f"cannot write the decision log {path}: {e.strerror or type(e).__name__}"
+            + (f" ({e.filename})" if e.filename and str(e.filename) != str(path) else "")
+        ) from None
+
+
 def _plain(v: Any) -> Any:
+    """A JSON-ready copy of ``v`` whose every string is masked (:func:`fenliu.personal.mask`)."""
+    if isinstance(v, str):
+        return mask(v)
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {mask(str(k)): _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple | set | frozenset):
         return [_plain(x) for x in v]
     return v
@@ -140,7 +160,7 @@ def entry(
         "time": decision.decided_at.isoformat(),
         "pack": pack.to_dict(),
         "complaint": _complaint(complaint, hash_key, redact_text) if complaint is not None else None,
-        "decision": decision.to_dict(trace=True),
+        "decision": _plain(decision.to_dict(trace=True)),
     }
     return d
 
@@ -271,10 +291,12 @@ class DecisionLog:
         self.errors += 1
         if self.errors == 1 or self.errors % 1000 == 0:
             _log.error(
-                "decision log %s: cannot write (%s); %d line(s) lost so far",
-                self.path,
-                e.strerror,
-                self.errors,
+                "decision_log_write_failed",
+                extra={
+                    "path": str(self.path),
+                    "error": e.strerror or type(e).__name__,
+                    "lines_lost": self.errors,
+                },
             )
         with suppress(Exception):  # metrics must never break logging
             metrics.record_decision_log_error()

@@ -8,7 +8,9 @@ message then following as ``message``), ``pid`` and ``logger``, then the record'
     {"ts": "2025-01-01T00:00:00.000Z", "level": "INFO", "event": "worker_exited", "pid": 4700, ...}
 
 A log line never carries a stack trace, a submitted value or personal data: for an exception only its
-type and the innermost frame (``file:line``) are written, since exception messages may quote values.
+type and the innermost frame (``file:line``) are written, since exception messages may quote values;
+and every string of a line is masked (:func:`fenliu.personal.mask`), so that an id number or a mobile
+number typed into any field never reaches a log in clear.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
+from fenliu.personal import looks_personal, mask
+
 #: Attributes every LogRecord has; anything else on a record came from ``extra=`` and is written out.
 _STANDARD: Final = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys() | {"message", "asctime"}
@@ -30,15 +34,20 @@ _HANDLER_MARK: Final = "_fenliu_json"
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    """A JSON-ready copy of ``value`` whose every string is masked (:func:`fenliu.personal.mask`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**10:
+        return mask(str(value)) if looks_personal(str(value)) else value  # an int typed from a phone
+    if value is None or isinstance(value, bool | int | float):
         return value
+    if isinstance(value, str):
+        return mask(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {mask(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
-    return str(value)
+    return mask(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,12 +60,12 @@ class JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {
             "ts": ts.replace("+00:00", "Z"),
             "level": record.levelname,
-            "event": str(event) if event else message,
+            "event": mask(str(event) if event else message),
             "pid": record.process if record.process is not None else os.getpid(),
             "logger": record.name,
         }
         if event and message != event:
-            out["message"] = message
+            out["message"] = mask(message)
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and key not in out:
                 out[key] = _plain(value)

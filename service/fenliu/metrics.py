@@ -354,18 +354,36 @@ def _split_address(address: str) -> tuple[str, int]:
         raise ValueError(
             f"metrics address must be HOST:PORT, e.g. 127.0.0.1:9464 or [::]:9464 (got {address!r})"
         )
-    host = host.strip("[]") or "0.0.0.0"
+    host = host.strip("[]") or "127.0.0.1"  # ":9464": this machine only
     return host, int(port)
 
 
-def start_metrics_http(address: str) -> tuple[Any, int]:
-    """Serve ``/metrics`` on ``address`` (``HOST:PORT``; port 0 picks a free one) in a daemon thread.
+def is_local(address: str) -> bool:
+    """Whether a metrics address can be reached only from this machine (a loopback host)."""
+    host, _ = _split_address(address)
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def start_metrics_http(
+    address: str, *, certfile: str | None = None, keyfile: str | None = None, client_cafile: str | None = None
+) -> tuple[Any, int]:
+    """Serve ``/metrics`` on ``address`` (``HOST:PORT``; ``:PORT`` is 127.0.0.1; port 0 picks a free
+    one) in a daemon thread; HTTPS with ``certfile`` and ``keyfile``, requiring a client certificate
+    signed by ``client_cafile`` when given.
 
     Returns ``(server, port)``; stop with ``server.shutdown(); server.server_close()``.
     """
     host, port = _split_address(address)
     _m()
-    server, _thread = start_http_server(port, addr=host, registry=registry())
+    server, _thread = start_http_server(
+        port,
+        addr=host,
+        registry=registry(),
+        certfile=certfile,
+        keyfile=keyfile,
+        client_cafile=client_cafile,
+        client_auth_required=client_cafile is not None,
+    )
     return server, int(server.server_port)
 
 

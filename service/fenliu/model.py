@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Protocol
 
 from fenliu.errors import ComplaintError, FieldViolation
+from fenliu.personal import looks_personal
 
 #: Local time of the banner: a timestamp without an offset is read in this zone.
 LOCAL_TZ: Final = timezone(timedelta(hours=8))
@@ -81,6 +82,15 @@ MAX_PERSONAL = 128
 MAX_COUNT = 1_000_000_000
 MAX_AMOUNT = 1e15
 
+#: The range of ``received_at``. Every deadline counts from it, and a deadline is at most the statutory
+#: 60 days, extendable by 30: received_at must leave 90 days (and a day for any time zone offset) before
+#: the end of what a ``google.protobuf.Timestamp`` holds (9999-12-31), and a day after its start (0001-01-01).
+EARLIEST_RECEIVED_AT: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_RECEIVED_AT: Final = datetime(9999, 9, 30, 23, 59, 59, 999_999, tzinfo=UTC)
+RECEIVED_AT_RANGE: Final = (
+    "must lie between 0001-01-02T00:00:00Z and 9999-09-30T23:59:59Z (every deadline must be a valid time)"
+)
+
 _STRING_LIMITS: Final = {
     "id": MAX_ID,
     "title": MAX_TITLE,
@@ -98,6 +108,38 @@ _KINDS: Final[dict[str, str]] = {
     "complainant": "complainant",
     "received_at": "received_at",
 }
+#: Region codes are administrative-division codes (行政区划代码): digits, 6 for a banner (150626),
+#: 9 for a township (150626100) and 12 for a village (150626100201); a township or village may also be
+#: given by its 3-digit number within the level above. An id number or a phone is none of these.
+REGION_CODE_LENGTHS: Final[dict[str, tuple[int, ...]]] = {
+    "banner_code": (6,),
+    "township_code": (3, 9),
+    "village_code": (3, 12),
+}
+#: A case number (existing_case_id): letters, digits, Chinese characters and ``- _ . / : # ( ) 〔 〕 [ ]``
+#: (WS-2026-0137, 乌信〔2026〕12号), starting with a letter, digit or Chinese character.
+CASE_ID: Final = re.compile(r"[0-9A-Za-z\u4e00-\u9fff][0-9A-Za-z\u4e00-\u9fff\-_./:#()（）〔〕\[\]]*")
+CASE_ID_FORMAT: Final = (
+    "must be a case number: letters, digits, Chinese characters and - _ . / : # ( ) 〔 〕 [ ], "
+    "not an id number or a phone number"
+)
+
+
+def region_code_ok(name: str, code: str) -> bool:
+    """Whether ``code`` (stripped) has the shape of the region field ``name``."""
+    return code.isascii() and code.isdigit() and len(code) in REGION_CODE_LENGTHS[name]
+
+
+def case_id_ok(case_id: str) -> bool:
+    """Whether a non-blank ``existing_case_id`` (stripped) is shaped like a case number."""
+    return CASE_ID.fullmatch(case_id) is not None and not looks_personal(case_id)
+
+
+def region_format(name: str) -> str:
+    lengths = " or ".join(str(n) for n in REGION_CODE_LENGTHS[name])
+    return f"must be an administrative-division code of {lengths} digits"
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -251,6 +293,10 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
         else:
             out[name] = float(v)
 
+    case_id = out.get("existing_case_id", "").strip()
+    if case_id and not case_id_ok(case_id):
+        bad.append(FieldViolation("existing_case_id", CASE_ID_FORMAT))
+        out.pop("existing_case_id")
     cid = out.get("id", "")
     if "id" not in data or (isinstance(data.get("id"), str) and not cid.strip()):
         bad.append(FieldViolation("id", "is required"))
@@ -275,7 +321,11 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                     bad.append(
                         FieldViolation(f"region.{k}", f"must be a code of at most {MAX_CODE} characters")
                     )
-                elif v.strip():
+                elif not v.strip():
+                    pass  # whitespace only: absent
+                elif not region_code_ok(k, v.strip()):
+                    bad.append(FieldViolation(f"region.{k}", region_format(k)))
+                else:
                     reg[k] = v.strip()
             out["region"] = reg
 
@@ -312,6 +362,9 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 received_at = parse_timestamp(ra)
             except ValueError:
                 bad.append(FieldViolation("received_at", "is not an ISO 8601 timestamp"))
+            else:
+                if not EARLIEST_RECEIVED_AT <= received_at <= LATEST_RECEIVED_AT:
+                    bad.append(FieldViolation("received_at", RECEIVED_AT_RANGE))
 
     if bad:
         raise ComplaintError(bad)

@@ -10,6 +10,7 @@ bad complaint              INVALID_ARGUMENT   BadRequest (every bad field) + Err
 bytes that are no message  INVALID_ARGUMENT   ErrorInfo MALFORMED_REQUEST
 no rule pack loaded        UNAVAILABLE        ErrorInfo NO_RULE_PACK
 engine failure (a bug)     INTERNAL           ErrorInfo ENGINE_FAILURE
+a stream beyond the cap    RESOURCE_EXHAUSTED (message names --max-streams)
 =========================  =================  ==================================================
 
 ErrorInfo's domain is ``fenliu.v1``. No status or log line carries a stack trace, a submitted value
@@ -17,6 +18,8 @@ or personal data.
 
 The engine is not thread-safe (see the durable_rules notes): calls run on gRPC's thread pool and take
 one lock around the engine, one engine per process. Scale with processes: :mod:`fenliu.supervisor`.
+Streams and health checks have threads of their own, so that neither idle streams nor busy unary
+calls starve the other or health (:class:`StreamGuard`).
 
 ``create_server(address, triage, ...) -> (server, port)`` builds a server without starting it, so tests
 bind port 0. ``fenliu serve`` is :func:`add_serve_arguments` + :func:`run_serve`; ``fenliu call`` (a
@@ -26,11 +29,14 @@ small client) is :func:`add_call_arguments` + :func:`run_call`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -65,6 +71,14 @@ DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_THREADS: Final = 16
 DEFAULT_GRACE_SECONDS: Final = 10.0
+#: Streams (TriageStream, health Watch, reflection) open at once per worker; beyond: RESOURCE_EXHAUSTED.
+DEFAULT_MAX_STREAMS: Final = 64
+#: A TriageStream (or reflection stream) that neither sends nor is sent anything this long is cancelled.
+DEFAULT_STREAM_IDLE_SECONDS: Final = 60.0
+#: Threads of a worker that answer only health checks (Check, List): they never wait behind decisions.
+HEALTH_THREADS: Final = 2
+#: Threads beyond the stream cap, so that a stream over the cap is refused at once, not queued.
+_REFUSAL_THREADS: Final = 4
 
 #: Keepalive and connection settings (see docs/api.md). Clients may ping every 10 s at most.
 KEEPALIVE_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
@@ -427,6 +441,212 @@ class TriageServicer:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Capacity: health, streams and unary calls each have their own threads
+
+
+class StreamGuard:
+    """The open streams of one server: at most ``max_streams``, and an idle timeout.
+
+    gRPC's synchronous server runs every call on a thread of its pool, and a stream holds its thread
+    for as long as it is open, waiting for the client's next message. So streams run on a pool of their
+    own (``max_streams`` threads, and a few to refuse more at once with RESOURCE_EXHAUSTED): however
+    many are open, idle or busy, unary calls keep the server's pool and health checks their own. A
+    request stream that neither receives nor sends for ``idle_seconds`` is cancelled (logged
+    ``stream_idle_closed``; the client sees CANCELLED), which frees its thread. Health's Watch counts
+    against the cap but is never idle by design, so it has no timeout; keepalive pings find dead clients.
+    """
+
+    def __init__(self, max_streams: int, idle_seconds: float) -> None:
+        if max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
+        self.max_streams = max_streams
+        self.idle_seconds = idle_seconds
+        self.pool = futures.ThreadPoolExecutor(
+            max_workers=max_streams + _REFUSAL_THREADS, thread_name_prefix="fenliu-stream"
+        )
+        self.health_pool = futures.ThreadPoolExecutor(
+            max_workers=HEALTH_THREADS, thread_name_prefix="fenliu-health"
+        )
+        self._lock = threading.Lock()
+        self._open: dict[int, list[Any]] = {}  # token -> [context, last activity, idle timeout applies]
+        self._next = 0
+        self._reaper: threading.Thread | None = None
+        self.refused = 0
+        self.idle_closed = 0
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def enter(self, context: grpc.ServicerContext, *, idles: bool) -> int | None:
+        """A token for a new stream, or None when the cap is reached."""
+        with self._lock:
+            if len(self._open) >= self.max_streams:
+                self.refused += 1
+                return None
+            self._next += 1
+            token = self._next
+            self._open[token] = [context, time.monotonic(), idles]
+            if idles and self.idle_seconds > 0 and self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="fenliu-stream-idle", daemon=True)
+                self._reaper.start()
+            return token
+
+    def touch(self, token: int) -> None:
+        entry = self._open.get(token)
+        if entry is not None:
+            entry[1] = time.monotonic()
+
+    def leave(self, token: int) -> None:
+        with self._lock:
+            self._open.pop(token, None)
+
+    def closed_idle(self, token: int) -> bool:
+        with self._lock:
+            return token not in self._open
+
+    def _reap(self) -> None:
+        period = max(0.05, min(1.0, self.idle_seconds / 4))
+        while True:
+            time.sleep(period)
+            now = time.monotonic()
+            idle: list[Any] = []
+            with self._lock:
+                for token, (context, last, idles) in list(self._open.items()):
+                    if idles and now - last > self.idle_seconds:
+                        del self._open[token]
+                        idle.append(context)
+                if not any(e[2] for e in self._open.values()) and not idle:
+                    self._reaper = None
+                    return
+            for context in idle:
+                self.idle_closed += 1
+                log.info("stream_idle_closed", extra={"idle_s": self.idle_seconds, "open": self.open})
+                with contextlib.suppress(Exception):
+                    context.cancel()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.health_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _on_pool(fn: Callable[..., Any], pool: futures.ThreadPoolExecutor) -> Callable[..., Any]:
+    """``fn`` as a handler behavior that gRPC runs on ``pool`` instead of the server's own."""
+
+    def behavior(*args: Any) -> Any:
+        return fn(*args)
+
+    behavior.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return behavior
+
+
+def _too_many_streams(context: grpc.ServicerContext, guard: StreamGuard) -> None:
+    context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"this worker has {guard.max_streams} streams open, its limit (--max-streams); "
+        "retry later, or send the complaints over fewer streams",
+    )
+
+
+class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Puts health checks on their own threads, and streams on theirs, under a cap and an idle timeout.
+
+    Innermost of the interceptors, so that the others (metrics) see a refused stream like any call.
+    The pools are given to gRPC by :class:`_Pools`, the outermost.
+    """
+
+    def __init__(self, guard: StreamGuard) -> None:
+        self.guard = guard
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or not (handler.request_streaming or handler.response_streaming):
+            return handler
+        guard = self.guard
+        if not handler.request_streaming:  # health Watch: capped, never idle by design
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                token = guard.enter(context, idles=False)
+                if token is None:
+                    _too_many_streams(context, guard)
+                    return
+                try:
+                    yield from inner_us(request, context)
+                finally:
+                    guard.leave(token)
+
+            return handler._replace(unary_stream=unary_stream)
+
+        def watched(requests: Iterator[Any], token: int) -> Iterator[Any]:
+            try:
+                for r in requests:
+                    guard.touch(token)
+                    yield r
+            except grpc.RpcError:
+                if guard.closed_idle(token):  # cancelled for idling: end quietly
+                    return
+                raise
+
+        if handler.response_streaming:
+            inner_ss = handler.stream_stream
+
+            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                token = guard.enter(context, idles=True)
+                if token is None:
+                    _too_many_streams(context, guard)
+                    return
+                try:
+                    for response in inner_ss(watched(requests, token), context):
+                        guard.touch(token)
+                        yield response
+                finally:
+                    guard.leave(token)
+
+            return handler._replace(stream_stream=stream_stream)
+        inner_su = handler.stream_unary
+
+        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            token = guard.enter(context, idles=True)
+            if token is None:
+                _too_many_streams(context, guard)
+            try:
+                return inner_su(watched(requests, token), context)  # type: ignore[arg-type]
+            finally:
+                guard.leave(token)  # type: ignore[arg-type]
+
+        return handler._replace(stream_unary=stream_unary)
+
+
+_HEALTH_CHECKS: Final = frozenset({f"/{health.SERVICE_NAME}/Check", f"/{health.SERVICE_NAME}/List"})
+
+
+class _Pools(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Outermost interceptor: health checks run on the health pool, streams on the stream pool."""
+
+    def __init__(self, guard: StreamGuard) -> None:
+        self.guard = guard
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.request_streaming or handler.response_streaming:
+            pool = self.guard.pool
+        elif handler_call_details.method in _HEALTH_CHECKS:
+            pool = self.guard.health_pool
+        else:
+            return handler
+        kind = (
+            ("stream_stream" if handler.response_streaming else "stream_unary")
+            if handler.request_streaming
+            else ("unary_stream" if handler.response_streaming else "unary_unary")
+        )
+        return handler._replace(**{kind: _on_pool(getattr(handler, kind), pool)})
+
+
+# ----------------------------------------------------------------------------------------------------
 # Building a server
 
 
@@ -437,6 +657,36 @@ class TlsFiles:
     cert: str
     key: str
     client_ca: str | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` with one line for the operator if the files cannot serve TLS: unreadable,
+        not PEM, or a key that does not match its certificate (gRPC only says "Failed to bind")."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        for flag, path in (
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+            ("--tls-client-ca", self.client_ca),
+        ):
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{flag} {path}: cannot read it")
+        try:
+            ctx.load_cert_chain(self.cert, self.key, password=lambda: b"")
+        except ssl.SSLError as e:
+            if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+                raise ValueError(
+                    f"--tls-key {self.key} does not match the certificate --tls-cert {self.cert}"
+                ) from None
+            raise ValueError(
+                f"--tls-cert {self.cert} and --tls-key {self.key} must be a PEM certificate chain and its "
+                f"unencrypted private key ({e.reason or 'unreadable'})"
+            ) from None
+        if self.client_ca:
+            try:
+                ctx.load_verify_locations(cafile=self.client_ca)
+            except ssl.SSLError as e:
+                raise ValueError(
+                    f"--tls-client-ca {self.client_ca} must hold PEM CA certificates ({e.reason or 'unreadable'})"
+                ) from None
 
     def credentials(self) -> grpc.ServerCredentials:
         chain = Path(self.cert).read_bytes()
@@ -455,6 +705,7 @@ class Serving:
     port: int
     servicer: TriageServicer
     health: health.HealthServicer
+    streams: StreamGuard | None = None
 
 
 def server_options(max_message_bytes: int, reuse_port: bool) -> list[tuple[str, int]]:
@@ -476,11 +727,21 @@ def build_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     reuse_port: bool = False,
     threads: int = DEFAULT_THREADS,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
 ) -> Serving:
-    """Build the server with TriageService, health and reflection, bound to ``address``."""
+    """Build the server with TriageService, health and reflection, bound to ``address``.
+
+    Unary calls run on ``threads`` threads; streams on a pool of their own, at most ``max_streams`` at
+    once, cancelled after ``stream_idle_seconds`` without a message (0: never); health checks on
+    :data:`HEALTH_THREADS` threads of their own (:class:`StreamGuard`).
+    """
+    guard = StreamGuard(max_streams, stream_idle_seconds)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fenliu-rpc"),
-        interceptors=list(interceptors),  # HOOK: metrics and other interceptors
+        # HOOK: metrics and other interceptors, between the one that gives each call its threads and
+        # the one that caps streams (so that they see a refused stream like any other call)
+        interceptors=[_Pools(guard), *interceptors, _Capacity(guard)],
         options=server_options(max_message_bytes, reuse_port),
     )
     servicer = TriageServicer(triage, observers)
@@ -510,7 +771,7 @@ def build_server(
         raise OSError(f"cannot listen on {address}: {e}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Serving(server, port, servicer, health_servicer)
+    return Serving(server, port, servicer, health_servicer, guard)
 
 
 def create_server(
@@ -523,6 +784,8 @@ def create_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     reuse_port: bool = False,
     threads: int = DEFAULT_THREADS,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
 ) -> tuple[grpc.Server, int]:
     """A server (not started) and the port it is bound to; bind ``host:0`` for a free port."""
     s = build_server(
@@ -534,6 +797,8 @@ def create_server(
         interceptors=interceptors,
         reuse_port=reuse_port,
         threads=threads,
+        max_streams=max_streams,
+        stream_idle_seconds=stream_idle_seconds,
     )
     return s.server, s.port
 
@@ -551,7 +816,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_THREADS,
         metavar="N",
-        help="calls served at once per worker; an open stream holds one (default %(default)s)",
+        help="unary calls served at once per worker (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-streams",
+        type=int,
+        default=DEFAULT_MAX_STREAMS,
+        metavar="N",
+        help="streams open at once per worker, each on a thread of its own; more are refused with "
+        "RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=DEFAULT_STREAM_IDLE_SECONDS,
+        metavar="SECONDS",
+        help="cancel a TriageStream that sends nothing this long (0: never; default %(default)s)",
     )
     parser.add_argument(
         "--pin-cpus",
@@ -590,7 +870,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not reload when files in the rules folder change (SIGHUP still reloads)",
     )
-    parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    parser.add_argument(
+        "--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here (:PORT: on 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--metrics-tls",
+        action="store_true",
+        help="serve /metrics over HTTPS with --tls-cert and --tls-key (and require a client certificate "
+        "signed by --tls-client-ca when given)",
+    )
     parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
     parser.add_argument(
         "--decision-log-key-file",
@@ -622,11 +910,15 @@ def tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
         getattr(args, "tls_client_ca", None),
     )
     if not cert and not key and not ca:
+        if getattr(args, "metrics_tls", False):
+            raise SystemExit("fenliu serve: --metrics-tls serves the certificate of --tls-cert and --tls-key")
         return None
     if not cert or not key:
         raise SystemExit(
             "fenliu serve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)"
         )
+    if getattr(args, "metrics_tls", False) and not getattr(args, "metrics_address", None):
+        raise SystemExit("fenliu serve: --metrics-tls needs --metrics-address")
     return TlsFiles(cert, key, ca)
 
 
@@ -740,15 +1032,19 @@ def run_call(args: argparse.Namespace) -> int:
         data = _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
         complaints = [convert.complaint_to_proto(d) for d in items]
-    except (OSError, ValueError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
     if args.tls_ca or args.tls_cert:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
-            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-        )
+        try:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+                private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+                certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+            )
+        except OSError as e:
+            print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
+            return 2
         channel = grpc.secure_channel(args.address, creds)
     else:
         channel = grpc.insecure_channel(args.address)

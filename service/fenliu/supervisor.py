@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import fcntl
 import gc
 import logging
 import multiprocessing
@@ -33,6 +35,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -109,6 +112,63 @@ def _split_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise SystemExit(f"fenliu serve: --address must be HOST:PORT, not {address!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class AddressClaim:
+    """A claim on a port while a server starts, so that two servers never share one address.
+
+    Workers of one server share their port with ``SO_REUSEPORT``, which the kernel grants to any
+    process of the same user: a second ``fenliu serve`` on a held address used to start, and calls
+    were answered by two packs at random. So before it binds, a server checks that nothing holds the
+    address: a socket without ``SO_REUSEPORT`` (with ``SO_REUSEADDR``, so that connections in
+    TIME_WAIT do not count) cannot bind where a socket is listening, or where the supervisor's holder
+    (``SO_REUSEPORT`` only) is bound. The check and the bind that follows it run under an ``flock`` on
+    ``$TMPDIR/fenliu-<uid>/port-<port>.lock``, so that two servers starting at once are taken in turn;
+    the lock is released once the server holds its port (:meth:`release`). Port 0 needs no claim.
+    """
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        self.address = address
+        self._fd = -1
+        host, port = _split_address(address)
+        if port == 0:
+            return
+        folder = os.path.join(tempfile.gettempdir(), f"fenliu-{os.getuid()}")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        self._fd = os.open(
+            os.path.join(folder, f"port-{port}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.release()
+                    raise SystemExit(
+                        f"fenliu serve: cannot listen on {address}: another server is starting on it"
+                    ) from None
+                time.sleep(0.05)
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as e:
+            self.release()
+            why = (
+                "another server holds it (address already in use)"
+                if e.errno == errno.EADDRINUSE
+                else e.strerror
+            )
+            raise SystemExit(f"fenliu serve: cannot listen on {address}: {why}") from None
+        finally:
+            probe.close()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # and with it the lock
+            self._fd = -1
 
 
 def reserve_port(address: str) -> tuple[socket.socket, int]:
@@ -197,9 +257,24 @@ def on_supervisor_start(args: argparse.Namespace, *, workers: int) -> None:
     if workers > 1:
         _metrics_dir = tempfile.mkdtemp(prefix="fenliu-metrics-")
         metrics.prepare_multiprocess(_metrics_dir)
-    _metrics_server, port = metrics.start_metrics_http(args.metrics_address)
+    tls = getattr(args, "metrics_tls", False)
+    _metrics_server, port = metrics.start_metrics_http(
+        args.metrics_address,
+        certfile=args.tls_cert if tls else None,
+        keyfile=args.tls_key if tls else None,
+        client_cafile=getattr(args, "tls_client_ca", None) if tls else None,
+    )
     _metrics_on = True
-    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port})
+    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port, "tls": bool(tls)})
+    if getattr(args, "tls_cert", None) and not tls and not metrics.is_local(args.metrics_address):
+        log.warning(
+            "metrics_plaintext",
+            extra={
+                "address": args.metrics_address,
+                "advice": "gRPC requires TLS but /metrics is plain HTTP reachable from other machines: "
+                "add --metrics-tls, or bind --metrics-address to 127.0.0.1",
+            },
+        )
 
 
 def on_supervisor_stop() -> None:
@@ -389,6 +464,8 @@ def serve_in_process(
             interceptors=ext.interceptors,
             reuse_port=reuse_port,
             threads=getattr(args, "threads", srv.DEFAULT_THREADS),
+            max_streams=getattr(args, "max_streams", srv.DEFAULT_MAX_STREAMS),
+            stream_idle_seconds=getattr(args, "stream_idle_timeout", srv.DEFAULT_STREAM_IDLE_SECONDS),
         )
     except OSError as e:
         log.error("listen_failed", extra={"address": address, "error": str(e)})
@@ -690,17 +767,29 @@ def serve(args: argparse.Namespace) -> int:
 
     tls = srv.tls_from_args(args)
     workers = int(args.workers)
-    if getattr(args, "decision_log", None):  # refuse to start without a key, before any worker does
-        from fenliu.decision_log import load_hash_key
+    if tls is not None:  # gRPC would say only "Failed to bind to address"
+        try:
+            tls.check()
+        except ValueError as e:
+            log.error("tls_unusable", extra={"error": str(e)})
+            print(f"fenliu serve: {e}", file=sys.stderr)
+            return 2
+    if getattr(args, "decision_log", None):  # refuse to start without a key or a file, before any worker
+        from fenliu.decision_log import check_writable, load_hash_key
 
         try:
             load_hash_key(getattr(args, "decision_log_key_file", None))
+            check_writable(args.decision_log)
         except (ValueError, OSError) as e:
             log.error("decision_log_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
             return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
+    if int(getattr(args, "max_streams", 1)) < 1 or float(getattr(args, "stream_idle_timeout", 0.0)) < 0:
+        raise SystemExit(
+            "fenliu serve: --max-streams must be at least 1 and --stream-idle-timeout not negative"
+        )
     args.pinned_cpus = None
     if getattr(args, "pin_cpus", None) is not None:
         try:
@@ -713,21 +802,25 @@ def serve(args: argparse.Namespace) -> int:
     def announce(port: int, label: str, pids: list[int]) -> None:
         print(srv.banner(args.address, port, workers, pids, label, tls), flush=True)
 
+    claim = AddressClaim(args.address)
     if workers == 1:
         pin_to_cpu(0, args.pinned_cpus)
         on_supervisor_start(args, workers=1)
+
+        def ready(port: int, label: str) -> None:
+            claim.release()
+            announce(port, label, [os.getpid()])
+
         try:
-            return serve_in_process(
-                args,
-                args.address,
-                reuse_port=False,
-                on_ready=lambda port, label: announce(port, label, [os.getpid()]),
-                watch_rules=True,
-            )
+            return serve_in_process(args, args.address, reuse_port=False, on_ready=ready, watch_rules=True)
         finally:
+            claim.release()
             on_supervisor_stop()
 
-    holder, port = reserve_port(args.address)
+    try:
+        holder, port = reserve_port(args.address)
+    finally:
+        claim.release()
     address = _with_port(args.address, port)
     sup = Supervisor(args, address, workers)
     rfd, wfd = os.pipe()
