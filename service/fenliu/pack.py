@@ -1,7 +1,8 @@
 """Load a rule pack folder into checked, position-carrying objects.
 
 A pack is a folder: ``pack.yaml`` (the manifest), rule files (``*.yaml``) holding ``rules`` and
-``tables``, and test cases (``*_test.yaml``). A pack may ``extends`` a base pack; its rules are then
+``tables``, lexicon files (``*.yaml`` holding ``lexicon``: one category's vocabulary), test cases
+(``*_test.yaml``), and optionally a text model (named by the manifest's ``text.model``). A pack may ``extends`` a base pack; its rules are then
 added to the base's, may ``override`` a base rule of the same id, and its table rows update the base's.
 
 :func:`load_pack` returns a :class:`Pack` or raises :class:`~fenliu.errors.PackError` with *every*
@@ -139,6 +140,39 @@ class Case:
     line: int
 
 
+@dataclass(frozen=True, slots=True)
+class LexiconEntry:
+    """One entry of a category's vocabulary: a ``term``, a ``together`` entry (all its words in one
+    sentence) or an ``against`` entry (subtracted), with its weight and where it is written."""
+
+    category: str
+    kind: str  # "term" | "together" | "against"
+    words: tuple[str, ...]
+    weight: float
+    file: str
+    line: int
+    source: str  # "<pack>/<file in the pack>:<line>", the same wherever the pack lies
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.words)
+
+
+@dataclass(frozen=True, slots=True)
+class TextSettings:
+    """The manifest's ``text``: threshold and margin of the lexicon, the model file, the floors."""
+
+    threshold: float = 6.0
+    margin: float = 2.0
+    model: str = ""  # relative to the pack folder; "" = no model
+    model_confidence: float = 0.6
+    floors: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+    model_file: str = ""  # the model's file as problems name it ("" = no model)
+    model_path: Path | None = None
+
+
 @dataclass(slots=True)
 class Pack:
     name: str
@@ -154,6 +188,8 @@ class Pack:
     digest: str
     explained_warnings: tuple[dict[str, str], ...] = ()
     files: dict[str, int] = field(default_factory=dict)  # relative file -> number of lines
+    lexicon: tuple[LexiconEntry, ...] = ()
+    text: TextSettings = field(default_factory=TextSettings)
 
     @property
     def categories(self) -> dict[str, dict[str, Any]]:
@@ -242,6 +278,7 @@ class _Layer:
     file_lines: dict[str, int]
     manifest_rel: str
     sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
+    lexicon_files: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _pack_files(root: Path) -> list[Path]:
@@ -288,6 +325,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     parts: list[bytes] = []
     files: list[tuple[str, Any]] = []
     cases: list[tuple[str, Any]] = []
+    lexicon: list[tuple[str, Any]] = []
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}
     for p in _pack_files(root):
@@ -313,9 +351,22 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         if p.stem.endswith("_test"):
             if _validate_schema(doc, "cases", rel, out):
                 cases.append((rel, doc))
+        elif isinstance(doc, dict) and "lexicon" in doc:
+            if _validate_schema(doc, "lexicon", rel, out):
+                lexicon.append((rel, doc))
         elif _validate_schema(doc, "rules", rel, out):
             files.append((rel, doc))
-    layers.append(_Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources))
+    text = manifest.get("text")
+    if isinstance(text, dict) and isinstance(text.get("model"), str):
+        # The model is part of the pack: its bytes are in the digest (a missing one is refused later,
+        # with the file named, when the pack is prepared).
+        mp = root / text["model"]
+        if mp.is_file():
+            name = f"{manifest['name']}/{Path(text['model']).as_posix()}"
+            parts.append(name.encode() + b"\0" + mp.read_bytes() + b"\0")
+    layers.append(
+        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, lexicon)
+    )
     return layers
 
 
@@ -519,6 +570,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}",
                 )
 
+    lexicon = _lexicon(layers, tables, out)
+    text = _text_settings(layers, out)
+
     digest = hashlib.sha256()
     file_lines: dict[str, int] = {}
     for layer in layers:
@@ -539,7 +593,79 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         digest=digest.hexdigest()[:12],
         explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
         files=file_lines,
+        lexicon=lexicon,
+        text=text,
     )
+
+
+def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) -> tuple[LexiconEntry, ...]:
+    """Every layer's lexicon files; an extending layer's file for a category replaces the base's."""
+    cats = tables["categories"].rows if "categories" in tables else {}
+    by_category: dict[str, list[LexiconEntry]] = {}
+    where: dict[tuple[str, str], str] = {}  # (layer, category) -> file
+    for layer in layers:
+        for rel, doc in layer.lexicon_files:
+            lex = doc["lexicon"]
+            cat = str(lex["category"])
+            if cats and cat not in cats:
+                out.add(
+                    rel,
+                    lex.line_of("category"),
+                    "",
+                    "lexicon-category",
+                    f"lexicon of '{cat}', which is not a category{_suggest(cat, cats)}",
+                )
+                continue
+            if (layer.name, cat) in where:
+                out.add(
+                    rel,
+                    lex.line,
+                    "",
+                    "lexicon-duplicate",
+                    f"the lexicon of '{cat}' is already in {where[(layer.name, cat)]}",
+                )
+                continue
+            where[(layer.name, cat)] = rel
+            src = layer.sources.get(rel, rel)
+            entries: list[LexiconEntry] = []
+            for kind, key in (("term", "terms"), ("together", "together"), ("against", "against")):
+                items = lex.get(key) or []
+                for i, item in enumerate(items):
+                    line = items.line_of(i) if isinstance(items, YList) else lex.line
+                    raw = [item["term"]] if kind != "together" else list(item["words"])
+                    words = tuple(str(w).strip() for w in raw)
+                    if any(not w for w in words):
+                        out.add(
+                            rel, line, "", "lexicon-empty", f"{key}[{i}]: an empty word matches everything"
+                        )
+                        continue
+                    entries.append(
+                        LexiconEntry(cat, kind, words, float(item["weight"]), rel, line, f"{src}:{line}")
+                    )
+            by_category[cat] = entries
+    return tuple(e for entries in by_category.values() for e in entries)
+
+
+def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
+    """The last layer's ``text`` settings that give any; the model file is the layer's own."""
+    for layer in reversed(layers):
+        t = layer.manifest.get("text")
+        if not isinstance(t, YDict):
+            continue
+        model = str(t.get("model", ""))
+        base = TextSettings()
+        return TextSettings(
+            threshold=float(t.get("threshold", base.threshold)),
+            margin=float(t.get("margin", base.margin)),
+            model=model,
+            model_confidence=float(t.get("model_confidence", base.model_confidence)),
+            floors=_plain(t.get("floors") or {}),
+            file=layer.manifest_rel,
+            line=t.line,
+            model_file=str(Path(layer.manifest_rel).parent / model) if model else "",
+            model_path=(layer.root / model) if model else None,
+        )
+    return TextSettings()
 
 
 def _plain(v: Any) -> Any:
