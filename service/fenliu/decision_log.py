@@ -105,11 +105,14 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_NOT_LOGGED: Final = frozenset(("received_at_given", "evidence", "enriched", *model.DERIVED_FIELDS))
+
+
 def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
-        if f.name == "received_at_given":
+        if f.name in _NOT_LOGGED:  # derived ones are in the decision (suggestions, notes)
             continue
         if isinstance(v, model.Complainant):
             person = {
