@@ -177,7 +177,17 @@ def cmd_lint(args: argparse.Namespace) -> int:
     decider = _load(args.pack, sys.stdout)
     if decider is None:
         return 1
-    findings = lint(decider.pack, decider.compiled)
+    corpus: list[str] = []
+    if args.corpus:
+        from fenliu.train import read_labelled
+
+        try:
+            items = read_labelled(Path(args.corpus).read_text("utf-8").splitlines())
+        except (OSError, ValueError) as e:
+            print(f"fenliu: {e}", file=sys.stderr)
+            return 2
+        corpus = [x.title + "\n" + x.text for x in items]
+    findings = lint(decider.pack, decider.compiled, corpus=corpus)
     print(render_findings(findings, lambda p: _display(p, args.pack), fmt=args.format))
     return 1 if any(f.severity == "error" for f in findings) else 0
 
@@ -251,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
     p.add_argument("pack")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--corpus", default="", help="complaints (JSON Lines): warn of lexicon terms most of them hold"
+    )
     p.set_defaults(func=cmd_lint)
 
     p = sub.add_parser("diff", help="run two packs over a corpus and report what changes")
