@@ -78,7 +78,7 @@ class ModelEnricher:
     def __init__(self, model: TextModel, confidence: float, categories: Sequence[str]) -> None:
         self.model = model
         self.confidence = confidence
-        self._valid = frozenset(categories)
+        self._valid = frozenset(categories) - {UNCLASSIFIED}
 
     def __call__(self, c: Complaint, text: str, derived: dict[str, Any]) -> None:
         probs = self.model.predict(text)
