@@ -12,7 +12,6 @@ category, exclusion, or a department).
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime

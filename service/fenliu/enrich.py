@@ -19,6 +19,7 @@ and, when the pack has a model, :class:`ModelEnricher` (``model_category``, ``mo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -96,11 +97,11 @@ class ModelEnricher:
             if cat in self._valid and cat not in have and cat != UNCLASSIFIED:
                 suggestions.append(Suggestion(cat, 0.0))
                 have.add(cat)
-        evidence = dataclasses.replace(
-            ev,
+        evidence = TextEvidence(
+            scores=ev.scores,
             model=tuple((k, round(v, 4)) for k, v in top),
-            model_words=self.model.explain(text, cls),
             suggestions=tuple(suggestions),
+            explain=functools.partial(self.model.explain, text, cls),
         )
         derived.update(
             model_category=category,

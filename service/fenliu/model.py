@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Protocol
@@ -375,6 +375,13 @@ class TextEvidence:
     model: tuple[tuple[str, float], ...] = ()  # (category, probability), best first
     model_words: tuple[tuple[str, float], ...] = ()  # (n-gram, push towards the model's category)
     suggestions: tuple[Suggestion, ...] = ()
+    #: Works out ``model_words`` when a trace asks for them (most decisions are made without one).
+    explain: Callable[[], tuple[tuple[str, float], ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def pushed(self) -> tuple[tuple[str, float], ...]:
+        return self.model_words or (self.explain() if self.explain is not None else ())
 
     def notes(self) -> tuple[str, ...]:
         """The evidence as trace notes, one line per candidate category and one for the model."""
@@ -384,7 +391,7 @@ class TextEvidence:
             out.append(f"lexicon {cat} {_num(score)}: {words}")
         if self.model:
             cat, p = self.model[0]
-            pushed = ", ".join(f"{w} {v:+.2f}" for w, v in self.model_words)
+            pushed = ", ".join(f"{w} {v:+.2f}" for w, v in self.pushed())
             out.append(f"model {cat} {p:.2f}: {pushed}")
         return tuple(out)
 

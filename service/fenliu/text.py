@@ -26,7 +26,7 @@ import math
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,8 +48,9 @@ _SHAPED: Final = re.compile(r"[0-9a-z]")
 
 #: The format of a model file; a file of another format is refused.
 MODEL_FORMAT: Final = "fenliu-text-model/1"
-#: Character n-grams the model reads.
-NGRAM_RANGE: Final = (1, 3)
+#: Character n-grams the model reads (chosen by cross-validation on the train split, docs/text.md;
+#: :meth:`TextModel.vector` finds 1- and 2-grams as integers).
+NGRAM_RANGE: Final = (1, 2)
 
 
 def complaint_text(title: str, text: str) -> str:
@@ -95,6 +96,16 @@ class Lexicon:
                 (only,) = ids
                 self._single[only].append(i)
         self._automaton = ahocorasick_rs.AhoCorasick(list(self.words)) if self.words else None
+        # per entry: its category, its signed weight, and how the trace shows it
+        self._info = [
+            (
+                e.category,
+                -e.weight if e.kind == "against" else e.weight,
+                Counted(e.label, -e.weight if e.kind == "against" else e.weight, e.source),
+            )
+            for e in self.entries
+        ]
+        self._order = {c: n for n, c in enumerate(self.categories)}
 
     def found(self, text: str) -> list[int]:
         """The entries that count in a normalized text (indexes into ``entries``)."""
@@ -131,20 +142,18 @@ class Lexicon:
 
     def score(self, text: str) -> list[Scored]:
         """Every category with a matched entry, best first (ties: the lexicon's order of categories)."""
-        by_cat: dict[str, list[int]] = {}
-        for i in self.found(text):
-            by_cat.setdefault(self.entries[i].category, []).append(i)
-        order = {c: n for n, c in enumerate(self.categories)}
-        out = []
-        for cat, ids in by_cat.items():
-            total = 0.0
-            counted = []
-            for i in ids:
-                e = self.entries[i]
-                w = -e.weight if e.kind == "against" else e.weight
-                total += w
-                counted.append(Counted(e.label, w, e.source))
-            out.append(Scored(cat, total, tuple(counted)))
+        ids = self.found(text)
+        if not ids:
+            return []
+        totals: dict[str, float] = {}
+        counted: dict[str, list[Counted]] = {}
+        info = self._info
+        for i in ids:
+            cat, w, shown = info[i]
+            totals[cat] = totals.get(cat, 0.0) + w
+            counted.setdefault(cat, []).append(shown)
+        out = [Scored(cat, total, tuple(counted[cat])) for cat, total in totals.items()]
+        order = self._order
         out.sort(key=lambda s: (-s.score, order[s.category]))
         return out
 
@@ -160,6 +169,10 @@ def decide_lexicon(scored: Sequence[Scored], threshold: float, margin: float) ->
 
 # ---------------------------------------------------------------------------------------------------
 # The text model
+
+
+def _key(g: str) -> int:
+    return ord(g) if len(g) == 1 else ((ord(g[0]) + 1) << 21) | ord(g[1])
 
 
 def ngrams(text: str) -> list[str]:
@@ -188,19 +201,33 @@ class TextModel:
     intercept: npt.NDArray[np.float32]
     meta: dict[str, Any]
     _features: tuple[str, ...] = ()
+    # The n-grams as integers, sorted (a character: its code point; two: (first + 1) << 21 | second),
+    # and the feature each one is: a text's n-grams are looked up all at once (np.searchsorted).
+    _keys: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    _key_feature: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+    def __post_init__(self) -> None:
+        keys = np.array([_key(g) for g in self.vocabulary], dtype=np.uint64)
+        feats = np.array(list(self.vocabulary.values()), dtype=np.intp)
+        order = np.argsort(keys)
+        self._keys, self._key_feature = keys[order], feats[order]
 
     def vector(self, text: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        """The text's features: (indexes, TF-IDF values, L2-normalized; sublinear term frequency)."""
-        counts: dict[int, int] = {}
-        vocab = self.vocabulary
-        for g in ngrams(text):
-            j = vocab.get(g)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts:
+        """The text's features: (indexes, TF-IDF values, L2-normalized; sublinear term frequency).
+        The n-grams are those of :func:`ngrams`, found as integers (``tests/test_text.py``)."""
+        s = _DIGITS.sub("0", " ".join(text.split()))
+        if not s or not len(self._keys):
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
-        idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        grams = np.concatenate((cps, ((cps[:-1] + 1) << np.uint64(21)) | cps[1:]))
+        keys = self._keys
+        pos = np.searchsorted(keys, grams)
+        pos[pos >= len(keys)] = 0
+        found = self._key_feature[pos[keys[pos] == grams]]
+        if not len(found):
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
+        idx, counts = np.unique(found, return_counts=True)
+        tf = counts.astype(np.float32)
         vals: npt.NDArray[np.float32] = ((1.0 + np.log(tf)) * self.idf[idx]).astype(np.float32)
         norm = float(np.sqrt(vals @ vals))
         return idx, (vals / np.float32(norm)) if norm else vals
@@ -208,10 +235,9 @@ class TextModel:
     def predict(self, text: str) -> npt.NDArray[np.float64]:
         """The probability of each class (in ``classes`` order)."""
         idx, vals = self.vector(text)
-        z = self.intercept.astype(np.float64) + (vals @ self.weights[idx] if len(idx) else 0.0)
-        z -= z.max()
-        e = np.exp(z)
-        out: npt.NDArray[np.float64] = e / e.sum()
+        z = self.intercept + vals @ self.weights[idx] if len(idx) else self.intercept.copy()
+        e = np.exp(z - z.max())
+        out: npt.NDArray[np.float64] = (e / e.sum()).astype(np.float64)
         return out
 
     def explain(self, text: str, cls: int, top: int = 5) -> tuple[tuple[str, float], ...]:

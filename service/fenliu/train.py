@@ -1,6 +1,6 @@
 """``fenliu train PACK CORPUS.jsonl``: learn the pack's text model from labelled complaints.
 
-A linear model over character n-grams (:func:`fenliu.text.ngrams`, 1 to 3 characters, TF-IDF with
+A linear model over character n-grams (:func:`fenliu.text.ngrams`, 1 and 2 characters, TF-IDF with
 sublinear term frequency, L2-normalized) and multinomial logistic regression (scikit-learn), written
 into the pack as plain arrays (:func:`fenliu.text.save_model`): its bytes are then part of the pack's
 digest, it is loaded with the pack and gated at reload like every rule. Only lines whose ``split`` is
