@@ -71,7 +71,7 @@ class LexiconEnricher:
 
 class ModelEnricher:
     """Applies the pack's text model: its category, confident at the pack's ``model_confidence``, and
-    whether it names the lexicon's best category. Suggestions the lexicon left out are filled from it."""
+    whether it names the lexicon's best category. It ranks the suggestions (score: its probability)."""
 
     name = "model"
     adds: tuple[str, ...] = ("model_category", "model_confident", "model_agrees")
@@ -89,14 +89,9 @@ class ModelEnricher:
         category = best if best in self._valid else ""
         confident = bool(category) and p >= self.confidence
         ev = derived.get("evidence") or TextEvidence()
-        suggestions = list(ev.suggestions)
-        have = {s.category for s in suggestions}
-        for cat, _p in top:
-            if len(suggestions) >= MAX_SUGGESTIONS:
-                break
-            if cat in self._valid and cat not in have and cat != UNCLASSIFIED:
-                suggestions.append(Suggestion(cat, 0.0))
-                have.add(cat)
+        # The model ranks the suggestions (its first is right far more often than the lexicon's,
+        # docs/text.md); their score is its probability.
+        suggestions = [Suggestion(cat, round(p, 3)) for cat, p in top if cat in self._valid][:MAX_SUGGESTIONS]
         evidence = TextEvidence(
             scores=ev.scores,
             model=tuple((k, round(v, 4)) for k, v in top),
