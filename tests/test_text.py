@@ -159,12 +159,11 @@ def test_place_words_do_not_outweigh_the_grievance(
 
 
 def test_unclassified_decision_names_suggestions_and_trace_shows_what_counted(wushen: Pack) -> None:
-    decider = Decider(wushen, backend="durable")
+    decider = Decider(wushen, backend="durable", text_model=False)  # the lexicon's own suggestions
     try:
         # 医院 alone is a place word: too little for medical to win, so a clerk picks.
         d = decider.decide(complaint_from_dict({"id": "x", "text": "昨天去了趟医院，想问问"}))
-        if d.outcome.category != "unclassified":
-            pytest.skip("the lexicon classifies this text; the suggestions are tested elsewhere")
+        assert d.outcome.category == "unclassified"
         out = d.to_dict(trace=True)
         assert 1 <= len(out["suggestions"]) <= 3
         assert out["suggestions"][0]["category"] == "medical"
@@ -439,3 +438,19 @@ def test_enrichment_without_model_leaves_model_fields_alone(wushen: Pack) -> Non
     assert (
         c.enriched and c.text_category == "wage_arrears" and c.model_category == "" and not c.model_confident
     )
+
+
+def test_with_the_model_suggestions_are_its_most_probable_categories(wushen: Pack) -> None:
+    decider = Decider(wushen, backend="python", memoize=False)
+    if not any(e.name == "model" for e in decider.enrichment.enrichers):
+        pytest.fail("the reference pack ships its text model (rules/wushen/text_model.npz)")
+    c = decider.enrichment(complaint_from_dict({"id": "x", "text": "我有个事情想问一下，不知道找谁"}))
+    d = decider.decide(c)
+    assert c.evidence is not None
+    ranked = [cat for cat, _p in c.evidence.model if cat != "unclassified"][:3]
+    if d.outcome.category == "unclassified":
+        assert [s.category for s in d.suggestions] == ranked
+        scores = [s.score for s in d.suggestions]
+        assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    else:
+        assert d.suggestions == ()

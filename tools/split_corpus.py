@@ -2,7 +2,8 @@
 
     .venv/bin/python tools/split_corpus.py PART.jsonl [PART.jsonl ...] [--out corpus/labelled.jsonl]
 
-Each line keeps its fields and gets ``split``: ``test`` or ``train``. The split is stratified per
+A complaint whose title and text repeat an earlier one's is dropped. Each line keeps its fields and
+gets ``split``: ``test`` or ``train``. The split is stratified per
 category and depends only on the ids: within a category, complaints are ordered by the SHA-256 of
 their id, and the first 20 % (rounded) are the test split. Adding complaints to one category never
 moves a complaint of another; the same input always gives the same file, byte for byte.
@@ -49,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
                 except ValueError:
                     print(f"{part}:{n}: not JSON", file=sys.stderr)
                     return 1
-    out = split(items)
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for it in items:  # the same words twice teach and measure nothing new: the first is kept
+        words = (str(it.get("title") or ""), str(it.get("text") or ""))
+        if words in seen:
+            print(f"dropped {it['id']}: the same title and text as an earlier complaint", file=sys.stderr)
+            continue
+        seen.add(words)
+        kept.append(it)
+    out = split(kept)
     with open(args.out, "w", encoding="utf-8") as f:
         for it in out:
             f.write(json.dumps(it, ensure_ascii=False) + "\n")

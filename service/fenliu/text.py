@@ -343,5 +343,7 @@ def pack_model(pack: Pack) -> TextModel | None:
 
 
 def softmax_top(probs: npt.NDArray[np.float64], classes: Sequence[str], n: int) -> list[tuple[str, float]]:
-    order = np.argsort(-probs)[:n]
-    return [(classes[int(i)], float(probs[int(i)])) for i in order if not math.isnan(float(probs[int(i)]))]
+    """The ``n`` most probable classes, best first (ties: the classes' order)."""
+    p: list[float] = probs.tolist()
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:n]
+    return [(classes[i], p[i]) for i in order if not math.isnan(p[i])]
