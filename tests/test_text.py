@@ -454,3 +454,19 @@ def test_with_the_model_suggestions_are_its_most_probable_categories(wushen: Pac
         assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     else:
         assert d.suggestions == ()
+
+
+def test_an_extending_pack_inherits_the_base_packs_model_and_floors(tmp_path: Path) -> None:
+    from fenliu.score import check_floors
+
+    layer = tmp_path / "township"
+    layer.mkdir()
+    base = Path(__file__).resolve().parents[1] / "rules" / "wushen"
+    (layer / "pack.yaml").write_text(
+        f"name: township\nrevision: '1'\ndescription: x\nextends: {base}\n", "utf-8"
+    )
+    pack = load_pack(layer)
+    assert pack.text.layer == "wushen" and pack.text.model_path == base / "text_model.npz"
+    decider = Decider(pack, backend="python", memoize=False)
+    assert [e.name for e in decider.enrichment.enrichers] == ["lexicon", "model"]
+    assert check_floors(pack, decider) == []

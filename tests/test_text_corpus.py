@@ -54,7 +54,16 @@ def test_split_is_the_fixed_stratified_one() -> None:
 @pytest.mark.slow
 def test_score_table_in_the_docs_is_what_fenliu_score_prints() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "fenliu.cli", "score", "rules/wushen", "corpus/labelled.jsonl", "--split", "test"],
+        [
+            sys.executable,
+            "-m",
+            "fenliu.cli",
+            "score",
+            "rules/wushen",
+            "corpus/labelled.jsonl",
+            "--split",
+            "test",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

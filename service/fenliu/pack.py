@@ -171,6 +171,8 @@ class TextSettings:
     line: int = 0
     model_file: str = ""  # the model's file as problems name it ("" = no model)
     model_path: Path | None = None
+    layer: str = ""  # the pack (layer) whose manifest gives these settings: the model is trained for it
+    root: Path | None = None  # that layer's folder: the model and the floors' corpus are relative to it
 
 
 @dataclass(slots=True)
@@ -664,6 +666,8 @@ def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
             line=t.line,
             model_file=str(Path(layer.manifest_rel).parent / model) if model else "",
             model_path=(layer.root / model) if model else None,
+            layer=layer.name,
+            root=layer.root,
         )
     return TextSettings()
 

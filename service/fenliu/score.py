@@ -195,7 +195,7 @@ def check_floors(pack: Pack, decider: Decider) -> list[Problem]:
     if not floors:
         return []
     where = (pack.text.file, pack.text.line, "", "text-floor")
-    path = pack.root / str(floors["corpus"])
+    path = (pack.text.root or pack.root) / str(floors["corpus"])
     try:
         items = read_split(path, str(floors.get("split", "test")))
     except (OSError, ValueError) as e:

@@ -337,7 +337,7 @@ def pack_model(pack: Pack) -> TextModel | None:
     if not t.model or t.model_path is None:
         return None
     try:
-        return load_model(t.model_path, pack_name=pack.name, categories=pack.categories)
+        return load_model(t.model_path, pack_name=t.layer or pack.name, categories=pack.categories)
     except ModelError as e:
         raise PackError([Problem(t.model_file, 0, "", "text-model", str(e))]) from None
 
