@@ -470,3 +470,16 @@ def test_an_extending_pack_inherits_the_base_packs_model_and_floors(tmp_path: Pa
     decider = Decider(pack, backend="python", memoize=False)
     assert [e.name for e in decider.enrichment.enrichers] == ["lexicon", "model"]
     assert check_floors(pack, decider) == []
+
+
+def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: Pack) -> None:
+    from fenliu.decision_log import entry
+
+    decider = Decider(wushen, backend="python", memoize=False)
+    c = complaint_from_dict({"id": "x", "text": "巴特尔反映老板欠他的工钱一直不给"})
+    d = decider.decide(c)
+    traced = [n for n in d.to_dict(trace=True)["notes"] if n.startswith("model ")]
+    assert traced and ":" in traced[0]  # the trace shows the n-grams
+    logged = [n for n in entry(d, c, hash_key=b"k" * 32)["decision"]["notes"] if n.startswith("model ")]
+    assert logged == [traced[0].split(":", 1)[0]]
+    assert "巴特" not in json.dumps(entry(d, c, hash_key=b"k" * 32), ensure_ascii=False)

@@ -145,6 +145,10 @@ def entry(
         "complaint": _complaint(complaint, hash_key, redact_text) if complaint is not None else None,
         "decision": decision.to_dict(trace=True),
     }
+    # The n-grams that pushed the text model are pieces of the citizen's own words (a name may be
+    # among them): the log keeps the model's reading, not them. The lexicon's entries are the pack's.
+    notes = d["decision"].get("notes") or []
+    d["decision"]["notes"] = [n.split(":", 1)[0] if n.startswith("model ") else n for n in notes]
     return d
 
 
