@@ -62,6 +62,8 @@ def engines(complaints: list[Complaint], rounds: int, pack: Pack | None = None) 
     zen = zen_compare.zen_engine()
     n = len(complaints)
     plain = Decider(pack, memoize=False)
+    # The text step runs before either engine (part ``text`` measures it): both get its fields.
+    complaints = [plain.enrichment(c) for c in complaints]
     warm = {False: Decider(pack), True: Decider(pack)}
     for d in warm.values():  # warm: every class already seen once
         for c in complaints:

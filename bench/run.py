@@ -40,7 +40,7 @@ from fenliu.model import complaint_from_dict  # noqa: E402
 from fenliu.pack import load_pack  # noqa: E402
 from fenliu.supervisor import tune_gc  # noqa: E402
 
-PARTS = ("zen", "breakdown", "grpc", "steps", "growth", "startup", "memory")
+PARTS = ("zen", "breakdown", "grpc", "steps", "growth", "startup", "memory", "text")
 
 FULL = {
     "corpus": 5000,
@@ -62,6 +62,7 @@ FULL = {
     "memory_off_decisions": 100_000,
     "memory_off_every": 10_000,
     "memory_max_seconds": 600.0,
+    "text_n": 5000,
 }
 QUICK = {
     "corpus": 400,
@@ -83,6 +84,7 @@ QUICK = {
     "memory_off_decisions": 5_000,
     "memory_off_every": 1_000,
     "memory_max_seconds": 120.0,
+    "text_n": 500,
 }
 
 #: The load per mode (the report's "Load:" paragraph): unary, 8 calls in flight per client process;
@@ -101,6 +103,7 @@ GOALS = {
     "stream2": ("gRPC stream throughput, 2 workers: fenliu ÷ echo", 0.80, True),
     "growth": ("cost per decision, 500 ÷ 60 generated rules", 3.0, False),
     "memory": ("worker RSS across the run, peak MB (and flat)", 120.0, False),
+    "text": ("the text step per complaint (normalize, lexicon, model), µs", 60.0, False),
 }
 
 
@@ -360,6 +363,23 @@ class Run:
             log(f"  start to SERVING, {k}: {v * 1000:.0f} ms")
         for k, v in self.results["reload"].items():
             log(f"  {k}: {v:.1f}")
+
+    def text(self) -> None:
+        from bench import text
+
+        r = self.results["text"] = text.run(self.s["text_n"], 1 if self.quick else 3, 1 if self.quick else 3)
+        c = r["cost"]
+        log(
+            f"  text step {c['text_step_us']:.1f} µs per complaint (lexicon alone {c['lexicon_us']:.1f}), "
+            f"keyword scan {c['keyword_scan_us']:.1f} µs: {c['ratio']:.2f}×"
+        )
+        log(
+            f"  model's memory in a worker {r['memory']['model_mb']:+.1f} MB; load {r['load']['first_load_ms']:.0f} ms, reload {r['load']['reload_ms']:.0f} ms"
+        )
+        self.ratios["text"] = (
+            c["text_step_us"],
+            f"{c['ratio']:.2f}× today's keyword scan ({c['keyword_scan_us']:.1f} µs)",
+        )
 
     def _memory_run(self, decisions: int, every: int, memo: bool) -> dict[str, Any]:
         s = self.s
@@ -808,6 +828,29 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             + f". Memo off: peak {off['peak_mb']} MB, growth over the second half {off['second_half_growth_mb']:+} MB"
             + (" — **stopped early by the time cap**" if off["capped"] else "")
             + f". Path per decision: {m.get('path', 'decide')}."
+        )
+        add("")
+    if "text" in r.results:
+        t = r.results["text"]
+        c, mem, ld = t["cost"], t["memory"], t["load"]
+        add("## Text step")
+        add("")
+        add(
+            f"Per complaint in process ({c['complaints']:.0f} complaints of the labelled corpus, "
+            f"{c['mean_chars']:.0f} characters on average; `bench/text.py`):"
+        )
+        add("")
+        add("| step | µs per complaint |")
+        add("|---|---:|")
+        add(f"| today's keyword scan (normalize + one Aho-Corasick pass) | {c['keyword_scan_us']:.1f} |")
+        add(f"| normalize + lexicon | {c['lexicon_us']:.1f} |")
+        add(f"| normalize + lexicon + model (the text step) | {c['text_step_us']:.1f} |")
+        add(f"| ratio, text step ÷ keyword scan | {c['ratio']:.2f}× |")
+        add("")
+        add(
+            f"A worker's memory with the model: {mem['with_model_mb']:.1f} MB against {mem['without_model_mb']:.1f} MB "
+            f"without it ({mem['model_mb']:+.1f} MB). Load with the model (load, compile, lint, cases, floors): "
+            f"{ld['first_load_ms']:.0f} ms; reload {ld['reload_ms']:.0f} ms."
         )
         add("")
     add("## Part durations")

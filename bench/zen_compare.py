@@ -22,7 +22,7 @@ from typing import Any
 import zen
 
 from fenliu.engine import Decider
-from fenliu.model import DECIDED_FIELDS, Complaint, Outcome
+from fenliu.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"
@@ -76,6 +76,8 @@ def zen_input(c: Complaint) -> dict[str, Any]:
     """The graph's input for a complaint: its fields, and the text and hint normalized."""
     d: dict[str, Any] = {f: getattr(c, f) for f in _INPUT_FIELDS}
     d["text"] = _norm(c.title + "\n" + c.text) if (c.title or c.text) else ""
+    for f in DERIVED_FIELDS:  # the text step's fields (``Decider.enrichment``), as rules see them
+        d[f] = getattr(c, f)
     d["hint"] = _norm(c.category_hint.strip())
     return d
 
@@ -132,6 +134,7 @@ def compare(
     diffs: list[dict[str, Any]] = []
     for c in complaints:
         n += 1
+        c = decider.enrichment(c)  # the text step, before either engine
         ours = from_outcome(decider.outcome(c))
         theirs = from_zen(zen_evaluate(engine, c))
         for f in COMPARED:

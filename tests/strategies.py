@@ -35,6 +35,8 @@ def keywords_of(pack: Pack) -> list[str]:
         for leaf in iter_tests(rule.when):
             if isinstance(leaf, Keywords):
                 words.update(leaf.words)
+    for entry in pack.lexicon:  # the words the lexicon scores (terms, together, against)
+        words.update(entry.words)
     return sorted(words)
 
 

@@ -9,11 +9,16 @@ from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2
 from fenliu.engine import Decider
 from fenliu.model import Decision, complaint_from_dict
-from fenliu.pack import Pack
+from fenliu.pack import Pack, load_pack
+
+# The reference pack with the keyword rules it classified by before its lexicon: the tests of how
+# keyword groups are memoized build on it.
+KEYWORDS = load_pack(Path(__file__).parent / "packs" / "keywords")
+KEYWORDS_PLAIN = Decider(KEYWORDS, backend="python", memoize=False)
 
 
-def test_shared_outcome_keeps_each_complaints_matched_keywords(wushen: Pack) -> None:
-    decider = Decider(wushen, memoize=True)
+def test_shared_outcome_keeps_each_complaints_matched_keywords() -> None:
+    decider = Decider(KEYWORDS, memoize=True)
     a = complaint_from_dict(
         {"id": "a", "text": "邻居家排水淹了院子", "received_at": "2026-03-01T09:00:00+08:00"}
     )
@@ -148,63 +153,57 @@ def test_a_stage_is_remembered_by_what_its_candidate_rules_read(tmp_path: Path) 
     assert key(cat, bit(first)) != key(other, bit(first))
 
 
-def test_rules_that_read_nothing_in_common_are_matched_part_by_part(
-    wushen: Pack, python_decider: Decider
-) -> None:
+def test_rules_that_read_nothing_in_common_are_matched_part_by_part() -> None:
     """Two classify rules with keyword groups of their own: once each has been matched alone, a
     complaint that has both groups is matched without the engine, and decided as the interpreter does."""
-    decider = Decider(wushen, memoize=True)
+    decider = Decider(KEYWORDS, memoize=True)
     common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
     a = complaint_from_dict({"id": "a", "text": "拖欠农民工工资", **common})
     b = complaint_from_dict({"id": "b", "text": "邻居排水淹了院子", **common})
     both = complaint_from_dict({"id": "ab", "text": "拖欠农民工工资，邻居排水淹了院子", **common})
     for c in (a, b):
-        assert decider.outcome(c) == python_decider.outcome(c)
+        assert decider.outcome(c) == KEYWORDS_PLAIN.outcome(c)
     engine_runs = decider.stage_misses
     outcome = decider.outcome(both)
     assert decider.stage_misses == engine_runs  # no stage needed the engine
-    assert outcome == python_decider.outcome(both)
+    assert outcome == KEYWORDS_PLAIN.outcome(both)
     assert {t.rule for t in outcome.trace} >= {"classify.wage_arrears", "classify.neighbor"}
 
 
-def test_a_rule_whose_only_condition_is_a_keyword_group_fires_without_the_engine(
-    wushen: Pack, python_decider: Decider
-) -> None:
+def test_a_rule_whose_only_condition_is_a_keyword_group_fires_without_the_engine() -> None:
     """The first time a keyword-only rule's group is found, the rule is known to fire: its stage needs
     no engine for it (here the neighbour rule, which loses to the wage rule, so nothing else changes)."""
-    decider = Decider(wushen, memoize=True)
+    decider = Decider(KEYWORDS, memoize=True)
     common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
     a = complaint_from_dict({"id": "a", "text": "拖欠农民工工资", **common})
     b = complaint_from_dict({"id": "b", "text": "拖欠农民工工资，邻居也一样", **common})
-    assert decider.outcome(a) == python_decider.outcome(a)
+    assert decider.outcome(a) == KEYWORDS_PLAIN.outcome(a)
     engine_runs = decider.stage_misses
     outcome = decider.outcome(b)
     assert decider.stage_misses == engine_runs  # the classify stage did not need the engine
-    assert outcome == python_decider.outcome(b)
+    assert outcome == KEYWORDS_PLAIN.outcome(b)
     assert "classify.neighbor" in {t.rule for t in outcome.trace}
 
 
-def test_walks_that_differ_only_in_their_trace_go_on_from_one_node(
-    wushen: Pack, python_decider: Decider
-) -> None:
+def test_walks_that_differ_only_in_their_trace_go_on_from_one_node() -> None:
     """Two complaints whose classify stage fires different rules with the same winner: the second walk
     needs one new edge, then goes on along the first one's nodes; each keeps its own trace."""
     common = {"received_at": "2026-03-01T09:00:00+08:00", "people_involved": 2}
     texts = {"a": "拖欠农民工工资", "b": "邻居排水淹了院子"}
     both = complaint_from_dict({"id": "ab", "text": texts["a"] + "，" + texts["b"], **common})
-    winner = python_decider.outcome(both).category
+    winner = KEYWORDS_PLAIN.outcome(both).category
     single = next(
         c
         for c in (complaint_from_dict({"id": k, "text": t, **common}) for k, t in texts.items())
-        if python_decider.outcome(c).category == winner
+        if KEYWORDS_PLAIN.outcome(c).category == winner
     )
-    decider = Decider(wushen, memoize=True)
+    decider = Decider(KEYWORDS, memoize=True)
     first = decider.outcome(single)
     size = decider.memory_nodes
     second = decider.outcome(both)
     assert decider.memory_nodes == size + 1  # one edge out of the root, to a node that exists
     assert (decider.cache_hits, decider.cache_misses) == (0, 2)
-    assert first == python_decider.outcome(single) and second == python_decider.outcome(both)
+    assert first == KEYWORDS_PLAIN.outcome(single) and second == KEYWORDS_PLAIN.outcome(both)
     assert first.trace != second.trace and first.category == second.category == winner
     # and a third complaint like the second is a walk of known edges, with the second's outcome
     again = decider.outcome(

@@ -26,11 +26,14 @@ import pytest
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.pack import load_pack
 from grpc_helpers import PACK, ServeProcess, start_load
 
 pytestmark = pytest.mark.slow
 
-REVISION = 'revision: "2026.11.1"'
+#: The reference pack's revision, as its manifest writes it.
+SERVING = load_pack(PACK).revision
+REVISION = f'revision: "{SERVING}"'
 
 
 def _set_revision(pack: Path, revision: str) -> None:
@@ -234,7 +237,7 @@ def test_workers_killed_with_a_broken_pack_on_disk_come_back_from_the_serving_pa
         for c in clients:
             assert c.wait(60) == 0
         results = [json.loads(p.read_text("utf-8")) for p in outs]
-        assert _revisions(sp.target) == {"2026.11.1"}
+        assert _revisions(sp.target) == {SERVING}
         from_seal = sp.events("pack_from_seal")
     finally:
         for c in clients:

@@ -11,6 +11,7 @@ category, exclusion, or a department).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 from fenliu import fields as F
 from fenliu.engine import Decider
 from fenliu.errors import ComplaintError
-from fenliu.model import Decision, complaint_from_dict, parse_timestamp
+from fenliu.model import DERIVED_BOOLS, DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
 from fenliu.pack import Case, Pack
 
 
@@ -98,17 +99,38 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, Any, Any]]:
     return diffs
 
 
+def _code(pack: Pack, v: str) -> bool:
+    return v == "" or v in pack.categories
+
+
 def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> CaseReport:
     report = CaseReport()
     for case in pack.cases:
         report.total += 1
         data = dict(case.complaint)
         data.setdefault("id", case.name[:100])
+        # A case may give fields the enrichers derive (text_category, model_confident, ...): the
+        # enrichers run, then the given values replace theirs.
+        derived = {k: data.pop(k) for k in DERIVED_FIELDS if k in data}
+        bad = [
+            k
+            for k, v in derived.items()
+            if not isinstance(v, bool if k in DERIVED_BOOLS else str)
+            or (k not in DERIVED_BOOLS and not _code(pack, str(v)))
+        ]
         try:
             complaint = complaint_from_dict(data, now=now)
         except ComplaintError as e:
             report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {e}"))
             continue
+        if bad:
+            why = ", ".join(
+                f"{k} must be {'true or false' if k in DERIVED_BOOLS else 'a category code'}" for k in bad
+            )
+            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {why}"))
+            continue
+        if derived:
+            complaint = dataclasses.replace(decider.enrichment(complaint), enriched=True, **derived)
         decision = decider.decide(complaint)
         diffs = check_case(case, decision)
         if diffs:

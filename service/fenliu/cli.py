@@ -5,6 +5,8 @@
     fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
     fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
     fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
+    fenliu train PACK CORPUS             learn the pack's text model from labelled complaints
+    fenliu score PACK CORPUS             accuracy of the lexicon, the model and both on a corpus
     fenliu serve --rules DIR ...         the gRPC service
     fenliu call [FILE|-]                 call a running service
 
@@ -188,7 +190,17 @@ def cmd_lint(args: argparse.Namespace) -> int:
     decider = _load(args.pack, sys.stdout)
     if decider is None:
         return 1
-    findings = lint(decider.pack, decider.compiled)
+    corpus: list[str] = []
+    if args.corpus:
+        from fenliu.train import read_labelled
+
+        try:
+            items = read_labelled(Path(args.corpus).read_text("utf-8").splitlines())
+        except (OSError, ValueError) as e:
+            print(f"fenliu: {e}", file=sys.stderr)
+            return 2
+        corpus = [x.title + "\n" + x.text for x in items]
+    findings = lint(decider.pack, decider.compiled, corpus=corpus)
     print(render_findings(findings, lambda p: _display(p, args.pack), fmt=args.format))
     return 1 if any(f.severity == "error" for f in findings) else 0
 
@@ -209,6 +221,33 @@ def cmd_call(args: argparse.Namespace) -> int:
     from fenliu.server import run_call
 
     return run_call(args)
+
+
+def _text_command(run: Any, pack: str) -> int:
+    try:
+        return int(run())
+    except PackError as e:
+        for p in e.problems:
+            print(_display(p, pack), file=sys.stderr)
+        print(f"{len(e.problems)} error(s)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"fenliu: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fenliu import train
+
+    return _text_command(lambda: train.main(args.pack, args.corpus, args.out), args.pack)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from fenliu import score
+
+    return _text_command(
+        lambda: score.main(args.pack, args.corpus, split=args.split, as_json=args.json), args.pack
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
     p.add_argument("pack")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--corpus", default="", help="complaints (JSON Lines): warn of lexicon terms most of them hold"
+    )
     p.set_defaults(func=cmd_lint)
 
     p = sub.add_parser("diff", help="run two packs over a corpus and report what changes")
@@ -245,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover
         pass
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("train", help="learn the pack's text model from labelled complaints (JSON Lines)")
+    p.add_argument("pack")
+    p.add_argument("corpus", help="labelled complaints; only split=train lines when the corpus has splits")
+    p.add_argument("--out", default="", help="where to write the model (default: the pack's text.model)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="how well the lexicon, the model and both read categories from a corpus")
+    p.add_argument("pack")
+    p.add_argument("corpus", help="labelled complaints (JSON Lines with a category)")
+    p.add_argument("--split", default="", help="only the lines with this split (e.g. test)")
+    p.add_argument("--json", action="store_true", help="JSON instead of Markdown tables")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("serve", help="serve the gRPC API")
     try:

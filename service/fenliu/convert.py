@@ -424,6 +424,8 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
             for k, v in (t.get("overruled") or {}).items():
                 entry.overruled[str(k)] = str(v)
         msg.notes.extend(str(n) for n in d.get("notes") or ())
+        for sg in d.get("suggestions") or ():
+            msg.suggestions.add(category=str(sg["category"]), score=float(sg["score"]))
     except (KeyError, TypeError, ValueError) as e:  # ConversionError is a ValueError
         raise ConversionError(f"decision cannot be carried by fenliu.v1.Decision: {type(e).__name__}") from e
     return msg
@@ -455,6 +457,9 @@ def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
     d = decision.to_dict(trace=trace)
     d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
     d["deadlines"] = {}
+    d["suggestions"] = []  # the complaint's own, as are the text step's notes
+    if "notes" in d:
+        d["notes"] = list(outcome.notes)
     for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
         entry.pop("matched_keywords", None)
     template = decision_dict_to_proto(d)
@@ -484,6 +489,8 @@ def _own_fields(msg: Any, decision: Decision) -> Any:
     deadlines = msg.deadlines
     for name, when in decision.deadlines.items():
         _set_timestamp(getattr(deadlines, name), when)
+    for sg in decision.suggestions:
+        msg.suggestions.add(category=sg.category, score=sg.score)
     return msg
 
 
@@ -496,6 +503,7 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
         for entry, words in zip(msg.trace, decision.matched_keywords, strict=False):
             if words:
                 entry.matched_keywords.extend(words)
+        msg.notes.extend(decision.text_notes)
     return msg
 
 
@@ -550,6 +558,7 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
             "revision": msg.rule_pack.revision,
             "digest": msg.rule_pack.digest,
         },
+        "suggestions": [{"category": sg.category, "score": sg.score} for sg in msg.suggestions],
     }
     if trace or (trace is None and (msg.trace or msg.notes)):
         entries: list[dict[str, Any]] = []

@@ -125,11 +125,14 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_NOT_LOGGED: Final = frozenset(("received_at_given", "evidence", "enriched", *model.DERIVED_FIELDS))
+
+
 def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
-        if f.name == "received_at_given":
+        if f.name in _NOT_LOGGED:  # derived ones are in the decision (suggestions, notes)
             continue
         if isinstance(v, model.Complainant):
             person = {
@@ -162,6 +165,10 @@ def entry(
         "complaint": _complaint(complaint, hash_key, redact_text) if complaint is not None else None,
         "decision": _plain(decision.to_dict(trace=True)),
     }
+    # The n-grams that pushed the text model are pieces of the citizen's own words (a name may be
+    # among them): the log keeps the model's reading, not them. The lexicon's entries are the pack's.
+    notes = d["decision"].get("notes") or []
+    d["decision"]["notes"] = [n.split(":", 1)[0] if n.startswith("model ") else n for n in notes]
     return d
 
 

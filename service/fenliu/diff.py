@@ -26,10 +26,18 @@ from typing import Any, TextIO
 
 from fenliu import fields as F
 from fenliu.errors import ComplaintError, PackError
-from fenliu.model import DEADLINE_NAMES, DECIDED_FIELDS, Complaint, Outcome, PackId, complaint_from_dict
+from fenliu.model import (
+    DEADLINE_NAMES,
+    DECIDED_FIELDS,
+    Complaint,
+    Outcome,
+    PackId,
+    Suggestion,
+    complaint_from_dict,
+)
 
 #: The decision fields compared, in report order.
-FIELDS: tuple[str, ...] = DECIDED_FIELDS
+FIELDS: tuple[str, ...] = (*DECIDED_FIELDS, "suggestions")
 
 EXCERPT = 40
 NONE = "—"
@@ -41,8 +49,9 @@ _DEADLINE_SHORT = {
 }
 
 
-def field_values(o: Outcome) -> tuple[str, ...]:
-    """The compared fields of an outcome, each rendered as one string (``—`` when empty)."""
+def field_values(o: Outcome, suggestions: tuple[Suggestion, ...] = ()) -> tuple[str, ...]:
+    """The compared fields of an outcome (and the decision's suggestions), each rendered as one string
+    (``—`` when empty)."""
     deadlines = ", ".join(
         f"{_DEADLINE_SHORT[name]} {F.format_duration(o.within[name]) if name in o.within else NONE}"
         for name in DEADLINE_NAMES
@@ -61,6 +70,7 @@ def field_values(o: Outcome) -> tuple[str, ...]:
         ", ".join(o.path),
         o.statutory_route,
         deadlines,
+        ", ".join(f"{s.category} {s.score:g}" for s in suggestions),
     )
     return tuple(str(v) if v not in ("", None) else NONE for v in raw)
 
@@ -92,9 +102,16 @@ class DiffReport:
     seconds: float = 0.0
 
     # -- accumulation -------------------------------------------------------------------------------
-    def add(self, cid: str, excerpt: str, old: Outcome, new: Outcome) -> None:
+    def add(
+        self,
+        cid: str,
+        excerpt: str,
+        old: Outcome,
+        new: Outcome,
+        suggested: tuple[tuple[Suggestion, ...], tuple[Suggestion, ...]] = ((), ()),
+    ) -> None:
         self.complaints += 1
-        a, b = field_values(old), field_values(new)
+        a, b = field_values(old, suggested[0]), field_values(new, suggested[1])
         if a != b:
             self.changed += 1
             for name, x, y in zip(FIELDS, a, b, strict=True):
@@ -356,7 +373,8 @@ def run_diff(
             report.invalid += 1
             report.invalid_lines.append(n)
         else:
-            report.add(complaint.id, excerpt(complaint), old.outcome(complaint), new.outcome(complaint))
+            a, b = old.decide(complaint), new.decide(complaint)
+            report.add(complaint.id, excerpt(complaint), a.outcome, b.outcome, (a.suggestions, b.suggestions))
         if progress is not None:
             progress.update(seen)
     report.seconds = time.perf_counter() - start

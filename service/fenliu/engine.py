@@ -34,6 +34,7 @@ from typing import Any
 from fenliu import _durable
 from fenliu import fields as F
 from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate
+from fenliu.enrich import enrichment_for
 from fenliu.errors import PackError
 from fenliu.model import COLORS, STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.pack import Pack, Rule, Value
@@ -292,12 +293,20 @@ class Decider:
     """
 
     def __init__(
-        self, pack: Pack, *, backend: str = "durable", memoize: bool = True, cache_size: int = 80_000
+        self,
+        pack: Pack,
+        *,
+        backend: str = "durable",
+        memoize: bool = True,
+        cache_size: int = 80_000,
+        text_model: bool = True,
     ) -> None:
         self.pack = pack
         self.compiled = compile_pack(pack)
         if self.compiled.problems:
             raise PackError(self.compiled.problems)
+        # Between validation and the engine: what the pack's lexicon and model read in the text.
+        self.enrichment = enrichment_for(pack, model=text_model)
         self.backend = backend
         self.id = PackId(pack.name, pack.revision, pack.digest)
         self._python = PythonMatcher(self.compiled)
@@ -397,6 +406,8 @@ class Decider:
 
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
+        if self.enrichment and not complaint.enriched:
+            complaint = self.enrichment(complaint)
         outcome, present = self._outcome(complaint)
         # Which of its keywords each rule found belongs to the complaint, not the shared outcome.
         return Decision(
@@ -408,9 +419,12 @@ class Decider:
             deadlines=deadlines_for(complaint.received_at, outcome.within),
             decided_at=now or datetime.now(UTC),
             keywords_present=present,
+            evidence=complaint.evidence,
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:
+        if self.enrichment and not complaint.enriched:
+            complaint = self.enrichment(complaint)
         return self._outcome(complaint)[0]
 
     def _outcome(self, complaint: Complaint) -> tuple[Outcome, frozenset[str]]:

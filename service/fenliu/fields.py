@@ -67,6 +67,15 @@ COMPLAINT_FIELDS: Final[dict[str, FieldType]] = {
     "region.banner_code": FieldType("text"),
     "region.township_code": FieldType("text"),
     "region.village_code": FieldType("text"),
+    # Derived from the title and text by the pack's enrichers, before the engine (fenliu.enrich): the
+    # lexicon's best category and whether it passed the pack's threshold and margin; the text model's
+    # category and whether it passed its confidence; whether the two name the same category. Few
+    # values each, so the class of input stays small.
+    "text_category": FieldType("code", table="categories"),
+    "text_confident": FieldType("bool"),
+    "model_category": FieldType("code", table="categories"),
+    "model_confident": FieldType("bool"),
+    "model_agrees": FieldType("bool"),
 }
 
 #: Decision fields rules may set, and later stages may test.

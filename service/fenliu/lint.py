@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,7 +51,21 @@ from fenliu import model
 from fenliu._yaml import YamlProblem, YDict, YList, load_yaml
 from fenliu.compiler import CompiledPack, normalize_text
 from fenliu.errors import Problem
-from fenliu.pack import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, Value, iter_tests
+from fenliu.model import DERIVED_FIELDS
+from fenliu.pack import (
+    All,
+    AnyOf,
+    Cond,
+    Keywords,
+    LexiconEntry,
+    Not,
+    Pack,
+    Pattern,
+    Rule,
+    Test,
+    Value,
+    iter_tests,
+)
 
 ERROR: Final = "error"
 WARNING: Final = "warning"
@@ -536,8 +550,9 @@ class _Ctx:
         self.findings.append(Problem(file, line, rule, code, message, severity))
 
 
-def lint(pack: Pack, compiled: CompiledPack) -> list[Problem]:
-    """Every finding, sorted. Errors block a reload; warnings do not; explained warnings are marked."""
+def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> list[Problem]:
+    """Every finding, sorted. Errors block a reload; warnings do not; explained warnings are marked.
+    ``corpus``: complaint texts (title and text) on which the lexicon's terms are measured."""
     ctx = _Ctx(pack, compiled, [])
     manifest = f"{pack.root.name}/pack.yaml"
     try:
@@ -559,6 +574,7 @@ def lint(pack: Pack, compiled: CompiledPack) -> list[Problem]:
         lambda: _gaps(ctx),
         lambda: _reach(ctx, analysis),
         lambda: _lookups(ctx, analysis),
+        lambda: _vocabulary(ctx, corpus),
     ]
     for check in checks:
         try:
@@ -1037,7 +1053,7 @@ def _complaint(box: Box, ctx: _Ctx) -> dict[str, Any]:
         if not var.startswith("f:"):
             continue
         name = var[2:]
-        if name not in F.COMPLAINT_FIELDS:
+        if name not in F.COMPLAINT_FIELDS or name in DERIVED_FIELDS:  # derived from the text
             continue
         v = _pick(con)
         if v in _SKIPPED and name != "existing_case_id":
@@ -1138,6 +1154,132 @@ def _keywords(ctx: _Ctx) -> None:
             f"keyword{'s' if len(words) > 1 else ''} {', '.join(repr(w) for w in words)} "
             f"also classif{'y' if len(words) > 1 else 'ies'} as {ca} in {a.id} ({_where(a)}); {who}",
         )
+
+
+#: Words too common in complaints to tell a category by themselves (put them in a ``together`` entry).
+COMMON_WORDS: Final = frozenset(
+    [
+        "的",
+        "了",
+        "是",
+        "我",
+        "你",
+        "他",
+        "她",
+        "我们",
+        "他们",
+        "问题",
+        "反映",
+        "我家",
+        "不给",
+        "情况",
+        "要求",
+        "解决",
+        "领导",
+        "政府",
+        "处理",
+        "一直",
+        "现在",
+        "这个",
+        "那个",
+        "没有",
+        "什么",
+        "怎么",
+        "希望",
+        "帮助",
+        "帮忙",
+        "事情",
+        "部门",
+        "村里",
+        "镇上",
+        "旗里",
+        "老百姓",
+        "群众",
+        "钱",
+    ]
+)
+#: Full-width separators that inside one term or word mean a list was typed into it.
+_SEPARATORS: Final = re.compile("[，、；：。,;/ ]")
+#: A term found in more than this share of the corpus tells no category.
+CORPUS_SHARE: Final = 0.5
+
+
+def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
+    """The lexicon: terms shared by categories without a weight difference, one-character or very
+    common terms, separators inside a term (a list typed into one), terms matching most of a corpus."""
+    entries = ctx.pack.lexicon
+    by_word: dict[str, list[LexiconEntry]] = {}
+    for e in entries:
+        for w in e.words:
+            if _SEPARATORS.search(w):
+                ctx.add(
+                    e.file,
+                    e.line,
+                    "",
+                    "lexicon-separator",
+                    WARNING,
+                    f"{e.category}: {w!r} holds a separator; it matches only with the separator in the text "
+                    "(give each word its own entry, or list them in together: words)",
+                )
+        if e.kind == "against":
+            continue
+        norm = normalize_text(e.label) if e.kind == "term" else ""
+        if e.kind == "term":
+            by_word.setdefault(norm, []).append(e)
+            if len(norm) == 1:
+                ctx.add(
+                    e.file,
+                    e.line,
+                    "",
+                    "lexicon-short-term",
+                    WARNING,
+                    f"{e.category}: one-character term {norm!r} matches inside unrelated words "
+                    "(use a longer word, or a together entry)",
+                )
+            elif norm in COMMON_WORDS:
+                ctx.add(
+                    e.file,
+                    e.line,
+                    "",
+                    "lexicon-common-term",
+                    WARNING,
+                    f"{e.category}: {norm!r} is too common to tell a category (put it in a together entry)",
+                )
+    for word, es in by_word.items():
+        cats = {e.category for e in es}
+        if len(cats) < 2:
+            continue
+        weights = sorted({e.weight for e in es})
+        top = [e for e in es if e.weight == weights[-1]]
+        if len({e.category for e in top}) > 1:
+            later = max(top, key=lambda e: (e.file, e.line))
+            others = ", ".join(sorted({f"{e.category} ({e.file}:{e.line})" for e in top if e is not later}))
+            ctx.add(
+                later.file,
+                later.line,
+                "",
+                "lexicon-shared-term",
+                WARNING,
+                f"{later.category}: {word!r} weighs {later.weight:g} here and in {others}: "
+                "it tells neither category apart (weigh it more where it belongs)",
+            )
+    if not corpus:
+        return
+    texts = [normalize_text(t) for t in corpus]
+    counts: dict[str, int] = {}
+    for word in by_word:
+        counts[word] = sum(1 for t in texts if word in t)
+    for word, n in counts.items():
+        if n > CORPUS_SHARE * len(texts):
+            e = by_word[word][0]
+            ctx.add(
+                e.file,
+                e.line,
+                "",
+                "lexicon-too-common",
+                WARNING,
+                f"{e.category}: {word!r} is in {n} of the corpus's {len(texts)} complaints; it tells no category",
+            )
 
 
 def _gaps(ctx: _Ctx) -> None:

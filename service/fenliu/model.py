@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Protocol
@@ -193,6 +193,16 @@ class Complaint:
     region: Mapping[str, str] = field(default_factory=dict)
     complainant: Complainant = field(default_factory=Complainant)
     received_at_given: bool = True
+    # Derived by the pack's enrichers (fenliu.enrich) from the title and text, before the engine runs;
+    # never sent by a client. ``enriched``: the derived fields are final (given by a test case, or
+    # already derived), so the enrichers leave them as they are.
+    text_category: str = ""
+    text_confident: bool = False
+    model_category: str = ""
+    model_confident: bool = False
+    model_agrees: bool = False
+    evidence: TextEvidence | None = None
+    enriched: bool = False
 
     def value(self, name: str) -> Any:
         """The value of a rule-visible field (``region.township_code`` style names allowed)."""
@@ -377,6 +387,72 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     return Complaint(received_at=received_at, received_at_given=given, **out)
 
 
+#: Complaint fields the enrichers derive (rules test them like any other; a test case may give them).
+DERIVED_FIELDS: Final = (
+    "text_category",
+    "text_confident",
+    "model_category",
+    "model_confident",
+    "model_agrees",
+)
+DERIVED_BOOLS: Final = ("text_confident", "model_confident", "model_agrees")
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A category the text suggests, for the clerk to pick from, with its lexicon score."""
+
+    category: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"category": self.category, "score": self.score}
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """One vocabulary entry that counted for a category: a term, a together-entry (words joined with
+    ``+``) or an against-entry (negative weight), with where it is written."""
+
+    label: str
+    weight: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvidence:
+    """What the text step found in one complaint: the scores of the candidate categories with the entries
+    that counted, the model's reading and the words that pushed it most, and the suggestions."""
+
+    scores: tuple[tuple[str, float, tuple[Counted, ...]], ...] = ()  # best first
+    model: tuple[tuple[str, float], ...] = ()  # (category, probability), best first
+    model_words: tuple[tuple[str, float], ...] = ()  # (n-gram, push towards the model's category)
+    suggestions: tuple[Suggestion, ...] = ()
+    #: Works out ``model_words`` when a trace asks for them (most decisions are made without one).
+    explain: Callable[[], tuple[tuple[str, float], ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def pushed(self) -> tuple[tuple[str, float], ...]:
+        return self.model_words or (self.explain() if self.explain is not None else ())
+
+    def notes(self) -> tuple[str, ...]:
+        """The evidence as trace notes, one line per candidate category and one for the model."""
+        out = []
+        for cat, score, counted in self.scores:
+            words = ", ".join(f"{c.label} {_num(c.weight)} ({c.source})" for c in counted)
+            out.append(f"lexicon {cat} {_num(score)}: {words}")
+        if self.model:
+            cat, p = self.model[0]
+            pushed = ", ".join(f"{w} {v:+.2f}" for w, v in self.pushed())
+            out.append(f"model {cat} {p:.2f}: {pushed}")
+        return tuple(out)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.2f}"
+
+
 # ----------------------------------------------------------------------------------------------------
 # The decision
 
@@ -543,6 +619,20 @@ class Decision:
     decided_at: datetime
     #: The pack's keywords found in this complaint's title and text.
     keywords_present: frozenset[str] = frozenset()
+    #: What the text step found (scores, the model's reading); ``None`` for a pack without a lexicon.
+    evidence: TextEvidence | None = None
+
+    @property
+    def suggestions(self) -> tuple[Suggestion, ...]:
+        """Up to three categories for the clerk to pick from, when the decision is ``unclassified``."""
+        ev = self.evidence
+        if ev is None or self.outcome.category != UNCLASSIFIED:
+            return ()
+        return ev.suggestions
+
+    @property
+    def text_notes(self) -> tuple[str, ...]:
+        return self.evidence.notes() if self.evidence is not None else ()
 
     @property
     def matched_keywords(self) -> tuple[tuple[str, ...], ...]:
@@ -583,13 +673,14 @@ class Decision:
             },
             "guidance": o.guidance,
             "rule_pack": o.pack.to_dict(),
+            "suggestions": [x.to_dict() for x in self.suggestions],
         }
         if trace:
             d["trace"] = [t.to_dict() for t in o.trace]
             for entry, words in zip(d["trace"], self.matched_keywords, strict=False):
                 if words:
                     entry["matched_keywords"] = list(words)
-            d["notes"] = list(o.notes)
+            d["notes"] = [*o.notes, *self.text_notes]
         return d
 
 

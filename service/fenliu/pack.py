@@ -1,7 +1,8 @@
 """Load a rule pack folder into checked, position-carrying objects.
 
 A pack is a folder: ``pack.yaml`` (the manifest), rule files (``*.yaml``) holding ``rules`` and
-``tables``, and test cases (``*_test.yaml``). A pack may ``extends`` a base pack; its rules are then
+``tables``, lexicon files (``*.yaml`` holding ``lexicon``: one category's vocabulary), test cases
+(``*_test.yaml``), and optionally a text model (named by the manifest's ``text.model``). A pack may ``extends`` a base pack; its rules are then
 added to the base's, may ``override`` a base rule of the same id, and its table rows update the base's.
 
 :func:`load_pack` returns a :class:`Pack` or raises :class:`~fenliu.errors.PackError` with *every*
@@ -141,6 +142,41 @@ class Case:
     line: int
 
 
+@dataclass(frozen=True, slots=True)
+class LexiconEntry:
+    """One entry of a category's vocabulary: a ``term``, a ``together`` entry (all its words in one
+    sentence) or an ``against`` entry (subtracted), with its weight and where it is written."""
+
+    category: str
+    kind: str  # "term" | "together" | "against"
+    words: tuple[str, ...]
+    weight: float
+    file: str
+    line: int
+    source: str  # "<pack>/<file in the pack>:<line>", the same wherever the pack lies
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.words)
+
+
+@dataclass(frozen=True, slots=True)
+class TextSettings:
+    """The manifest's ``text``: threshold and margin of the lexicon, the model file, the floors."""
+
+    threshold: float = 6.0
+    margin: float = 2.0
+    model: str = ""  # relative to the pack folder; "" = no model
+    model_confidence: float = 0.6
+    floors: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+    model_file: str = ""  # the model's file as problems name it ("" = no model)
+    model_path: Path | None = None
+    layer: str = ""  # the pack (layer) whose manifest gives these settings: the model is trained for it
+    root: Path | None = None  # that layer's folder: the model and the floors' corpus are relative to it
+
+
 @dataclass(slots=True)
 class Pack:
     name: str
@@ -158,6 +194,8 @@ class Pack:
     files: dict[str, int] = field(default_factory=dict)  # relative file -> number of lines
     # (absolute path, bytes) of every file read, base layers first: what the digest was taken of
     sources: tuple[tuple[str, bytes], ...] = ()
+    lexicon: tuple[LexiconEntry, ...] = ()
+    text: TextSettings = field(default_factory=TextSettings)
 
     @property
     def categories(self) -> dict[str, dict[str, Any]]:
@@ -275,6 +313,7 @@ class Limits:
     file_bytes: int = 1 << 20  # one file (the reference pack's largest: 22 KB)
     total_bytes: int = 8 << 20  # every file of the pack and of the packs it extends
     files: int = 1_000
+    model_bytes: int = 32 << 20  # the text model (the reference pack's: 1.4 MB), outside the total
 
 
 LIMITS = Limits()
@@ -284,7 +323,9 @@ def _inside(path: str, root: Path) -> bool:
     return path == str(root) or path.startswith(str(root) + os.sep)
 
 
-def _read_file(path: Path, root: Path, rel: str, out: _Collector) -> bytes | None:
+def _read_file(
+    path: Path, root: Path, rel: str, out: _Collector, *, limit: int | None = None
+) -> bytes | None:
     """The bytes of a pack file, or None with a problem: never a file outside ``root``, never too much.
 
     A symbolic link is followed only if it stays inside the pack folder (checked without opening the
@@ -305,6 +346,15 @@ def _read_file(path: Path, root: Path, rel: str, out: _Collector) -> bytes | Non
         if not stat.S_ISREG(st.st_mode):
             out.add(rel, 0, "", "not-a-file", "not a regular file; it is not read")
             return None
+        if limit is not None:  # a file with a limit of its own (the text model), not in the total
+            if st.st_size > limit:
+                out.add(rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)")
+                return None
+            data = f.read(limit + 1)
+            if len(data) > limit:
+                out.add(rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)")
+                return None
+            return data
         if out.bytes_read > out.limits.total_bytes:  # already over the total: said once
             return None
         budget = min(out.limits.file_bytes, out.limits.total_bytes - out.bytes_read)
@@ -348,6 +398,7 @@ class _Layer:
     manifest_rel: str
     sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
     read: list[tuple[str, bytes]] = field(default_factory=list)  # (absolute path, bytes) of each file
+    lexicon_files: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
@@ -426,6 +477,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     parts: list[bytes] = []
     files: list[tuple[str, Any]] = []
     cases: list[tuple[str, Any]] = []
+    lexicon: list[tuple[str, Any]] = []
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}
     read: list[tuple[str, bytes]] = []
@@ -455,10 +507,25 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         if p.stem.endswith("_test"):
             if _validate_schema(doc, "cases", rel, out):
                 cases.append((rel, doc))
+        elif isinstance(doc, dict) and "lexicon" in doc:
+            if _validate_schema(doc, "lexicon", rel, out):
+                lexicon.append((rel, doc))
         elif _validate_schema(doc, "rules", rel, out):
             files.append((rel, doc))
+    text = manifest.get("text")
+    if isinstance(text, dict) and isinstance(text.get("model"), str):
+        # The model is part of the pack: its bytes are in the digest and in the sealed copy (a missing
+        # one is refused later, with the file named, when the pack is prepared).
+        mp = root / text["model"]
+        if os.path.lexists(mp):
+            mrel_model = str(rel_root / Path(text["model"]))
+            model_data = _read_file(mp, root, mrel_model, out, limit=out.limits.model_bytes)
+            if model_data is not None:
+                name = f"{manifest['name']}/{Path(text['model']).as_posix()}"
+                parts.append(name.encode() + b"\0" + model_data + b"\0")
+                read.append((str(mp), model_data))
     layers.append(
-        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read)
+        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read, lexicon)
     )
     return layers
 
@@ -663,6 +730,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}",
                 )
 
+    lexicon = _lexicon(layers, tables, out)
+    text = _text_settings(layers, out)
+
     digest = hashlib.sha256()
     file_lines: dict[str, int] = {}
     for layer in layers:
@@ -684,7 +754,81 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
         files=file_lines,
         sources=tuple(item for layer in layers for item in layer.read),
+        lexicon=lexicon,
+        text=text,
     )
+
+
+def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) -> tuple[LexiconEntry, ...]:
+    """Every layer's lexicon files; an extending layer's file for a category replaces the base's."""
+    cats = tables["categories"].rows if "categories" in tables else {}
+    by_category: dict[str, list[LexiconEntry]] = {}
+    where: dict[tuple[str, str], str] = {}  # (layer, category) -> file
+    for layer in layers:
+        for rel, doc in layer.lexicon_files:
+            lex = doc["lexicon"]
+            cat = str(lex["category"])
+            if cats and cat not in cats:
+                out.add(
+                    rel,
+                    lex.line_of("category"),
+                    "",
+                    "lexicon-category",
+                    f"lexicon of '{cat}', which is not a category{_suggest(cat, cats)}",
+                )
+                continue
+            if (layer.name, cat) in where:
+                out.add(
+                    rel,
+                    lex.line,
+                    "",
+                    "lexicon-duplicate",
+                    f"the lexicon of '{cat}' is already in {where[(layer.name, cat)]}",
+                )
+                continue
+            where[(layer.name, cat)] = rel
+            src = layer.sources.get(rel, rel)
+            entries: list[LexiconEntry] = []
+            for kind, key in (("term", "terms"), ("together", "together"), ("against", "against")):
+                items = lex.get(key) or []
+                for i, item in enumerate(items):
+                    line = items.line_of(i) if isinstance(items, YList) else lex.line
+                    raw = [item["term"]] if kind != "together" else list(item["words"])
+                    words = tuple(str(w).strip() for w in raw)
+                    if any(not w for w in words):
+                        out.add(
+                            rel, line, "", "lexicon-empty", f"{key}[{i}]: an empty word matches everything"
+                        )
+                        continue
+                    entries.append(
+                        LexiconEntry(cat, kind, words, float(item["weight"]), rel, line, f"{src}:{line}")
+                    )
+            by_category[cat] = entries
+    return tuple(e for entries in by_category.values() for e in entries)
+
+
+def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
+    """The last layer's ``text`` settings that give any; the model file is the layer's own."""
+    for layer in reversed(layers):
+        t = layer.manifest.get("text")
+        if not isinstance(t, YDict):
+            continue
+        model = str(t.get("model", ""))
+        base = TextSettings()
+        return TextSettings(
+            threshold=float(t.get("threshold", base.threshold)),
+            margin=float(t.get("margin", base.margin)),
+            model=model,
+            model_confidence=float(t.get("model_confidence", base.model_confidence)),
+            floors=_plain(t.get("floors") or {}),
+            file=layer.manifest_rel,
+            line=t.line,
+            model_file=str(Path(layer.manifest_rel).parent / model) if model else "",
+            model_path=(layer.root / model) if model else None,
+            layer=layer.name,
+            root=layer.root,
+        )
+    return TextSettings()
 
 
 def _plain(v: Any) -> Any:

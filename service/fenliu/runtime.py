@@ -90,6 +90,12 @@ def prepare(
         if report.failures:
             decider.close()
             return None, ReloadResult(False, pid, [], [f.render() for f in report.failures])
+        from fenliu.score import check_floors  # the text step's floors on the pack's test split
+
+        floors = check_floors(pack, decider)
+        if floors:
+            decider.close()
+            return None, ReloadResult(False, pid, floors)
     return decider, ReloadResult(True, pid)
 
 

@@ -114,6 +114,7 @@ function decisionToJson(d, withTrace) {
     ),
     guidance: d.guidance,
     rule_pack: { name: d.rule_pack.name, revision: d.rule_pack.revision, digest: d.rule_pack.digest },
+    suggestions: (d.suggestions || []).map((x) => ({ category: x.category, score: x.score })),
   };
   if (withTrace) {
     out.trace = d.trace.map((t) => {
