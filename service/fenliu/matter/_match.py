@@ -1,0 +1,192 @@
+"""Recognizing a complaint's matter: one algorithm, run by every store inside its own transaction.
+
+A store gives a :class:`Tx` (its transaction: candidates by identity hash, case id and LSH band; a
+matter's complaints; inserts); :func:`record` does the rest, so memory, SQLite and PostgreSQL recognize
+alike. The transaction first takes the sighting's locks (:meth:`Sighting.lock_keys`): everything by
+which two complaints can link (a complaint id, an identity hash, a case id, a township for content) is a
+lock key, so two recordings that could link each other are serialized and the second sees the first.
+
+Linking, over the earlier complaints within the window (``received_at`` ± ``window_days``):
+
+1. the same ``existing_case_id`` links, whatever the words;
+2. the same id number or phone hash links when the words are at least ``identity_similarity`` alike
+   (one person's *different* matters stay apart);
+3. the same township and words at least ``content_similarity`` alike link (a relative, a neighbour).
+
+The strongest link wins (case id, then identity, then content; then the more similar; then the older
+complaint); the evidence lists every kind that holds for the chosen matter. No link: a new matter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fenliu import model
+from fenliu.matter import signature as sig
+from fenliu.matter._core import (
+    DAY,
+    Evidence,
+    MatchSettings,
+    MatterFacts,
+    Recognition,
+    Sighting,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An earlier complaint that shares an identity hash, the case id or an LSH band."""
+
+    complaint_id: str
+    matter_id: str
+    received_at: int
+    township: str
+    village: str
+    signature: bytes
+    identity_fields: frozenset[str]  # which of the sighting's identity fields it shares
+    same_case: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One complaint of a matter, as the facts need it."""
+
+    complaint_id: str
+    received_at: int
+    channel: str
+    point: str
+    level: str
+    decision_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class First:
+    received_at: int
+    point: str
+    level: str
+
+
+class Tx(Protocol):
+    def lock(self, keys: Sequence[str]) -> None: ...
+
+    def existing(self, complaint_id: str) -> tuple[str, int] | None:
+        """(matter id, received_at) of a complaint already stored."""
+        ...
+
+    def candidates(self, s: Sighting, since: int, until: int) -> list[Candidate]: ...
+
+    def rows(self, matter_id: str, since: int, until: int) -> list[Row]: ...
+
+    def first(self, matter_id: str) -> First | None: ...
+
+    def new_matter(self, matter_id: str, s: Sighting) -> None: ...
+
+    def set_first(self, matter_id: str, s: Sighting) -> None: ...
+
+    def insert(self, s: Sighting, matter_id: str) -> None: ...
+
+
+def new_matter_id() -> str:
+    return "m-" + uuid.uuid4().hex
+
+
+def same_place(s: Sighting, c: Candidate) -> bool:
+    """The same township (or, when the new complaint names none, the same village)."""
+    if s.township:
+        return c.township == s.township
+    return bool(s.village) and c.village == s.village
+
+
+def _strength(c: Candidate, s: Sighting, settings: MatchSettings) -> tuple[list[Evidence], int, float]:
+    simil = sig.similarity(s.signature, c.signature)
+    ev: list[Evidence] = []
+    strength = 0
+    if c.same_case:
+        ev.append(Evidence("case_id", c.complaint_id))
+        strength = 3
+    if c.identity_fields and simil >= settings.identity_similarity and simil > 0:
+        field = next(f for f in ("id_number", "phone") if f in c.identity_fields)
+        ev.append(Evidence("identity", c.complaint_id, field=field, similarity=simil))
+        strength = max(strength, 2)
+    if same_place(s, c) and simil >= settings.content_similarity:
+        ev.append(Evidence("content", c.complaint_id, similarity=simil))
+        strength = max(strength, 1)
+    return ev, strength, simil
+
+
+def choose(
+    s: Sighting, candidates: Iterable[Candidate], settings: MatchSettings
+) -> tuple[str, tuple[Evidence, ...]] | None:
+    """The matter ``s`` belongs to and the evidence, or None for a new matter."""
+    best: tuple[int, float, int] | None = None
+    best_matter = ""
+    by_matter: dict[str, dict[str, Evidence]] = {}
+    for c in candidates:
+        ev, strength, simil = _strength(c, s, settings)
+        if not strength:
+            continue
+        kinds = by_matter.setdefault(c.matter_id, {})
+        for e in ev:
+            old = kinds.get(e.kind)
+            if old is None or (e.similarity or 0.0) > (old.similarity or 0.0):
+                kinds[e.kind] = e
+        rank = (strength, simil, -c.received_at)
+        if best is None or rank > best:
+            best, best_matter = rank, c.matter_id
+    if best is None:
+        return None
+    order = {"case_id": 0, "identity": 1, "content": 2}
+    return best_matter, tuple(sorted(by_matter[best_matter].values(), key=lambda e: order[e.kind]))
+
+
+def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
+    earlier = sorted((r for r in rows if r.complaint_id != s.complaint_id), key=lambda r: r.received_at)
+    prior = [r for r in earlier if r.received_at <= s.received_at]
+    seen = [*prior, Row(s.complaint_id, s.received_at, s.channel, s.point, s.level, s.decision_id)]
+    f = first if first is not None and first.received_at <= s.received_at else None
+    if f is None:
+        f = First(s.received_at, s.point, s.level)
+    return MatterFacts(
+        prior_complaints=len(prior),
+        channels=tuple(sorted({r.channel for r in seen if r.channel != model.UNSPECIFIED})),
+        points=tuple(sorted({r.point for r in seen if r.point})),
+        levels=tuple(sorted({r.level for r in seen if r.level != model.UNSPECIFIED})),
+        days_since_first=max(0, (s.received_at - f.received_at) // DAY),
+        first_point=f.point,
+        first_level=f.level,
+        first_received_at=f.received_at,
+        earlier_decision_ids=tuple(r.decision_id for r in prior if r.decision_id),
+    )
+
+
+def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
+    """Look up ``s``'s matter and write ``s``, inside ``tx`` (which the caller commits)."""
+    tx.lock(s.lock_keys())
+    w = settings.window_seconds
+    done = tx.existing(s.complaint_id)
+    if done is not None:  # the same complaint again (a retry, a replayed queue): nothing is written
+        matter_id, at = done
+        s2 = Sighting(s.complaint_id, at, s.channel, s.point, s.level)
+        return Recognition(
+            available=True,
+            matter_id=matter_id,
+            facts=facts(s2, tx.rows(matter_id, at - w, at), tx.first(matter_id)),
+        )
+    chosen = choose(s, tx.candidates(s, s.received_at - w, s.received_at + w), settings)
+    if chosen is None:
+        matter_id = new_matter_id()
+        tx.new_matter(matter_id, s)
+        tx.insert(s, matter_id)
+        return Recognition(available=True, matter_id=matter_id, new_matter=True, facts=facts(s, (), None))
+    matter_id, evidence = chosen
+    rows = tx.rows(matter_id, s.received_at - w, s.received_at)
+    first = tx.first(matter_id)
+    if first is None or s.received_at < first.received_at:
+        tx.set_first(matter_id, s)
+    tx.insert(s, matter_id)
+    return Recognition(
+        available=True, matter_id=matter_id, evidence=evidence, facts=facts(s, rows, first)
+    )
