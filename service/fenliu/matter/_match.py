@@ -19,6 +19,7 @@ complaint); the evidence lists every kind that holds for the chosen matter. No l
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,8 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
 
 def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
     """Look up ``s``'s matter and write ``s``, inside ``tx`` (which the caller commits)."""
+    if s.text is not None and not settings.keep_text:
+        s = dataclasses.replace(s, text=None)
     tx.lock(s.lock_keys())
     w = settings.window_seconds
     done = tx.existing(s.complaint_id)
