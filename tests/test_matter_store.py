@@ -73,7 +73,7 @@ def _dump(url: str, store: MatterStore) -> str:
     if url.startswith("postgresql"):
         out = []
         with psycopg.connect(url) as conn:
-            for table in ("matters", "complaints", "identities", "bands"):
+            for table in ("matters", "complaints", "identities", "scope_buckets"):
                 for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
                     out.append(repr(row))
                     out.extend(bytes(v).decode("utf-8", "replace") for v in row if isinstance(v, bytes))
@@ -126,7 +126,8 @@ def test_relative_in_the_same_township_links_by_content_and_not_elsewhere(make_s
     a = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
     b = store.record(sighting("b", GRASS_AGAIN, complainant={"phone": "13911112222"}, channel="MOBILE"))
     assert b.matter_id == a.matter_id
-    assert b.evidence[0].kind == "content" and (b.evidence[0].similarity or 0) >= 0.35
+    assert b.evidence[0].kind == "content"
+    assert (b.evidence[0].similarity or 0) >= MatchSettings().content_similarity
     c = store.record(sighting("c", GRASS_AGAIN, region={"township_code": "150626999", "village_code": "150626999001"}))
     assert c.new_matter
 

@@ -65,7 +65,8 @@ def open_store(url: str, settings: MatchSettings | None = None) -> MatterStore:
         return MemoryStore(settings)
     if url.startswith("sqlite:"):
         path = url[len("sqlite:") :]
-        path = path[2:] if path.startswith("//") else path
+        path = path[2:] if path.startswith("//") else path  # sqlite:///abs, sqlite:////abs, sqlite:rel
+        path = "/" + path.lstrip("/") if path.startswith("/") else path
     elif "://" in url:
         raise StoreError(f"unknown matter store {url.split('://')[0]}://: use sqlite:///PATH or postgresql://…")
     else:

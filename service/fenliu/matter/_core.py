@@ -64,16 +64,19 @@ class MatchSettings:
     """How matters are recognized. Defaults are the ones measured in docs/matters.md.
 
     ``window_days``: earlier complaints older than this (counted back from the new complaint's
-    ``received_at``) are not looked at. ``identity_similarity``: the least similarity of the words of two
-    complaints by the same person (same id number or phone hash) for them to be one matter: one person's
-    different matters are kept apart by it. ``content_similarity``: the least similarity for two
-    complaints of the same township with no identity in common (a relative, a neighbour) to be one matter.
+    ``received_at``) are not looked at. ``identity_similarity``: the least similarity (containment, see
+    :mod:`fenliu.matter.signature`) of the words of two complaints by the same person (same id number or
+    phone hash) for them to be one matter: one person's different matters are kept apart by it.
+    ``content_similarity``: the least similarity for two complaints of the same village (or township,
+    when no village is given) with no identity in common (a relative, a neighbour) to be one matter.
+    ``content_scan_limit``: at most this many of the newest complaints of that village are compared.
     ``keep_text``: store the words themselves (off: only their signature).
     """
 
     window_days: int = 180
-    identity_similarity: float = 0.10
-    content_similarity: float = 0.35
+    identity_similarity: float = 0.20
+    content_similarity: float = 0.20
+    content_scan_limit: int = 5000
     keep_text: bool = False
     retention_days: int = 3 * 365
 
@@ -112,12 +115,8 @@ class Sighting:
 
     @property
     def scope(self) -> str:
-        """Where content may link: the township (or, without one, the village)."""
-        return self.township or self.village
-
-    @property
-    def bands(self) -> tuple[int, ...]:
-        return sig.band_keys(self.signature, self.scope) if self.scope and self.signature else ()
+        """Where content may link: the village (or, without one, the township)."""
+        return self.village or self.township
 
     def lock_keys(self) -> tuple[str, ...]:
         """Names of what two concurrent recordings of one matter necessarily share (see the stores)."""
@@ -126,7 +125,7 @@ class Sighting:
         if self.case_id:
             keys.add(f"case:{self.case_id}")
         if self.scope and self.signature:
-            keys.add(f"scope:{self.scope}")
+            keys.add(f"scope:{self.scope}")  # content links only within one scope
         return tuple(sorted(keys))
 
     def to_json(self) -> dict[str, Any]:

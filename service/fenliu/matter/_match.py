@@ -1,29 +1,38 @@
 """Recognizing a complaint's matter: one algorithm, run by every store inside its own transaction.
 
-A store gives a :class:`Tx` (its transaction: candidates by identity hash, case id and LSH band; a
-matter's complaints; inserts); :func:`record` does the rest, so memory, SQLite and PostgreSQL recognize
-alike. The transaction first takes the sighting's locks (:meth:`Sighting.lock_keys`): everything by
-which two complaints can link (a complaint id, an identity hash, a case id, a township for content) is a
-lock key, so two recordings that could link each other are serialized and the second sees the first.
+A store gives a :class:`Tx` (its transaction: earlier complaints by identity hash and case id, the
+signatures of a village's recent complaints, a matter's complaints, inserts); :func:`record` does the
+rest, so memory, SQLite and PostgreSQL recognize alike. The transaction first takes the sighting's locks
+(:meth:`Sighting.lock_keys`): everything by which two complaints can link (a complaint id, an identity
+hash, a case id, a village for content) is a lock key, so two recordings that could link each other are
+serialized and the second sees the first.
 
 Linking, over the earlier complaints within the window (``received_at`` ± ``window_days``):
 
 1. the same ``existing_case_id`` links, whatever the words;
 2. the same id number or phone hash links when the words are at least ``identity_similarity`` alike
    (one person's *different* matters stay apart);
-3. the same township and words at least ``content_similarity`` alike link (a relative, a neighbour).
+3. the same village (or township, when no village is given) and words at least ``content_similarity``
+   alike link (a relative, a neighbour, the same person without a shared identifier).
 
 The strongest link wins (case id, then identity, then content; then the more similar; then the older
 complaint); the evidence lists every kind that holds for the chosen matter. No link: a new matter.
+
+Content candidates come from *scope buckets*: per village and week, one value holding the fixed-size
+records (``seq``, ``received_at``, signature) of that week's complaints, so that comparing a new complaint
+with a village's half-year is a few reads and one vectorized comparison, however many complaints it holds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
+
+import numpy as np
 
 from fenliu import model
 from fenliu.matter import signature as sig
@@ -36,19 +45,38 @@ from fenliu.matter._core import (
     Sighting,
 )
 
+BUCKET_SECONDS: Final = 7 * DAY
+RECORD: Final = np.dtype([("seq", "<i8"), ("at", "<i8"), ("sig", "<u2", (sig.NUM_PERM + 1,))])
+
+
+def bucket_of(at: int) -> int:
+    return at // BUCKET_SECONDS
+
+
+def record_bytes(seq: int, at: int, signature: bytes) -> bytes:
+    return struct.pack("<qq", seq, at) + signature
+
+
+def without(block: bytes, seqs: set[int]) -> bytes:
+    """A bucket's records less those of ``seqs``."""
+    recs = np.frombuffer(block, dtype=RECORD)
+    keep = recs[~np.isin(recs["seq"], np.fromiter(seqs, dtype=np.int64))]
+    return keep.tobytes()
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An earlier complaint that shares an identity hash, the case id or an LSH band."""
+    """An earlier complaint that shares an identity hash or the case id, or is alike in one village."""
 
+    seq: int
     complaint_id: str
     matter_id: str
     received_at: int
     township: str
     village: str
     signature: bytes
-    identity_fields: frozenset[str]  # which of the sighting's identity fields it shares
-    same_case: bool
+    identity_fields: frozenset[str] = frozenset()  # which of the sighting's identity fields it shares
+    same_case: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +105,15 @@ class Tx(Protocol):
         """(matter id, received_at) of a complaint already stored."""
         ...
 
-    def candidates(self, s: Sighting, since: int, until: int) -> list[Candidate]: ...
+    def linked(self, s: Sighting, since: int, until: int) -> list[Candidate]:
+        """Complaints sharing one of ``s``'s identity hashes or its case id."""
+        ...
+
+    def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
+        """The records of a scope's buckets in that range, newest bucket first."""
+        ...
+
+    def by_seq(self, seqs: Sequence[int]) -> list[Candidate]: ...
 
     def rows(self, matter_id: str, since: int, until: int) -> list[Row]: ...
 
@@ -87,7 +123,9 @@ class Tx(Protocol):
 
     def set_first(self, matter_id: str, s: Sighting) -> None: ...
 
-    def insert(self, s: Sighting, matter_id: str) -> None: ...
+    def insert(self, s: Sighting, matter_id: str) -> None:
+        """Store ``s`` (its row, identity hashes, and its record in its scope's bucket)."""
+        ...
 
 
 def new_matter_id() -> str:
@@ -95,10 +133,25 @@ def new_matter_id() -> str:
 
 
 def same_place(s: Sighting, c: Candidate) -> bool:
-    """The same township (or, when the new complaint names none, the same village)."""
-    if s.township:
-        return c.township == s.township
-    return bool(s.village) and c.village == s.village
+    """The same village (or, when the new complaint names no village, the same township)."""
+    if s.village:
+        return c.village == s.village
+    return bool(s.township) and c.township == s.township
+
+
+def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchSettings) -> list[int]:
+    """Seqs of the scope's complaints in the window whose words are ``content_similarity`` alike."""
+    if not s.scope or not s.signature:
+        return []
+    block = tx.scope_block(s.scope, bucket_of(since), bucket_of(until))
+    if not block:
+        return []
+    recs = np.frombuffer(block, dtype=RECORD)
+    recs = recs[(recs["at"] >= since) & (recs["at"] <= until)]
+    if len(recs) > settings.content_scan_limit:
+        recs = recs[np.argsort(-recs["at"], kind="stable")[: settings.content_scan_limit]]
+    sims = sig.similarities(s.signature, recs["sig"])
+    return [int(x) for x in recs["seq"][sims >= settings.content_similarity]]
 
 
 def _strength(c: Candidate, s: Sighting, settings: MatchSettings) -> tuple[list[Evidence], int, float]:
@@ -163,6 +216,15 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
     )
 
 
+def candidates(tx: Tx, s: Sighting, since: int, until: int, settings: MatchSettings) -> list[Candidate]:
+    found: dict[str, Candidate] = {c.complaint_id: c for c in tx.linked(s, since, until)}
+    known = {c.seq for c in found.values()}
+    extra = [q for q in alike_in_scope(tx, s, since, until, settings) if q not in known]
+    for c in tx.by_seq(extra) if extra else ():
+        found.setdefault(c.complaint_id, c)
+    return [found[k] for k in sorted(found)]
+
+
 def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
     """Look up ``s``'s matter and write ``s``, inside ``tx`` (which the caller commits)."""
     if s.text is not None and not settings.keep_text:
@@ -178,7 +240,7 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
             matter_id=matter_id,
             facts=facts(s2, tx.rows(matter_id, at - w, at), tx.first(matter_id)),
         )
-    chosen = choose(s, tx.candidates(s, s.received_at - w, s.received_at + w), settings)
+    chosen = choose(s, candidates(tx, s, s.received_at - w, s.received_at + w, settings), settings)
     if chosen is None:
         matter_id = new_matter_id()
         tx.new_matter(matter_id, s)
@@ -190,6 +252,6 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
     if first is None or s.received_at < first.received_at:
         tx.set_first(matter_id, s)
     tx.insert(s, matter_id)
-    return Recognition(
-        available=True, matter_id=matter_id, evidence=evidence, facts=facts(s, rows, first)
-    )
+    return Recognition(available=True, matter_id=matter_id, evidence=evidence, facts=facts(s, rows, first))
+
+

@@ -2,14 +2,15 @@
 purge and forget. Each store supplies a connection, its placeholder, its types and its way of locking.
 
 Schema (version 1). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
-identity hashes and LSH bands point at it.
+identity hashes and bucket records point at it.
 
     fenliu_schema (version)                                   one row per applied migration
     matters    (matter_id PK, first_received_at, first_point, first_level)
     complaints (seq PK, complaint_id UNIQUE, matter_id, received_at, channel, point, level,
-                township, village, case_id, decision_id, signature, text NULL)
+                township, village, scope, case_id, decision_id, signature, text NULL)
     identities (hash, field, seq, received_at)                keyed hashes (HMAC) of id number / phone
-    bands      (band_key, seq, received_at)                   LSH bands of the signature, per township
+    scope_buckets (scope, bucket, data)                       per village and week: the records
+                                                              (seq, received_at, signature) of its complaints
 
 No name, id number or phone is stored; ``text`` only when keeping text is turned on.
 """
@@ -46,16 +47,16 @@ def _v1(d: Dialect) -> list[str]:
         f"CREATE TABLE complaints (seq {d.serial}, complaint_id TEXT NOT NULL UNIQUE, "
         "matter_id TEXT NOT NULL, received_at BIGINT NOT NULL, channel TEXT NOT NULL, "
         "point TEXT NOT NULL, level TEXT NOT NULL, township TEXT NOT NULL, village TEXT NOT NULL, "
-        f"case_id TEXT NOT NULL, decision_id TEXT NOT NULL, signature {d.blob} NOT NULL, text TEXT)",
+        "scope TEXT NOT NULL, case_id TEXT NOT NULL, decision_id TEXT NOT NULL, "
+        f"signature {d.blob} NOT NULL, text TEXT)",
         "CREATE INDEX complaints_matter ON complaints (matter_id, received_at)",
         "CREATE INDEX complaints_case ON complaints (case_id, received_at) WHERE case_id <> ''",
         "CREATE INDEX complaints_received ON complaints (received_at)",
         "CREATE TABLE identities (hash TEXT NOT NULL, field TEXT NOT NULL, seq BIGINT NOT NULL, "
         f"received_at BIGINT NOT NULL, PRIMARY KEY (hash, seq)){d.without_rowid}",
         "CREATE INDEX identities_seq ON identities (seq)",
-        "CREATE TABLE bands (band_key BIGINT NOT NULL, seq BIGINT NOT NULL, received_at BIGINT NOT NULL, "
-        f"PRIMARY KEY (band_key, seq)){d.without_rowid}",
-        "CREATE INDEX bands_seq ON bands (seq)",
+        f"CREATE TABLE scope_buckets (scope TEXT NOT NULL, bucket BIGINT NOT NULL, data {d.blob} NOT NULL, "
+        f"PRIMARY KEY (scope, bucket)){d.without_rowid}",
     ]
 
 
@@ -67,7 +68,7 @@ class Migration:
 
 
 #: Every schema change, in order. A new one is appended here (never edited once released).
-MIGRATIONS: Final = (Migration(1, "matters, complaints, identity hashes, LSH bands", _v1),)
+MIGRATIONS: Final = (Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),)
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
@@ -129,45 +130,18 @@ class SqlTx:
         row = self.cur.fetchone()
         return None if row is None else (str(row[0]), int(row[1]))
 
-    def candidates(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
-        parts: list[str] = []
-        params: list[Any] = []
-        hashes = [h for _, h in s.identities]
-        if hashes:
-            marks = ",".join("?" * len(hashes))
-            parts.append(
-                f"SELECT seq, field AS tag FROM identities WHERE hash IN ({marks}) AND received_at BETWEEN ? AND ?"
-            )
-            params += [*hashes, since, until]
-        bands = s.bands
-        if bands:
-            marks = ",".join("?" * len(bands))
-            parts.append(
-                f"SELECT seq, 'band' AS tag FROM bands WHERE band_key IN ({marks}) AND received_at BETWEEN ? AND ?"
-            )
-            params += [*bands, since, until]
-        if s.case_id:
-            parts.append(
-                "SELECT seq, 'case' AS tag FROM complaints WHERE case_id = ? AND case_id <> '' "
-                "AND received_at BETWEEN ? AND ?"
-            )
-            params += [s.case_id, since, until]
-        if not parts:
-            return []
-        sql = (
-            "SELECT x.tag, c.complaint_id, c.matter_id, c.received_at, c.township, c.village, c.signature "
-            f"FROM ({' UNION ALL '.join(parts)}) x JOIN complaints c ON c.seq = x.seq"
-        )
+    def _candidates(self, sql: str, params: Sequence[Any]) -> list[_match.Candidate]:
         self.cur.execute(self.q(sql), params)
         found: dict[str, tuple[Any, set[str]]] = {}
         for tag, *rest in self.cur.fetchall():
-            entry = found.setdefault(rest[0], (rest, set()))
+            entry = found.setdefault(rest[1], (rest, set()))
             entry[1].add(str(tag))
         out = []
         for cid in sorted(found):
-            (cid_, matter, at, twp, vil, sgn), tags = found[cid]
+            (seq, cid_, matter, at, twp, vil, sgn), tags = found[cid]
             out.append(
                 _match.Candidate(
+                    int(seq),
                     str(cid_),
                     str(matter),
                     int(at),
@@ -179,6 +153,40 @@ class SqlTx:
                 )
             )
         return out
+
+    def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
+        parts: list[str] = []
+        params: list[Any] = []
+        hashes = [h for _, h in s.identities]
+        if hashes:
+            marks = ",".join("?" * len(hashes))
+            parts.append(
+                f"SELECT seq, field AS tag FROM identities WHERE hash IN ({marks}) AND received_at BETWEEN ? AND ?"
+            )
+            params += [*hashes, since, until]
+        if s.case_id:
+            parts.append(
+                "SELECT seq, 'case' AS tag FROM complaints WHERE case_id = ? AND case_id <> '' "
+                "AND received_at BETWEEN ? AND ?"
+            )
+            params += [s.case_id, since, until]
+        if not parts:
+            return []
+        return self._candidates(
+            f"SELECT x.tag, {CANDIDATE_COLUMNS} FROM ({' UNION ALL '.join(parts)}) x JOIN complaints c ON c.seq = x.seq",
+            params,
+        )
+
+    def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
+        self.cur.execute(
+            self.q("SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"),
+            (scope, first_bucket, last_bucket),
+        )
+        return b"".join(bytes(r[0]) for r in self.cur.fetchall())
+
+    def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
+        marks = ",".join("?" * len(seqs))
+        return self._candidates(f"SELECT '' AS tag, {CANDIDATE_COLUMNS} FROM complaints c WHERE c.seq IN ({marks})", list(seqs))
 
     def rows(self, matter_id: str, since: int, until: int) -> list[_match.Row]:
         self.cur.execute(
@@ -222,18 +230,28 @@ class SqlTx:
                 self.q("INSERT INTO identities (hash, field, seq, received_at) VALUES (?, ?, ?, ?)"),
                 (h, field, seq, s.received_at),
             )
-        bands = s.bands
-        if bands:
-            values = ",".join(["(?, ?, ?)"] * len(bands))
-            params: list[Any] = []
-            for b in bands:
-                params += [b, seq, s.received_at]
-            self.cur.execute(self.q(f"INSERT INTO bands (band_key, seq, received_at) VALUES {values}"), params)
+        if s.scope and s.signature:
+            rec = _match.record_bytes(seq, s.received_at, s.signature)
+            key = (s.scope, _match.bucket_of(s.received_at))
+            if self.d.name == "postgresql":
+                self.cur.execute(
+                    "INSERT INTO scope_buckets (scope, bucket, data) VALUES (%s, %s, %s) ON CONFLICT (scope, bucket) "
+                    "DO UPDATE SET data = scope_buckets.data || excluded.data",
+                    (*key, rec),
+                )
+            else:  # SQLite's || makes text of blobs; the write lock is held, so read, append, write
+                self.cur.execute("SELECT data FROM scope_buckets WHERE scope = ? AND bucket = ?", key)
+                row = self.cur.fetchone()
+                self.cur.execute(
+                    "INSERT OR REPLACE INTO scope_buckets (scope, bucket, data) VALUES (?, ?, ?)",
+                    (*key, (bytes(row[0]) if row else b"") + rec),
+                )
 
 
+CANDIDATE_COLUMNS: Final = "c.seq, c.complaint_id, c.matter_id, c.received_at, c.township, c.village, c.signature"
 INSERT_COMPLAINT: Final = (
     "INSERT INTO complaints (complaint_id, matter_id, received_at, channel, point, level, township, "
-    "village, case_id, decision_id, signature, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "village, scope, case_id, decision_id, signature, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -247,6 +265,7 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
         s.level,
         s.township,
         s.village,
+        s.scope if s.signature else "",
         s.case_id,
         s.decision_id,
         s.signature,
@@ -290,9 +309,26 @@ def delete_seqs(cur: Any, d: Dialect, seqs: Sequence[int]) -> int:
     for i in range(0, len(seqs), 500):
         chunk = list(seqs[i : i + 500])
         marks = ",".join([p] * len(chunk))
-        cur.execute(f"SELECT DISTINCT matter_id FROM complaints WHERE seq IN ({marks})", chunk)
-        matters.update(str(r[0]) for r in cur.fetchall())
-        for table in ("identities", "bands", "complaints"):
+        cur.execute(f"SELECT matter_id, scope, received_at FROM complaints WHERE seq IN ({marks})", chunk)
+        buckets: set[tuple[str, int]] = set()
+        for m, scope, at in cur.fetchall():
+            matters.add(str(m))
+            if scope:
+                buckets.add((str(scope), _match.bucket_of(int(at))))
+        gone = set(chunk)
+        for scope, b in sorted(buckets):
+            cur.execute(f"SELECT data FROM scope_buckets WHERE scope = {p} AND bucket = {p}", (scope, b))
+            row = cur.fetchone()
+            if row is None:
+                continue
+            left = _match.without(bytes(row[0]), gone)
+            if left:
+                cur.execute(
+                    f"UPDATE scope_buckets SET data = {p} WHERE scope = {p} AND bucket = {p}", (left, scope, b)
+                )
+            else:
+                cur.execute(f"DELETE FROM scope_buckets WHERE scope = {p} AND bucket = {p}", (scope, b))
+        for table in ("identities", "complaints"):
             cur.execute(f"DELETE FROM {table} WHERE seq IN ({marks})", chunk)
     _refresh(cur, d, matters)
     return len(seqs)
@@ -310,3 +346,32 @@ def forget(cur: Any, d: Dialect, hashes: Sequence[str]) -> int:
     marks = ",".join([d.param] * len(hashes))
     cur.execute(f"SELECT DISTINCT seq FROM identities WHERE hash IN ({marks})", list(hashes))
     return delete_seqs(cur, d, sorted(int(r[0]) for r in cur.fetchall()))
+
+
+@dataclass
+class BulkRows:
+    matters: list[tuple[Any, ...]]
+    complaints: list[tuple[Any, ...]]
+    identities: list[tuple[Any, ...]]
+    buckets: list[tuple[Any, ...]]
+
+
+def bulk_rows(items: Iterable[tuple[Sighting, str]], last_seq: int) -> BulkRows:
+    """The rows of every table for sightings already assigned to matters, seqs after ``last_seq``."""
+    out = BulkRows([], [], [], [])
+    seen: set[str] = set()
+    buckets: dict[tuple[str, int], list[bytes]] = {}
+    seq = last_seq
+    for s, m in items:
+        seq += 1
+        if m not in seen:
+            seen.add(m)
+            out.matters.append((m, s.received_at, s.point, s.level))
+        out.complaints.append((seq, *complaint_params(s, m)))
+        out.identities.extend((h, f, seq, s.received_at) for f, h in s.identities)
+        if s.scope and s.signature:
+            buckets.setdefault((s.scope, _match.bucket_of(s.received_at)), []).append(
+                _match.record_bytes(seq, s.received_at, s.signature)
+            )
+    out.buckets = [(sc, b, b"".join(recs)) for (sc, b), recs in buckets.items()]
+    return out

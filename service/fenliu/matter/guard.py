@@ -2,8 +2,8 @@
 
 Every :meth:`record` answers within ``deadline_s`` (a few milliseconds): when the store is down, slow or
 busy, the answer is :meth:`Recognition.unavailable` ("history unavailable") and the sighting is appended
-to a queue file on local disk (one JSON line, flushed and fsynced; hashes and signatures only, as in the
-store). A background thread writes the queue to the store once it answers again, oldest first. Nothing is
+to a queue file on local disk (one JSON line, written at once and fsynced by a background thread within
+``retry_s``; hashes and signatures only, as in the store). A background thread writes the queue to the store once it answers again, oldest first. Nothing is
 lost, and nothing is written twice: recording is idempotent by complaint id, so a sighting whose timed-out
 call did reach the store is recognized as already there when the queue is replayed.
 
@@ -63,6 +63,7 @@ class GuardedStore:
         self._pid = os.getpid()
         self._own = self.dir / f"pending-{self._pid}.jsonl"
         self._fd = -1
+        self._dirty = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._drainer = threading.Thread(target=self._drain_loop, name="matter-queue", daemon=True)
@@ -112,8 +113,8 @@ class GuardedStore:
             if self._fd < 0:
                 self._fd = os.open(self._own, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
-            os.write(self._fd, line)
-            os.fsync(self._fd)
+            os.write(self._fd, line)  # in the kernel at once: a crash of this process loses nothing
+            self._dirty = True
             self.queued += 1
 
     def pending(self) -> int:
@@ -185,10 +186,23 @@ class GuardedStore:
             self.replayed += 1
         return n
 
+    def _sync(self) -> None:
+        """fsync the queue file, off the answering path (a call must not wait for the disk)."""
+        with self._qlock:
+            fd = os.dup(self._fd) if self._dirty and self._fd >= 0 else -1
+            self._dirty = False
+        if fd >= 0:  # on a duplicate, outside the lock: appends go on meanwhile
+            try:
+                with suppress(OSError):
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _drain_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.retry_s)
             self._wake.clear()
+            self._sync()
             if self._stop.is_set():
                 break
             if any(self.dir.glob("*.jsonl")):

@@ -28,34 +28,41 @@ class _MemoryTx:
         s = self.st.complaints.get(complaint_id)
         return None if s is None else (self.st.matter_of[complaint_id], s.received_at)
 
-    def candidates(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
+    def _candidate(self, cid: str, mine: dict[str, str], case_id: str) -> _match.Candidate:
+        st = self.st
+        c = st.complaints[cid]
+        return _match.Candidate(
+            st.seq_of[cid],
+            cid,
+            st.matter_of[cid],
+            c.received_at,
+            c.township,
+            c.village,
+            c.signature,
+            frozenset(mine[h] for _, h in c.identities if h in mine),
+            bool(case_id) and c.case_id == case_id,
+        )
+
+    def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
         st = self.st
         ids: set[str] = set()
         for _, h in s.identities:
             ids.update(st.by_identity.get(h, ()))
         if s.case_id:
             ids.update(st.by_case.get(s.case_id, ()))
-        for b in s.bands:
-            ids.update(st.by_band.get(b, ()))
         mine = {h: f for f, h in s.identities}
-        out = []
-        for cid in sorted(ids):
-            c = st.complaints[cid]
-            if not since <= c.received_at <= until:
-                continue
-            out.append(
-                _match.Candidate(
-                    cid,
-                    st.matter_of[cid],
-                    c.received_at,
-                    c.township,
-                    c.village,
-                    c.signature,
-                    frozenset(mine[h] for _, h in c.identities if h in mine),
-                    bool(s.case_id) and c.case_id == s.case_id,
-                )
-            )
-        return out
+        return [
+            self._candidate(cid, mine, s.case_id)
+            for cid in sorted(ids)
+            if since <= st.complaints[cid].received_at <= until
+        ]
+
+    def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
+        buckets = self.st.buckets.get(scope, {})
+        return b"".join(buckets.get(b, b"") for b in range(last_bucket, first_bucket - 1, -1))
+
+    def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
+        return [self._candidate(self.st.by_seq[q], {}, "") for q in seqs if q in self.st.by_seq]
 
     def rows(self, matter_id: str, since: int, until: int) -> list[_match.Row]:
         st = self.st
@@ -77,7 +84,11 @@ class _MemoryTx:
 
     def insert(self, s: Sighting, matter_id: str) -> None:
         st = self.st
+        st.next_seq += 1
+        seq = st.next_seq
         st.complaints[s.complaint_id] = s
+        st.seq_of[s.complaint_id] = seq
+        st.by_seq[seq] = s.complaint_id
         st.matter_of[s.complaint_id] = matter_id
         st.members[matter_id].append(s.complaint_id)
         if s.decision_id:
@@ -86,8 +97,10 @@ class _MemoryTx:
             st.by_identity[h].add(s.complaint_id)
         if s.case_id:
             st.by_case[s.case_id].add(s.complaint_id)
-        for b in s.bands:
-            st.by_band[b].add(s.complaint_id)
+        if s.scope and s.signature:
+            b = st.buckets.setdefault(s.scope, {})
+            k = _match.bucket_of(s.received_at)
+            b[k] = b.get(k, b"") + _match.record_bytes(seq, s.received_at, s.signature)
 
 
 class MemoryStore:
@@ -105,7 +118,10 @@ class MemoryStore:
         self.decisions: dict[str, str] = {}
         self.by_identity: defaultdict[str, set[str]] = defaultdict(set)
         self.by_case: defaultdict[str, set[str]] = defaultdict(set)
-        self.by_band: defaultdict[int, set[str]] = defaultdict(set)
+        self.seq_of: dict[str, int] = {}
+        self.by_seq: dict[int, str] = {}
+        self.next_seq = 0
+        self.buckets: dict[str, dict[int, bytes]] = {}
 
     def record(self, sighting: Sighting) -> Recognition:
         with self._lock:
@@ -145,8 +161,11 @@ class MemoryStore:
                 self.by_identity[h].discard(cid)
             if c.case_id:
                 self.by_case[c.case_id].discard(cid)
-            for b in c.bands:
-                self.by_band[b].discard(cid)
+            seq = self.seq_of.pop(cid)
+            del self.by_seq[seq]
+            if c.scope and c.signature:
+                k = _match.bucket_of(c.received_at)
+                self.buckets[c.scope][k] = _match.without(self.buckets[c.scope][k], {seq})
             left = [self.complaints[x] for x in self.members[m]]
             if not left:
                 del self.members[m]

@@ -130,38 +130,26 @@ class PostgresStore:
             return _sql.schema_version(cur)
 
     def load(self, items: Iterable[tuple[Sighting, str]]) -> int:
-        """Bulk-load sightings already assigned to matters with COPY (for imports and the bench)."""
-        n = 0
+        """Bulk-load sightings already assigned to matters with COPY (for imports and the bench).
+        A sighting whose matter is new creates it; no recognition is run; buckets must be new."""
         with self._tx() as cur:
             cur.execute("SELECT coalesce(max(seq), 0) FROM complaints")
             row = cur.fetchone()
-            seq = int(row[0]) if row else 0
-            seen: set[str] = set()
-            staged = list(items)
-            with cur.copy("COPY matters FROM STDIN") as cp:
-                for s, m in staged:
-                    if m not in seen:
-                        seen.add(m)
-                        cp.write_row((m, s.received_at, s.point, s.level))
-            with cur.copy(
-                "COPY complaints (seq, complaint_id, matter_id, received_at, channel, point, level, township, "
-                "village, case_id, decision_id, signature, text) FROM STDIN"
-            ) as cp:
-                for i, (s, m) in enumerate(staged, seq + 1):
-                    cp.write_row((i, *_sql.complaint_params(s, m)))
-            with cur.copy("COPY identities FROM STDIN") as cp:
-                for i, (s, _) in enumerate(staged, seq + 1):
-                    for f, h in s.identities:
-                        cp.write_row((h, f, i, s.received_at))
-            with cur.copy("COPY bands FROM STDIN") as cp:
-                for i, (s, _) in enumerate(staged, seq + 1):
-                    for b in s.bands:
-                        cp.write_row((b, i, s.received_at))
-            n = len(staged)
+            rows = _sql.bulk_rows(items, int(row[0]) if row else 0)
+            for table, data in (
+                ("matters", rows.matters),
+                ("complaints", rows.complaints),
+                ("identities", rows.identities),
+                ("scope_buckets", rows.buckets),
+            ):
+                with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                    for r in data:
+                        cp.write_row(r)
             cur.execute(
-                "SELECT setval(pg_get_serial_sequence('complaints', 'seq'), (SELECT coalesce(max(seq), 1) FROM complaints))"
+                "SELECT setval(pg_get_serial_sequence('complaints', 'seq'), "
+                "(SELECT coalesce(max(seq), 1) FROM complaints))"
             )
-        return n
+        return len(rows.complaints)
 
     def close(self) -> None:
         self.pool.close()

@@ -1,23 +1,23 @@
-"""The similarity signature of a complaint's words: character shingles, MinHash, LSH bands.
+"""The similarity signature of a complaint's words: character shingles and MinHash.
 
-Chinese is written without spaces, so words are compared as overlapping characters: the text is
-NFKC-normalized and case-folded, everything that is not a letter or a digit is dropped, and the shingles
-are its single characters (without the most common function characters) and its character pairs. Two
-texts' similarity is the Jaccard similarity of their shingle sets, estimated by MinHash (datasketch,
-``NUM_PERM`` permutations with a fixed seed and scheme, so signatures stay comparable across processes and
-releases). The measurement that chose this (against SimHash, exact Jaccard and other shingle sizes) is in
-docs/matters.md.
+Chinese is written without spaces, so words are compared as characters: the text is NFKC-normalized and
+case-folded, everything that is not a letter or a digit is dropped, and the shingles are its single
+characters (less the most common function characters, :data:`STOP_CHARS`) and its character pairs.
 
-For lookups without a shared identity the signature is cut into ``BANDS`` bands of ``ROWS`` values (LSH);
-each band, keyed with the township, is a 63-bit integer a database can index. Two texts of similarity
-``s`` share at least one band with probability ``1 - (1 - s**ROWS) ** BANDS``.
+Two texts are compared by *containment*, the share of the smaller shingle set found in the other:
+a short phone note that repeats part of a long letter is as much the same matter as the letter. It is
+estimated from MinHash (datasketch, ``NUM_PERM`` permutations, a fixed seed and scheme, so signatures
+stay comparable across processes and releases): MinHash estimates the Jaccard similarity ``j``, and with
+the two set sizes ``|A∩B| = j (|A| + |B|) / (1 + j)``. Each value keeps its low 16 bits (b-bit MinHash:
+a chance collision is 1 in 65,536 per value, far below the estimate's own noise). The measurement that
+chose all this (against Jaccard, other shingle sizes, exact sets and SimHash) is in docs/matters.md.
 
-The signature cannot be turned back into the text. This module knows nothing of stores or complaints.
+A signature is ``SIG_BYTES`` bytes: the shingle count (uint16) then ``NUM_PERM`` uint16 values. It
+cannot be turned back into the text. This module knows nothing of stores or complaints.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -26,11 +26,10 @@ from typing import Any, Final
 import numpy as np
 from datasketch import MinHash
 
-__all__ = ["BANDS", "NUM_PERM", "ROWS", "band_keys", "jaccard", "shingles", "signature", "similarity"]
+__all__ = ["NUM_PERM", "SIG_BYTES", "shingles", "signature", "similarities", "similarity", "unpack"]
 
-NUM_PERM: Final = 64
-BANDS: Final = 20
-ROWS: Final = 2
+NUM_PERM: Final = 128
+SIG_BYTES: Final = 2 + 2 * NUM_PERM
 SEED: Final = 20261204
 #: datasketch's permutation scheme, named so that a new default cannot change stored signatures.
 SCHEME: Final = "affine32"
@@ -53,46 +52,45 @@ def shingles(text: str) -> set[str]:
     return out
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    if not a and not b:
-        return 0.0
-    return len(a & b) / len(a | b)
-
-
 @lru_cache(maxsize=1)
 def _prototype() -> MinHash:
     return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
 
 
 def signature(text: str) -> bytes:
-    """The MinHash signature of ``text``'s shingles (``NUM_PERM`` little-endian uint32); b"" if none."""
+    """The signature of ``text`` (``SIG_BYTES`` bytes), or b"" when it has no letter or digit."""
     sh = shingles(text)
     if not sh:
         return b""
-    proto = _prototype()
-    m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=proto.permutations, scheme=SCHEME)
+    m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_prototype().permutations, scheme=SCHEME)
     m.update_batch([s.encode() for s in sh])
     values: Any = m.hashvalues
-    return bytes(np.asarray(values, dtype="<u4").tobytes())
+    low = (np.asarray(values, dtype=np.uint64) & 0xFFFF).astype("<u2")
+    return np.array([min(len(sh), 0xFFFF)], dtype="<u2").tobytes() + low.tobytes()
+
+
+def unpack(block: bytes) -> np.ndarray[Any, np.dtype[np.uint16]]:
+    """Concatenated signatures as an array of rows (shingle count, then the values)."""
+    return np.frombuffer(block, dtype="<u2").reshape(-1, NUM_PERM + 1)
+
+
+def similarities(
+    sig: bytes, many: np.ndarray[Any, np.dtype[np.uint16]]
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The containment of ``sig`` against each row of ``many`` (see :func:`unpack`)."""
+    if len(sig) != SIG_BYTES or len(many) == 0:
+        return np.zeros(len(many))
+    mine = np.frombuffer(sig, dtype="<u2")
+    j = (many[:, 1:] == mine[1:]).mean(axis=1)
+    na = float(mine[0])
+    nb = many[:, 0].astype(np.float64)
+    inter = j * (na + nb) / (1.0 + j)
+    out: np.ndarray[Any, np.dtype[np.float64]] = np.minimum(1.0, inter / np.maximum(1.0, np.minimum(na, nb)))
+    return out
 
 
 def similarity(a: bytes, b: bytes) -> float:
-    """The estimated Jaccard similarity of two signatures (0 when either is empty or they differ in size)."""
-    if not a or len(a) != len(b):
+    """The estimated containment of two signatures (0 when either is empty)."""
+    if len(a) != SIG_BYTES or len(b) != SIG_BYTES:
         return 0.0
-    x = np.frombuffer(a, dtype="<u4")
-    y = np.frombuffer(b, dtype="<u4")
-    return float(np.count_nonzero(x == y)) / len(x)
-
-
-def band_keys(sig: bytes, scope: str) -> tuple[int, ...]:
-    """The LSH band keys of a signature within ``scope`` (a township code): 63-bit non-negative ints."""
-    if len(sig) != NUM_PERM * 4:
-        return ()
-    width = ROWS * 4
-    prefix = scope.encode() + b"\x00"
-    out = []
-    for i in range(BANDS):
-        h = hashlib.blake2b(prefix + bytes([i]) + sig[i * width : (i + 1) * width], digest_size=8)
-        out.append(int.from_bytes(h.digest(), "big") >> 1)
-    return tuple(out)
+    return float(similarities(a, unpack(b))[0])

@@ -31,7 +31,7 @@ class SQLiteStore:
     ) -> None:
         self.settings = settings or MatchSettings()
         self.path = Path(path)
-        self.url = f"sqlite:///{self.path}"
+        self.url = f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}"
         self._busy_ms = int(busy_timeout_s * 1000)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -102,34 +102,25 @@ class SQLiteStore:
     def load(self, items: Iterable[tuple[Sighting, str]]) -> int:
         """Bulk-load sightings already assigned to matters (one transaction; for imports and the bench).
         A sighting whose matter is new creates it; no recognition is run."""
-        n = 0
         with self._tx() as cur:
             cur.execute("SELECT coalesce(max(seq), 0) FROM complaints")
-            seq = int(cur.fetchone()[0])
-            matters: list[tuple[Any, ...]] = []
-            complaints: list[tuple[Any, ...]] = []
-            idents: list[tuple[Any, ...]] = []
-            bands: list[tuple[Any, ...]] = []
-            seen: set[str] = set()
-            for s, m in items:
-                seq += 1
-                n += 1
-                if m not in seen:
-                    seen.add(m)
-                    matters.append((m, s.received_at, s.point, s.level))
-                complaints.append((seq, *_sql.complaint_params(s, m)))
-                idents.extend((h, f, seq, s.received_at) for f, h in s.identities)
-                bands.extend((b, seq, s.received_at) for b in s.bands)
-            cur.executemany("INSERT OR IGNORE INTO matters VALUES (?, ?, ?, ?)", matters)
+            rows = _sql.bulk_rows(items, int(cur.fetchone()[0]))
+            cur.executemany("INSERT OR IGNORE INTO matters VALUES (?, ?, ?, ?)", rows.matters)
             cur.executemany(
                 "INSERT INTO complaints (seq, complaint_id, matter_id, received_at, channel, point, level, "
-                "township, village, case_id, decision_id, signature, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                complaints,
+                "township, village, scope, case_id, decision_id, signature, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows.complaints,
             )
-            cur.executemany("INSERT INTO identities VALUES (?, ?, ?, ?)", idents)
-            cur.executemany("INSERT INTO bands VALUES (?, ?, ?)", bands)
-        return n
+            cur.executemany("INSERT INTO identities VALUES (?, ?, ?, ?)", rows.identities)
+            for scope, bucket, data in rows.buckets:
+                cur.execute("SELECT data FROM scope_buckets WHERE scope = ? AND bucket = ?", (scope, bucket))
+                old = cur.fetchone()
+                cur.execute(
+                    "INSERT OR REPLACE INTO scope_buckets VALUES (?, ?, ?)",
+                    (scope, bucket, (bytes(old[0]) if old else b"") + data),
+                )
+        return len(rows.complaints)
 
     def close(self) -> None:
         with self._lock:
