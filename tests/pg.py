@@ -10,6 +10,7 @@ The server refuses to run as root, hence ``runuser``; when not root, the current
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -57,7 +58,9 @@ class PgServer:
         )
 
     def start(self) -> None:
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        )
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -73,10 +76,8 @@ class PgServer:
         return self.url(name)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> PgServer:

@@ -12,19 +12,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from matter_helpers import GRASS, GRASS_AGAIN, KEY, TWP, WAGE, concurrent_worker, sighting
-from pg import PgServer, pg_server  # noqa: F401  (the fixture)
 
 from fenliu.matter import (
     MatchSettings,
     MatterStore,
     SchemaTooNew,
     StoreError,
+    _sql,
     identity_hashes,
     open_store,
 )
-from fenliu.matter import _sql
 from fenliu.model import Complainant
+from matter_helpers import GRASS, GRASS_AGAIN, KEY, TWP, WAGE, concurrent_worker, sighting
+from pg import PgServer
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
 ID = "150626198001011234"
@@ -74,7 +74,7 @@ def _dump(url: str, store: MatterStore) -> str:
         out = []
         with psycopg.connect(url) as conn:
             for table in ("matters", "complaints", "identities", "scope_buckets"):
-                for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
+                for row in conn.execute(f"SELECT * FROM {table}"):
                     out.append(repr(row))
                     out.extend(bytes(v).decode("utf-8", "replace") for v in row if isinstance(v, bytes))
         return "\n".join(out)
@@ -98,7 +98,7 @@ def test_same_person_same_matter_through_another_channel_links_by_identity(make_
     )
     assert a.new_matter and a.available and not a.evidence
     assert b.matter_id == a.matter_id and not b.new_matter
-    assert [e.kind for e in b.evidence][0] == "identity"
+    assert next(e.kind for e in b.evidence) == "identity"
     assert b.evidence[0].field == "phone" and b.evidence[0].complaint_id == "a"
     f = b.facts
     assert f.prior_complaints == 1
@@ -116,7 +116,9 @@ def test_same_person_same_matter_through_another_channel_links_by_identity(make_
 def test_same_person_different_matter_stays_apart(make_store: Any) -> None:
     store = make_store()
     a = store.record(sighting("a", GRASS, complainant={"id_number": ID}))
-    b = store.record(sighting("b", WAGE, complainant={"id_number": ID}, received_at="2026-03-05T09:00:00+08:00"))
+    b = store.record(
+        sighting("b", WAGE, complainant={"id_number": ID}, received_at="2026-03-05T09:00:00+08:00")
+    )
     assert b.new_matter and b.matter_id != a.matter_id
 
 
@@ -128,7 +130,9 @@ def test_relative_in_the_same_township_links_by_content_and_not_elsewhere(make_s
     assert b.matter_id == a.matter_id
     assert b.evidence[0].kind == "content"
     assert (b.evidence[0].similarity or 0) >= MatchSettings().content_similarity
-    c = store.record(sighting("c", GRASS_AGAIN, region={"township_code": "150626999", "village_code": "150626999001"}))
+    c = store.record(
+        sighting("c", GRASS_AGAIN, region={"township_code": "150626999", "village_code": "150626999001"})
+    )
     assert c.new_matter
 
 
@@ -146,9 +150,13 @@ def test_case_id_links_whatever_the_words(make_store: Any) -> None:
 def test_window_is_configurable_and_older_complaints_do_not_link(make_store: Any) -> None:
     store = make_store(MatchSettings(window_days=30))
     a = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
-    b = store.record(sighting("b", GRASS, complainant={"phone": PHONE}, received_at="2026-04-15T09:00:00+08:00"))
+    b = store.record(
+        sighting("b", GRASS, complainant={"phone": PHONE}, received_at="2026-04-15T09:00:00+08:00")
+    )
     assert b.new_matter and b.matter_id != a.matter_id
-    c = store.record(sighting("c", GRASS, complainant={"phone": PHONE}, received_at="2026-04-20T09:00:00+08:00"))
+    c = store.record(
+        sighting("c", GRASS, complainant={"phone": PHONE}, received_at="2026-04-20T09:00:00+08:00")
+    )
     assert c.matter_id == b.matter_id and c.facts.prior_complaints == 1
 
 
@@ -160,7 +168,9 @@ def test_recording_again_is_idempotent_and_decisions_are_listed(make_store: Any)
     assert not store.set_decision("nope", "dec-x")
     again = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
     assert again.matter_id == a.matter_id and again.facts.prior_complaints == 0
-    b = store.record(sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, received_at="2026-03-02T09:00:00+08:00"))
+    b = store.record(
+        sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, received_at="2026-03-02T09:00:00+08:00")
+    )
     assert b.facts.earlier_decision_ids == ("dec-1",)
     assert store.count_matters() == 1
     rows = store.matter(a.matter_id)
@@ -171,12 +181,26 @@ def test_recording_again_is_idempotent_and_decisions_are_listed(make_store: Any)
 @per_backend
 def test_first_receiver_is_the_earliest_even_when_it_arrives_late(make_store: Any) -> None:
     store = make_store()
-    store.record(sighting("late", GRASS, complainant={"phone": PHONE}, received_tier="BANNER",
-                          received_at="2026-03-10T09:00:00+08:00"))
+    store.record(
+        sighting(
+            "late",
+            GRASS,
+            complainant={"phone": PHONE},
+            received_tier="BANNER",
+            received_at="2026-03-10T09:00:00+08:00",
+        )
+    )
     early = store.record(sighting("early", GRASS_AGAIN, complainant={"phone": PHONE}))
     assert (early.facts.first_level, early.facts.prior_complaints) == ("VILLAGE", 0)
-    third = store.record(sighting("third", GRASS, complainant={"phone": PHONE}, channel="LETTER",
-                                  received_at="2026-03-20T09:00:00+08:00"))
+    third = store.record(
+        sighting(
+            "third",
+            GRASS,
+            complainant={"phone": PHONE},
+            channel="LETTER",
+            received_at="2026-03-20T09:00:00+08:00",
+        )
+    )
     assert third.facts.first_level == "VILLAGE" and third.facts.prior_complaints == 2
     assert third.facts.days_since_first == 19
 
@@ -204,7 +228,9 @@ def test_no_personal_data_or_text_in_the_store_unless_text_is_kept(make_store: A
 @per_backend
 def test_purge_removes_complaints_past_retention(make_store: Any) -> None:
     store = make_store(MatchSettings(retention_days=365))
-    old = store.record(sighting("old", GRASS, complainant={"phone": PHONE}, received_at="2024-01-05T09:00:00+08:00"))
+    old = store.record(
+        sighting("old", GRASS, complainant={"phone": PHONE}, received_at="2024-01-05T09:00:00+08:00")
+    )
     new = store.record(sighting("new", WAGE, received_at="2026-03-01T09:00:00+08:00"))
     now = int(new.facts.first_received_at) + 86_400
     assert store.purge(now=now) == 1
@@ -232,7 +258,9 @@ def test_forget_removes_everything_linked_to_one_identity(make_store: Any) -> No
 def test_identity_hash_is_the_decision_logs_and_malformed_values_are_still_used() -> None:
     from fenliu.decision_log import keyed_hash
 
-    assert identity_hashes(Complainant(phone="13800000000"), KEY) == (("phone", keyed_hash(KEY, "phone", PHONE)),)
+    assert identity_hashes(Complainant(phone="13800000000"), KEY) == (
+        ("phone", keyed_hash(KEY, "phone", PHONE)),
+    )
     full_width = identity_hashes(Complainant(phone="１３８００００００００"), KEY)
     assert full_width == identity_hashes(Complainant(phone=PHONE), KEY)
     bad = identity_hashes(Complainant(id_number="12X", phone="abc"), KEY)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matter_texts import MATTERS  # noqa: E402
+from matter_texts import MATTERS
 
 TZ = "+08:00"
 TOWNSHIPS = ("150626100", "150626101", "150626102")
@@ -65,7 +65,11 @@ def complaint(s: int, v: int) -> dict[str, Any]:
     ][v]
     who = [
         {"id_number": id_number(person, False), "phone": phone("139", person)},
-        {"phone": phone("139", person) if s % 4 else phone("139", person)[:3] + "-" + phone("139", person)[3:]},
+        {
+            "phone": phone("139", person)
+            if s % 4
+            else phone("139", person)[:3] + "-" + phone("139", person)[3:]
+        },
         {"id_number": id_number(person, spaced=s % 4 == 1)},
         {"phone": phone("158", s)},
     ][v]
@@ -118,7 +122,9 @@ def pairs() -> list[dict[str, Any]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "corpus" / "matter_pairs.jsonl"))
+    ap.add_argument(
+        "--out", default=str(Path(__file__).resolve().parents[1] / "corpus" / "matter_pairs.jsonl")
+    )
     args = ap.parse_args()
     rows = pairs()
     with open(args.out, "w", encoding="utf-8") as f:

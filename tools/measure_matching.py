@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash
@@ -79,14 +80,26 @@ def simhash(a: set[str], b: set[str]) -> float:
 
 
 def main() -> int:
-    path = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "corpus" / "matter_pairs.jsonl")
-    pairs = [json.loads(x) for x in open(path, encoding="utf-8")]
+    path = (
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else str(Path(__file__).resolve().parents[1] / "corpus" / "matter_pairs.jsonl")
+    )
+    with open(path, encoding="utf-8") as f:
+        pairs = [json.loads(x) for x in f]
     content_only = [
-        p for p in pairs if p["same_matter"] and not ({*p["a"]["complainant"].values()} & {*p["b"]["complainant"].values()})
+        p
+        for p in pairs
+        if p["same_matter"] and not ({*p["a"]["complainant"].values()} & {*p["b"]["complainant"].values()})
     ]
     village_neg = [p for p in pairs if p["kind"] == "same_village_other_matter"]
     person_neg = [p for p in pairs if p["kind"] == "same_person_other_matter"]
-    shinglers = {"1": grams((1,), True), "2": grams((2,), False), "3": grams((3,), False), "1+2": grams((1, 2), True)}
+    shinglers = {
+        "1": grams((1,), True),
+        "2": grams((2,), False),
+        "3": grams((3,), False),
+        "1+2": grams((1, 2), True),
+    }
     methods: dict[str, Callable[[set[str], set[str]], float]] = {
         "Jaccard exact": exact("jaccard"),
         "containment exact": exact("containment"),
@@ -95,8 +108,12 @@ def main() -> int:
         "containment MinHash-128": minhash("containment", 128),
         "SimHash-64": simhash,
     }
-    print(f"{len(content_only)} content-only same-matter pairs, {len(village_neg)} same-village different-matter pairs")
-    print("| shingles | similarity | threshold (≤1 % false links) | content-only recall | max same-person other matter |")
+    print(
+        f"{len(content_only)} content-only same-matter pairs, {len(village_neg)} same-village different-matter pairs"
+    )
+    print(
+        "| shingles | similarity | threshold (≤1 % false links) | content-only recall | max same-person other matter |"
+    )
     print("|---|---|---:|---:|---:|")
     for sname, shg in shinglers.items():
         for mname, m in methods.items():
@@ -104,7 +121,10 @@ def main() -> int:
                 continue
             if "MinHash" in mname and sname not in ("1", "1+2"):
                 continue
-            score = lambda p: m(shg(p["a"]["text"]), shg(p["b"]["text"]))  # noqa: E731
+
+            def score(p: dict[str, Any], m: Callable[..., float] = m, shg: Shingler = shg) -> float:
+                return m(shg(p["a"]["text"]), shg(p["b"]["text"]))
+
             neg = sorted(score(p) for p in village_neg)
             thr = neg[min(len(neg) - 1, int(len(neg) * 0.99))]
             rec = sum(score(p) > thr for p in content_only) / len(content_only)

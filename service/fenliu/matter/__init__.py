@@ -68,7 +68,9 @@ def open_store(url: str, settings: MatchSettings | None = None) -> MatterStore:
         path = path[2:] if path.startswith("//") else path  # sqlite:///abs, sqlite:////abs, sqlite:rel
         path = "/" + path.lstrip("/") if path.startswith("/") else path
     elif "://" in url:
-        raise StoreError(f"unknown matter store {url.split('://')[0]}://: use sqlite:///PATH or postgresql://…")
+        raise StoreError(
+            f"unknown matter store {url.split('://')[0]}://: use sqlite:///PATH or postgresql://…"
+        )
     else:
         path = url
     if not path:

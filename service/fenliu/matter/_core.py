@@ -354,4 +354,3 @@ def days_between(earlier: int, later: int) -> int:
 
 def window_start(received_at: int, settings: MatchSettings) -> int:
     return received_at - settings.window_seconds
-

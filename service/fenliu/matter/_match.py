@@ -253,5 +253,3 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         tx.set_first(matter_id, s)
     tx.insert(s, matter_id)
     return Recognition(available=True, matter_id=matter_id, evidence=evidence, facts=facts(s, rows, first))
-
-

@@ -179,14 +179,18 @@ class SqlTx:
 
     def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
         self.cur.execute(
-            self.q("SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"),
+            self.q(
+                "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
+            ),
             (scope, first_bucket, last_bucket),
         )
         return b"".join(bytes(r[0]) for r in self.cur.fetchall())
 
     def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
         marks = ",".join("?" * len(seqs))
-        return self._candidates(f"SELECT '' AS tag, {CANDIDATE_COLUMNS} FROM complaints c WHERE c.seq IN ({marks})", list(seqs))
+        return self._candidates(
+            f"SELECT '' AS tag, {CANDIDATE_COLUMNS} FROM complaints c WHERE c.seq IN ({marks})", list(seqs)
+        )
 
     def rows(self, matter_id: str, since: int, until: int) -> list[_match.Row]:
         self.cur.execute(
@@ -196,7 +200,10 @@ class SqlTx:
             ),
             (matter_id, since, until),
         )
-        return [_match.Row(str(a), int(b), str(c), str(d), str(e), str(f)) for a, b, c, d, e, f in self.cur.fetchall()]
+        return [
+            _match.Row(str(a), int(b), str(c), str(d), str(e), str(f))
+            for a, b, c, d, e, f in self.cur.fetchall()
+        ]
 
     def first(self, matter_id: str) -> _match.First | None:
         self.cur.execute(
@@ -248,7 +255,9 @@ class SqlTx:
                 )
 
 
-CANDIDATE_COLUMNS: Final = "c.seq, c.complaint_id, c.matter_id, c.received_at, c.township, c.village, c.signature"
+CANDIDATE_COLUMNS: Final = (
+    "c.seq, c.complaint_id, c.matter_id, c.received_at, c.township, c.village, c.signature"
+)
 INSERT_COMPLAINT: Final = (
     "INSERT INTO complaints (complaint_id, matter_id, received_at, channel, point, level, township, "
     "village, scope, case_id, decision_id, signature, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -324,7 +333,8 @@ def delete_seqs(cur: Any, d: Dialect, seqs: Sequence[int]) -> int:
             left = _match.without(bytes(row[0]), gone)
             if left:
                 cur.execute(
-                    f"UPDATE scope_buckets SET data = {p} WHERE scope = {p} AND bucket = {p}", (left, scope, b)
+                    f"UPDATE scope_buckets SET data = {p} WHERE scope = {p} AND bucket = {p}",
+                    (left, scope, b),
                 )
             else:
                 cur.execute(f"DELETE FROM scope_buckets WHERE scope = {p} AND bucket = {p}", (scope, b))

@@ -87,7 +87,9 @@ def read_pairs(path: str | Path) -> Iterable[Mapping[str, Any]]:
                 yield json.loads(line)
 
 
-def evaluate(pairs: Iterable[Mapping[str, Any]], *, key: bytes, settings: MatchSettings | None = None) -> LinkReport:
+def evaluate(
+    pairs: Iterable[Mapping[str, Any]], *, key: bytes, settings: MatchSettings | None = None
+) -> LinkReport:
     settings = settings or MatchSettings()
     report = LinkReport()
     for n, p in enumerate(pairs, 1):

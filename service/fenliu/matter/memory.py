@@ -70,7 +70,9 @@ class _MemoryTx:
         for cid in st.members.get(matter_id, ()):
             c = st.complaints[cid]
             if since <= c.received_at <= until:
-                out.append(_match.Row(cid, c.received_at, c.channel, c.point, c.level, st.decisions.get(cid, "")))
+                out.append(
+                    _match.Row(cid, c.received_at, c.channel, c.point, c.level, st.decisions.get(cid, ""))
+                )
         return out
 
     def first(self, matter_id: str) -> _match.First | None:

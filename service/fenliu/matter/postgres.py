@@ -21,7 +21,14 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from fenliu.matter import _match, _sql
-from fenliu.matter._core import MatchSettings, Recognition, Sighting, StoreError, StoreUnavailable, now_seconds
+from fenliu.matter._core import (
+    MatchSettings,
+    Recognition,
+    Sighting,
+    StoreError,
+    StoreUnavailable,
+    now_seconds,
+)
 
 __all__ = ["PostgresStore", "redact_url"]
 
@@ -66,6 +73,8 @@ class PostgresStore:
             name="fenliu-matters",
         )
         try:
+            # one direct attempt first: an unreachable store is said at once, in the driver's own words
+            psycopg.connect(url, connect_timeout=max(1, round(connect_timeout_s)), autocommit=True).close()
             self.pool.open(wait=True, timeout=pool_timeout_s)
             with self._tx() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -80,7 +89,11 @@ class PostgresStore:
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
         try:
-            with self.pool.connection(timeout=self._timeout) as conn, conn.transaction(), conn.cursor() as cur:
+            with (
+                self.pool.connection(timeout=self._timeout) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 yield cur
         except PoolTimeout as e:
             raise StoreUnavailable(f"matter store {self.url}: no connection ({_one_line(e)})") from None

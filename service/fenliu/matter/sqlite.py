@@ -27,7 +27,11 @@ class SQLiteStore:
     """A :class:`~fenliu.matter.MatterStore` in the SQLite file ``path`` (created if missing)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], settings: MatchSettings | None = None, *, busy_timeout_s: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        settings: MatchSettings | None = None,
+        *,
+        busy_timeout_s: float = 5.0,
     ) -> None:
         self.settings = settings or MatchSettings()
         self.path = Path(path)
@@ -45,7 +49,9 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
+            )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -75,7 +81,9 @@ class SQLiteStore:
 
     def set_decision(self, complaint_id: str, decision_id: str) -> bool:
         with self._tx() as cur:
-            cur.execute("UPDATE complaints SET decision_id = ? WHERE complaint_id = ?", (decision_id, complaint_id))
+            cur.execute(
+                "UPDATE complaints SET decision_id = ? WHERE complaint_id = ?", (decision_id, complaint_id)
+            )
             return cur.rowcount > 0
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
