@@ -114,3 +114,15 @@ def test_link_eval_fails_below_the_floors(capsys: pytest.CaptureFixture[str]) ->
         == 1
     )
     assert "below the floors" in capsys.readouterr().err
+
+
+def test_link_eval_of_a_missing_or_bad_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["store", "link-eval", str(tmp_path / "none.jsonl")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    assert main(["store", "link-eval", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not JSON Lines" in err and err.count("\n") == 1

@@ -46,6 +46,8 @@ from fenliu.matter._core import (
 )
 
 BUCKET_SECONDS: Final = 7 * DAY
+#: At most this many of a village's alike complaints are fetched as candidates (the most alike).
+CONTENT_CANDIDATES: Final = 8
 RECORD: Final = np.dtype([("seq", "<i8"), ("at", "<i8"), ("sig", "<u2", (sig.NUM_PERM + 1,))])
 
 
@@ -151,7 +153,10 @@ def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchS
     if len(recs) > settings.content_scan_limit:
         recs = recs[np.argsort(-recs["at"], kind="stable")[: settings.content_scan_limit]]
     sims = sig.similarities(s.signature, recs["sig"])
-    return [int(x) for x in recs["seq"][sims >= settings.content_similarity]]
+    hits = np.flatnonzero(sims >= settings.content_similarity)
+    if len(hits) > CONTENT_CANDIDATES:  # only the most alike are looked up: the best one links
+        hits = hits[np.argsort(-sims[hits], kind="stable")[:CONTENT_CANDIDATES]]
+    return [int(x) for x in recs["seq"][hits]]
 
 
 def _strength(c: Candidate, s: Sighting, settings: MatchSettings) -> tuple[list[Evidence], int, float]:

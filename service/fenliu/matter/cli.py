@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,9 +129,15 @@ def cmd_link_eval(args: argparse.Namespace) -> int:
         identity_similarity=args.identity_similarity, content_similarity=args.content_similarity
     )
     # the pairs' identities are hashed with a key of this run only: nothing is kept
-    import os
 
-    report = evaluate(read_pairs(args.pairs), key=os.urandom(32), settings=settings)
+    try:
+        report = evaluate(read_pairs(args.pairs), key=os.urandom(32), settings=settings)
+    except OSError as e:
+        print(f"fenliu store link-eval: cannot read {args.pairs}: {e.strerror}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # not JSON Lines
+        print(f"fenliu store link-eval: {args.pairs} is not JSON Lines ({type(e).__name__})", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

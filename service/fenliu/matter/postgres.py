@@ -48,7 +48,10 @@ class PostgresStore:
     """A :class:`~fenliu.matter.MatterStore` in the PostgreSQL database at ``url``.
 
     ``pool_timeout_s`` bounds the wait for a connection (a down server fails in that time);
-    ``connect_timeout_s`` each connection attempt.
+    ``connect_timeout_s`` each connection attempt. ``synchronous_commit=False`` lets a recording's commit
+    return before the server has flushed it to disk (``SET LOCAL synchronous_commit = off``): a crash of
+    the *server* may then lose the last fraction of a second of recordings (never corrupt them); see
+    docs/matters.md for what it costs and saves.
     """
 
     def __init__(
@@ -60,10 +63,12 @@ class PostgresStore:
         max_size: int = 4,
         pool_timeout_s: float = 5.0,
         connect_timeout_s: float = 2.0,
+        synchronous_commit: bool = True,
     ) -> None:
         self.settings = settings or MatchSettings()
         self.url = redact_url(url)
         self._timeout = pool_timeout_s
+        self._sync = synchronous_commit
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
@@ -102,6 +107,8 @@ class PostgresStore:
 
     def record(self, sighting: Sighting) -> Recognition:
         with self._tx() as cur:
+            if not self._sync:
+                cur.execute("SET LOCAL synchronous_commit = off")
 
             def lock(keys: Sequence[str]) -> None:
                 ids = sorted({lock_id(k) for k in keys})
