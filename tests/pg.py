@@ -35,7 +35,9 @@ def _free_port() -> int:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: fsync as a production server does (the bench); tests run without it."""
+        self.durable = durable
         bindir = pg_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed: run `make postgresql`")
