@@ -19,8 +19,9 @@ The strongest link wins (case id, then identity, then content; then the more sim
 complaint); the evidence lists every kind that holds for the chosen matter. No link: a new matter.
 
 Content candidates come from *scope buckets*: per village and week, one value holding the fixed-size
-records (``seq``, ``received_at``, signature) of that week's complaints, so that comparing a new complaint
-with a village's half-year is a few reads and one vectorized comparison, however many complaints it holds.
+records (``seq``, ``received_at``, the signature's first ``PREFIX`` values) of that week's complaints, so
+that comparing a new complaint with a village's half-year is a few reads and one vectorized comparison;
+the few most alike are then compared on their whole signatures.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ from fenliu.matter._core import (
 )
 
 BUCKET_SECONDS: Final = 7 * DAY
-#: At most this many of a village's alike complaints are fetched as candidates (the most alike).
-CONTENT_CANDIDATES: Final = 8
-RECORD: Final = np.dtype([("seq", "<i8"), ("at", "<i8"), ("sig", "<u2", (sig.NUM_PERM + 1,))])
+#: At most this many of a village's complaints, the most alike by their prefix, are compared in full.
+CONTENT_CANDIDATES: Final = 16
+#: A bucket record holds the signature's shingle count and its first ``PREFIX`` values only: enough to
+#: pick the few most alike complaints of a village, whose whole signatures are then compared.
+PREFIX: Final = 32
+RECORD: Final = np.dtype([("seq", "<i8"), ("at", "<i8"), ("sig", "<u2", (PREFIX + 1,))])
 
 
 def bucket_of(at: int) -> int:
@@ -56,7 +60,7 @@ def bucket_of(at: int) -> int:
 
 
 def record_bytes(seq: int, at: int, signature: bytes) -> bytes:
-    return struct.pack("<qq", seq, at) + signature
+    return struct.pack("<qq", seq, at) + signature[: 2 * (PREFIX + 1)]
 
 
 def without(block: bytes, seqs: set[int]) -> bytes:
@@ -142,7 +146,7 @@ def same_place(s: Sighting, c: Candidate) -> bool:
 
 
 def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchSettings) -> list[int]:
-    """Seqs of the scope's complaints in the window whose words are ``content_similarity`` alike."""
+    """Seqs of the scope's complaints in the window most alike by their signature's prefix."""
     if not s.scope or not s.signature:
         return []
     block = tx.scope_block(s.scope, bucket_of(since), bucket_of(until))
@@ -152,10 +156,9 @@ def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchS
     recs = recs[(recs["at"] >= since) & (recs["at"] <= until)]
     if len(recs) > settings.content_scan_limit:
         recs = recs[np.argsort(-recs["at"], kind="stable")[: settings.content_scan_limit]]
-    sims = sig.similarities(s.signature, recs["sig"])
-    hits = np.flatnonzero(sims >= settings.content_similarity)
-    if len(hits) > CONTENT_CANDIDATES:  # only the most alike are looked up: the best one links
-        hits = hits[np.argsort(-sims[hits], kind="stable")[:CONTENT_CANDIDATES]]
+    sims = sig.similarities(s.signature[: 2 * (PREFIX + 1)], recs["sig"])
+    # the prefix is coarse: its ranking, not its value, is used; the most alike are compared in full
+    hits = np.argsort(-sims, kind="stable")[:CONTENT_CANDIDATES]
     return [int(x) for x in recs["seq"][hits]]
 
 

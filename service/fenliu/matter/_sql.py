@@ -178,12 +178,12 @@ class SqlTx:
         )
 
     def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
-        self.cur.execute(
-            self.q(
-                "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
-            ),
-            (scope, first_bucket, last_bucket),
-        )
+        sql = "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
+        params = (scope, first_bucket, last_bucket)
+        if self.d.name == "postgresql":  # bytea in binary: no hex to decode
+            self.cur.execute(self.q(sql), params, binary=True)
+        else:
+            self.cur.execute(sql, params)
         return b"".join(bytes(r[0]) for r in self.cur.fetchall())
 
     def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:

@@ -77,8 +77,9 @@ def unpack(block: bytes) -> np.ndarray[Any, np.dtype[np.uint16]]:
 def similarities(
     sig: bytes, many: np.ndarray[Any, np.dtype[np.uint16]]
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The containment of ``sig`` against each row of ``many`` (see :func:`unpack`)."""
-    if len(sig) != SIG_BYTES or len(many) == 0:
+    """The containment of ``sig`` against each row of ``many`` (see :func:`unpack`). ``sig`` and the rows
+    may be cut to the same prefix (the count and the first values): a coarser estimate."""
+    if len(sig) < 4 or len(sig) % 2 or len(many) == 0 or many.shape[1] != len(sig) // 2:
         return np.zeros(len(many))
     mine = np.frombuffer(sig, dtype="<u2")
     j = (many[:, 1:] == mine[1:]).mean(axis=1)

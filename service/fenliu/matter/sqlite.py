@@ -1,6 +1,8 @@
 """``SQLiteStore``: the matter store in one SQLite file, shared by every worker of one server.
 
-The file is in WAL mode (readers never wait for the writer). A recording is one ``BEGIN IMMEDIATE``
+The file is in WAL mode (readers never wait for the writer). The WAL is checkpointed by a background
+thread of each process (``PRAGMA wal_checkpoint(PASSIVE)`` every ``checkpoint_s``, on a connection of
+its own), not by whichever recording happens to fill it: a recording never waits for a checkpoint. A recording is one ``BEGIN IMMEDIATE``
 transaction: it takes the database's write lock before it looks anything up, so recordings by several
 processes are serialized and the second of two that could link sees the first (one matter). Waiting for
 that lock is bounded by ``busy_timeout``. Each process opens its own connection (a connection opened
@@ -13,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ class SQLiteStore:
         settings: MatchSettings | None = None,
         *,
         busy_timeout_s: float = 5.0,
+        checkpoint_s: float = 0.5,
     ) -> None:
         self.settings = settings or MatchSettings()
         self.path = Path(path)
@@ -40,6 +43,9 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._checkpoint_s = checkpoint_s
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._tx() as cur:
@@ -55,7 +61,13 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint_loop
             self._conn, self._pid = conn, os.getpid()
+            self._stop = threading.Event()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="matter-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         return self._conn
 
     @contextmanager
@@ -130,9 +142,23 @@ class SQLiteStore:
                 )
         return len(rows.complaints)
 
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            while not self._stop.wait(self._checkpoint_s):
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+            mine = self._pid == os.getpid()
+            self._stop.set()
+            if self._checkpointer is not None and mine:
+                self._checkpointer.join(timeout=5)
+            if self._conn is not None and mine:
                 self._conn.close()
             self._conn = None
 
