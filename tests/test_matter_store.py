@@ -109,7 +109,7 @@ def test_same_person_same_matter_through_another_channel_links_by_identity(make_
     assert (f.first_point, f.first_level) == (TWP + "001", "VILLAGE")
     fields = b.fields()
     assert fields["matter_channel_count"] == 2 and fields["matter_prior_complaints"] == 1
-    assert fields["matter_linked_by"].startswith("content") or "identity" in fields["matter_linked_by"]
+    assert "identity" in fields["matter_linked_by"].split(",")
 
 
 @per_backend
@@ -142,8 +142,8 @@ def test_case_id_links_whatever_the_words(make_store: Any) -> None:
     a = store.record(sighting("a", GRASS, existing_case_id="XF-2026-77"))
     b = store.record(sighting("b", WAGE, existing_case_id=" XF-2026-77 "))
     assert b.matter_id == a.matter_id and b.evidence[0].kind == "case_id"
-    c = store.record(sighting("c", WAGE, existing_case_id="   "))
-    assert c.matter_id == a.matter_id or c.evidence[0].kind != "case_id"
+    c = store.record(sighting("c", WAGE, existing_case_id="   "))  # a blank case id names no case
+    assert all(e.kind != "case_id" for e in c.evidence)
 
 
 @per_backend

@@ -162,8 +162,18 @@ def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchS
     return [int(x) for x in recs["seq"][hits]]
 
 
-def _strength(c: Candidate, s: Sighting, settings: MatchSettings) -> tuple[list[Evidence], int, float]:
-    simil = sig.similarity(s.signature, c.signature)
+def _similarities(s: Sighting, cands: Sequence[Candidate]) -> list[float]:
+    """The similarity of ``s``'s words to each candidate's, in one vectorized comparison."""
+    full = [i for i, c in enumerate(cands) if len(c.signature) == sig.SIG_BYTES]
+    out = [0.0] * len(cands)
+    if full and len(s.signature) == sig.SIG_BYTES:
+        sims = sig.similarities(s.signature, sig.unpack(b"".join(cands[i].signature for i in full)))
+        for i, v in zip(full, sims.tolist(), strict=True):
+            out[i] = float(v)
+    return out
+
+
+def _strength(c: Candidate, s: Sighting, settings: MatchSettings, simil: float) -> tuple[list[Evidence], int]:
     ev: list[Evidence] = []
     strength = 0
     if c.same_case:
@@ -176,7 +186,7 @@ def _strength(c: Candidate, s: Sighting, settings: MatchSettings) -> tuple[list[
     if same_place(s, c) and simil >= settings.content_similarity:
         ev.append(Evidence("content", c.complaint_id, similarity=simil))
         strength = max(strength, 1)
-    return ev, strength, simil
+    return ev, strength
 
 
 def choose(
@@ -186,8 +196,9 @@ def choose(
     best: tuple[int, float, int] | None = None
     best_matter = ""
     by_matter: dict[str, dict[str, Evidence]] = {}
-    for c in candidates:
-        ev, strength, simil = _strength(c, s, settings)
+    cands = list(candidates)
+    for c, simil in zip(cands, _similarities(s, cands), strict=True):
+        ev, strength = _strength(c, s, settings, simil)
         if not strength:
             continue
         kinds = by_matter.setdefault(c.matter_id, {})
