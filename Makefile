@@ -11,7 +11,7 @@ PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 # durable-rules 2.0.28 calls PyEval_CallObject, removed in Python 3.13: map it to its replacement there.
 DR_CPPFLAGS = $(shell scripts/durable-cppflags.sh $(PYTHON))
 
-.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps prometheus
+.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps prometheus postgresql
 
 PROTO_STAMP := service/fenliu/_proto/.generated
 
@@ -41,10 +41,14 @@ tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/p
 prometheus:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || bash scripts/install-prometheus.sh
 
+# Debian's postgresql server binaries, for the matter-store tests (each test session starts its own server).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || bash scripts/install-postgresql.sh
+
 run: setup
 	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS)
 
-test: setup node-deps prometheus
+test: setup node-deps prometheus postgresql
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/fenliu check $(PACK)
 	$(VENV)/bin/fenliu test $(PACK) --coverage --fail-uncovered

@@ -1,6 +1,6 @@
 """``make bench``: every fenliu benchmark in one run, written to docs/performance.md.
 
-    python bench/run.py [--quick] [--parts zen,breakdown,grpc,steps,growth,startup,memory] [--out PATH]
+    python bench/run.py [--quick] [--parts zen,breakdown,grpc,steps,growth,startup,memory,matters] [--out PATH]
 
 Each goal of issue 6 is a ratio of two numbers measured in this run, on this machine, interleaved where
 that is possible. The run prints the ratios and exits 0 whether the goals pass or miss; a part that
@@ -40,7 +40,7 @@ from fenliu.model import complaint_from_dict  # noqa: E402
 from fenliu.pack import load_pack  # noqa: E402
 from fenliu.supervisor import tune_gc  # noqa: E402
 
-PARTS = ("zen", "breakdown", "grpc", "steps", "growth", "startup", "memory", "text")
+PARTS = ("zen", "breakdown", "grpc", "steps", "growth", "startup", "memory", "text", "matters")
 
 FULL = {
     "corpus": 5000,
@@ -63,6 +63,8 @@ FULL = {
     "memory_off_every": 10_000,
     "memory_max_seconds": 600.0,
     "text_n": 5000,
+    "matters": 1_000_000,
+    "matters_lookups": 3000,
 }
 QUICK = {
     "corpus": 400,
@@ -85,6 +87,8 @@ QUICK = {
     "memory_off_every": 1_000,
     "memory_max_seconds": 120.0,
     "text_n": 500,
+    "matters": 20_000,
+    "matters_lookups": 300,
 }
 
 #: The load per mode (the report's "Load:" paragraph): unary, 8 calls in flight per client process;
@@ -239,6 +243,16 @@ class Run:
         log(
             f"  servicer's work per unary call, in process: {sc['new']:.1f} µs on new complaints "
             f"(after {sc['warm']:,}), {sc['seen']:.1f} µs on complaints seen before"
+        )
+
+    def matters(self) -> None:
+        from bench import matter_store
+
+        self.results["matters"] = matter_store.run(
+            self.s["matters"],
+            self.s["matters_lookups"],
+            ["sqlite", "postgresql"],
+            pool=2000 if self.quick else 20_000,
         )
 
     def grpc(self) -> None:
@@ -852,6 +866,11 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             f"without it ({mem['model_mb']:+.1f} MB). Load with the model (load, compile, lint, cases, floors): "
             f"{ld['first_load_ms']:.0f} ms; reload {ld['reload_ms']:.0f} ms."
         )
+        add("")
+    if "matters" in r.results:
+        from bench import matter_store
+
+        add(matter_store.render(r.results["matters"]))
         add("")
     add("## Part durations")
     add("")

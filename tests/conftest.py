@@ -10,6 +10,9 @@ import pytest
 from fenliu.engine import Decider
 from fenliu.pack import Pack, load_pack
 
+#: tests/pg.py: the private PostgreSQL server fixture (pg_server) of the matter-store tests.
+pytest_plugins = ["pg"]
+
 ROOT = Path(__file__).resolve().parents[1]
 WUSHEN = ROOT / "rules" / "wushen"
 

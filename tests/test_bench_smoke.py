@@ -275,6 +275,8 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         memory_every=100,
         memory_off_decisions=100,
         memory_off_every=50,
+        matters=2000,
+        matters_lookups=60,
     )
     monkeypatch.setattr(run, "QUICK", tiny)
     out = tmp_path / "performance.md"
@@ -290,6 +292,7 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         "Worker memory",
         "What the gRPC goals leave for the decision",
         "what each step of a decision costs a served call",
+        "The matter store with 2,000 matters",
     ):
         assert section in text, section
     assert "0 differences" in text

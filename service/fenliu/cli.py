@@ -9,6 +9,7 @@
     fenliu score PACK CORPUS             accuracy of the lexicon, the model and both on a corpus
     fenliu serve --rules DIR ...         the gRPC service
     fenliu call [FILE|-]                 call a running service
+    fenliu store migrate|purge|forget|link-eval   the matter store (docs/matters.md)
 
 The CLI converts JSON to domain objects and back; it holds no rule logic.
 """
@@ -250,6 +251,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from fenliu.matter.cli import main as store_main
+
+    return store_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_call_arguments(p)
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("store", help="the matter store: migrate, purge, forget, link-eval")
+    from fenliu.matter.cli import add_arguments as store_args
+
+    store_args(p)
+    p.set_defaults(func=cmd_store)
     return parser
 
 

@@ -1,0 +1,180 @@
+"""``PostgresStore``: the matter store in PostgreSQL, shared by replicas on several machines.
+
+Through psycopg 3 and a ``psycopg_pool.ConnectionPool``. A recording is one transaction that first takes
+transaction-level advisory locks (``pg_advisory_xact_lock``) on the sighting's lock keys, in sorted
+order (so two recordings never wait for each other in a cycle): two recordings that could link — same
+complaint id, identity hash, case id or township — are serialized, and the second sees the first (one
+matter), while unrelated recordings run side by side. The locks go with the transaction.
+
+Migrations run at open under an advisory lock of their own, so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from fenliu.matter import _match, _sql
+from fenliu.matter._core import (
+    MatchSettings,
+    Recognition,
+    Sighting,
+    StoreError,
+    StoreUnavailable,
+    now_seconds,
+)
+
+__all__ = ["PostgresStore", "redact_url"]
+
+_MIGRATION_LOCK: Final = 0x66656E6C6975  # "fenliu"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class PostgresStore:
+    """A :class:`~fenliu.matter.MatterStore` in the PostgreSQL database at ``url``.
+
+    ``pool_timeout_s`` bounds the wait for a connection (a down server fails in that time);
+    ``connect_timeout_s`` each connection attempt. ``synchronous_commit=False`` lets a recording's commit
+    return before the server has flushed it to disk (``SET LOCAL synchronous_commit = off``): a crash of
+    the *server* may then lose the last fraction of a second of recordings (never corrupt them); see
+    docs/matters.md for what it costs and saves.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        settings: MatchSettings | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        pool_timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        synchronous_commit: bool = True,
+    ) -> None:
+        self.settings = settings or MatchSettings()
+        self.url = redact_url(url)
+        self._timeout = pool_timeout_s
+        self._sync = synchronous_commit
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"connect_timeout": max(1, round(connect_timeout_s)), "autocommit": False},
+            open=False,
+            name="fenliu-matters",
+        )
+        try:
+            # one direct attempt first: an unreachable store is said at once, in the driver's own words
+            psycopg.connect(url, connect_timeout=max(1, round(connect_timeout_s)), autocommit=True).close()
+            self.pool.open(wait=True, timeout=pool_timeout_s)
+            with self._tx() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                self.applied = _sql.migrate(cur, _sql.POSTGRESQL, self.url)
+        except StoreError:
+            self.pool.close()
+            raise
+        except (psycopg.Error, PoolTimeout) as e:
+            self.pool.close()
+            raise StoreError(f"cannot reach the matter store {self.url}: {_one_line(e)}") from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
+        try:
+            with (
+                self.pool.connection(timeout=self._timeout) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                yield cur
+        except PoolTimeout as e:
+            raise StoreUnavailable(f"matter store {self.url}: no connection ({_one_line(e)})") from None
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"matter store {self.url}: {_one_line(e)}") from None
+
+    def record(self, sighting: Sighting) -> Recognition:
+        with self._tx() as cur:
+            if not self._sync:
+                cur.execute("SET LOCAL synchronous_commit = off")
+
+            def lock(keys: Sequence[str]) -> None:
+                ids = sorted({lock_id(k) for k in keys})
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS t(k)",
+                    (ids,),
+                )
+                cur.fetchall()
+
+            return _match.record(_sql.SqlTx(cur, _sql.POSTGRESQL, lock), sighting, self.settings)
+
+    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE complaints SET decision_id = %s WHERE complaint_id = %s", (decision_id, complaint_id)
+            )
+            return cur.rowcount > 0
+
+    def matter(self, matter_id: str) -> list[dict[str, Any]]:
+        with self._tx() as cur:
+            return _sql.matter_rows(cur, _sql.POSTGRESQL, matter_id)
+
+    def purge(self, *, now: int | None = None) -> int:
+        with self._tx() as cur:
+            return _sql.purge(cur, _sql.POSTGRESQL, self.settings, now_seconds() if now is None else now)
+
+    def forget(self, identity_hashes: tuple[str, ...]) -> int:
+        with self._tx() as cur:
+            return _sql.forget(cur, _sql.POSTGRESQL, identity_hashes)
+
+    def count_matters(self) -> int:
+        with self._tx() as cur:
+            cur.execute("SELECT count(*) FROM matters")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+    def schema_version(self) -> int:
+        with self._tx() as cur:
+            return _sql.schema_version(cur)
+
+    def load(self, items: Iterable[tuple[Sighting, str]]) -> int:
+        """Bulk-load sightings already assigned to matters with COPY (for imports and the bench).
+        A sighting whose matter is new creates it; no recognition is run; buckets must be new."""
+        with self._tx() as cur:
+            cur.execute("SELECT coalesce(max(seq), 0) FROM complaints")
+            row = cur.fetchone()
+            rows = _sql.bulk_rows(items, int(row[0]) if row else 0)
+            for table, data in (
+                ("matters", rows.matters),
+                ("complaints", rows.complaints),
+                ("identities", rows.identities),
+                ("scope_buckets", rows.buckets),
+            ):
+                with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                    for r in data:
+                        cp.write_row(r)
+            cur.execute(
+                "SELECT setval(pg_get_serial_sequence('complaints', 'seq'), "
+                "(SELECT coalesce(max(seq), 1) FROM complaints))"
+            )
+        return len(rows.complaints)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
