@@ -348,11 +348,15 @@ def _read_file(
             return None
         if limit is not None:  # a file with a limit of its own (the text model), not in the total
             if st.st_size > limit:
-                out.add(rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)")
+                out.add(
+                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                )
                 return None
             data = f.read(limit + 1)
             if len(data) > limit:
-                out.add(rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)")
+                out.add(
+                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                )
                 return None
             return data
         if out.bytes_read > out.limits.total_bytes:  # already over the total: said once
@@ -525,7 +529,9 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                 parts.append(name.encode() + b"\0" + model_data + b"\0")
                 read.append((str(mp), model_data))
     layers.append(
-        _Layer(str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read, lexicon)
+        _Layer(
+            str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read, lexicon
+        )
     )
     return layers
 
