@@ -444,6 +444,18 @@ class Run:
 # The report
 
 
+_UNIT: Final = {"memory": " MB", "text": " µs"}
+
+
+def _shown(key: str, value: float) -> str:
+    """A goal's measured value with its unit (most goals are ratios)."""
+    if key == "memory":
+        return f"{value:.0f} MB"
+    if key == "text":
+        return f"{value:.1f} µs"
+    return f"{value:.2f}×"
+
+
 def verdict(key: str, value: float, r: Run) -> str:
     _, target, higher = GOALS[key]
     ok = value >= target if higher else value <= target
@@ -646,10 +658,10 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
     add("| goal | target | measured | | from |")
     add("|---|---|---|---|---|")
     for key, (desc, target, higher) in GOALS.items():
-        tgt = f"{'≥' if higher else '≤'} {target:g}{'×' if key != 'memory' else ' MB'}"
+        tgt = f"{'≥' if higher else '≤'} {target:g}{_UNIT.get(key, '×')}"
         if key in r.ratios:
             value, how = r.ratios[key]
-            shown = f"{value:.2f}×" if key != "memory" else f"{value:.0f} MB"
+            shown = _shown(key, value)
             said = verdict(key, value, r)
             if said == "UNSURE":
                 how += (
@@ -927,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, (desc, _target, _) in GOALS.items():
         if key in run.ratios:
             v, how = run.ratios[key]
-            shown = f"{v:.2f}×" if key != "memory" else f"{v:.0f} MB"
+            shown = _shown(key, v)
             print(f"{verdict(key, v, run):4s}  {desc}: {shown}  ({how})")
         else:
             print(f"----  {desc}: not measured")
