@@ -19,12 +19,13 @@ on the JSON path and over gRPC on a real port.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import WUSHEN
@@ -72,17 +73,29 @@ def _fields(o: Outcome) -> dict[str, Any]:
     }
 
 
+def _classified_alike(c: Complaint) -> Complaint:
+    """The complaint with the category the live pack gives it as its hint, so that both packs classify it
+    alike. How the citizen's words are read (the lexicon and the text model, docs/text.md) is no item of
+    contract v2, and the old pack has only the contract's starter keywords: the items here are compared on
+    the same category. A complaint the live pack leaves unclassified is compared as it is."""
+    category = NEW.outcome(c).category
+    if category == "unclassified":
+        assume(OLD.outcome(c).category == "unclassified")
+        return c
+    return dataclasses.replace(c, category_hint=category)
+
+
 def _sent_on(c: Complaint) -> bool:
     """What moves a complaint past mediation: an intent to sue, or a mediation that failed or was refused."""
     return c.intent == "LITIGATION" or (c.last_stage == "MEDIATE" and c.last_outcome in FAILED)
 
 
-@settings(max_examples=4_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1_500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(NEW_PACK))
 def test_v2_changes_only_the_intended_fields_of_the_complaints_each_item_concerns(
     data: dict[str, Any],
 ) -> None:
-    c = complaint_from_dict(data)
+    c = _classified_alike(complaint_from_dict(data))
     old, new = OLD.outcome(c), NEW.outcome(c)
     before, after = _fields(old), _fields(new)
     changed = {k for k in before if before[k] != after[k]}
