@@ -60,7 +60,7 @@ def test_requests_during_a_run_make_one_more_run_never_two_at_once() -> None:
         _wait_for(lambda: reload.running == 1)
         for _ in range(20):  # while the first run runs
             c.request()
-            time.sleep(0.005)
+        assert reload.running == 1
         _wait_for(lambda: len(reload.served) == 2)
         time.sleep(0.2)
         assert reload.served == [1, 20] and reload.most == 1
@@ -81,8 +81,8 @@ def test_a_storm_runs_every_max_wait_and_serves_the_last_request_soon() -> None:
         last = time.monotonic()
         _wait_for(lambda: sum(reload.served) == requests)
         time.sleep(0.3)
-        assert 3 <= c.runs <= 5, reload.served  # about one per max_wait, and the last one
+        assert 3 <= c.runs <= 6, reload.served  # about one per max_wait, and the last one
         assert sum(reload.served) == requests  # every request served, none twice
-        assert 0 <= reload.started[-1] - last < 0.3  # the last request served after settle
+        assert 0 <= reload.started[-1] - last < 1.0  # the last request served soon after settling
     finally:
         c.close()
