@@ -484,6 +484,39 @@ def test_kubernetes_manifests_shipped_have_no_problem() -> None:
             assert ignored.returncode == 0, f"{path} is not ignored by git"
 
 
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) is not installed")
+def test_kubernetes_kustomization_builds_objects_the_schemas_accept(tmp_path: Path) -> None:
+    # What `kubectl apply -k` would send, built locally (no cluster): generated ConfigMap and Secrets
+    # included, the Secrets' suffixed names carried into the Deployment.
+    folder = tmp_path / "kubernetes"
+    shutil.copytree(FOLDER, folder)
+    (folder / "secrets" / "decision-log-key").write_text("k" * 32)
+    (folder / "secrets" / "store-url").write_text("postgresql://fenliu@db.invalid/fenliu")
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    docs = list(yaml.safe_load_all(built.stdout))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Secret",
+            "Secret",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "HorizontalPodAutoscaler",
+        ]
+    )
+    for d in docs:
+        kubernetes_validate.validate(d, VERSIONS[0], strict=True)
+    names = {d["metadata"]["name"] for d in docs if d["kind"] in ("ConfigMap", "Secret")}
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    assert {n for kind, n, _, _ in _referenced(dep)} <= names
+    assert "fenliu-rules" in names  # no suffix: updated in place
+
+
 def test_kubernetes_manifests_validator_works_offline_and_knows_the_kinds() -> None:
     # The schemas are in the package: a kind it has no schema for is an error, not a pass.
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
