@@ -46,6 +46,7 @@ VERSIONS = ("1.31.0", kubernetes_validate.latest_version() + ".0")
 IMAGE_ROOT = "/opt/fenliu"
 CONFIGMAP_MAX_BYTES = 1 << 20  # the API server refuses a larger ConfigMap or Secret
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component")
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component")
 
 
 def _kustomization(folder: Path) -> dict[str, Any]:
-    doc = yaml.safe_load((folder / "kustomization.yaml").read_text("utf-8"))
+    doc = yaml.load((folder / "kustomization.yaml").read_text("utf-8"), Loader=LOADER)
     assert isinstance(doc, dict)
     return doc
 
@@ -61,7 +62,7 @@ def _kustomization(folder: Path) -> dict[str, Any]:
 def _resources(folder: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for name in _kustomization(folder).get("resources", []):
-        for doc in yaml.safe_load_all((folder / name).read_text("utf-8")):
+        for doc in yaml.load_all((folder / name).read_text("utf-8"), Loader=LOADER):
             if doc is not None:
                 out.append((name, doc))
     return out
