@@ -39,6 +39,11 @@ def test_corpus_has_every_category_eighty_times_and_unclassifiable_ones() -> Non
     assert len({r["text"] for r in rows}) == len(rows)  # no two complaints say the same
 
 
+def test_pack_carries_the_test_split_its_floors_are_measured_on() -> None:
+    carried = (WUSHEN / "text_floors.jsonl").read_text("utf-8").splitlines()
+    assert [json.loads(x) for x in carried] == [r for r in _rows() if r["split"] == "test"]
+
+
 def test_split_is_the_fixed_stratified_one() -> None:
     sys.path.insert(0, str(ROOT))
     from tools.split_corpus import split
