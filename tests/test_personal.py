@@ -181,3 +181,63 @@ def test_serve_refuses_personal_data_in_case_and_region_and_logs_none(tmp_path: 
     written = (tmp_path / "log").read_text() + (tmp_path / "d.jsonl").read_text()
     assert ID_MASK in written and PHONE_MASK in written
     assert ID_NUMBER not in written and PHONE not in written
+
+
+# ----------------------------------------------------------------------------------------------------
+# Contract v2: a malformed id number or phone is noted, kept, and never refuses the complaint
+
+
+def _with_check_digit(first17: str) -> str:
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+
+
+WELL_FORMED_ID = _with_check_digit("15062619800101123")
+WRONG_CHECK_DIGIT = WELL_FORMED_ID[:17] + ("0" if WELL_FORMED_ID[17] != "0" else "1")
+
+
+@pytest.mark.parametrize(
+    ("id_number", "phone", "noted"),
+    [
+        (WELL_FORMED_ID, "13800138000", ()),
+        (WELL_FORMED_ID.lower(), "+86 138-0013-8000", ()),
+        ("150626800101123", "0477-7654321", ()),  # the old 15-digit form; a fixed line with its area code
+        (WRONG_CHECK_DIGIT, "13800138000", ("complainant.id_number",)),
+        ("15062619800101", "12345", ("complainant.id_number", "complainant.phone")),
+        ("", "138001380", ("complainant.phone",)),
+    ],
+)
+def test_a_malformed_id_number_or_phone_is_noted_by_name_and_the_complaint_decided(
+    id_number: str, phone: str, noted: tuple[str, ...]
+) -> None:
+    triage = Triage.from_path(str(PACK))
+    c = complaint_from_dict(
+        {"id": "p-1", "text": "老板欠了三个月工钱", "complainant": {"id_number": id_number, "phone": phone}}
+    )
+    d = triage.decide(c).to_dict(trace=True)
+    assert d["category"] == "wage_arrears"
+    notes = [n for n in d["notes"] if n.startswith("complainant.")]
+    assert [n.split(" ", 1)[0] for n in notes] == list(noted)
+    for n in notes:
+        assert "malformed" in n and "accepted" in n
+        assert id_number not in n or not id_number
+        assert phone not in n
+
+
+def test_the_malformed_note_reaches_a_grpc_client_without_the_value() -> None:
+    from grpc_helpers import serving
+
+    c = {
+        "id": "p-2",
+        "text": "邻居家的排水沟堵了",
+        "complainant": {"id_number": WRONG_CHECK_DIGIT, "phone": "555"},
+    }
+    with serving(Triage.from_path(str(PACK))) as (address, _), stub_for(address) as stub:
+        resp = stub.Triage(
+            pb.TriageRequest(complaint=convert.complaint_to_proto(c), include_trace=True), timeout=10
+        )
+        plain = stub.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(c)), timeout=10)
+    notes = [n for n in resp.decision.notes if n.startswith("complainant.")]
+    assert [n.split(" ", 1)[0] for n in notes] == ["complainant.id_number", "complainant.phone"]
+    assert WRONG_CHECK_DIGIT not in str(resp) and "555" not in " ".join(notes)
+    assert plain.decision.category == resp.decision.category and not plain.decision.notes

@@ -503,6 +503,7 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
         for entry, words in zip(msg.trace, decision.matched_keywords, strict=False):
             if words:
                 entry.matched_keywords.extend(words)
+        msg.notes.extend(decision.personal_notes)
         msg.notes.extend(decision.text_notes)
     return msg
 

@@ -420,6 +420,7 @@ class Decider:
             decided_at=now or datetime.now(UTC),
             keywords_present=present,
             evidence=complaint.evidence,
+            personal_notes=complaint.complainant.notes(),
         )
 
     def outcome(self, complaint: Complaint) -> Outcome:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Protocol
 
 from fenliu.errors import ComplaintError, FieldViolation
-from fenliu.personal import looks_personal
+from fenliu.personal import looks_personal, malformed_personal_fields
 
 #: Local time of the banner: a timestamp without an offset is read in this zone.
 LOCAL_TZ: Final = timezone(timedelta(hours=8))
@@ -159,6 +159,15 @@ class Complainant:
 
     def __repr__(self) -> str:  # never print personal data by accident
         return "Complainant(<redacted>)"
+
+    def notes(self) -> tuple[str, ...]:
+        """A note per field that is given but malformed: kept as given, used hashed for matching, and
+        never a reason to refuse the complaint (contract v2). Names the field, never its value."""
+        return tuple(
+            f"{name} is malformed (length or check digit); it was kept as given and is used only hashed, "
+            "for matching; the complaint is accepted"
+            for name in malformed_personal_fields(self.id_number, self.phone)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,6 +630,8 @@ class Decision:
     keywords_present: frozenset[str] = frozenset()
     #: What the text step found (scores, the model's reading); ``None`` for a pack without a lexicon.
     evidence: TextEvidence | None = None
+    #: Notes on the complainant's fields that are given but malformed (their names, never their values).
+    personal_notes: tuple[str, ...] = ()
 
     @property
     def suggestions(self) -> tuple[Suggestion, ...]:
@@ -680,7 +691,7 @@ class Decision:
             for entry, words in zip(d["trace"], self.matched_keywords, strict=False):
                 if words:
                     entry["matched_keywords"] = list(words)
-            d["notes"] = [*o.notes, *self.text_notes]
+            d["notes"] = [*o.notes, *self.personal_notes, *self.text_notes]
         return d
 
 
