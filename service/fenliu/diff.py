@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,29 +49,38 @@ _DEADLINE_SHORT = {
 }
 
 
-def field_values(o: Outcome, suggestions: tuple[Suggestion, ...] = ()) -> tuple[str, ...]:
-    """The compared fields of an outcome (and the decision's suggestions), each rendered as one string
-    (``—`` when empty)."""
-    deadlines = ", ".join(
+def _deadlines(o: Outcome) -> str:
+    return ", ".join(
         f"{_DEADLINE_SHORT[name]} {F.format_duration(o.within[name]) if name in o.within else NONE}"
         for name in DEADLINE_NAMES
     )
-    raw: tuple[Any, ...] = (
-        o.category,
-        "true" if o.excluded else "false",
-        o.exclusion,
-        o.referred_to,
-        o.color,
-        o.tier,
-        o.approach,
-        o.owner_department,
-        ", ".join(sorted(o.co_departments)),
-        o.stage,
-        ", ".join(o.path),
-        o.statutory_route,
-        deadlines,
-        ", ".join(f"{s.category} {s.score:g}" for s in suggestions),
-    )
+
+
+#: How a compared field is rendered when it is not its ``Outcome`` attribute as it stands (a bool as
+#: true/false, a list joined by ", "): by name, never by position.
+_RENDER: dict[str, Callable[[Outcome, tuple[Suggestion, ...]], object]] = {
+    "co_departments": lambda o, _s: ", ".join(sorted(o.co_departments)),
+    "deadlines": lambda o, _s: _deadlines(o),
+    "suggestions": lambda _o, s: ", ".join(f"{x.category} {x.score:g}" for x in s),
+}
+
+
+def _rendered(name: str, o: Outcome, suggestions: tuple[Suggestion, ...]) -> object:
+    render = _RENDER.get(name)
+    if render is not None:
+        return render(o, suggestions)
+    v = getattr(o, name)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return ", ".join(v)
+    return v
+
+
+def field_values(o: Outcome, suggestions: tuple[Suggestion, ...] = ()) -> tuple[str, ...]:
+    """The compared fields of an outcome (and the decision's suggestions), in :data:`FIELDS` order,
+    each rendered as one string (``—`` when empty)."""
+    raw = [_rendered(name, o, suggestions) for name in FIELDS]
     return tuple(str(v) if v not in ("", None) else NONE for v in raw)
 
 

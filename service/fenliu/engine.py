@@ -36,12 +36,12 @@ from fenliu import fields as F
 from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate
 from fenliu.enrich import enrichment_for
 from fenliu.errors import PackError
-from fenliu.model import COLORS, STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
+from fenliu.model import STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.pack import Pack, Rule, Value
+from fenliu.resolution import replaces
 
 log = logging.getLogger("fenliu.engine")
 
-_COLOR_RANK = {c: i for i, c in enumerate(COLORS)}
 _SKIP = object()
 
 
@@ -246,7 +246,7 @@ class _Explainer:
                 prev = winners.get(slot)
                 if prev is None:
                     winners[slot] = (rule, v)
-                elif F.RESOLUTION[slot] == "highest" and _COLOR_RANK[v] > _COLOR_RANK[prev[1]]:
+                elif replaces(slot, v, prev[1]):
                     if losers_too:
                         losers.setdefault(prev[0].id, {})[slot] = rule.id
                     winners[slot] = (rule, v)

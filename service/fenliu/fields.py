@@ -78,48 +78,68 @@ COMPLAINT_FIELDS: Final[dict[str, FieldType]] = {
     "model_agrees": FieldType("bool"),
 }
 
+
+@dataclass(frozen=True, slots=True)
+class DecisionField:
+    """One decision field, declared once: what rules may set, where it starts, how conflicts between
+    the rules of one stage resolve (:mod:`fenliu.resolution`), what the proto calls what it reaches, and
+    its Chinese display name."""
+
+    name: str
+    type: FieldType
+    default: object
+    resolve: str = "first"  # "first" or "highest" (by the order fenliu.resolution declares)
+    proto: str = ""  # the proto Decision field it reaches ("" when a deadline: Decision.deadlines)
+    zh: str = ""
+
+
+#: The decision fields rules may set (and later stages may test), in the contract's order. Everything
+#: below (``DECISION_FIELDS``, ``RESOLUTION``, ``BUILTIN_DEFAULTS``) is derived from this table, and a
+#: test checks it against ``Outcome`` and the proto's ``Decision``.
+DECISION_TABLE: Final[tuple[DecisionField, ...]] = (
+    DecisionField(
+        "category", FieldType("code", table="categories"), model.UNCLASSIFIED, proto="category", zh="类别"
+    ),
+    DecisionField("excluded", FieldType("bool"), False, proto="excluded", zh="不予代办"),
+    DecisionField(
+        "exclusion", FieldType("code", table="exclusions"), "", proto="exclusion", zh="不予代办事由"
+    ),
+    DecisionField(
+        "referred_to", FieldType("code", table="departments"), "", proto="referred_to", zh="转交机关"
+    ),
+    DecisionField("color", FieldType("enum", model.COLORS), "BLUE", "highest", proto="color", zh="预警颜色"),
+    DecisionField("tier", FieldType("enum", model.TIERS), "BANNER", proto="tier", zh="层级"),
+    DecisionField(
+        "approach", FieldType("enum", (*model.APPROACHES, "NONE")), "NONE", proto="approach", zh="调处方式"
+    ),
+    DecisionField(
+        "owner_department",
+        FieldType("code", table="departments"),
+        "",
+        proto="owner_department",
+        zh="牵头部门",
+    ),
+    DecisionField(
+        "co_departments", FieldType("codes", table="departments"), (), proto="co_departments", zh="协办部门"
+    ),
+    DecisionField("stage", FieldType("enum", model.STAGES), "ASSESS", proto="stage", zh="阶段"),
+    DecisionField("statutory_route", FieldType("text"), "", proto="statutory_route", zh="法定途径"),
+    DecisionField("first_contact_within", FieldType("duration"), None, zh="首次联系时限"),
+    DecisionField("plan_within", FieldType("duration"), None, zh="方案时限"),
+    DecisionField("accept_within", FieldType("duration"), None, zh="受理时限"),
+    DecisionField("resolve_within", FieldType("duration"), None, zh="办结时限"),
+)
+
 #: Decision fields rules may set, and later stages may test.
-DECISION_FIELDS: Final[dict[str, FieldType]] = {
-    "category": FieldType("code", table="categories"),
-    "excluded": FieldType("bool"),
-    "exclusion": FieldType("code", table="exclusions"),
-    "referred_to": FieldType("code", table="departments"),
-    "color": FieldType("enum", model.COLORS),
-    "tier": FieldType("enum", model.TIERS),
-    "approach": FieldType("enum", (*model.APPROACHES, "NONE")),
-    "owner_department": FieldType("code", table="departments"),
-    "co_departments": FieldType("codes", table="departments"),
-    "stage": FieldType("enum", model.STAGES),
-    "statutory_route": FieldType("text"),
-    "first_contact_within": FieldType("duration"),
-    "plan_within": FieldType("duration"),
-    "accept_within": FieldType("duration"),
-    "resolve_within": FieldType("duration"),
-}
+DECISION_FIELDS: Final[dict[str, FieldType]] = {f.name: f.type for f in DECISION_TABLE}
 
 #: How rules of one stage that set the same decision field are reconciled. "first": the rule with the
 #: highest priority wins, ties go to the rule defined first. "highest": the highest value in the
-#: field's enum order wins (colour: RED over YELLOW over BLUE), whatever the priorities.
-RESOLUTION: Final[dict[str, str]] = {name: "first" for name in DECISION_FIELDS} | {"color": "highest"}
+#: field's declared order wins (colour: RED over YELLOW over BLUE), whatever the priorities.
+RESOLUTION: Final[dict[str, str]] = {f.name: f.resolve for f in DECISION_TABLE}
 
 #: Starting values of decision fields, before any stage runs; a pack's manifest `defaults` override them.
-BUILTIN_DEFAULTS: Final[dict[str, object]] = {
-    "category": model.UNCLASSIFIED,
-    "excluded": False,
-    "exclusion": "",
-    "referred_to": "",
-    "color": "BLUE",
-    "tier": "BANNER",
-    "approach": "NONE",
-    "owner_department": "",
-    "co_departments": (),
-    "stage": "ASSESS",
-    "statutory_route": "",
-    "first_contact_within": None,
-    "plan_within": None,
-    "accept_within": None,
-    "resolve_within": None,
-}
+BUILTIN_DEFAULTS: Final[dict[str, object]] = {f.name: f.default for f in DECISION_TABLE}
 
 DEADLINE_SLOTS: Final = {
     "first_contact_within": "first_contact_by",

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fenliu import fields as F
-from fenliu import model
+from fenliu import model, resolution
 from fenliu._yaml import YamlProblem, YDict, YList, load_yaml
 from fenliu.compiler import CompiledPack, normalize_text
 from fenliu.errors import Problem
@@ -621,12 +621,11 @@ def _first_line(c: Cond, pred: Callable[[Test | Keywords | Pattern], bool], defa
 
 def _beats(h: Rule, r: Rule, slot: str) -> bool:
     """Whether ``h``'s value for ``slot`` is applied before (wins over) ``r``'s when both match."""
-    if F.RESOLUTION[slot] == "highest":
+    if resolution.by_highest(slot):
         hv, rv = h.then[slot], r.then[slot]
         if hv.kind != "literal" or rv.kind != "literal":
             return False
-        rank = {c: i for i, c in enumerate(model.COLORS)}
-        a, b = rank.get(hv.literal, -1), rank.get(rv.literal, -1)
+        a, b = resolution.rank(slot, hv.literal), resolution.rank(slot, rv.literal)
         return a > b or (a == b and (-h.priority, h.order) < (-r.priority, r.order))
     return (-h.priority, h.order) < (-r.priority, r.order)
 
@@ -852,7 +851,7 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                 s
                 for s in a.then
                 if s in b.then
-                and F.RESOLUTION[s] == "first"
+                and not resolution.by_highest(s)
                 and (s, a.id) not in analysis.inert
                 and (s, b.id) not in analysis.inert
                 and not _same_value(a.then[s], b.then[s])
