@@ -285,7 +285,7 @@ def test_serve_option_keeps_the_words_only_when_asked(
 ) -> None:
     import argparse
 
-    from fenliu.server import add_serve_arguments
+    from fenliu.cli_serve import add_serve_arguments, serve_config
     from fenliu.supervisor import build_extensions
 
     parser = argparse.ArgumentParser()
@@ -303,6 +303,6 @@ def test_serve_option_keeps_the_words_only_when_asked(
             *flags,
         ]
     )
-    (log,) = [o for o in build_extensions(args, triage).observers if isinstance(o, DecisionLog)]
+    (log,) = [o for o in build_extensions(serve_config(args), triage).observers if isinstance(o, DecisionLog)]
     assert log.redact_text is redacted
     log.close()

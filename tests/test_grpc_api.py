@@ -474,7 +474,7 @@ def test_reflection_lists_services_and_calls_triage_with_reflected_messages(targ
 
 
 def test_call_command_prints_decision_and_errors(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from fenliu.server import add_call_arguments, run_call
+    from fenliu.cli_serve import add_call_arguments, run_call
 
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)

@@ -213,13 +213,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from fenliu.server import run_serve
+    from fenliu.cli_serve import run_serve
 
     return run_serve(args)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from fenliu.server import run_call
+    from fenliu.cli_serve import run_call
 
     return run_call(args)
 
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the gRPC API")
     try:
-        from fenliu.server import add_serve_arguments
+        from fenliu.cli_serve import add_serve_arguments
 
         add_serve_arguments(p)
     except ImportError:  # pragma: no cover - the server module is optional at import time
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)"
     )
-    from fenliu.server import add_call_arguments
+    from fenliu.cli_serve import add_call_arguments
 
     add_call_arguments(p)
     p.set_defaults(func=cmd_call)

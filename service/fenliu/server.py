@@ -28,13 +28,10 @@ small client) is :func:`add_call_arguments` + :func:`run_call`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
-import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,13 +50,20 @@ from google.protobuf import (
     timestamp_pb2,
 )
 from google.protobuf import message as _message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.config import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_STREAM_IDLE_SECONDS,
+    DEFAULT_THREADS,
+    TlsFiles,
+)
 from fenliu.errors import ComplaintError, FieldViolation, NoPackError
 from fenliu.model import MAX_ID, Complaint, Decision
 
@@ -67,14 +71,6 @@ log = logging.getLogger("fenliu.server")
 
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
 ERROR_DOMAIN: Final = "fenliu.v1"
-DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
-DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
-DEFAULT_THREADS: Final = 16
-DEFAULT_GRACE_SECONDS: Final = 10.0
-#: Streams (TriageStream, health Watch, reflection) open at once per worker; beyond: RESOURCE_EXHAUSTED.
-DEFAULT_MAX_STREAMS: Final = 64
-#: A TriageStream (or reflection stream) that neither sends nor is sent anything this long is cancelled.
-DEFAULT_STREAM_IDLE_SECONDS: Final = 60.0
 #: Threads of a worker that answer only health checks (Check, List): they never wait behind decisions.
 HEALTH_THREADS: Final = 2
 #: Threads beyond the stream cap, so that a stream over the cap is refused at once, not queued.
@@ -650,51 +646,13 @@ class _Pools(grpc.ServerInterceptor):  # type: ignore[misc]
 # Building a server
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files: the server's certificate chain and key; with ``client_ca``, mutual TLS."""
-
-    cert: str
-    key: str
-    client_ca: str | None = None
-
-    def check(self) -> None:
-        """Raise ``ValueError`` with one line for the operator if the files cannot serve TLS: unreadable,
-        not PEM, or a key that does not match its certificate (gRPC only says "Failed to bind")."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        for flag, path in (
-            ("--tls-cert", self.cert),
-            ("--tls-key", self.key),
-            ("--tls-client-ca", self.client_ca),
-        ):
-            if path is not None and not os.access(path, os.R_OK):
-                raise ValueError(f"{flag} {path}: cannot read it")
-        try:
-            ctx.load_cert_chain(self.cert, self.key, password=lambda: b"")
-        except ssl.SSLError as e:
-            if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
-                raise ValueError(
-                    f"--tls-key {self.key} does not match the certificate --tls-cert {self.cert}"
-                ) from None
-            raise ValueError(
-                f"--tls-cert {self.cert} and --tls-key {self.key} must be a PEM certificate chain and its "
-                f"unencrypted private key ({e.reason or 'unreadable'})"
-            ) from None
-        if self.client_ca:
-            try:
-                ctx.load_verify_locations(cafile=self.client_ca)
-            except ssl.SSLError as e:
-                raise ValueError(
-                    f"--tls-client-ca {self.client_ca} must hold PEM CA certificates ({e.reason or 'unreadable'})"
-                ) from None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        chain = Path(self.cert).read_bytes()
-        key = Path(self.key).read_bytes()
-        ca = Path(self.client_ca).read_bytes() if self.client_ca else None
-        return grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
-        )
+def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    chain = Path(tls.cert).read_bytes()
+    key = Path(tls.key).read_bytes()
+    ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 @dataclass
@@ -764,7 +722,7 @@ def build_server(
     )
     try:
         if tls is not None:
-            port = server.add_secure_port(address, tls.credentials())
+            port = server.add_secure_port(address, _credentials(tls))
         else:
             port = server.add_insecure_port(address)
     except RuntimeError as e:
@@ -801,132 +759,6 @@ def create_server(
         stream_idle_seconds=stream_idle_seconds,
     )
     return s.server, s.port
-
-
-# ----------------------------------------------------------------------------------------------------
-# fenliu serve
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", metavar="DIR", help="rule pack directory (without it: NOT_SERVING)")
-    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=DEFAULT_THREADS,
-        metavar="N",
-        help="unary calls served at once per worker (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-streams",
-        type=int,
-        default=DEFAULT_MAX_STREAMS,
-        metavar="N",
-        help="streams open at once per worker, each on a thread of its own; more are refused with "
-        "RESOURCE_EXHAUSTED (default %(default)s)",
-    )
-    parser.add_argument(
-        "--stream-idle-timeout",
-        type=float,
-        default=DEFAULT_STREAM_IDLE_SECONDS,
-        metavar="SECONDS",
-        help="cancel a TriageStream that sends nothing this long (0: never; default %(default)s)",
-    )
-    parser.add_argument(
-        "--pin-cpus",
-        metavar="auto|LIST",
-        help="pin worker i to the i-th CPU of LIST (e.g. 0,1 or 0-3; auto: the CPUs this process may use); "
-        "for a machine that runs fenliu alone (default: not pinned)",
-    )
-    parser.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (enables TLS)")
-    parser.add_argument("--tls-key", metavar="PEM", help="server private key")
-    parser.add_argument("--tls-client-ca", metavar="PEM", help="CA for client certificates (mutual TLS)")
-    parser.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=DEFAULT_MAX_MESSAGE_BYTES,
-        metavar="N",
-        help="largest request or response (default %(default)s)",
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=DEFAULT_GRACE_SECONDS,
-        metavar="SECONDS",
-        help="on SIGTERM, time for calls in flight to finish (default %(default)s)",
-    )
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="on SIGTERM, first report NOT_SERVING and keep serving this long, so that health-checking "
-        "clients and load balancers move away before the port closes (default %(default)s)",
-    )
-    parser.add_argument(
-        "--no-watch",
-        dest="watch",
-        action="store_false",
-        help="do not reload when files in the rules folder change (SIGHUP still reloads)",
-    )
-    parser.add_argument(
-        "--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here (:PORT: on 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--metrics-tls",
-        action="store_true",
-        help="serve /metrics over HTTPS with --tls-cert and --tls-key (and require a client certificate "
-        "signed by --tls-client-ca when given)",
-    )
-    parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
-    parser.add_argument(
-        "--decision-log-key-file",
-        metavar="FILE",
-        help="HMAC key for personal data in the decision log (else $FENLIU_DECISION_LOG_KEY)",
-    )
-    parser.add_argument(
-        "--decision-log-max-bytes", type=int, default=100 << 20, metavar="N", help="rotate at this size"
-    )
-    parser.add_argument(
-        "--decision-log-backups", type=int, default=10, metavar="N", help="rotated files kept"
-    )
-    parser.add_argument(
-        "--decision-log-keep-text",
-        action="store_true",
-        help="log the citizen's words (title, text, hint), which may hold personal data; "
-        "by default only their lengths are logged",
-    )
-    parser.add_argument(  # the default since the log redacts free text unless told otherwise
-        "--decision-log-redact-text", action="store_true", help=argparse.SUPPRESS
-    )
-    parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
-
-
-def tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
-    cert, key, ca = (
-        getattr(args, "tls_cert", None),
-        getattr(args, "tls_key", None),
-        getattr(args, "tls_client_ca", None),
-    )
-    if not cert and not key and not ca:
-        if getattr(args, "metrics_tls", False):
-            raise SystemExit("fenliu serve: --metrics-tls serves the certificate of --tls-cert and --tls-key")
-        return None
-    if not cert or not key:
-        raise SystemExit(
-            "fenliu serve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)"
-        )
-    if getattr(args, "metrics_tls", False) and not getattr(args, "metrics_address", None):
-        raise SystemExit("fenliu serve: --metrics-tls needs --metrics-address")
-    return TlsFiles(cert, key, ca)
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """``fenliu serve``: one process (``--workers 1``) or a supervisor with N workers on one port."""
-    from fenliu import supervisor
-
-    return supervisor.serve(args)
 
 
 def banner(
@@ -975,25 +807,6 @@ def banner(
     )
 
 
-# ----------------------------------------------------------------------------------------------------
-# fenliu call: a small client
-
-
-def add_call_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "complaint",
-        nargs="?",
-        default="-",
-        help="the complaint as JSON (a list: sent over TriageStream), a file (or @FILE), or - for stdin (default)",
-    )
-    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
-    parser.add_argument("--trace", action="store_true", help="ask for the trace")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
-    parser.add_argument("--tls-ca", metavar="PEM", help="CA of the server's certificate (enables TLS)")
-    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
-    parser.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
-
-
 def status_to_dict(status: Any) -> dict[str, Any]:
     """A google.rpc.Status as JSON: code name, message, bad fields and error reason."""
     out: dict[str, Any] = {"code": _code_of(status).name, "message": status.message}
@@ -1010,75 +823,3 @@ def status_to_dict(status: Any) -> dict[str, Any]:
             out["reason"] = ei.reason
             out["domain"] = ei.domain
     return out
-
-
-def _read_input(spec: str) -> Any:
-    if spec == "-":
-        text = sys.stdin.read()
-    elif spec.startswith("@"):
-        text = Path(spec[1:]).read_text(encoding="utf-8")
-    elif not spec.lstrip().startswith(("{", "[")) and Path(spec).is_file():
-        text = Path(spec).read_text(encoding="utf-8")
-    else:
-        text = spec
-    return json.loads(text)
-
-
-def run_call(args: argparse.Namespace) -> int:
-    """``fenliu call``: 0 decided, 1 rejected (INVALID_ARGUMENT), 2 any other failure."""
-    from fenliu._proto.fenliu.v1 import triage_pb2_grpc
-
-    try:
-        data = _read_input(args.complaint)
-        items = data if isinstance(data, list) else [data]
-        complaints = [convert.complaint_to_proto(d) for d in items]
-    except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
-        print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
-        return 2
-    if args.tls_ca or args.tls_cert:
-        try:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
-                private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-                certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-            )
-        except OSError as e:
-            print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
-            return 2
-        channel = grpc.secure_channel(args.address, creds)
-    else:
-        channel = grpc.insecure_channel(args.address)
-    with channel:
-        stub = triage_pb2_grpc.TriageServiceStub(channel)
-        if not isinstance(data, list):
-            try:
-                resp = stub.Triage(
-                    pb.TriageRequest(complaint=complaints[0], include_trace=args.trace), timeout=args.timeout
-                )
-            except grpc.RpcError as e:
-                st = rpc_status.from_call(e)
-                err = (
-                    status_to_dict(st) if st is not None else {"code": e.code().name, "message": e.details()}
-                )
-                print(json.dumps(err, ensure_ascii=False, indent=2))
-                return 1 if err["code"] == "INVALID_ARGUMENT" else 2
-            print(json.dumps(convert.decision_from_proto(resp.decision), ensure_ascii=False, indent=2))
-            return 0
-        worst = 0
-        requests = (pb.TriageStreamRequest(complaint=c, include_trace=args.trace) for c in complaints)
-        try:
-            for item in stub.TriageStream(requests, timeout=args.timeout):
-                if item.HasField("decision"):
-                    out = {"index": item.index, "decision": convert.decision_from_proto(item.decision)}
-                else:
-                    out = {
-                        "index": item.index,
-                        "complaint_id": item.complaint_id,
-                        "error": status_to_dict(item.error),
-                    }
-                    worst = max(worst, 1 if item.error.code == code_pb2.INVALID_ARGUMENT else 2)
-                print(json.dumps(out, ensure_ascii=False))
-        except grpc.RpcError as e:
-            print(json.dumps({"code": e.code().name, "message": e.details()}), file=sys.stderr)
-            return 2
-        return worst

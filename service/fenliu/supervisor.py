@@ -23,7 +23,6 @@ Every log line is JSON (:mod:`fenliu.logs`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -38,10 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fenliu.config import ServeConfig
 from fenliu.logs import setup_logging
 
 log = logging.getLogger("fenliu.supervisor")
@@ -94,7 +94,7 @@ def parse_cpus(spec: str) -> list[int]:
     return cpus
 
 
-def pin_to_cpu(index: int, cpus: list[int] | None) -> None:
+def pin_to_cpu(index: int, cpus: Sequence[int] | None) -> None:
     """Pin this process (its calling thread, and every thread it starts later) to worker ``index``'s CPU."""
     if not cpus:
         return
@@ -203,12 +203,15 @@ class Extensions:
     interceptors: list[Any] = field(default_factory=list)
 
 
-_metrics_on = False  # this process records Prometheus metrics (set by build_extensions / on_supervisor_start)
-_metrics_server: Any = None
-_metrics_dir: str | None = None
+@dataclass
+class MetricsEndpoint:
+    """The supervisor's (or single process's) ``/metrics`` server and multiprocess folder, if any."""
+
+    server: Any = None
+    folder: str | None = None
 
 
-def build_extensions(args: argparse.Namespace, triage: Any) -> Extensions:
+def build_extensions(config: ServeConfig, triage: Any) -> Extensions:
     """Called in each serving process once its pack is loaded: metrics and the decision log.
 
     With ``--metrics-address``: decision, rule-firing, pack and gRPC metrics (``fenliu.metrics``); the
@@ -216,83 +219,78 @@ def build_extensions(args: argparse.Namespace, triage: Any) -> Extensions:
     keyed-hashed (``fenliu.decision_log``; the key from ``--decision-log-key-file`` or
     ``$FENLIU_DECISION_LOG_KEY``).
     """
-    global _metrics_on
     ext = Extensions(triage)
-    if getattr(args, "metrics_address", None):
+    if config.metrics_address:
         from fenliu import metrics
 
-        _metrics_on = True
         metrics.watch(triage)
         ext.triage = metrics.TimedTriage(triage)
         ext.observers.append(metrics.observer)
         ext.interceptors.append(metrics.server_interceptor())
-    if getattr(args, "decision_log", None):
+    if config.decision_log:
         from fenliu.decision_log import DecisionLog, load_hash_key
 
         ext.observers.append(
             DecisionLog(
-                args.decision_log,
-                max_bytes=int(getattr(args, "decision_log_max_bytes", 100 << 20)),
-                backups=int(getattr(args, "decision_log_backups", 10)),
-                hash_key=load_hash_key(getattr(args, "decision_log_key_file", None)),
-                redact_text=not getattr(args, "decision_log_keep_text", False),
+                config.decision_log,
+                max_bytes=int(config.decision_log_max_bytes),
+                backups=int(config.decision_log_backups),
+                hash_key=load_hash_key(config.decision_log_key_file),
+                redact_text=not config.decision_log_keep_text,
             )
         )
     return ext
 
 
-def on_supervisor_start(args: argparse.Namespace, *, workers: int) -> None:
+def on_supervisor_start(config: ServeConfig, *, workers: int) -> MetricsEndpoint:
     """Called in the supervisor (or the single serving process) before serving: the metrics endpoint.
 
     With several workers, metrics go through prometheus_client's multiprocess mode: a fresh folder that
     workers inherit through ``PROMETHEUS_MULTIPROC_DIR``, summed by the supervisor's endpoint.
     """
-    global _metrics_on, _metrics_server, _metrics_dir
-    if not getattr(args, "metrics_address", None):
-        return
-    import tempfile
-
+    endpoint = MetricsEndpoint()
+    if not config.metrics_address:
+        return endpoint
     from fenliu import metrics
 
     if workers > 1:
-        _metrics_dir = tempfile.mkdtemp(prefix="fenliu-metrics-")
-        metrics.prepare_multiprocess(_metrics_dir)
-    tls = getattr(args, "metrics_tls", False)
-    _metrics_server, port = metrics.start_metrics_http(
-        args.metrics_address,
-        certfile=args.tls_cert if tls else None,
-        keyfile=args.tls_key if tls else None,
-        client_cafile=getattr(args, "tls_client_ca", None) if tls else None,
+        endpoint.folder = tempfile.mkdtemp(prefix="fenliu-metrics-")
+        metrics.prepare_multiprocess(endpoint.folder)
+    tls = config.metrics_tls
+    endpoint.server, port = metrics.start_metrics_http(
+        config.metrics_address,
+        certfile=config.tls_cert if tls else None,
+        keyfile=config.tls_key if tls else None,
+        client_cafile=config.tls_client_ca if tls else None,
     )
-    _metrics_on = True
-    log.info("metrics_serving", extra={"address": args.metrics_address, "port": port, "tls": bool(tls)})
-    if getattr(args, "tls_cert", None) and not tls and not metrics.is_local(args.metrics_address):
+    log.info("metrics_serving", extra={"address": config.metrics_address, "port": port, "tls": bool(tls)})
+    if config.tls_cert and not tls and not metrics.is_local(config.metrics_address):
         log.warning(
             "metrics_plaintext",
             extra={
-                "address": args.metrics_address,
+                "address": config.metrics_address,
                 "advice": "gRPC requires TLS but /metrics is plain HTTP reachable from other machines: "
                 "add --metrics-tls, or bind --metrics-address to 127.0.0.1",
             },
         )
+    return endpoint
 
 
-def on_supervisor_stop() -> None:
-    global _metrics_server, _metrics_dir
-    if _metrics_server is not None:
-        _metrics_server.shutdown()
-        _metrics_server.server_close()
-        _metrics_server = None
-    if _metrics_dir is not None:
+def on_supervisor_stop(endpoint: MetricsEndpoint) -> None:
+    if endpoint.server is not None:
+        endpoint.server.shutdown()
+        endpoint.server.server_close()
+        endpoint.server = None
+    if endpoint.folder is not None:
         import shutil
 
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
-        _metrics_dir = None
+        shutil.rmtree(endpoint.folder, ignore_errors=True)
+        endpoint.folder = None
 
 
-def on_worker_exit(pid: int, *, crashed: bool) -> None:
+def on_worker_exit(pid: int, *, crashed: bool, metrics_on: bool) -> None:
     """Called in the supervisor when a worker has exited; ``crashed`` when it died unasked."""
-    if not _metrics_on:
+    if not metrics_on:
         return
     from fenliu import metrics
 
@@ -301,7 +299,7 @@ def on_worker_exit(pid: int, *, crashed: bool) -> None:
         metrics.record_worker_restart()
 
 
-def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1) -> Any:
+def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metrics_on: bool = False) -> Any:
     """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
 
     ``triggers``: how many reload requests (signals, changes) this one reload serves.
@@ -316,7 +314,7 @@ def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1) -> An
         log.error("reload_failed", exc_info=True, extra={"rules": rules})
         return None
     ms = round((time.monotonic() - started) * 1000, 1)
-    if _metrics_on:
+    if metrics_on:
         from fenliu import metrics
 
         metrics.record_reload(bool(getattr(result, "ok", False)), getattr(result, "pack", None))
@@ -427,7 +425,7 @@ def tune_gc() -> None:
 
 
 def serve_in_process(
-    args: argparse.Namespace,
+    config: ServeConfig,
     address: str,
     *,
     reuse_port: bool,
@@ -446,26 +444,26 @@ def serve_in_process(
 
     ppid = os.getppid()
     try:
-        triage = _load_triage(args.rules, getattr(args, "sealed_pack", None))
+        triage = _load_triage(config.rules, config.sealed_pack)
     except PackError as e:
-        log.error("pack_error", extra={"rules": args.rules, "problems": [str(p) for p in e.problems][:50]})
+        log.error("pack_error", extra={"rules": config.rules, "problems": [str(p) for p in e.problems][:50]})
         return 2
     except OSError as e:
-        log.error("pack_unreadable", extra={"rules": args.rules, "error": e.strerror or type(e).__name__})
+        log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
-    ext = build_extensions(args, triage)
+    ext = build_extensions(config, triage)
     try:
         serving = srv.build_server(
             address,
             ext.triage,
-            tls=srv.tls_from_args(args),
-            max_message_bytes=args.max_message_bytes,
+            tls=config.tls(),
+            max_message_bytes=config.max_message_bytes,
             observers=ext.observers,
             interceptors=ext.interceptors,
             reuse_port=reuse_port,
-            threads=getattr(args, "threads", srv.DEFAULT_THREADS),
-            max_streams=getattr(args, "max_streams", srv.DEFAULT_MAX_STREAMS),
-            stream_idle_seconds=getattr(args, "stream_idle_timeout", srv.DEFAULT_STREAM_IDLE_SECONDS),
+            threads=config.threads,
+            max_streams=config.max_streams,
+            stream_idle_seconds=config.stream_idle_timeout,
         )
     except OSError as e:
         log.error("listen_failed", extra={"address": address, "error": str(e)})
@@ -476,7 +474,9 @@ def serve_in_process(
     stop = _StopFlag()
 
     def reload_now(triggers: int) -> None:
-        result = on_reload_signal(triage, args.rules, triggers=triggers)
+        result = on_reload_signal(
+            triage, config.rules, triggers=triggers, metrics_on=bool(config.metrics_address)
+        )
         if on_pack is not None and getattr(result, "ok", False) and not getattr(result, "unchanged", False):
             on_pack(triage)
 
@@ -487,7 +487,7 @@ def serve_in_process(
         on_pack(triage)
 
     _install_worker_signals(stop, reload)
-    watcher = _start_watcher(args, reload) if watch_rules else None
+    watcher = _start_watcher(config, reload) if watch_rules else None
     tune_gc()
     serving.server.start()
     label = _pack_label(triage)
@@ -498,8 +498,8 @@ def serve_in_process(
         if watch_parent and os.getppid() != ppid:
             stop.signal = "parent_exited"
             break
-    grace = float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS))
-    drain = max(0.0, float(getattr(args, "drain", 0.0)))
+    grace = float(config.grace)
+    drain = max(0.0, float(config.drain))
     c = serving.servicer.counters
     log.info(
         "worker_stopping",
@@ -524,20 +524,19 @@ def serve_in_process(
     return 0
 
 
-def _start_watcher(args: argparse.Namespace, on_change: Callable[[], None]) -> Any:
+def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> Any:
     """Reload on changes to the rules folder (and the base packs it extends), unless --no-watch."""
-    if not args.rules or not getattr(args, "watch", True):
+    if not config.rules or not config.watch:
         return None
     from fenliu.reload import PackWatcher
 
-    return PackWatcher(args.rules, on_change).start()
+    return PackWatcher(config.rules, on_change).start()
 
 
-def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) -> None:
+def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> None:
     """Target of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
-    setup_logging(options.get("log_level", "INFO"))
-    args = argparse.Namespace(**options)
+    setup_logging(config.log_level)
 
     sending = threading.Lock()  # the main thread and the reload thread both send
 
@@ -555,9 +554,9 @@ def _worker_entry(options: dict[str, Any], index: int, address: str, conn: Any) 
 
     code = 1
     try:
-        pin_to_cpu(index, getattr(args, "pinned_cpus", None))  # first: the threads started later inherit it
+        pin_to_cpu(index, config.pinned_cpus)  # first: the threads started later inherit it
         code = serve_in_process(
-            args, address, reuse_port=True, on_ready=ready, watch_parent=True, on_pack=live
+            config, address, reuse_port=True, on_ready=ready, watch_parent=True, on_pack=live
         )
     except Exception:
         log.error("worker_crashed", exc_info=True, extra={"worker": index})
@@ -584,11 +583,11 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, args: argparse.Namespace, address: str, workers: int) -> None:
-        self.args = args
+    def __init__(self, config: ServeConfig, address: str, workers: int) -> None:
+        self.config = config
         self.address = address
         self.count = workers
-        self.drain = max(0.0, float(getattr(args, "drain", 0.0)))
+        self.drain = max(0.0, float(config.drain))
         self.ctx = multiprocessing.get_context("spawn")
         self.workers: dict[int, _Worker] = {}
         self.crashes: dict[int, int] = {}
@@ -602,12 +601,12 @@ class Supervisor:
 
     def spawn(self, index: int) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=False)
-        options = dict(vars(self.args))
+        config = self.config
         if self.seal.current is not None:
-            options["sealed_pack"] = self.seal.current.as_option()
+            config = config.replace(sealed_pack=self.seal.current.as_option())
         p = self.ctx.Process(
             target=_worker_entry,
-            args=(options, index, self.address, child),
+            args=(config, index, self.address, child),
             name=f"fenliu-worker-{index}",
         )
         p.start()
@@ -677,7 +676,7 @@ class Supervisor:
             if w.conn is not None:
                 with contextlib.suppress(OSError):
                     w.conn.close()
-            on_worker_exit(w.pid, crashed=not self.stopping)
+            on_worker_exit(w.pid, crashed=not self.stopping, metrics_on=bool(self.config.metrics_address))
             if self.stopping:
                 continue
             self.crashes[index] = self.crashes.get(index, 0) + 1 if lived < YOUNG else 0
@@ -756,17 +755,20 @@ class Supervisor:
                     "worker_exited",
                     extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
                 )
-            on_worker_exit(w.pid, crashed=False)
+            on_worker_exit(w.pid, crashed=False, metrics_on=bool(self.config.metrics_address))
         log.info("shutdown_complete")
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(config: ServeConfig) -> int:
     """``fenliu serve``; returns the exit code (0 after a graceful stop)."""
-    setup_logging(getattr(args, "log_level", "INFO"))
+    setup_logging(config.log_level)
     from fenliu import server as srv
 
-    tls = srv.tls_from_args(args)
-    workers = int(args.workers)
+    try:
+        tls = config.tls()
+    except ValueError as e:
+        raise SystemExit(f"fenliu serve: {e}") from None
+    workers = int(config.workers)
     if tls is not None:  # gRPC would say only "Failed to bind to address"
         try:
             tls.check()
@@ -774,55 +776,58 @@ def serve(args: argparse.Namespace) -> int:
             log.error("tls_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
             return 2
-    if getattr(args, "decision_log", None):  # refuse to start without a key or a file, before any worker
+    if config.decision_log:  # refuse to start without a key or a file, before any worker
         from fenliu.decision_log import check_writable, load_hash_key
 
         try:
-            load_hash_key(getattr(args, "decision_log_key_file", None))
-            check_writable(args.decision_log)
+            load_hash_key(config.decision_log_key_file)
+            check_writable(config.decision_log)
         except (ValueError, OSError) as e:
             log.error("decision_log_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
             return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
-    if int(getattr(args, "max_streams", 1)) < 1 or float(getattr(args, "stream_idle_timeout", 0.0)) < 0:
+    if int(config.max_streams) < 1 or float(config.stream_idle_timeout) < 0:
         raise SystemExit(
             "fenliu serve: --max-streams must be at least 1 and --stream-idle-timeout not negative"
         )
-    args.pinned_cpus = None
-    if getattr(args, "pin_cpus", None) is not None:
+    config = config.replace(pinned_cpus=None)
+    if config.pin_cpus is not None:
         try:
-            args.pinned_cpus = parse_cpus(args.pin_cpus)
+            config = config.replace(pinned_cpus=tuple(parse_cpus(config.pin_cpus)))
         except ValueError as e:
             log.error("pin_cpus_invalid", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
             return 2
 
     def announce(port: int, label: str, pids: list[int]) -> None:
-        print(srv.banner(args.address, port, workers, pids, label, tls), flush=True)
+        print(srv.banner(config.address, port, workers, pids, label, tls), flush=True)
 
-    claim = AddressClaim(args.address)
+    claim = AddressClaim(config.address)
     if workers == 1:
-        pin_to_cpu(0, args.pinned_cpus)
-        on_supervisor_start(args, workers=1)
+        pin_to_cpu(0, config.pinned_cpus)
+        endpoint = on_supervisor_start(config, workers=1)
 
         def ready(port: int, label: str) -> None:
             claim.release()
             announce(port, label, [os.getpid()])
 
         try:
-            return serve_in_process(args, args.address, reuse_port=False, on_ready=ready, watch_rules=True)
+            return serve_in_process(
+                config, config.address, reuse_port=False, on_ready=ready, watch_rules=True
+            )
         finally:
             claim.release()
-            on_supervisor_stop()
+            on_supervisor_stop(endpoint)
 
     try:
-        holder, port = reserve_port(args.address)
+        holder, port = reserve_port(config.address)
     finally:
         claim.release()
-    address = _with_port(args.address, port)
-    sup = Supervisor(args, address, workers)
+    address = _with_port(config.address, port)
+    sup = Supervisor(config, address, workers)
+    endpoint = MetricsEndpoint()
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
@@ -839,7 +844,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, _hup)
     try:
         log.info("supervisor_started", extra={"address": address, "workers": workers})
-        on_supervisor_start(args, workers=workers)
+        endpoint = on_supervisor_start(config, workers=workers)
         if not sup.start_all():
             sup.stopping = sup.stopping or "startup_failed"
             sup.shutdown(0.0)
@@ -851,17 +856,17 @@ def serve(args: argparse.Namespace) -> int:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(wfd, b"w")
 
-        watcher = _start_watcher(args, _changed)
+        watcher = _start_watcher(config, _changed)
         try:
             sup.run(rfd)
         finally:
             if watcher is not None:
                 watcher.stop()
-        sup.shutdown(float(getattr(args, "grace", srv.DEFAULT_GRACE_SECONDS)))
+        sup.shutdown(float(config.grace))
         return 0
     finally:
         sup.seal.close()
-        on_supervisor_stop()
+        on_supervisor_stop(endpoint)
         signal.set_wakeup_fd(old_wakeup)
         os.close(rfd)
         os.close(wfd)
@@ -870,11 +875,13 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m fenliu.supervisor`` takes the arguments of ``fenliu serve``."""
-    from fenliu.server import add_serve_arguments
+    import argparse
+
+    from fenliu.cli_serve import add_serve_arguments, serve_config
 
     parser = argparse.ArgumentParser(prog="fenliu serve", description="serve the gRPC API")
     add_serve_arguments(parser)
-    return serve(parser.parse_args(argv))
+    return serve(serve_config(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
