@@ -285,13 +285,14 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
 
     pack = pack or load_pack(WUSHEN)
     d = Decider(pack, memoize=False)
-    assert d._durable is not None
+    matcher = d.matcher
+    assert isinstance(matcher, _durable.DurableMatcher)
     complaints = [complaint_from_dict(x) for x in data]
     per_decision: list[list[dict[str, Any]]] = []  # the facts each decision asserts, in order
 
     def recorder(facts: list[dict[str, Any]]) -> Callable[..., list[Any]]:
         def match(plan: Any, fact: dict[str, Any]) -> list[Any]:
-            facts.append(dict(fact))
+            facts.append({_durable.STEP_FIELD: plan.name, **fact})  # as the adapter asserts it
             return d._python.matches(plan, fact)
 
         return match
@@ -302,7 +303,7 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
         d._walk(c, key, recorder(facts), False)
         per_decision.append(facts)
     n = len(complaints)
-    ruleset = d._durable.ruleset
+    ruleset = matcher.ruleset
     bodies = [
         [
             _durable._dumps_fact(

@@ -43,7 +43,7 @@ def test_memoized_outcome_equals_fresh_evaluation(python_decider: Decider, data:
 
 
 def test_differential_actually_ran_the_engine(durable_decider: Decider) -> None:
-    assert durable_decider._durable is not None  # the engine, not a fallback, decided above
+    assert durable_decider.matcher.name == "durable"  # the engine, not a fallback, decided above
     assert durable_decider.fallbacks == 0
 
 

@@ -252,7 +252,7 @@ def test_closed_decider_answers_from_interpreter_without_rebuilding(
     c = complaint_from_dict({"id": "x", "text": "拖欠农民工工资", "people_involved": 12})
     decider.close()
     assert decider.outcome(c) == python_decider.outcome(c)
-    assert decider._durable is None
+    assert decider.matcher.name == "python"  # no engine resurrected
 
 
 def test_keyword_group_required_absent_reaches_the_engine(tmp_path: Path) -> None:

@@ -35,12 +35,18 @@ import itertools
 import json
 import math
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import durable_rules_engine as _engine
+
+from fenliu.errors import MatcherFailure
+
+if TYPE_CHECKING:
+    from fenliu.compiler import CompiledPack, StagePlan
+    from fenliu.pack import Rule
 
 CATCH_ALL: Final = "__catch_all__"
 KIND_FIELD: Final = "_kind"
@@ -112,7 +118,7 @@ def _rule_name(message: str) -> str:
     return str(next(iter(parsed)))
 
 
-class EngineFailure(Exception):
+class EngineFailure(MatcherFailure):
     """The engine failed on a fact. Carries no fact data."""
 
 
@@ -271,3 +277,44 @@ class Session:
             if result[0] != 0:
                 ok = False
         return ok
+
+
+class DurableMatcher:
+    """The durable_rules engine behind :class:`fenliu.matchers.Matcher`: one ruleset (and one engine
+    state) for the whole pack; each decision asserts its facts in a session of its own, entered only
+    when a stage is asked of it, and retracts them when done."""
+
+    name = "durable"
+
+    def __init__(self, cp: CompiledPack) -> None:
+        self.cp = cp
+        rules: dict[str, dict[str, Any]] = {}
+        self._rule: dict[str, Rule] = {}
+        for plan in cp.stages:
+            for name, expr in plan.expressions.items():
+                qualified = f"s{plan.index}_{name}"
+                rules[qualified] = expr
+                self._rule[qualified] = plan.rule_by_name[name]
+        self.ruleset = Ruleset(rules)
+
+    def session(self) -> Any:
+        return self.ruleset.session()
+
+    def matches_in(self, session: Session, plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
+        return [self._rule[n] for n in session.fire({STEP_FIELD: plan.name, **fact})]
+
+    @contextmanager
+    def deciding(self) -> Iterator[Callable[[StagePlan, dict[str, Any]], list[Rule]]]:
+        with ExitStack() as stack:
+            session: Session | None = None
+
+            def match(plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
+                nonlocal session
+                if session is None:  # the engine is entered only for a class it has not seen
+                    session = stack.enter_context(self.ruleset.session())
+                return self.matches_in(session, plan, fact)
+
+            yield match
+
+    def close(self) -> None:
+        self.ruleset.close()

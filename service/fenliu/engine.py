@@ -4,7 +4,8 @@ For each stage, in the pack's order:
 
 1. a fact is built from the complaint's features and the decision fields set so far;
 2. the matcher returns the stage's rules whose ``when`` holds — the durable_rules engine
-   (:class:`DurableMatcher`) or the plain Python interpretation (:class:`PythonMatcher`), which must
+   (``DurableMatcher``) or the plain Python interpretation (``PythonMatcher``), behind the
+   :class:`~fenliu.matchers.Matcher` protocol, which must
    agree on every complaint (the differential test checks it);
 3. matched rules are ordered by priority (higher first), then by their position in the pack;
 4. for each decision field, the first rule in that order that sets it wins — except ``color``, where
@@ -20,22 +21,22 @@ what a stage does only on the class of that stage's input and the decision so fa
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import operator
 import os
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fenliu import _durable
 from fenliu import fields as F
-from fenliu.compiler import CompiledPack, StagePlan, compile_pack, evaluate
-from fenliu.enrich import enrichment_for
-from fenliu.errors import PackError
+from fenliu import memo as memo_bounds
+from fenliu.compiler import StagePlan, compile_pack
+from fenliu.enrich import Enricher, enrichment_for
+from fenliu.errors import MatcherFailure, PackError
+from fenliu.matchers import Matcher, PythonMatcher, matcher_for
 from fenliu.model import STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.pack import Pack, Rule, Value
 from fenliu.resolution import replaces
@@ -43,41 +44,6 @@ from fenliu.resolution import replaces
 log = logging.getLogger("fenliu.engine")
 
 _SKIP = object()
-
-
-class PythonMatcher:
-    """The plain interpretation: conditions evaluated directly on the fact."""
-
-    def __init__(self, cp: CompiledPack) -> None:
-        self.cp = cp
-
-    def matches(self, plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
-        return [r for r in plan.rules if evaluate(r.when, fact, self.cp)]
-
-
-class DurableMatcher:
-    """The durable_rules engine: one ruleset (and one engine state) for the whole pack; each decision
-    asserts its facts in a session of its own and retracts them when done."""
-
-    def __init__(self, cp: CompiledPack) -> None:
-        self.cp = cp
-        rules: dict[str, dict[str, Any]] = {}
-        self._rule: dict[str, Rule] = {}
-        for plan in cp.stages:
-            for name, expr in plan.expressions.items():
-                qualified = f"s{plan.index}_{name}"
-                rules[qualified] = expr
-                self._rule[qualified] = plan.rule_by_name[name]
-        self.ruleset = _durable.Ruleset(rules)
-
-    def session(self) -> Any:
-        return self.ruleset.session()
-
-    def matches_in(self, session: _durable.Session, fact: dict[str, Any]) -> list[Rule]:
-        return [self._rule[n] for n in session.fire(fact)]
-
-    def close(self) -> None:
-        self.ruleset.close()
 
 
 class _Transition:
@@ -298,19 +264,26 @@ class Decider:
         *,
         backend: str = "durable",
         memoize: bool = True,
-        cache_size: int = 80_000,
+        cache_size: int = memo_bounds.GRAPH_NODES,
         text_model: bool = True,
+        enrichers: Sequence[Enricher] = (),
     ) -> None:
         self.pack = pack
+        refused = memo_bounds.refusals(pack)  # what the memo cannot class, whatever the backend
+        if refused:
+            raise PackError(refused)
         self.compiled = compile_pack(pack)
         if self.compiled.problems:
             raise PackError(self.compiled.problems)
-        # Between validation and the engine: what the pack's lexicon and model read in the text.
-        self.enrichment = enrichment_for(pack, model=text_model)
+        # Between validation and the engine: what the pack's lexicon and model read in the text, then
+        # ``enrichers`` (each adds derived complaint fields, which enter the class key).
+        self.enrichment = enrichment_for(pack, model=text_model, extra=enrichers)
         self.backend = backend
         self.id = PackId(pack.name, pack.revision, pack.digest)
         self._python = PythonMatcher(self.compiled)
-        self._durable: DurableMatcher | None = DurableMatcher(self.compiled) if backend == "durable" else None
+        #: What matches a stage's rules (:mod:`fenliu.matchers`); the plain interpreter when it is
+        #: ``backend``, and after a failure until the matcher is rebuilt.
+        self.matcher: Matcher = self._python if backend == "python" else matcher_for(backend, self.compiled)
         self._memoize = memoize
         self._closed = False
         self._plans = [plan for plan in self.compiled.stages if plan.rules]
@@ -328,18 +301,18 @@ class Decider:
         self._cache_size = max(1, cache_size)
         # (hint ignored, the transitions a walk took) -> the outcome
         self._outcomes: dict[tuple[Any, ...], Outcome] = {}
-        self._outcomes_size = max(1, cache_size // 4)
+        self._outcomes_size = max(1, cache_size // memo_bounds.OUTCOMES_SHARE)
         self._nodes = 0
         self._roots = self._new_roots()
         self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
         self._step_count = 0
-        self._steps_size = max(1, cache_size // 3)
+        self._steps_size = max(1, cache_size // memo_bounds.STEPS_SHARE)
         self._labels: dict[Any, Any] = {}
         # Below the graph, memories shared by all nodes (each at most 16,384 entries), keyed by the
         # class of what a stage matches (CompiledPack.match_key):
         # - the rules a stage's fact matches;
         self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
-        self._stage_cache_size = 16384
+        self._stage_cache_size = memo_bounds.STAGE_MEMORY
         # - which rules of one part of the stage's candidates match (as bits of their positions);
         self._part_memo: dict[tuple[Any, ...], int] = {}
         self._rule_bit = {r.id: 1 << i for plan in self.compiled.stages for i, r in enumerate(plan.rules)}
@@ -374,9 +347,9 @@ class Decider:
     def close(self) -> None:
         """Release the engine. A decision still in flight on this pack finishes on the interpreter."""
         self._closed = True
-        if self._durable is not None:
-            self._durable.close()
-            self._durable = None
+        if self.matcher is not self._python:
+            self.matcher.close()
+            self.matcher = self._python
 
     @property
     def memory_nodes(self) -> int:
@@ -470,37 +443,28 @@ class Decider:
     def _evaluate(
         self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool
     ) -> tuple[_Node, tuple[_Transition, ...]]:
-        if self._durable is not None:
-            durable = self._durable
+        matcher = self.matcher
+        if matcher is not self._python:
             try:
-                with contextlib.ExitStack() as stack:
-                    session: _durable.Session | None = None
-
-                    def match(plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
-                        nonlocal session
-                        if session is None:  # the engine is entered only for a class it has not seen
-                            session = stack.enter_context(durable.session())
-                        return durable.matches_in(session, fact)
-
+                with matcher.deciding() as match:
                     return self._walk(complaint, key, match, memo)
-            except _durable.EngineFailure as e:
+            except MatcherFailure as e:
                 if self._closed:  # swapped out by a reload while this decision was waiting
                     return self._walk(complaint, key, self._python.matches, memo)
-                # The engine failed on a valid complaint (a known engine bug). Answer from the plain
-                # interpretation, which the differential test holds equal, and rebuild the engine.
+                # The matcher failed on a valid complaint (a known engine bug). Answer from the plain
+                # interpretation, which the differential test holds equal, and rebuild the matcher.
                 self.fallbacks += 1
                 log.error(
                     "engine failure; decided by the plain interpreter",
                     extra={"event": "engine_fallback", "reason": str(e)},
                 )
                 try:
-                    old = self._durable
-                    self._durable = DurableMatcher(self.compiled)
-                    if old is not None:
-                        old.close()
+                    self.matcher = matcher_for(self.backend, self.compiled)
+                    if matcher is not self.matcher:
+                        matcher.close()
                 except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
                     log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
-                    self._durable = None
+                    self.matcher = self._python
         return self._walk(complaint, key, self._python.matches, memo)
 
     def _walk(
@@ -595,7 +559,7 @@ class Decider:
         self._labels = {}
 
     def _fact(self, plan: StagePlan, raw: list[Any], key: tuple[Any, ...]) -> dict[str, Any]:
-        fact: dict[str, Any] = {_durable.STEP_FIELD: plan.name}
+        fact: dict[str, Any] = {}
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
         # Keyword groups and patterns: the true ones, and false ones only where a rule needs them false.

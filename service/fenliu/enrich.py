@@ -11,6 +11,12 @@ decision (suggestions, trace), never part of a shared outcome.
 server, ``fenliu eval``, ``fenliu test``, ``fenliu diff`` and the benchmark all run it the same way. A
 complaint already ``enriched`` (a test case giving the derived fields itself) is left as it is.
 
+Every enricher declares the fields it adds (``adds``), each one of :data:`~fenliu.model.DERIVED_FIELDS`;
+:class:`Enrichment` refuses an undeclared one when it is built and an enricher that writes beyond its
+declaration when it runs. An enricher that needs state (a matter's history) reads it through a
+:class:`Store`, given to it when it is built; :class:`MemoryStore` is the in-memory one for tests. Keys
+are never personal data in clear (hash them first, :mod:`fenliu.personal`).
+
 Enrichers of the reference pack: :class:`LexiconEnricher` (``text_category``, ``text_confident``)
 and, when the pack has a model, :class:`ModelEnricher` (``model_category``, ``model_confident``,
 ``model_agrees``). A pack without a lexicon has no enrichers and decides exactly as before.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -43,6 +50,34 @@ class Enricher(Protocol):
         """Add this enricher's fields to ``derived`` (which holds what earlier ones derived, and
         ``evidence``); the complaint is rebuilt once, after the last."""
         ...
+
+
+class Store(Protocol):
+    """State an enricher reads (and may record): values by key. Keys are never personal data in clear."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
+class MemoryStore:
+    """A :class:`Store` in a dict, safe from many threads: for tests and single-process trials."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
 
 
 class LexiconEnricher:
@@ -111,6 +146,18 @@ class Enrichment:
 
     def __init__(self, enrichers: Sequence[Enricher]) -> None:
         self.enrichers = tuple(enrichers)
+        seen: dict[str, str] = {}
+        bad: list[str] = []
+        for e in self.enrichers:
+            for f in e.adds:
+                if f not in DERIVED_FIELDS:
+                    bad.append(f"enricher {e.name}: '{f}' is not a derived complaint field")
+                elif f in seen:
+                    bad.append(f"enricher {e.name}: '{f}' is added by {seen[f]} already")
+                seen.setdefault(f, e.name)
+        if bad:
+            raise ValueError("; ".join(bad))
+        self._allowed = [frozenset((*e.adds, "evidence")) for e in self.enrichers]
 
     def __bool__(self) -> bool:
         return bool(self.enrichers)
@@ -124,8 +171,12 @@ class Enrichment:
             return c
         text = complaint_text(c.title, c.text)
         derived: dict[str, Any] = {}
-        for e in self.enrichers:
+        allowed: frozenset[str] = frozenset()
+        for e, own in zip(self.enrichers, self._allowed, strict=True):
             e(c, text, derived)
+            allowed |= own
+            if not allowed.issuperset(derived):
+                raise ValueError(f"enricher {e.name} set fields it does not declare")
         return _with_derived(c, derived)
 
 
@@ -150,14 +201,14 @@ def _rebuilder() -> Callable[[Complaint, dict[str, Any]], Complaint]:
 _with_derived = _rebuilder()
 
 
-def enrichment_for(pack: Pack, *, model: bool = True) -> Enrichment:
+def enrichment_for(pack: Pack, *, model: bool = True, extra: Sequence[Enricher] = ()) -> Enrichment:
     """The pack's enrichers: the lexicon scorer when it has a lexicon, then its model when it has one
-    (``model=False`` leaves the model out, to measure the lexicon alone). Raises
-    :class:`~fenliu.errors.PackError` when the model file is missing, corrupt or not the pack's."""
+    (``model=False`` leaves the model out, to measure the lexicon alone), then ``extra`` in order.
+    Raises :class:`~fenliu.errors.PackError` when the model file is missing, corrupt or not the pack's."""
     enrichers: list[Enricher] = []
     if pack.lexicon:
         enrichers.append(LexiconEnricher(Lexicon(pack.lexicon), pack.text.threshold, pack.text.margin))
     text_model = pack_model(pack)
     if text_model is not None and model:
         enrichers.append(ModelEnricher(text_model, pack.text.model_confidence, list(pack.categories)))
-    return Enrichment(enrichers)
+    return Enrichment([*enrichers, *extra])

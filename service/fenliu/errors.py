@@ -4,7 +4,8 @@
     ├── ComplaintError        a complaint is invalid; ``violations`` names every bad field
     ├── PackError             a rule pack cannot be used; ``problems`` lists every error, sorted
     ├── NoPackError           no rule pack is loaded yet
-    └── EngineError           the rule engine failed on a valid complaint (a bug; never a client's fault)
+    ├── EngineError           the rule engine failed on a valid complaint (a bug; never a client's fault)
+    └── MatcherFailure        a matcher failed on a fact (caught: the plain interpreter answers)
 
 No message ever contains a submitted value: only field names, rule ids, files and lines.
 """
@@ -66,3 +67,7 @@ class NoPackError(FenliuError):
 
 class EngineError(FenliuError):
     """The engine failed on a valid complaint. Carries no complaint data."""
+
+
+class MatcherFailure(FenliuError):
+    """A matcher (:mod:`fenliu.matchers`) failed on a valid fact. Carries no fact data."""
