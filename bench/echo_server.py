@@ -32,8 +32,8 @@ for p in (str(ROOT), str(ROOT / "service")):
 import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
-from fenliu import convert  # noqa: E402
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb  # noqa: E402
+from fenliu.serving import convert  # noqa: E402
 
 SERVICE = "fenliu.v1.TriageService"
 
@@ -178,7 +178,7 @@ TYPICAL: dict[str, Any] = {
 def _transport_settings() -> tuple[list[tuple[str, int]], int]:
     """fenliu serve's channel options and thread pool size, so the ceiling differs only in the work done."""
     try:
-        from fenliu.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_THREADS, server_options
+        from fenliu.serving.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_THREADS, server_options
 
         return list(server_options(DEFAULT_MAX_MESSAGE_BYTES, True)), int(DEFAULT_THREADS)
     except ImportError:  # the server module is not there yet: the same defaults by hand
@@ -252,7 +252,7 @@ def serve_one(address: str, threads: int | None = None, cpu: int | None = None) 
     if cpu is not None:  # as fenliu serve --pin-cpus does: before gRPC starts a thread
         os.sched_setaffinity(0, {cpu})
     server, _ = create_server(address, threads)
-    from fenliu.supervisor import tune_gc
+    from fenliu.serving.supervisor import tune_gc
 
     tune_gc()  # as a fenliu worker does before it serves
     server.start()
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cpus: list[int] = []
     if args.pin_cpus:
-        from fenliu.supervisor import parse_cpus
+        from fenliu.serving.supervisor import parse_cpus
 
         cpus = parse_cpus(args.pin_cpus)
     if args.workers <= 1:

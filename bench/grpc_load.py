@@ -323,8 +323,8 @@ def _requests(n: int, client_index: int, stream: bool, trace: bool, salt: int = 
     """Distinct complaints: each client process, mode and ``salt`` (round) draws its own, so a server sees
     no repeats within a run unless the run outlasts the corpus."""
     from bench import corpus
-    from fenliu import convert
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+    from fenliu.serving import convert
 
     data = corpus.generate(
         n, seed=corpus.DEFAULT_SEED + 1000 * (client_index + 1) + 100 * salt + (7 if stream else 0)

@@ -35,9 +35,9 @@ for _p in (str(ROOT), str(ROOT / "service")):
 
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
-from fenliu.model import complaint_from_dict  # noqa: E402
-from fenliu.pack import load_pack  # noqa: E402
-from fenliu.supervisor import tune_gc  # noqa: E402
+from fenliu.domain.model import complaint_from_dict  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
 PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters")
 
@@ -199,7 +199,7 @@ class Run:
 
     def zen(self) -> None:
         pack = load_pack(inprocess.WUSHEN)
-        from fenliu.engine import Decider
+        from fenliu.engine.decider import Decider
 
         d = Decider(pack, memoize=False)
         n, diffs = zen_compare.compare(self.complaints, d, zen_compare.zen_engine())

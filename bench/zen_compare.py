@@ -4,7 +4,7 @@ ZEN is driven the way the issue asks: ``ZenEngine({"loader": ...}).evaluate(key,
 with the loader returning a pre-compiled ``ZenDecisionContent`` (not ``create_decision().evaluate``,
 which builds a new runtime per call).
 
-Both sides start from the same validated :class:`~fenliu.model.Complaint`. fenliu's timed work is
+Both sides start from the same validated :class:`~fenliu.domain.model.Complaint`. fenliu's timed work is
 ``decider.decide(c).to_dict(trace=...)``; ZEN's is ``zen_input(c)`` (joining and normalizing the text and
 hint, as fenliu does inside ``decide``) and ``engine.evaluate``. fenliu does more per decision (a
 decision id, absolute deadlines, the citizen guidance, a rule-level trace with matched keywords); ZEN's
@@ -21,8 +21,8 @@ from typing import Any
 
 import zen
 
-from fenliu.engine import Decider
-from fenliu.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
+from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
+from fenliu.engine.decider import Decider
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.engine import Decider
-from fenliu.pack import Pack, load_pack
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import Pack, load_pack
 
 #: tests/pg.py: the private PostgreSQL server fixture (pg_server) of the matter-store tests.
 pytest_plugins = ["pg"]

@@ -22,9 +22,9 @@ if str(ROOT) not in sys.path:
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.zen import build as zen_build  # noqa: E402
 
-from fenliu.engine import Decider  # noqa: E402
-from fenliu.model import COLORS, complaint_from_dict  # noqa: E402
-from fenliu.pack import load_pack  # noqa: E402
+from fenliu.domain.model import COLORS, complaint_from_dict  # noqa: E402
+from fenliu.engine.decider import Decider  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +166,9 @@ def test_echo_server_answers_with_fenliu_messages() -> None:
     import grpc
     from bench import echo_server
 
-    from fenliu import convert
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
     from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+    from fenliu.serving import convert
 
     server, port = echo_server.create_server("127.0.0.1:0")
     server.start()

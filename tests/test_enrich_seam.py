@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from fenliu.engine import Decider
-from fenliu.enrich import Enrichment, MemoryStore, Store
-from fenliu.model import Complaint, complaint_from_dict
-from fenliu.pack import load_pack
+from fenliu.domain.model import Complaint, complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.engine.enrich import Enrichment, MemoryStore, Store
+from fenliu.packs.load import load_pack
 
 PACK = load_pack(Path(__file__).resolve().parents[1] / "rules" / "wushen")
 

@@ -6,9 +6,11 @@ import dataclasses
 
 import pytest
 
-from fenliu import diff, model, resolution
-from fenliu import fields as F
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.authoring import diff
+from fenliu.domain import fields as F
+from fenliu.domain import model
+from fenliu.engine import resolution
 
 PROTO_DECISION = {f.name for f in pb.Decision.DESCRIPTOR.fields}
 PROTO_COMPLAINT = {f.name for f in pb.Complaint.DESCRIPTOR.fields}

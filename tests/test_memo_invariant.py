@@ -1,4 +1,4 @@
-"""Pack loading refuses what the memo's class abstraction cannot class (fenliu.memo)."""
+"""Pack loading refuses what the memo's class abstraction cannot class (fenliu.engine.memo)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fenliu import memo
-from fenliu import pack as P
-from fenliu.engine import Decider
-from fenliu.errors import PackError
-from fenliu.pack import Pack, load_pack
+from fenliu.domain.errors import PackError
+from fenliu.engine import memo
+from fenliu.engine.decider import Decider
+from fenliu.packs import load as P
+from fenliu.packs.load import Pack, load_pack
 
 PACK = load_pack(Path(__file__).resolve().parents[1] / "rules" / "wushen")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from fenliu.engine import Decider
-from fenliu.model import Complaint, Outcome, complaint_from_dict
-from fenliu.pack import load_pack
+from fenliu.domain.model import Complaint, Outcome, complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = load_pack(ROOT / "rules" / "wushen")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fenliu.cases import run_cases
-from fenliu.engine import Decider
-from fenliu.pack import Pack
+from fenliu.authoring.cases import run_cases
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import Pack
 
 
 def test_reference_pack_cases_all_pass_with_full_coverage(wushen: Pack) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.cli import main
-from fenliu.errors import PackError
-from fenliu.pack import load_pack
+from fenliu.cli.commands import main
+from fenliu.domain.errors import PackError
+from fenliu.packs.load import load_pack
 
 
 def check(pack: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -291,8 +291,8 @@ def test_check_test_on_a_deadline_duration_is_refused(
 
 def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> None:
     # ＡＢＣ (full-width) and abc are one keyword after NFKC and case-folding; the list still compiles.
-    from fenliu.engine import Decider
-    from fenliu.model import complaint_from_dict
+    from fenliu.domain.model import complaint_from_dict
+    from fenliu.engine.decider import Decider
 
     append_rule(
         pack_copy,
