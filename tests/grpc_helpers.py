@@ -253,7 +253,7 @@ def serve_refused(*args: str, env: Mapping[str, str] | None = None) -> subproces
 
 
 class ServeProcess:
-    """``python -m fenliu.serving.supervisor ...`` with its banner parsed and its JSON log lines collected."""
+    """``python -m fenliu.cli.serve ...`` with its banner parsed and its JSON log lines collected."""
 
     def __init__(
         self, args: list[str], log_path: Path, ready_timeout: float = 60.0, *, own_group: bool = False
@@ -261,7 +261,7 @@ class ServeProcess:
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fenliu.serving.supervisor", *args],
+            [sys.executable, "-m", "fenliu.cli.serve", *args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

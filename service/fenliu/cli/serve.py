@@ -251,3 +251,16 @@ def run_call(args: argparse.Namespace) -> int:
             print(json.dumps({"code": e.code().name, "message": e.details()}), file=sys.stderr)
             return 2
         return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fenliu.cli.serve`` takes the arguments of ``fenliu serve``."""
+    parser = argparse.ArgumentParser(prog="fenliu serve", description="serve the gRPC API")
+    add_serve_arguments(parser)
+    return run_serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    from fenliu.cli.serve import main as _main  # the importable copy, so that spawn can pickle workers
+
+    raise SystemExit(_main())

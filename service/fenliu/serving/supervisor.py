@@ -871,22 +871,3 @@ def serve(config: ServeConfig) -> int:
         os.close(rfd)
         os.close(wfd)
         holder.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fenliu.serving.supervisor`` takes the arguments of ``fenliu serve``."""
-    import argparse
-
-    from fenliu.cli.serve import add_serve_arguments, serve_config
-
-    parser = argparse.ArgumentParser(prog="fenliu serve", description="serve the gRPC API")
-    add_serve_arguments(parser)
-    return serve(serve_config(parser.parse_args(argv)))
-
-
-if __name__ == "__main__":
-    from fenliu.serving.supervisor import (
-        main as _main,  # the importable copy, so that spawn can pickle workers
-    )
-
-    raise SystemExit(_main())
