@@ -19,7 +19,8 @@ from typing import Any
 from bench import genpack, zen_compare
 from fenliu.domain.model import Complaint, complaint_from_dict
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import Pack, load_pack
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import Pack
 from fenliu.serving import convert
 
 ROOT = Path(__file__).resolve().parents[1]

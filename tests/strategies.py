@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from fenliu.domain import model
-from fenliu.packs.load import Keywords, Pack, iter_tests
+from fenliu.packs.types import Keywords, Pack, iter_tests
 
 FILLER = [
     "我们",

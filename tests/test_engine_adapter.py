@@ -20,7 +20,7 @@ import pytest
 from fenliu.domain.model import complaint_from_dict
 from fenliu.engine import _durable
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import Pack
+from fenliu.packs.types import Pack
 
 
 def run_py(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,8 @@ from fenliu.compiling.compiler import compile_pack
 from fenliu.domain.errors import Problem
 from fenliu.domain.model import complaint_from_dict
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import Pack, load_pack
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import Pack
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Path(__file__).resolve().parent / "packs" / "base"

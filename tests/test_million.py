@@ -13,7 +13,7 @@ import pytest
 
 from fenliu.domain.model import complaint_from_dict
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import Pack
+from fenliu.packs.types import Pack
 
 N = int(os.environ.get("FENLIU_MILLION", "1000000"))
 TEXTS = [

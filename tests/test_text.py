@@ -20,7 +20,8 @@ from fenliu.domain.model import complaint_from_dict
 from fenliu.engine.decider import Decider
 from fenliu.engine.enrich import enrichment_for
 from fenliu.engine.text import Lexicon, decide_lexicon, load_model, ngrams
-from fenliu.packs.load import LexiconEntry, Pack, load_pack
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import LexiconEntry, Pack
 from fenliu.serving.runtime import Triage
 
 # A small labelled corpus of our own (the shipped one is corpus/labelled.jsonl): four categories,

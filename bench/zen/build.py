@@ -36,7 +36,8 @@ if str(ROOT / "service") not in sys.path:
     sys.path.insert(0, str(ROOT / "service"))
 
 from fenliu.domain import fields as F  # noqa: E402
-from fenliu.packs.load import Keywords, Pack, iter_tests, load_pack  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu.packs.types import Keywords, Pack, iter_tests  # noqa: E402
 
 GRAPH = Path(__file__).with_name("wushen.json")
 STAGES = ("CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE")

@@ -76,7 +76,8 @@ if TYPE_CHECKING:
     from fenliu.engine.decider import Decider
     from fenliu.engine.enrich import Enricher, MemoryStore, Store
     from fenliu.engine.matchers import Matcher
-    from fenliu.packs.load import Pack, load_pack
+    from fenliu.packs.load import load_pack
+    from fenliu.packs.types import Pack
     from fenliu.serving.config import ServeConfig
     from fenliu.serving.runtime import Triage
 

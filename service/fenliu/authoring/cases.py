@@ -21,7 +21,7 @@ from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
 from fenliu.domain.model import DERIVED_BOOLS, DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import Case, Pack
+from fenliu.packs.types import Case, Pack
 
 
 @dataclass(slots=True)

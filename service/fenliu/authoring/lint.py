@@ -53,7 +53,7 @@ from fenliu.domain.errors import Problem
 from fenliu.domain.model import DERIVED_FIELDS
 from fenliu.engine import resolution
 from fenliu.packs._yaml import YamlProblem, YDict, YList, load_yaml
-from fenliu.packs.load import (
+from fenliu.packs.types import (
     All,
     AnyOf,
     Cond,

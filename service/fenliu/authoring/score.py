@@ -23,7 +23,7 @@ from fenliu.domain.errors import Problem
 from fenliu.domain.model import LOCAL_TZ, UNCLASSIFIED, Complaint, Suggestion
 from fenliu.engine.decider import Decider
 from fenliu.engine.enrich import enrichment_for
-from fenliu.packs.load import Pack
+from fenliu.packs.types import Pack
 
 WAYS: Final = ("lexicon", "model", "both")
 _WHEN: Final = datetime(2026, 3, 1, 9, 0, tzinfo=LOCAL_TZ)

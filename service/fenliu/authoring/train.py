@@ -21,7 +21,7 @@ import numpy as np
 
 from fenliu.domain.model import UNCLASSIFIED
 from fenliu.engine.text import NGRAM_RANGE, TextModel, categories_digest, complaint_text, ngrams, save_model
-from fenliu.packs.load import Pack
+from fenliu.packs.types import Pack
 
 #: Regularization (inverse strength) of the logistic regression; chosen by cross-validation on the
 #: train split (docs/text.md).

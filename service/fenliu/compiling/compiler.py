@@ -34,7 +34,7 @@ from fenliu.domain import fields as F
 from fenliu.domain.errors import Problem
 from fenliu.domain.model import Complaint
 from fenliu.engine._durable import STEP_FIELD, check_expression
-from fenliu.packs.load import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, iter_tests
+from fenliu.packs.types import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, iter_tests
 
 #: The engine hangs creating a ruleset with more than 512 distinct tests under one node, and refuses
 #: facts with more than 253 properties. Stay well inside both.

@@ -46,7 +46,7 @@ from fenliu.domain.errors import MatcherFailure
 
 if TYPE_CHECKING:
     from fenliu.compiling.compiler import CompiledPack, StagePlan
-    from fenliu.packs.load import Rule
+    from fenliu.packs.types import Rule
 
 CATCH_ALL: Final = "__catch_all__"
 KIND_FIELD: Final = "_kind"

@@ -39,7 +39,7 @@ from fenliu.engine import memo as memo_bounds
 from fenliu.engine.enrich import Enricher, enrichment_for
 from fenliu.engine.matchers import Matcher, PythonMatcher, matcher_for
 from fenliu.engine.resolution import replaces
-from fenliu.packs.load import Pack, Rule, Value
+from fenliu.packs.types import Pack, Rule, Value
 
 log = logging.getLogger("fenliu.engine")
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from fenliu.domain.model import DERIVED_FIELDS, UNCLASSIFIED, Complaint, Suggestion, TextEvidence
 from fenliu.engine.text import Lexicon, TextModel, complaint_text, decide_lexicon, pack_model, softmax_top
-from fenliu.packs.load import Pack
+from fenliu.packs.types import Pack
 
 #: How many suggestions a decision carries at most.
 MAX_SUGGESTIONS = 3

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, Protocol
 
 from fenliu.compiling.compiler import CompiledPack, StagePlan, evaluate
-from fenliu.packs.load import Rule
+from fenliu.packs.types import Rule
 
 #: For one decision: a stage's plan and fact → the stage's rules that hold.
 MatchFn = Callable[[StagePlan, dict[str, Any]], list[Rule]]

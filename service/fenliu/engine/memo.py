@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import Problem
-from fenliu.packs.load import OPERATORS, Pack, Test, iter_tests
+from fenliu.packs.types import OPERATORS, Pack, Test, iter_tests
 
 #: Default bound of the decision graph (nodes and edges); the others derive from it or are fixed.
 GRAPH_NODES: Final = 80_000

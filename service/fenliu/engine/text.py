@@ -37,7 +37,7 @@ import numpy.typing as npt
 from fenliu.compiling.compiler import normalize_text
 from fenliu.domain.errors import PackError, Problem
 from fenliu.domain.model import Counted
-from fenliu.packs.load import LexiconEntry, Pack
+from fenliu.packs.types import LexiconEntry, Pack
 
 #: Sentence ends, after normalization (NFKC turns ！？； into !?;).
 _SENTENCE_END: Final = re.compile(r"[。!?;\n]")
