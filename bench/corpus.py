@@ -1,7 +1,7 @@
 """A fixed, seeded corpus of realistic complaints for the benchmarks.
 
-``generate(n, seed)`` returns ``n`` complaints in their JSON form (what ``fenliu.model.complaint_from_dict``
-and ``fenliu.convert.complaint_to_proto`` take). The same ``n`` and ``seed`` always give the same
+``generate(n, seed)`` returns ``n`` complaints in their JSON form (what ``fenliu.domain.model.complaint_from_dict``
+and ``fenliu.serving.convert.complaint_to_proto`` take). The same ``n`` and ``seed`` always give the same
 corpus, byte for byte, on every machine: it depends on nothing but this file and the category names
 in the reference pack's table (``rules/wushen/tables.yaml``).
 

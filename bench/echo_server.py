@@ -8,12 +8,7 @@ Each call parses the ``TriageRequest`` and answers a ``TriageResponse`` carrying
 decision (with a fixed trace when the request asks for one) whose ``complaint_id`` is the request's.
 What fenliu costs beyond this server is validation, the decision and its conversion.
 
-``--adds STEP`` makes each call also do fenliu's first steps before answering the same fixed decision,
-so that ``make bench`` can measure what each step costs a served call (the *steps* part):
-``validate`` (the complaint read from the request and validated, as fenliu does it), ``read`` (and
-then its class key: normalized text, keywords, bands) and ``outcome`` (and then the memoized
-outcome of the reference pack's decider, the engine asked on a miss). An invalid complaint is
-answered INVALID_ARGUMENT. Every worker sets up its collector as a fenliu worker does before serving.
+Every worker sets up its collector as a fenliu worker does before serving.
 """
 
 from __future__ import annotations
@@ -37,9 +32,8 @@ for p in (str(ROOT), str(ROOT / "service")):
 import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
-from fenliu import convert  # noqa: E402
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb  # noqa: E402
-from fenliu.errors import ComplaintError  # noqa: E402
+from fenliu.serving import convert  # noqa: E402
 
 SERVICE = "fenliu.v1.TriageService"
 
@@ -184,7 +178,7 @@ TYPICAL: dict[str, Any] = {
 def _transport_settings() -> tuple[list[tuple[str, int]], int]:
     """fenliu serve's channel options and thread pool size, so the ceiling differs only in the work done."""
     try:
-        from fenliu.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_THREADS, server_options
+        from fenliu.serving.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_THREADS, server_options
 
         return list(server_options(DEFAULT_MAX_MESSAGE_BYTES, True)), int(DEFAULT_THREADS)
     except ImportError:  # the server module is not there yet: the same defaults by hand
@@ -195,43 +189,13 @@ def _transport_settings() -> tuple[list[tuple[str, int]], int]:
         ], 16
 
 
-#: What ``--adds`` can make a call do before it answers, each step including the ones before it.
-STEPS = ("validate", "read", "outcome")
-
-
 class EchoServicer:
-    def __init__(self, adds: str = "", rules: str | Path = ROOT / "rules" / "wushen") -> None:
-        if adds and adds not in STEPS:
-            raise ValueError(f"unknown step {adds!r}; steps: {', '.join(STEPS)}")
+    def __init__(self) -> None:
         plain = {k: v for k, v in TYPICAL.items() if k not in ("trace", "notes")}
         self.decision = convert.decision_dict_to_proto(plain)
         self.decision_traced = convert.decision_dict_to_proto(TYPICAL)
-        self.adds = adds
-        self.decider: Any = None
-        if adds in ("read", "outcome"):
-            from fenliu.engine import Decider
-            from fenliu.pack import load_pack
-
-            self.decider = Decider(load_pack(rules))
-
-    def _steps(self, request: Any, context: Any) -> None:
-        """fenliu's first steps, up to ``self.adds``; what they find is not used."""
-        try:
-            complaint = convert.complaint_from_proto(request.complaint)
-        except ComplaintError as e:  # refused as fenliu refuses it
-            from grpc_status import rpc_status
-
-            from fenliu.server import invalid_complaint_status
-
-            context.abort_with_status(rpc_status.to_status(invalid_complaint_status(e.violations)))
-        if self.adds == "read":
-            self.decider.compiled.read(complaint)
-        elif self.adds == "outcome":
-            self.decider.outcome(complaint)
 
     def _answer(self, request: Any, context: Any) -> Any:
-        if self.adds:
-            self._steps(request, context)
         d = pb.Decision()
         d.CopyFrom(self.decision_traced if request.include_trace else self.decision)
         d.complaint_id = request.complaint.id
@@ -269,11 +233,11 @@ class EchoServicer:
         }
 
 
-def create_server(address: str, threads: int | None = None, adds: str = "") -> tuple[grpc.Server, int]:
+def create_server(address: str, threads: int | None = None) -> tuple[grpc.Server, int]:
     options, default_threads = _transport_settings()
     threads = threads or default_threads
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options)
-    server.add_registered_method_handlers(SERVICE, EchoServicer(adds).handlers())
+    server.add_registered_method_handlers(SERVICE, EchoServicer().handlers())
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     for name in ("", SERVICE):
@@ -284,11 +248,11 @@ def create_server(address: str, threads: int | None = None, adds: str = "") -> t
     return server, port
 
 
-def serve_one(address: str, threads: int | None = None, cpu: int | None = None, adds: str = "") -> None:
+def serve_one(address: str, threads: int | None = None, cpu: int | None = None) -> None:
     if cpu is not None:  # as fenliu serve --pin-cpus does: before gRPC starts a thread
         os.sched_setaffinity(0, {cpu})
-    server, _ = create_server(address, threads, adds)
-    from fenliu.supervisor import tune_gc
+    server, _ = create_server(address, threads)
+    from fenliu.serving.supervisor import tune_gc
 
     tune_gc()  # as a fenliu worker does before it serves
     server.start()
@@ -307,21 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--pin-cpus", metavar="auto|LIST", help="pin worker i to the i-th CPU, as fenliu serve does"
     )
-    ap.add_argument("--adds", choices=STEPS, default="", help="fenliu's steps each call also does")
     args = ap.parse_args(argv)
     cpus: list[int] = []
     if args.pin_cpus:
-        from fenliu.supervisor import parse_cpus
+        from fenliu.serving.supervisor import parse_cpus
 
         cpus = parse_cpus(args.pin_cpus)
     if args.workers <= 1:
-        serve_one(args.address, args.threads or None, cpus[0] if cpus else None, args.adds)
+        serve_one(args.address, args.threads or None, cpus[0] if cpus else None)
         return 0
     cmd = [sys.executable, "-m", "bench.echo_server", "--address", args.address, "--workers", "1"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    if args.adds:
-        cmd += ["--adds", args.adds]
     procs = [
         subprocess.Popen([*cmd, *(["--pin-cpus", str(cpus[i % len(cpus)])] if cpus else [])], cwd=ROOT)
         for i in range(args.workers)

@@ -117,8 +117,7 @@ def wait_serving(address: str, timeout: float = 120.0, proc: subprocess.Popen[by
 
 
 class ServerProcess:
-    """A server in its own process group. ``kind``: "fenliu" or "echo"; an echo server ``adds`` one of
-    fenliu's steps to each call (``bench.echo_server --adds``), and is then named ``echo+STEP``."""
+    """A server in its own process group. ``kind``: "fenliu" or "echo"."""
 
     def __init__(
         self,
@@ -128,11 +127,8 @@ class ServerProcess:
         log_path: str | None = None,
         *,
         pinned: bool = False,
-        adds: str = "",
     ) -> None:
-        if adds and kind != "echo":
-            raise ValueError("only the echo server adds steps")
-        self.kind = f"{kind}+{adds}" if adds else kind
+        self.kind = kind
         self.workers = workers
         self.pinned = pinned
         self.port = free_port()
@@ -150,8 +146,6 @@ class ServerProcess:
                 "--workers",
                 str(workers),
             ]
-            if adds:
-                self.cmd += ["--adds", adds]
         if pinned:  # each worker on a CPU of its own (``--pin-cpus auto``), for both servers alike
             self.cmd += ["--pin-cpus", "auto"]
         if log_path is None:
@@ -329,8 +323,8 @@ def _requests(n: int, client_index: int, stream: bool, trace: bool, salt: int = 
     """Distinct complaints: each client process, mode and ``salt`` (round) draws its own, so a server sees
     no repeats within a run unless the run outlasts the corpus."""
     from bench import corpus
-    from fenliu import convert
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+    from fenliu.serving import convert
 
     data = corpus.generate(
         n, seed=corpus.DEFAULT_SEED + 1000 * (client_index + 1) + 100 * salt + (7 if stream else 0)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import genpack, zen_compare
-from fenliu import convert
-from fenliu.engine import Decider
-from fenliu.model import Complaint, complaint_from_dict
-from fenliu.pack import Pack, load_pack
+from fenliu.domain.model import Complaint, complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import Pack
+from fenliu.serving import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 WUSHEN = ROOT / "rules" / "wushen"
@@ -240,8 +241,8 @@ def servicer_call(
     """
     from bench import corpus
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-    from fenliu.runtime import Triage
-    from fenliu.server import TriageServicer
+    from fenliu.serving.runtime import Triage
+    from fenliu.serving.server import TriageServicer
 
     def requests(count: int, seed: int) -> list[Any]:
         return [
@@ -281,17 +282,18 @@ def _seconds(fn: Callable[[], Any]) -> float:
 
 def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[str, float]:
     """Of the durable matching, how much is the C engine, JSON and the adapter's Python (µs/decision)."""
-    from fenliu import _durable
+    from fenliu.engine import _durable
 
     pack = pack or load_pack(WUSHEN)
     d = Decider(pack, memoize=False)
-    assert d._durable is not None
+    matcher = d.matcher
+    assert isinstance(matcher, _durable.DurableMatcher)
     complaints = [complaint_from_dict(x) for x in data]
     per_decision: list[list[dict[str, Any]]] = []  # the facts each decision asserts, in order
 
     def recorder(facts: list[dict[str, Any]]) -> Callable[..., list[Any]]:
         def match(plan: Any, fact: dict[str, Any]) -> list[Any]:
-            facts.append(dict(fact))
+            facts.append({_durable.STEP_FIELD: plan.name, **fact})  # as the adapter asserts it
             return d._python.matches(plan, fact)
 
         return match
@@ -302,7 +304,7 @@ def durable_share(data: list[dict[str, Any]], pack: Pack | None = None) -> dict[
         d._walk(c, key, recorder(facts), False)
         per_decision.append(facts)
     n = len(complaints)
-    ruleset = d._durable.ruleset
+    ruleset = matcher.ruleset
     bodies = [
         [
             _durable._dumps_fact(
@@ -409,8 +411,8 @@ def growth(complaints: list[Complaint], sizes: Sequence[int], rounds: int) -> di
 def reload_times(repeats: int, path: Path = WUSHEN) -> dict[str, float]:
     """Milliseconds: a first load (``Triage.from_path``), a reload (``Triage.load``: load, compile, lint,
     the pack's own cases, swap; median of ``repeats``), and the parts of a reload."""
-    from fenliu.cases import run_cases
-    from fenliu.runtime import Triage
+    from fenliu.authoring.cases import run_cases
+    from fenliu.serving.runtime import Triage
 
     t0 = time.perf_counter()
     triage = Triage.from_path(path)
@@ -428,7 +430,7 @@ def reload_times(repeats: int, path: Path = WUSHEN) -> dict[str, float]:
     d = Decider(pack)
     t2 = time.perf_counter()
     try:
-        from fenliu import lint
+        from fenliu.authoring import lint
 
         lint.lint(pack, d.compiled)
     except ImportError:  # pragma: no cover

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench import corpus  # noqa: E402
-from fenliu.decision_log import keyed_hash  # noqa: E402
 from fenliu.matter import Sighting, open_store  # noqa: E402
 from fenliu.matter import signature as sig  # noqa: E402
+from fenliu.serving.decision_log import keyed_hash  # noqa: E402
 
 KEY = b"bench-key-of-the-matter-store-32"
 T0 = 1_796_000_000  # late 2026

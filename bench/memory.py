@@ -25,8 +25,8 @@ for _p in (str(ROOT), str(ROOT / "service")):
         sys.path.insert(0, _p)
 
 from bench import corpus  # noqa: E402
-from fenliu.model import complaint_from_dict  # noqa: E402
-from fenliu.runtime import Triage  # noqa: E402
+from fenliu.domain.model import complaint_from_dict  # noqa: E402
+from fenliu.serving.runtime import Triage  # noqa: E402
 
 
 def _status(key: str) -> float:
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     assert decider is not None
     rng = random.Random(args.seed)
     try:
-        from fenliu import convert
         from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-        from fenliu.server import TriageServicer
+        from fenliu.serving import convert
+        from fenliu.serving.server import TriageServicer
 
         servicer = TriageServicer(triage)
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
         path = "decide"
     try:  # collect as a serving worker does
-        from fenliu.supervisor import tune_gc
+        from fenliu.serving.supervisor import tune_gc
 
         tune_gc()
     except ImportError:

@@ -23,9 +23,9 @@ for _p in (str(ROOT), str(ROOT / "service")):
         sys.path.insert(0, _p)
 
 from bench import corpus  # noqa: E402
-from fenliu.engine import Decider  # noqa: E402
-from fenliu.model import complaint_from_dict  # noqa: E402
-from fenliu.pack import load_pack  # noqa: E402
+from fenliu.domain.model import complaint_from_dict  # noqa: E402
+from fenliu.engine.decider import Decider  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             d.decide(c).to_dict(trace=True)
         prof.disable()
     else:
-        from fenliu import convert
         from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-        from fenliu.runtime import Triage
-        from fenliu.server import TriageServicer
+        from fenliu.serving import convert
+        from fenliu.serving.runtime import Triage
+        from fenliu.serving.server import TriageServicer
 
         servicer = TriageServicer(Triage(Decider(pack, memoize=args.memo)))
         requests = [pb.TriageRequest(complaint=convert.complaint_to_proto(x)) for x in data]

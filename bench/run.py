@@ -1,6 +1,6 @@
 """``make bench``: every fenliu benchmark in one run, written to docs/performance.md.
 
-    python bench/run.py [--quick] [--parts zen,breakdown,grpc,steps,growth,startup,memory,matters] [--out PATH]
+    python bench/run.py [--quick] [--parts zen,breakdown,grpc,growth,startup,memory,matters] [--out PATH]
 
 Each goal of issue 6 is a ratio of two numbers measured in this run, on this machine, interleaved where
 that is possible. The run prints the ratios and exits 0 whether the goals pass or miss; a part that
@@ -10,7 +10,6 @@ fails is reported as such and the others still run. See bench/README.md for what
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -34,13 +33,13 @@ for _p in (str(ROOT), str(ROOT / "service")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench import corpus, echo_server, genpack, inprocess, zen_compare  # noqa: E402
+from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
-from fenliu.model import complaint_from_dict  # noqa: E402
-from fenliu.pack import load_pack  # noqa: E402
-from fenliu.supervisor import tune_gc  # noqa: E402
+from fenliu.domain.model import complaint_from_dict  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
-PARTS = ("zen", "breakdown", "grpc", "steps", "growth", "startup", "memory", "text", "matters")
+PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters")
 
 FULL = {
     "corpus": 5000,
@@ -52,7 +51,6 @@ FULL = {
     "grpc_warmup": 1.5,
     "grpc_rounds": 3,
     "grpc_corpus": 30000,
-    "steps_rounds": 4,
     "growth_n": 1000,
     "growth_rounds": 9,
     "startup_repeats": 3,
@@ -76,7 +74,6 @@ QUICK = {
     "grpc_warmup": 1.0,
     "grpc_rounds": 1,
     "grpc_corpus": 1000,
-    "steps_rounds": 1,
     "growth_n": 100,
     "growth_rounds": 1,
     "startup_repeats": 1,
@@ -202,7 +199,7 @@ class Run:
 
     def zen(self) -> None:
         pack = load_pack(inprocess.WUSHEN)
-        from fenliu.engine import Decider
+        from fenliu.engine.decider import Decider
 
         d = Decider(pack, memoize=False)
         n, diffs = zen_compare.compare(self.complaints, d, zen_compare.zen_engine())
@@ -328,27 +325,6 @@ class Run:
                 if ep["rps"] and not fp["errors"] and not ep["errors"]:
                     pinned_ratios[f"{mode}{w}"] = fp["rps"] / ep["rps"]
         self.results["grpc_pinned_ratios"] = pinned_ratios
-
-    def steps(self) -> None:
-        """The echo server, then the echo server doing fenliu's first steps, one more at a time, then
-        fenliu: 1 worker each, shared CPUs, all serving side by side, loads alternating round by round."""
-        s = self.s
-        common = self._load_common()
-        runs: list[LoadResult] = []
-        with contextlib.ExitStack() as stack:
-            servers = [stack.enter_context(ServerProcess("echo", 1))]
-            servers += [stack.enter_context(ServerProcess("echo", 1, adds=a)) for a in echo_server.STEPS]
-            servers.append(stack.enter_context(ServerProcess("fenliu", 1)))
-            for rnd in range(s["steps_rounds"]):
-                for mode in ("unary", "stream"):
-                    for server in servers if rnd % 2 == 0 else servers[::-1]:
-                        r = run_load(server, mode, **LOAD[mode], **common, salt=200 + rnd)
-                        runs.append(r)
-                        log(
-                            f"  {server.kind:14s} {mode:6s} {r.rps:7.0f}/s  server CPU "
-                            f"{r.cpu_us_per_request:5.0f} µs/req  errors {r.errors}"
-                        )
-        self.results["steps"] = step_rows(runs, [x.kind for x in servers])
 
     def growth(self) -> None:
         r = inprocess.growth(self.complaints[: self.s["growth_n"]], genpack.SIZES, self.s["growth_rounds"])
@@ -499,71 +475,9 @@ def _over_rounds(rs: Sequence[LoadResult]) -> dict[str, Any]:
     }
 
 
-STEP_NAMES = {
-    "echo": "the echo server: parse the request, answer a fixed decision",
-    "echo+validate": "… and validate the complaint",
-    "echo+read": "… and read its class key (text, keywords, bands)",
-    "echo+outcome": "… and find its outcome (memo graph; the engine on a miss)",
-    "fenliu": "fenliu serve: the decision itself, converted and answered",
-}
-
-
-def step_rows(runs: Sequence[LoadResult], order: Sequence[str]) -> list[dict[str, Any]]:
-    """Per server (in ``order``) and mode: medians over rounds, and the ratio to the echo server's rate,
-    median and per round (rounds pair each server's run with the echo server's of the same round)."""
-    rows = []
-    for mode in ("unary", "stream"):
-        echo = [r for r in runs if r.target == "echo" and r.mode == mode]
-        for kind in order:
-            rs = [r for r in runs if r.target == kind and r.mode == mode]
-            if not rs or not echo:
-                continue
-            row = {"server": kind, "mode": mode} | _over_rounds(rs)
-            echo_rps = statistics.median(e.rps for e in echo)
-            row["ratio"] = row["rps"] / echo_rps if echo_rps else 0.0
-            row["per_round"] = [r.rps / e.rps if e.rps else 0.0 for r, e in zip(rs, echo, strict=False)]
-            rows.append(row)
-    return rows
-
-
-def _steps_section(r: Run) -> list[str]:
-    rows = r.results["steps"]
-    base = {x["mode"]: x["cpu_us"] for x in rows if x["server"] == "echo"}
-    rounds = max((x["rounds"] for x in rows), default=0)
-    out = [
-        f"## gRPC: what each step of a decision costs a served call (1 worker, shared CPUs, {rounds} "
-        f"alternating round{'s' if rounds != 1 else ''}, median)",
-        "",
-        "The echo server made to do fenliu's first steps, one more at a time, before it answers the same "
-        "fixed decision (`bench/echo_server.py --adds`), beside the echo server and fenliu, in the same "
-        "run. Each step's code is fenliu's own. Trace off.",
-        "",
-        "| server | mode | requests/s | ÷ echo | ÷ echo per round | server CPU µs/request | over echo | errors |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for x in rows:
-        out.append(
-            f"| {STEP_NAMES.get(x['server'], x['server'])} | {x['mode']} | {x['rps']:,.0f} | "
-            f"{x['ratio']:.2f}× | {', '.join(f'{v:.2f}' for v in x['per_round'])} | {x['cpu_us']:.0f} | "
-            f"{x['cpu_us'] - base.get(x['mode'], 0.0):+.0f} µs | {x['errors']} |"
-        )
-    out.append("")
-    for mode in ("unary", "stream"):
-        target = GOALS[f"{mode}1"][1]
-        below = next(
-            (x for x in rows if x["mode"] == mode and x["server"] != "echo" and x["ratio"] < target), None
-        )
-        if below is None:
-            continue
-        where = STEP_NAMES[below["server"]].removeprefix("… and ")
-        before_rules = below["server"] in ("echo+validate", "echo+read")
-        out.append(
-            f"{mode.capitalize()} falls below the goal's {target:g}× at the step *{where}*: "
-            f"{below['ratio']:.2f}× the echo server"
-            + (", before any rule is applied." if before_rules else ".")
-        )
-        out.append("")
-    return out
+#: The findings of the retired "steps" measurement (the echo server doing fenliu's first steps, one more
+#: at a time), kept in the report as they were measured.
+STEPS_FINDINGS = (Path(__file__).resolve().parent / "steps_findings.md").read_text("utf-8").splitlines()
 
 
 def _allowance(r: Run) -> list[str]:
@@ -790,8 +704,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         add("")
         if "servicer_call" in r.results:
             L.extend(_allowance(r))
-    if "steps" in r.results:
-        L.extend(_steps_section(r))
+    L.extend([*STEPS_FINDINGS, ""])
     if "growth" in r.results:
         add(
             f"## Cost as the pack grows (generated packs, `bench/genpack.py`; {r.s['growth_n']:,} complaints)"

@@ -4,7 +4,7 @@ ZEN is driven the way the issue asks: ``ZenEngine({"loader": ...}).evaluate(key,
 with the loader returning a pre-compiled ``ZenDecisionContent`` (not ``create_decision().evaluate``,
 which builds a new runtime per call).
 
-Both sides start from the same validated :class:`~fenliu.model.Complaint`. fenliu's timed work is
+Both sides start from the same validated :class:`~fenliu.domain.model.Complaint`. fenliu's timed work is
 ``decider.decide(c).to_dict(trace=...)``; ZEN's is ``zen_input(c)`` (joining and normalizing the text and
 hint, as fenliu does inside ``decide``) and ``engine.evaluate``. fenliu does more per decision (a
 decision id, absolute deadlines, the citizen guidance, a rule-level trace with matched keywords); ZEN's
@@ -21,8 +21,8 @@ from typing import Any
 
 import zen
 
-from fenliu.engine import Decider
-from fenliu.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
+from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
+from fenliu.engine.decider import Decider
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"
@@ -86,44 +86,26 @@ def zen_evaluate(engine: zen.ZenEngine, c: Complaint, trace: bool = False) -> di
     return engine.evaluate(KEY, zen_input(c), {"trace": trace})
 
 
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
 def from_zen(result: dict[str, Any]) -> dict[str, Any]:
-    """The compared fields of a ZEN result."""
+    """The compared fields of a ZEN result, read by name (the graph spells "none" as NONE or null)."""
     r = result["result"]
-    approach = r["approach"]
-    return {
-        "category": r["category"],
-        "excluded": bool(r["excluded"]),
-        "exclusion": r["exclusion"],
-        "referred_to": r["referred_to"],
-        "color": r["color"],
-        "tier": r["tier"],
-        "approach": "" if approach == "NONE" else approach,
-        "owner_department": r["owner_department"],
-        "co_departments": list(r["co_departments"]),
-        "stage": r["stage"],
-        "path": list(r["path"]),
-        "statutory_route": r["statutory_route"] or "",
-        "deadlines": {name: int(r[key]) for name, key in _DEADLINES if r.get(key) is not None},
-    }
+    out = {name: _plain(r[name]) for name in COMPARED if name != "deadlines"}
+    out["excluded"] = bool(out["excluded"])
+    out["approach"] = "" if out["approach"] == "NONE" else out["approach"]
+    out["statutory_route"] = out["statutory_route"] or ""
+    out["deadlines"] = {name: int(r[key]) for name, key in _DEADLINES if r.get(key) is not None}
+    return out
 
 
 def from_outcome(o: Outcome) -> dict[str, Any]:
-    """The compared fields of a fenliu outcome."""
-    return {
-        "category": o.category,
-        "excluded": o.excluded,
-        "exclusion": o.exclusion,
-        "referred_to": o.referred_to,
-        "color": o.color,
-        "tier": o.tier,
-        "approach": o.approach,
-        "owner_department": o.owner_department,
-        "co_departments": list(o.co_departments),
-        "stage": o.stage,
-        "path": list(o.path),
-        "statutory_route": o.statutory_route,
-        "deadlines": dict(o.within),
-    }
+    """The compared fields of a fenliu outcome, read by name."""
+    out = {name: _plain(getattr(o, name)) for name in COMPARED if name != "deadlines"}
+    out["deadlines"] = dict(o.within)
+    return out
 
 
 def compare(

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.engine import Decider
-from fenliu.pack import Pack, load_pack
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
 
 #: tests/pg.py: the private PostgreSQL server fixture (pg_server) of the matter-store tests.
+from fenliu.packs.types import Pack
+
 pytest_plugins = ["pg"]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,11 +26,11 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from fenliu.model import parse_timestamp
-from fenliu.server import Serving, build_server, status_to_dict
+from fenliu.domain.model import parse_timestamp
+from fenliu.serving import convert
+from fenliu.serving.server import Serving, build_server, status_to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"
@@ -86,8 +86,8 @@ def bad_fields(error: Mapping[str, Any]) -> set[str]:
 
 def pack_complaints() -> list[dict[str, Any]]:
     """The complaints of the reference pack's own test cases, each with an id and a fixed received_at."""
-    from fenliu.model import DERIVED_FIELDS
-    from fenliu.pack import load_pack
+    from fenliu.domain.model import DERIVED_FIELDS
+    from fenliu.packs.load import load_pack
 
     out = []
     for i, case in enumerate(load_pack(PACK).cases):
@@ -253,7 +253,7 @@ def serve_refused(*args: str, env: Mapping[str, str] | None = None) -> subproces
 
 
 class ServeProcess:
-    """``python -m fenliu.supervisor ...`` with its banner parsed and its JSON log lines collected."""
+    """``python -m fenliu.cli.serve ...`` with its banner parsed and its JSON log lines collected."""
 
     def __init__(
         self, args: list[str], log_path: Path, ready_timeout: float = 60.0, *, own_group: bool = False
@@ -261,7 +261,7 @@ class ServeProcess:
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fenliu.supervisor", *args],
+            [sys.executable, "-m", "fenliu.cli.serve", *args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fenliu import model
+from fenliu.domain import model
 from fenliu.matter import MatchSettings, Sighting, open_store, sighting_from_complaint
 
 KEY = b"test-key-of-the-matter-store-32b"

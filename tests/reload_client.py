@@ -13,9 +13,9 @@ from pathlib import Path
 
 import grpc
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.serving import convert
 
 TEXTS = ["邻居家排水淹了院子", "拖欠农民工工资三个月", "草场被占放牧受阻", "煤矿粉尘污染", "说不清楚的事情"]
 

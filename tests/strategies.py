@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from fenliu import model
-from fenliu.pack import Keywords, Pack, iter_tests
+from fenliu.domain import model
+from fenliu.packs.types import Keywords, Pack, iter_tests
 
 FILLER = [
     "我们",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fenliu import metrics
+from fenliu.serving import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"

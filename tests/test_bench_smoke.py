@@ -22,9 +22,9 @@ if str(ROOT) not in sys.path:
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.zen import build as zen_build  # noqa: E402
 
-from fenliu.engine import Decider  # noqa: E402
-from fenliu.model import COLORS, complaint_from_dict  # noqa: E402
-from fenliu.pack import load_pack  # noqa: E402
+from fenliu.domain.model import COLORS, complaint_from_dict  # noqa: E402
+from fenliu.engine.decider import Decider  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +166,9 @@ def test_echo_server_answers_with_fenliu_messages() -> None:
     import grpc
     from bench import echo_server
 
-    from fenliu import convert
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
     from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+    from fenliu.serving import convert
 
     server, port = echo_server.create_server("127.0.0.1:0")
     server.start()
@@ -187,52 +187,6 @@ def test_echo_server_answers_with_fenliu_messages() -> None:
             assert [(g.index, g.complaint_id) for g in got] == [(i, x["id"]) for i, x in enumerate(data)]
     finally:
         server.stop(0)
-
-
-@pytest.mark.parametrize("adds", ["validate", "read", "outcome"])
-def test_echo_server_steps_are_fenliu_s_own(adds: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import grpc
-    from bench import echo_server
-
-    from fenliu import convert
-    from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-    from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-    from fenliu.compiler import CompiledPack
-    from grpc_helpers import bad_fields, error_of
-
-    data = corpus.generate(2)
-    # In process: the step runs fenliu's code on the complaint (reads it, and for outcome decides it).
-    reads: list[str] = []
-    real_read = CompiledPack.read
-
-    def counting_read(self: Any, c: Any) -> Any:
-        reads.append(c.id)
-        return real_read(self, c)
-
-    monkeypatch.setattr(CompiledPack, "read", counting_read)
-    servicer = echo_server.EchoServicer(adds)
-    answer = servicer.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(data[0])), None)  # type: ignore[arg-type]
-    assert answer.decision.complaint_id == data[0]["id"]
-    assert reads == ([] if adds == "validate" else [data[0]["id"]])
-    if adds == "outcome":
-        assert servicer.decider.cache_hits + servicer.decider.cache_misses == 1
-    # Served: an invalid complaint is refused as fenliu refuses it, naming the field.
-    server, port = echo_server.create_server("127.0.0.1:0", adds=adds)
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            stub = pb_grpc.TriageServiceStub(ch)
-            r = stub.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(data[1])), timeout=10)
-            assert r.decision.complaint_id == data[1]["id"]
-            bad = convert.complaint_to_proto({**data[1], "text": "", "title": "", "category_hint": ""})
-            with pytest.raises(grpc.RpcError) as e:
-                stub.Triage(pb.TriageRequest(complaint=bad), timeout=10)
-            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert bad_fields(error_of(e.value)) == {"complaint.text"}
-    finally:
-        server.stop(0)
-    with pytest.raises(ValueError, match="unknown step"):
-        echo_server.EchoServicer("decide")
 
 
 @pytest.mark.slow
@@ -346,36 +300,3 @@ def test_the_report_says_which_goals_allow_less_than_the_least_a_call_costs() ->
     assert "**62.0 µs**" in text and "**44.0 µs**" in text
     assert "even in process: stream shared (40 µs), unary pinned (26 µs)." in text
     assert "unary shared (" not in text  # 56 µs is more than the 44 µs the least call costs
-
-
-def test_the_report_names_the_step_at_which_a_goal_is_lost() -> None:
-    from bench import run
-    from bench.grpc_load import LoadResult
-
-    def load(server: str, mode: str, rps: float) -> LoadResult:
-        return LoadResult(server, mode, 1, False, int(rps * 6), 6.0, 1.0, 2.0, 0, rps * 6 * 300e-6)
-
-    order = ["echo", "echo+validate", "echo+read", "echo+outcome", "fenliu"]
-    rates = {  # per round: unary is lost at the class key, stream only by the decision itself
-        "unary": [(3000, 2900, 2400, 2000, 1900), (3200, 3000, 2600, 2100, 2000)],
-        "stream": [(6000, 5900, 5600, 5000, 4500), (6200, 6000, 5800, 5100, 4600)],
-    }
-    runs = [
-        load(server, mode, rnd[i])
-        for mode, rounds in rates.items()
-        for rnd in rounds
-        for i, server in enumerate(order)
-    ]
-    rows = run.step_rows(runs, order)
-    assert [(x["server"], x["mode"]) for x in rows] == [(s, m) for m in ("unary", "stream") for s in order]
-    unary_read = next(x for x in rows if x["server"] == "echo+read" and x["mode"] == "unary")
-    assert unary_read["ratio"] == pytest.approx(2500 / 3100)
-    assert unary_read["per_round"] == pytest.approx([2400 / 3000, 2600 / 3200])
-    r = run.Run(dict(run.QUICK, corpus=5), quick=True)
-    r.results["steps"] = rows
-    text = "\n".join(run._steps_section(r))
-    assert "2 alternating rounds" in text
-    assert "Unary falls below the goal's 0.85× at the step *read its class key" in text
-    assert "0.81× the echo server, before any rule is applied." in text
-    assert "Stream falls below the goal's 0.8× at the step *fenliu serve" in text
-    assert "0.75× the echo server." in text

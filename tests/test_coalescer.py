@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from fenliu.reload import Coalescer
+from fenliu.serving.reload import Coalescer
 
 
 class _Reload:

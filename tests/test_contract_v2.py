@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 
 from conftest import WUSHEN
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.convert import complaint_to_proto, decision_from_proto
-from fenliu.engine import Decider
-from fenliu.errors import ComplaintError
-from fenliu.model import Complaint, Outcome, complaint_from_dict
-from fenliu.pack import load_pack
-from fenliu.runtime import Triage
+from fenliu.domain.errors import ComplaintError
+from fenliu.domain.model import Complaint, Outcome, complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
+from fenliu.serving.convert import complaint_to_proto, decision_from_proto
+from fenliu.serving.runtime import Triage
 from grpc_helpers import RECEIVED_AT, comparable, serving, stub_for
 from strategies import complaints
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fenliu import cli
+from fenliu.cli import commands as cli
 
 BASE = Path(__file__).resolve().parent / "packs" / "base"
 ROOT = Path(__file__).resolve().parent.parent

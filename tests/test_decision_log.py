@@ -1,4 +1,4 @@
-"""fenliu.decision_log: one JSON line per decision, no personal data, size rotation, threads, processes."""
+"""fenliu.serving.decision_log: one JSON line per decision, no personal data, size rotation, threads, processes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 import grpc
 import pytest
 
-from fenliu import decision_log, metrics
-from fenliu.decision_log import DecisionLog, keyed_hash, load_hash_key
-from fenliu.model import Complaint, Decision, complaint_from_dict
-from fenliu.runtime import Triage
+from fenliu.domain.model import Complaint, Decision, complaint_from_dict
+from fenliu.serving import decision_log, metrics
+from fenliu.serving.decision_log import DecisionLog, keyed_hash, load_hash_key
+from fenliu.serving.runtime import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"
@@ -285,8 +285,8 @@ def test_serve_option_keeps_the_words_only_when_asked(
 ) -> None:
     import argparse
 
-    from fenliu.server import add_serve_arguments
-    from fenliu.supervisor import build_extensions
+    from fenliu.cli.serve import add_serve_arguments, serve_config
+    from fenliu.serving.supervisor import build_extensions
 
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
@@ -303,6 +303,6 @@ def test_serve_option_keeps_the_words_only_when_asked(
             *flags,
         ]
     )
-    (log,) = [o for o in build_extensions(args, triage).observers if isinstance(o, DecisionLog)]
+    (log,) = [o for o in build_extensions(serve_config(args), triage).observers if isinstance(o, DecisionLog)]
     assert log.redact_text is redacted
     log.close()

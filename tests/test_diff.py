@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fenliu import cli
-from fenliu.diff import DiffReport, FieldChanges, run_diff
-from fenliu.engine import Decider
-from fenliu.pack import load_pack
+from fenliu.authoring.diff import DiffReport, FieldChanges, run_diff
+from fenliu.cli import commands as cli
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
 
 BASE = Path(__file__).resolve().parent / "packs" / "base"
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +179,7 @@ def test_parallel_run_matches_single_process(packs: tuple[Path, Path], corpus: P
 
 
 def test_merge_keeps_examples_in_order() -> None:
-    from fenliu.model import PackId
+    from fenliu.domain.model import PackId
 
     pid = PackId("p", "1", "x")
     a, b = DiffReport(pid, pid, "", 2), DiffReport(pid, pid, "", 2)

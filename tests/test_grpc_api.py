@@ -22,12 +22,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.logs import JsonFormatter
-from fenliu.model import MAX_HINT, MAX_ID, MAX_TEXT, MAX_TITLE, complaint_from_dict
-from fenliu.runtime import Triage
-from fenliu.server import SERVICE_NAME
+from fenliu.domain.model import MAX_HINT, MAX_ID, MAX_TEXT, MAX_TITLE, complaint_from_dict
+from fenliu.serving import convert
+from fenliu.serving.logs import JsonFormatter
+from fenliu.serving.runtime import Triage
+from fenliu.serving.server import SERVICE_NAME
 from grpc_helpers import (
     PACK,
     RECEIVED_AT,
@@ -177,7 +177,7 @@ def test_stream_decisions_equal_fenliu_eval_output(
 
 
 def _status_dict(st: Any) -> dict[str, Any]:
-    from fenliu.server import status_to_dict
+    from fenliu.serving.server import status_to_dict
 
     return status_to_dict(st)
 
@@ -474,7 +474,7 @@ def test_reflection_lists_services_and_calls_triage_with_reflected_messages(targ
 
 
 def test_call_command_prints_decision_and_errors(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from fenliu.server import add_call_arguments, run_call
+    from fenliu.cli.serve import add_call_arguments, run_call
 
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)

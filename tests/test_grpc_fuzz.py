@@ -20,13 +20,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.errors import ComplaintError
-from fenliu.model import MAX_ID, Complaint, complaint_from_dict
-from fenliu.pack import load_pack
-from fenliu.runtime import Triage
-from fenliu.server import _MIRROR, status_to_dict
+from fenliu.domain.errors import ComplaintError
+from fenliu.domain.model import MAX_ID, Complaint, complaint_from_dict
+from fenliu.packs.load import load_pack
+from fenliu.serving import convert
+from fenliu.serving.runtime import Triage
+from fenliu.serving.server import _MIRROR, status_to_dict
 from grpc_helpers import PACK, bad_fields, error_of, serving, stub_for
 from strategies import complaints as valid_complaints
 

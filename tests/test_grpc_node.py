@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fenliu.model import complaint_from_dict
-from fenliu.runtime import Triage
+from fenliu.domain.model import complaint_from_dict
+from fenliu.serving.runtime import Triage
 from grpc_helpers import NODE_DIR, PACK, comparable, pack_complaints, serving
 
 NODE = shutil.which("node")

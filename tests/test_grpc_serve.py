@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.serving import convert
 from grpc_helpers import PACK, ServeProcess, established_connections, serve_refused, start_load, stub_for
 
 pytestmark = pytest.mark.slow

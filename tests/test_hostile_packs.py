@@ -22,11 +22,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from fenliu.errors import PackError
-from fenliu.pack import Limits, load_pack
+from fenliu.domain.errors import PackError
+from fenliu.packs.load import Limits, load_pack
+from fenliu.serving import convert
 from grpc_helpers import PACK, ROOT, ServeProcess
 
 SECONDS, MB = 5.0, 200  # CPU seconds and peak memory a refusal may take

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fenliu import cli
-from fenliu.compiler import compile_pack
-from fenliu.engine import Decider
-from fenliu.errors import Problem
-from fenliu.lint import lint, render_findings
-from fenliu.model import complaint_from_dict
-from fenliu.pack import Pack, load_pack
+from fenliu.authoring.lint import lint, render_findings
+from fenliu.cli import commands as cli
+from fenliu.compiling.compiler import compile_pack
+from fenliu.domain.errors import Problem
+from fenliu.domain.model import complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import Pack
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Path(__file__).resolve().parent / "packs" / "base"
@@ -588,7 +589,7 @@ def test_lint_is_fast_on_the_reference_pack() -> None:
 
 
 def test_a_failing_check_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fenliu.lint as lint_module
+    import fenliu.authoring.lint as lint_module
 
     def boom(ctx: object) -> None:
         raise RuntimeError("bug")

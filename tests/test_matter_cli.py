@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.cli import main
+from fenliu.cli.commands import main
 from fenliu.matter import open_store
 from matter_helpers import GRASS, GRASS_AGAIN, KEY, WAGE, sighting
 from pg import PgServer

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from fenliu.domain.model import Complainant
 from fenliu.matter import (
     MatchSettings,
     MatterStore,
@@ -22,7 +23,6 @@ from fenliu.matter import (
     identity_hashes,
     open_store,
 )
-from fenliu.model import Complainant
 from matter_helpers import GRASS, GRASS_AGAIN, KEY, TWP, WAGE, concurrent_worker, sighting
 from pg import PgServer
 
@@ -256,7 +256,7 @@ def test_forget_removes_everything_linked_to_one_identity(make_store: Any) -> No
 
 
 def test_identity_hash_is_the_decision_logs_and_malformed_values_are_still_used() -> None:
-    from fenliu.decision_log import keyed_hash
+    from fenliu.serving.decision_log import keyed_hash
 
     assert identity_hashes(Complainant(phone="13800000000"), KEY) == (
         ("phone", keyed_hash(KEY, "phone", PHONE)),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2
-from fenliu.engine import Decider
-from fenliu.model import Decision, complaint_from_dict
-from fenliu.pack import Pack, load_pack
+from fenliu.domain.model import Decision, complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import Pack
+from fenliu.serving import convert
 
 # The reference pack with the keyword rules it classified by before its lexicon: the tests of how
 # keyword groups are memoized build on it.
@@ -65,7 +66,7 @@ def test_decision_ids_are_random_uuid4_distinct_across_processes(wushen: Pack) -
     import os
     import uuid
 
-    from fenliu.engine import _decision_id
+    from fenliu.engine.decider import _decision_id
 
     ids = {_decision_id() for _ in range(20_000)}
     assert len(ids) == 20_000
@@ -123,7 +124,8 @@ def test_a_stage_is_remembered_by_what_its_candidate_rules_read(tmp_path: Path) 
     field, cannot fire: facts that differ only in what such rules read are one class of the stage."""
     from bench import genpack
 
-    from fenliu.pack import Keywords, Test, load_pack
+    from fenliu.packs.load import load_pack
+    from fenliu.packs.types import Keywords, Test
 
     pack = load_pack(genpack.write_pack(60, tmp_path / "g60"))
     cp = Decider(pack).compiled
@@ -215,7 +217,7 @@ def test_walks_that_differ_only_in_their_trace_go_on_from_one_node() -> None:
 def test_a_decision_field_that_cannot_be_a_key_gets_a_node_of_its_own(wushen: Pack) -> None:
     """Nodes are found by their decision fields; a value that cannot be a dict key (no pack makes one
     today: lists become tuples) must not fail the decision, only go unshared."""
-    from fenliu.engine import _Node, _Transition
+    from fenliu.engine.decider import _Node, _Transition
 
     decider = Decider(wushen, memoize=True)
     root = decider._roots[False]

@@ -1,4 +1,4 @@
-"""fenliu.metrics: decision and pack metrics, label hygiene, the gRPC interceptor, several processes."""
+"""fenliu.serving.metrics: decision and pack metrics, label hygiene, the gRPC interceptor, several processes."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fenliu import metrics
-from fenliu.model import Decision, Given, PackId, TraceEntry, complaint_from_dict
-from fenliu.runtime import Triage
+from fenliu.domain.model import Decision, Given, PackId, TraceEntry, complaint_from_dict
+from fenliu.serving import metrics
+from fenliu.serving.runtime import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"
@@ -444,11 +444,11 @@ def test_interceptor_does_not_take_unknown_method_names_as_labels(channel: grpc.
 MULTIPROCESS_SCRIPT = textwrap.dedent(
     """
     import json, multiprocessing, sys, urllib.request
-    from fenliu import metrics
+    from fenliu.serving import metrics
 
     def worker(n, pack_dir):
-        from fenliu.model import complaint_from_dict
-        from fenliu.runtime import Triage
+        from fenliu.domain.model import complaint_from_dict
+        from fenliu.serving.runtime import Triage
         t = Triage.from_path(pack_dir)
         metrics.watch(t)
         for i in range(n):

@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from fenliu.engine import Decider
-from fenliu.model import complaint_from_dict
-from fenliu.pack import Pack
+from fenliu.domain.model import complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.packs.types import Pack
 
 N = int(os.environ.get("FENLIU_MILLION", "1000000"))
 TEXTS = [

@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fenliu.compiler import _ASCII_FORMS, normalize_text
+from fenliu.compiling.compiler import _ASCII_FORMS, normalize_text
 
 # Text the way it arrives: Chinese with full-width punctuation and letters, the ideographic space,
 # ellipses, combining marks that may compose with what the shortcut produces, and anything else.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fenliu.cases import run_cases
-from fenliu.engine import Decider
-from fenliu.pack import Pack
+import pytest
+
+from fenliu.authoring.cases import run_cases
+from fenliu.engine.decider import Decider
+from fenliu.engine.matchers import BACKENDS
+from fenliu.packs.types import Pack
 
 
-def test_reference_pack_cases_all_pass_with_full_coverage(wushen: Pack) -> None:
-    decider = Decider(wushen, backend="durable", memoize=False)
+@pytest.mark.parametrize("memoize", [False, True], ids=["memo-off", "memo-on"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_reference_pack_cases_all_pass_with_full_coverage(wushen: Pack, backend: str, memoize: bool) -> None:
+    decider = Decider(wushen, backend=backend, memoize=memoize)
     report = run_cases(wushen, decider)
     assert report.total >= 200
     assert [f.render() for f in report.failures] == []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.cli import main
-from fenliu.errors import PackError
-from fenliu.pack import load_pack
+from fenliu.cli.commands import main
+from fenliu.domain.errors import PackError
+from fenliu.packs.load import load_pack
 
 
 def check(pack: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -54,34 +54,160 @@ def test_check_yaml_syntax_error_names_line(pack_copy: Path, capsys: pytest.Capt
     assert re.search(r"grade\.yaml:\d+: -: YAML syntax", out), out
 
 
-def test_check_schema_violation_names_rule(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = pack_copy / "grade.yaml"
-    replace(
-        f,
+#: One edit to one file of the pack, and the finding it must give: (file, old, new, the text on the
+#: reported line, rule, code, and a sentence the output must also hold).
+EDITS = {
+    "schema-violation-names-rule": (
+        "grade.yaml",
         "  - id: grade.red.viral\n    stage: grade\n",
         "  - id: grade.red.viral\n    stage: grade\n    priority: high\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "priority: high"), "grade.red.viral", "schema")
+        "priority: high",
+        "grade.red.viral",
+        "schema",
+        "",
+    ),
+    "unknown-rule-key-suggests-fix": (
+        "grade.yaml",
+        "    description: 网络舆情已扩散",
+        "    descripton: 网络舆情已扩散",
+        "descripton",
+        "grade.red.viral",
+        "schema",
+        "did you mean 'description'",
+    ),
+    "unknown-field-suggests-fix": (
+        "grade.yaml",
+        "when: {extreme_risk: true}",
+        "when: {extreme_risks: true}",
+        "extreme_risks",
+        "grade.red.extreme_risk",
+        "unknown-field",
+        "did you mean 'extreme_risk'",
+    ),
+    "unknown-enum-value": (
+        "grade.yaml",
+        "when: {public_opinion: VIRAL}",
+        "when: {public_opinion: VIRALL}",
+        "VIRALL",
+        "grade.red.viral",
+        "unknown-value",
+        "",
+    ),
+    "category-without-owner": (
+        "tables.yaml",
+        "        name: 林权\n        owner: forestry_grassland\n",
+        "        name: 林权\n",
+        "      forest_rights:",
+        "forest_rights",
+        "missing-column",
+        "has no owner department (column 'owner')",
+    ),
+    "unknown-department-in-table": (
+        "tables.yaml",
+        "co_departments: [womens_federation]",
+        "co_departments: [womens_federaton]",
+        "      marriage_family:",
+        "marriage_family",
+        "unknown-value",
+        "",
+    ),
+    "deadline-over-sixty-days": (
+        "tables.yaml",
+        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 30d}",
+        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 61d}",
+        "resolve: 61d",
+        "YELLOW",
+        "deadline-too-long",
+        "",
+    ),
+    "unknown-placeholder-in-guidance": (
+        "exclude.yaml",
+        "请向{referred_to}了解办理进展。",
+        "请向{refered_to}了解办理进展。",
+        "{refered_to}",
+        "exclude.judicial.court",
+        "bad-guidance",
+        "",
+    ),
+}
 
 
-def test_check_unknown_rule_key_suggests_fix(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = pack_copy / "grade.yaml"
-    replace(f, "    description: 网络舆情已扩散", "    descripton: 网络舆情已扩散")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "descripton"), "grade.red.viral", "schema")
-    assert "did you mean 'description'" in out
+@pytest.mark.parametrize(
+    ("name", "old", "new", "at", "rule", "code", "also"), EDITS.values(), ids=list(EDITS)
+)
+def test_check_bad_edit_is_refused_naming_file_line_and_rule(
+    pack_copy: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    old: str,
+    new: str,
+    at: str,
+    rule: str,
+    code: str,
+    also: str,
+) -> None:
+    f = pack_copy / name
+    replace(f, old, new)
+    exit_code, out = check(pack_copy, capsys)
+    assert exit_code == 1
+    assert_reported(out, f, line_of(f, at), rule, code)
+    assert also in out
 
 
-def test_check_unknown_field_suggests_fix(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = pack_copy / "grade.yaml"
-    replace(f, "when: {extreme_risk: true}", "when: {extreme_risks: true}")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "extreme_risks"), "grade.red.extreme_risk", "unknown-field")
-    assert "did you mean 'extreme_risk'" in out
+_MANY_VALUES = ", ".join(f"'V{i}'" for i in range(501))
+
+#: One rule added in a file of its own, and the finding it must give: (the rule, the line reported,
+#: rule id, code, and a sentence the output must also hold).
+ADDED_RULES = {
+    "engine-operator-as-field": (
+        "  - id: grade.nex\n    stage: grade\n    when: {$nex: {amount_yuan: 1}}\n    then: {color: RED}\n",
+        4,
+        "grade.nex",
+        "bad-operator",
+        "",
+    ),
+    "bad-regex": (
+        "  - id: classify.rx\n    stage: classify\n    when: {pattern: '(abc'}\n    then: {category: neighbor}\n",
+        4,
+        "classify.rx",
+        "bad-regex",
+        "",
+    ),
+    "duplicate-rule-id": (  # names where the first one is
+        "  - id: grade.blue\n    stage: grade\n    then: {color: BLUE}\n",
+        2,
+        "grade.blue",
+        "duplicate-rule",
+        "grade.yaml:",
+    ),
+    "priority-out-of-engine-range": (
+        "  - id: grade.neg\n    stage: grade\n    priority: -5\n    then: {color: RED}\n",
+        4,
+        "grade.neg",
+        "schema",
+        "",
+    ),
+    "long-in-list": (
+        f"  - id: route.many\n    stage: route\n    when: {{region.village_code: {{in: [{_MANY_VALUES}]}}}}\n    then: {{tier: VILLAGE}}\n",
+        4,
+        "route.many",
+        "engine-too-many-tests",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "rule", "code", "also"), ADDED_RULES.values(), ids=list(ADDED_RULES)
+)
+def test_check_bad_rule_is_refused_naming_file_line_and_rule(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str], body: str, line: int, rule: str, code: str, also: str
+) -> None:
+    f = append_rule(pack_copy, "zz_extra.yaml", body)
+    exit_code, out = check(pack_copy, capsys)
+    assert exit_code == 1
+    assert_reported(out, f, line, rule, code)
+    assert also in out
 
 
 @pytest.mark.parametrize("bad", ["{gtee: 30}", "{$gte: 30}", "{$ne: 30}"])
@@ -93,19 +219,6 @@ def test_check_misspelt_operator_is_refused(
     code, out = check(pack_copy, capsys)
     assert code == 1
     assert_reported(out, f, line_of(f, bad), "grade.red.crowd", "bad-operator")
-
-
-def test_check_engine_operator_as_field_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    f = append_rule(
-        pack_copy,
-        "extra.yaml",
-        "  - id: grade.nex\n    stage: grade\n    when: {$nex: {amount_yuan: 1}}\n    then: {color: RED}\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 4, "grade.nex", "bad-operator")
 
 
 def test_check_number_compared_with_text_is_refused(
@@ -120,81 +233,6 @@ def test_check_number_compared_with_text_is_refused(
     assert_reported(out, f, line_of(f, "repeat_visits: '3'"), "grade.red.repeat_visits", "type-mismatch")
 
 
-def test_check_unknown_enum_value_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = pack_copy / "grade.yaml"
-    replace(f, "when: {public_opinion: VIRAL}", "when: {public_opinion: VIRALL}")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "VIRALL"), "grade.red.viral", "unknown-value")
-
-
-def test_check_bad_regex_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = append_rule(
-        pack_copy,
-        "extra.yaml",
-        "  - id: classify.rx\n    stage: classify\n    when: {pattern: '(abc'}\n    then: {category: neighbor}\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 4, "classify.rx", "bad-regex")
-
-
-def test_check_duplicate_rule_id_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = append_rule(
-        pack_copy, "zz_extra.yaml", "  - id: grade.blue\n    stage: grade\n    then: {color: BLUE}\n"
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 2, "grade.blue", "duplicate-rule")
-    assert "grade.yaml:" in out  # names where the first one is
-
-
-def test_check_category_without_owner_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    f = pack_copy / "tables.yaml"
-    replace(f, "        name: 林权\n        owner: forestry_grassland\n", "        name: 林权\n")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "      forest_rights:"), "forest_rights", "missing-column")
-    assert "has no owner department (column 'owner')" in out
-
-
-def test_check_unknown_department_in_table_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    f = pack_copy / "tables.yaml"
-    replace(f, "co_departments: [womens_federation]", "co_departments: [womens_federaton]")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "      marriage_family:"), "marriage_family", "unknown-value")
-
-
-def test_check_deadline_over_sixty_days_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    f = pack_copy / "tables.yaml"
-    replace(
-        f,
-        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 30d}",
-        "YELLOW: {first_contact: 24h, plan: 5d, resolve: 61d}",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "resolve: 61d"), "YELLOW", "deadline-too-long")
-
-
-def test_check_priority_out_of_engine_range_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    f = append_rule(
-        pack_copy,
-        "extra.yaml",
-        "  - id: grade.neg\n    stage: grade\n    priority: -5\n    then: {color: RED}\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 4, "grade.neg", "schema")
-
-
 def test_check_more_than_500_tests_on_one_field_is_refused(
     pack_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -207,18 +245,6 @@ def test_check_more_than_500_tests_on_one_field_is_refused(
     code, out = check(pack_copy, capsys)
     assert code == 1
     assert_reported(out, f, 2, "route.region_0", "engine-too-many-tests")
-
-
-def test_check_long_in_list_is_refused(pack_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    values = ", ".join(f"'V{i}'" for i in range(501))
-    f = append_rule(
-        pack_copy,
-        "extra.yaml",
-        f"  - id: route.many\n    stage: route\n    when: {{region.village_code: {{in: [{values}]}}}}\n    then: {{tier: VILLAGE}}\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 4, "route.many", "engine-too-many-tests")
 
 
 def test_check_too_many_fact_properties_is_refused(
@@ -247,16 +273,6 @@ def test_check_every_error_is_reported_at_once(pack_copy: Path, capsys: pytest.C
     assert code == 1
     assert "grade.yaml" in out and "route.yaml" in out and "funnel.yaml" in out
     assert out.strip().endswith("3 error(s)")
-
-
-def test_check_unknown_placeholder_in_guidance_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    f = pack_copy / "exclude.yaml"
-    replace(f, "请向{referred_to}了解办理进展。", "请向{refered_to}了解办理进展。")
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, line_of(f, "{refered_to}"), "exclude.judicial.court", "bad-guidance")
 
 
 def test_check_missing_manifest_is_refused(tmp_path: Path) -> None:
@@ -291,8 +307,8 @@ def test_check_test_on_a_deadline_duration_is_refused(
 
 def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> None:
     # ＡＢＣ (full-width) and abc are one keyword after NFKC and case-folding; the list still compiles.
-    from fenliu.engine import Decider
-    from fenliu.model import complaint_from_dict
+    from fenliu.domain.model import complaint_from_dict
+    from fenliu.engine.decider import Decider
 
     append_rule(
         pack_copy,

@@ -1,8 +1,8 @@
 """A real Prometheus scrapes a running fenliu and answers queries about its decisions.
 
-A small "supervisor" process (the fixture below) switches fenliu.metrics to multiprocess mode, serves
+A small "supervisor" process (the fixture below) switches fenliu.serving.metrics to multiprocess mode, serves
 the metrics endpoint, and spawns two workers. Each worker loads the Wushen pack and serves the real
-gRPC service (``fenliu.server.create_server``) with ``metrics.observer`` and
+gRPC service (``fenliu.serving.server.create_server``) with ``metrics.observer`` and
 ``metrics.server_interceptor()``. The test sends complaints over gRPC, starts ``prometheus`` (random
 port on 127.0.0.1, temporary storage, 1 s scrape and rule evaluation, the project's recording and
 alert rules), and reads back through ``/api/v1/query``: the number of decisions, the gRPC call count,
@@ -35,9 +35,9 @@ from typing import Any
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.serving import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"
@@ -71,8 +71,8 @@ SUPERVISOR = textwrap.dedent(
     import json, multiprocessing, os, sys
 
     def worker(pack, ports, stop):
-        from fenliu import metrics, server
-        from fenliu.runtime import Triage
+        from fenliu.serving import metrics, server
+        from fenliu.serving.runtime import Triage
         triage = Triage.from_path(pack)
         metrics.watch(triage)
         srv, port = server.create_server(
@@ -87,7 +87,7 @@ SUPERVISOR = textwrap.dedent(
         srv.stop(0).wait()
 
     if __name__ == "__main__":
-        from fenliu import metrics
+        from fenliu.serving import metrics
         directory, pack = sys.argv[1], sys.argv[2]
         metrics.prepare_multiprocess(directory)
         http, port = metrics.start_metrics_http("127.0.0.1:0")

@@ -20,9 +20,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.serving import convert
 from grpc_helpers import PACK, ROOT, ServeProcess
 
 pytestmark = pytest.mark.slow

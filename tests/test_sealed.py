@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.errors import PackError
-from fenliu.pack import load_pack
-from fenliu.sealed import Seal, sources_of
+from fenliu.domain.errors import PackError
+from fenliu.packs.load import load_pack
+from fenliu.packs.sealed import Seal, sources_of
 
 ROOT = Path(__file__).resolve().parents[1]
 

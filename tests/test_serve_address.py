@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.serving import convert
 from grpc_helpers import ServeProcess, established_connections, serve_refused, stub_for
 
 PACK_ARGS = ["--rules", "rules/wushen", "--no-watch"]

@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fenliu import convert
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+from fenliu.serving import convert
 from grpc_helpers import PACK, ServeProcess, serve_refused
 
 pytestmark = pytest.mark.slow

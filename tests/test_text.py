@@ -13,15 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fenliu import cli
-from fenliu.engine import Decider
-from fenliu.enrich import enrichment_for
-from fenliu.errors import PackError
-from fenliu.model import complaint_from_dict
-from fenliu.pack import LexiconEntry, Pack, load_pack
-from fenliu.runtime import Triage
-from fenliu.text import Lexicon, decide_lexicon, load_model, ngrams
-from fenliu.train import Labelled, fit
+from fenliu.authoring.train import Labelled, fit
+from fenliu.cli import commands as cli
+from fenliu.domain.errors import PackError
+from fenliu.domain.model import complaint_from_dict
+from fenliu.engine.decider import Decider
+from fenliu.engine.enrich import enrichment_for
+from fenliu.engine.text import Lexicon, decide_lexicon, load_model, ngrams
+from fenliu.packs.load import load_pack
+from fenliu.packs.types import LexiconEntry, Pack
+from fenliu.serving.runtime import Triage
 
 # A small labelled corpus of our own (the shipped one is corpus/labelled.jsonl): four categories,
 # told the way people tell them, and one that is nobody's business here.
@@ -127,7 +128,7 @@ def test_lexicon_counts_terms_once_together_only_in_one_sentence_and_against_sub
 def test_lexicon_winner_is_confident_only_past_threshold_and_margin(
     scores: list[tuple[str, float]], expected: tuple[str, bool]
 ) -> None:
-    from fenliu.text import Scored
+    from fenliu.engine.text import Scored
 
     assert decide_lexicon([Scored(c, s, ()) for c, s in scores], threshold=6, margin=2) == expected
 
@@ -252,7 +253,7 @@ def test_bad_lexicon_files_are_refused_with_file_and_line(pack_copy: Path) -> No
 
 
 def test_lint_warns_of_shared_short_common_and_separated_terms(pack_copy: Path) -> None:
-    from fenliu.lint import lint
+    from fenliu.authoring.lint import lint
 
     (pack_copy / "lexicon" / "neighbor.yaml").write_text(
         "lexicon:\n"
@@ -298,8 +299,8 @@ def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path) -> N
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from fenliu import train
-    from fenliu.text import complaint_text
+    from fenliu.authoring import train
+    from fenliu.engine.text import complaint_text
 
     items = _labelled()
     path = _train_into(pack_copy, items)
@@ -457,7 +458,7 @@ def test_with_the_model_suggestions_are_its_most_probable_categories(wushen: Pac
 
 
 def test_an_extending_pack_inherits_the_base_packs_model_and_floors(tmp_path: Path) -> None:
-    from fenliu.score import check_floors
+    from fenliu.authoring.score import check_floors
 
     layer = tmp_path / "township"
     layer.mkdir()
@@ -473,7 +474,7 @@ def test_an_extending_pack_inherits_the_base_packs_model_and_floors(tmp_path: Pa
 
 
 def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: Pack) -> None:
-    from fenliu.decision_log import entry
+    from fenliu.serving.decision_log import entry
 
     decider = Decider(wushen, backend="python", memoize=False)
     c = complaint_from_dict({"id": "x", "text": "巴特尔反映老板欠他的工钱一直不给"})

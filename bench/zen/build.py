@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "service") not in sys.path:
     sys.path.insert(0, str(ROOT / "service"))
 
-from fenliu import fields as F  # noqa: E402
-from fenliu.pack import Keywords, Pack, iter_tests, load_pack  # noqa: E402
+from fenliu.domain import fields as F  # noqa: E402
+from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu.packs.types import Keywords, Pack, iter_tests  # noqa: E402
 
 GRAPH = Path(__file__).with_name("wushen.json")
 STAGES = ("CONSULT", "ASSESS", "MEDIATE", "ARBITRATE", "LITIGATE")

@@ -5,7 +5,7 @@
     rec = store.record(sighting_from_complaint(complaint, key=hash_key))
     rec.fields()     # matter_id, matter_prior_complaints, … for the enricher to put on the complaint
 
-Exceptions (all :class:`fenliu.errors.FenliuError`):
+Exceptions (all :class:`fenliu.domain.errors.FenliuError`):
 
     StoreError            the store cannot be used; a one-line message, no personal data
     ├── StoreUnavailable  it did not answer (down, slow): go on without history

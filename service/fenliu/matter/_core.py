@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 
-from fenliu import decision_log, model
-from fenliu.errors import FenliuError
+from fenliu.domain import model
+from fenliu.domain.errors import FenliuError
 from fenliu.matter import signature as sig
+from fenliu.serving import decision_log
 
 __all__ = [
     "DAY",
@@ -293,7 +294,7 @@ def _nfkc(v: str) -> str:
 def identity_hashes(complainant: model.Complainant, key: bytes) -> tuple[tuple[str, str], ...]:
     """(field, keyed hash) of the id number and of the phone that are given.
 
-    The hash is the decision log's (:func:`fenliu.decision_log.keyed_hash`: same key, same normalization:
+    The hash is the decision log's (:func:`fenliu.serving.decision_log.keyed_hash`: same key, same normalization:
     spaces and dashes dropped, upper case), after NFKC so that full-width digits count as digits; for
     ASCII input it equals the decision log's hash of the same field. A malformed value is hashed and used
     all the same: it still names the person who gave it.

@@ -35,7 +35,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
-from fenliu import model
+from fenliu.domain import model
 from fenliu.matter import signature as sig
 from fenliu.matter._core import (
     DAY,

@@ -20,9 +20,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fenliu import decision_log
+from fenliu.domain.model import Complainant
 from fenliu.matter._core import MatchSettings, StoreError, identity_hashes
-from fenliu.model import Complainant
+from fenliu.serving import decision_log
 
 _log = logging.getLogger("fenliu.matter")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fenliu import model
-from fenliu.errors import ComplaintError
+from fenliu.domain import model
+from fenliu.domain.errors import ComplaintError
 from fenliu.matter._core import MatchSettings, sighting_from_complaint
 from fenliu.matter.memory import MemoryStore
 

@@ -1,0 +1,1 @@
+"""The rule author's tools: test cases, lint, diff, text scoring and training."""

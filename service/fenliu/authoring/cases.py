@@ -1,0 +1,177 @@
+"""Run a pack's own test cases (``*_test.yaml``) and measure what they cover.
+
+A case gives a complaint and a subset of the decision it expects. ``co_departments`` is compared as a
+set; ``deadlines`` compares only the deadlines the case lists, as instants with their offsets. ``fired``
+and ``not_fired`` name rules that must (not) appear in the trace.
+
+Coverage: a rule is covered when some case fires it *and* it changes that case's decision or speaks to
+the citizen; a table row is covered when some case's decision reads it (a lookup) or names it (as
+category, exclusion, or a department).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fenliu.domain import fields as F
+from fenliu.domain.errors import ComplaintError
+from fenliu.domain.model import DERIVED_BOOLS, DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
+from fenliu.engine.decider import Decider
+from fenliu.packs.types import Case, Pack
+
+
+@dataclass(slots=True)
+class CaseFailure:
+    case: Case
+    diffs: list[tuple[str, Any, Any]]  # (field, expected, got)
+    error: str = ""
+
+    def render(self, show_file: Callable[[str], str] = str) -> str:
+        head = f"{show_file(self.case.file)}:{self.case.line}: FAIL {self.case.name}"
+        if self.error:
+            return f"{head}\n    {self.error}"
+        lines = [head]
+        for name, want, got in self.diffs:
+            lines.append(f"    {name}: expected {_show(want)}, got {_show(got)}")
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class CaseReport:
+    total: int = 0
+    failures: list[CaseFailure] = field(default_factory=list)
+    fired: set[str] = field(default_factory=set)
+    rows: set[tuple[str, str]] = field(default_factory=set)
+    uncovered_rules: list[tuple[str, str, int]] = field(default_factory=list)  # (rule id, file, line)
+    uncovered_rows: list[tuple[str, str, str, int]] = field(default_factory=list)  # (table, row, file, line)
+
+    @property
+    def passed(self) -> int:
+        return self.total - len(self.failures)
+
+
+def _show(v: Any) -> str:
+    import json
+
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _same_instant(want: Any, got: Any) -> bool:
+    if want is None or got is None:
+        return want is got
+    try:
+        a, b = parse_timestamp(str(want)), parse_timestamp(str(got))
+    except ValueError:
+        return False
+    return a == b and a.utcoffset() == b.utcoffset()
+
+
+def check_case(case: Case, decision: Decision) -> list[tuple[str, Any, Any]]:
+    got = decision.to_dict(trace=True)
+    diffs: list[tuple[str, Any, Any]] = []
+    for key, want in case.expect.items():
+        if key == "deadlines" and isinstance(want, dict):
+            for dname, dwant in want.items():
+                dgot = got["deadlines"].get(dname, "<no such deadline>")
+                if not _same_instant(dwant, dgot):
+                    diffs.append((f"deadlines.{dname}", dwant, dgot))
+            continue
+        if key not in got or key in ("trace", "notes", "decision_id"):
+            diffs.append((key, want, "<not a decision field>"))
+            continue
+        value = got[key]
+        if key == "co_departments" and isinstance(want, list) and isinstance(value, list):
+            if sorted(want) != sorted(value):
+                diffs.append((key, sorted(want), sorted(value)))
+        elif value != want:
+            diffs.append((key, want, value))
+    fired = [t["rule"] for t in got["trace"]]
+    for rid in case.fired:
+        if rid not in fired:
+            diffs.append((f"fired {rid}", True, False))
+    for rid in case.not_fired:
+        if rid in fired:
+            diffs.append((f"fired {rid}", False, True))
+    return diffs
+
+
+def _code(pack: Pack, v: str) -> bool:
+    return v == "" or v in pack.categories
+
+
+def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> CaseReport:
+    report = CaseReport()
+    for case in pack.cases:
+        report.total += 1
+        data = dict(case.complaint)
+        data.setdefault("id", case.name[:100])
+        # A case may give fields the enrichers derive (text_category, model_confident, ...): the
+        # enrichers run, then the given values replace theirs.
+        derived = {k: data.pop(k) for k in DERIVED_FIELDS if k in data}
+        bad = [
+            k
+            for k, v in derived.items()
+            if not isinstance(v, bool if k in DERIVED_BOOLS else str)
+            or (k not in DERIVED_BOOLS and not _code(pack, str(v)))
+        ]
+        try:
+            complaint = complaint_from_dict(data, now=now)
+        except ComplaintError as e:
+            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {e}"))
+            continue
+        if bad:
+            why = ", ".join(
+                f"{k} must be {'true or false' if k in DERIVED_BOOLS else 'a category code'}" for k in bad
+            )
+            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {why}"))
+            continue
+        if derived:
+            complaint = dataclasses.replace(decider.enrichment(complaint), enriched=True, **derived)
+        decision = decider.decide(complaint)
+        diffs = check_case(case, decision)
+        if diffs:
+            report.failures.append(CaseFailure(case, diffs))
+        _cover(report, decision, pack)
+    _uncovered(report, pack)
+    return report
+
+
+def _cover(report: CaseReport, decision: Decision, pack: Pack) -> None:
+    o = decision.outcome
+    for t in o.trace:
+        rule = pack.rule(t.rule)
+        if t.set or (not rule.then and rule.guidance):
+            report.fired.add(t.rule)
+        for ref in t.table_rows:
+            tname, _, row = ref.partition(".")
+            report.rows.add((tname, row))
+    report.rows.add(("categories", o.category))
+    if o.exclusion:
+        report.rows.add(("exclusions", o.exclusion))
+    for d in (o.owner_department, o.referred_to, *o.co_departments):
+        if d:
+            report.rows.add(("departments", d))
+    for table in pack.tables.values():
+        if table.key in F.DECISION_FIELDS and table.key not in ("category", "exclusion"):
+            # a row of a table keyed by a decision field is reached when a decision carries its key
+            value = getattr(o, table.key, None)
+            if isinstance(value, str) and value:
+                report.rows.add((table.name, value))
+
+
+def _uncovered(report: CaseReport, pack: Pack) -> None:
+    # A pack's cases answer for its own layer: the rules and rows an extending pack adds or changes.
+    # The base pack's cases cover the base.
+    top = pack.layers[-1]
+    for r in pack.rules:
+        if r.layer == top and r.id not in report.fired:
+            report.uncovered_rules.append((r.id, r.file, r.line))
+    for t in pack.tables.values():
+        for row in t.rows:
+            if t.row_layers.get(row) == top and (t.name, row) not in report.rows:
+                file, line = t.row_lines[row]
+                report.uncovered_rows.append((t.name, row, file, line))

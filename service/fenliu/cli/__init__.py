@@ -1,0 +1,5 @@
+"""The command line (``fenliu ...``): nothing imports it."""
+
+from fenliu.cli.commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+"""``python -m fenliu.cli.commands``."""
+
+from fenliu.cli.commands import main
+
+raise SystemExit(main())

@@ -1,0 +1,347 @@
+"""``fenliu``: the rule author's and operator's command line.
+
+    fenliu check PACK                    every error at once, as file:line: rule-id: message
+    fenliu test PACK [--coverage]        run the pack's cases; expected-versus-got; coverage
+    fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
+    fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
+    fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
+    fenliu train PACK CORPUS             learn the pack's text model from labelled complaints
+    fenliu score PACK CORPUS             accuracy of the lexicon, the model and both on a corpus
+    fenliu serve --rules DIR ...         the gRPC service
+    fenliu call [FILE|-]                 call a running service
+    fenliu store migrate|purge|forget|link-eval   the matter store (docs/matters.md)
+
+The CLI converts JSON to domain objects and back; it holds no rule logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from fenliu.domain.errors import ComplaintError, PackError, Problem
+
+
+def _display(problem: Problem, pack_path: str) -> str:
+    """Problems name files relative to the pack's parent folder; show them relative to the cwd."""
+    base = Path(pack_path).resolve().parent
+    target = (base / problem.file) if problem.file else base
+    try:
+        shown = os.path.relpath(target)
+    except ValueError:
+        shown = str(target)
+    return str(Problem(shown, problem.line, problem.rule, problem.code, problem.message, problem.severity))
+
+
+def _load(pack_path: str, out: TextIO) -> Any:
+    from fenliu.engine.decider import Decider
+    from fenliu.packs.load import load_pack
+
+    try:
+        pack = load_pack(pack_path)
+        return Decider(pack)
+    except PackError as e:
+        for p in e.problems:
+            print(_display(p, pack_path), file=out)
+        print(f"{len(e.problems)} error(s)", file=out)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    from fenliu.authoring.lint import lint
+
+    findings = lint(decider.pack, decider.compiled)
+    errors = [f for f in findings if f.severity == "error"]
+    for f in errors:
+        print(_display(f, args.pack))
+    if errors:
+        print(f"{len(errors)} error(s)")
+        return 1
+    pack = decider.pack
+    print(
+        f"ok: {pack.name} {pack.revision} ({pack.digest}): {len(pack.rules)} rules in {len(pack.stages)} stages, "
+        f"{len(pack.tables)} tables, {len(pack.cases)} cases"
+    )
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from fenliu.authoring.cases import run_cases
+
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    report = run_cases(decider.pack, decider)
+    base = Path(args.pack).resolve().parent
+    for f in report.failures:
+        print(f.render(lambda file: os.path.relpath(base / file)))
+    print(f"{report.passed} passed, {len(report.failures)} failed")
+    top = decider.pack.layers[-1]
+    rules = sum(r.layer == top for r in decider.pack.rules)
+    rows = sum(t.row_layers.get(row) == top for t in decider.pack.tables.values() for row in t.rows)
+    covered_rules = rules - len(report.uncovered_rules)
+    covered_rows = rows - len(report.uncovered_rows)
+    uncovered = bool(report.uncovered_rules or report.uncovered_rows)
+    if args.coverage or uncovered:
+        layer = f" of layer {top}" if len(decider.pack.layers) > 1 else ""
+        print(f"coverage{layer}: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows")
+        for rid, file, line in report.uncovered_rules:
+            print(f"  {os.path.relpath(base / file)}:{line}: {rid}: no case reaches this rule")
+        for table, row, file, line in report.uncovered_rows:
+            print(f"  {os.path.relpath(base / file)}:{line}: {table}.{row}: no case reaches this table row")
+    if report.failures:
+        return 1
+    if args.fail_uncovered and uncovered:
+        return 1
+    return 0
+
+
+def _read_complaints(source: TextIO) -> Iterator[tuple[int, Any]]:
+    text = source.read()
+    stripped = text.strip()
+    if not stripped:
+        return
+    try:
+        whole = json.loads(stripped)
+    except (json.JSONDecodeError, RecursionError):
+        whole = None
+    if whole is not None:
+        if isinstance(whole, list):
+            yield from enumerate(whole, 1)
+        else:
+            yield 1, whole
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, _BadJson(str(e.msg))
+            except RecursionError:
+                yield n, _BadJson("nested too deeply")
+
+
+def _unreadable(file: str | None, e: OSError | UnicodeDecodeError) -> str:
+    """One line saying why the input cannot be read (never a traceback, never the file's content)."""
+    name = "standard input" if file in (None, "-") else str(file)
+    if isinstance(e, UnicodeDecodeError):
+        return f"cannot read {name}: not UTF-8 text (byte {e.start})"
+    return f"cannot read {name}: {e.strerror or type(e).__name__}"
+
+
+class _BadJson:
+    def __init__(self, msg: str) -> None:
+        self.msg = msg
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fenliu.domain.model import complaint_from_dict
+
+    decider = _load(args.pack, sys.stderr)
+    if decider is None:
+        return 1
+    try:
+        if args.file in (None, "-"):
+            complaints = list(_read_complaints(sys.stdin))
+        else:
+            with open(args.file, encoding="utf-8") as source:
+                complaints = list(_read_complaints(source))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"fenliu eval: {_unreadable(args.file, e)}", file=sys.stderr)
+        return 2
+    bad = 0
+    indent = 2 if args.pretty else None
+    for n, item in complaints:
+        if isinstance(item, _BadJson):
+            bad += 1
+            print(
+                json.dumps({"line": n, "error": "INVALID_ARGUMENT", "message": f"not JSON: {item.msg}"}),
+                flush=True,
+            )
+            continue
+        try:
+            complaint = complaint_from_dict(item)
+        except ComplaintError as e:
+            bad += 1
+            err = {
+                "line": n,
+                "error": "INVALID_ARGUMENT",
+                "field_violations": [{"field": v.field, "description": v.description} for v in e.violations],
+            }
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                err["complaint_id"] = item["id"][:128]
+            print(json.dumps(err, ensure_ascii=False), flush=True)
+            continue
+        decision = decider.decide(complaint)
+        print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
+    return 2 if bad else 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from fenliu.authoring.lint import lint, render_findings
+
+    decider = _load(args.pack, sys.stdout)
+    if decider is None:
+        return 1
+    corpus: list[str] = []
+    if args.corpus:
+        from fenliu.authoring.train import read_labelled
+
+        try:
+            items = read_labelled(Path(args.corpus).read_text("utf-8").splitlines())
+        except (OSError, ValueError) as e:
+            print(f"fenliu: {e}", file=sys.stderr)
+            return 2
+        corpus = [x.title + "\n" + x.text for x in items]
+    findings = lint(decider.pack, decider.compiled, corpus=corpus)
+    print(render_findings(findings, lambda p: _display(p, args.pack), fmt=args.format))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from fenliu.authoring.diff import main as diff_main
+
+    return diff_main(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fenliu.cli.serve import run_serve
+
+    return run_serve(args)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from fenliu.cli.serve import run_call
+
+    return run_call(args)
+
+
+def _text_command(run: Any, pack: str) -> int:
+    try:
+        return int(run())
+    except PackError as e:
+        for p in e.problems:
+            print(_display(p, pack), file=sys.stderr)
+        print(f"{len(e.problems)} error(s)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"fenliu: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fenliu.authoring import train
+
+    return _text_command(lambda: train.main(args.pack, args.corpus, args.out), args.pack)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from fenliu.authoring import score
+
+    return _text_command(
+        lambda: score.main(args.pack, args.corpus, split=args.split, as_json=args.json), args.pack
+    )
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from fenliu.matter.cli import main as store_main
+
+    return store_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="check a rule pack; print every error as file:line: rule-id: message")
+    p.add_argument("pack")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("test", help="run a pack's test cases and report coverage")
+    p.add_argument("pack")
+    p.add_argument("--coverage", action="store_true", help="list every rule and table row no case reaches")
+    p.add_argument("--fail-uncovered", action="store_true", help="exit non-zero when anything is uncovered")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("eval", help="decide complaints read as JSON or JSON Lines")
+    p.add_argument("pack")
+    p.add_argument("file", nargs="?", help="a JSON / JSON Lines file, or - for standard input (default)")
+    p.add_argument("--trace", action="store_true", help="include the rule trace")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
+    p.add_argument("pack")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--corpus", default="", help="complaints (JSON Lines): warn of lexicon terms most of them hold"
+    )
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("diff", help="run two packs over a corpus and report what changes")
+    try:
+        from fenliu.authoring.diff import add_arguments as diff_args
+
+        diff_args(p)
+    except ImportError:  # pragma: no cover
+        pass
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("train", help="learn the pack's text model from labelled complaints (JSON Lines)")
+    p.add_argument("pack")
+    p.add_argument("corpus", help="labelled complaints; only split=train lines when the corpus has splits")
+    p.add_argument("--out", default="", help="where to write the model (default: the pack's text.model)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="how well the lexicon, the model and both read categories from a corpus")
+    p.add_argument("pack")
+    p.add_argument("corpus", help="labelled complaints (JSON Lines with a category)")
+    p.add_argument("--split", default="", help="only the lines with this split (e.g. test)")
+    p.add_argument("--json", action="store_true", help="JSON instead of Markdown tables")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("serve", help="serve the gRPC API")
+    try:
+        from fenliu.cli.serve import add_serve_arguments
+
+        add_serve_arguments(p)
+    except ImportError:  # pragma: no cover - the server module is optional at import time
+        pass
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)"
+    )
+    from fenliu.cli.serve import add_call_arguments
+
+    add_call_arguments(p)
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("store", help="the matter store: migrate, purge, forget, link-eval")
+    from fenliu.matter.cli import add_arguments as store_args
+
+    store_args(p)
+    p.set_defaults(func=cmd_store)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The command line of serving: ``fenliu serve``'s arguments into a :class:`~fenliu.serving.config.ServeConfig`,
+and ``fenliu call``, a small gRPC client.
+
+This is the only serving module that knows argparse: below it, the supervisor and the server read a
+:class:`~fenliu.serving.config.ServeConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import code_pb2
+from grpc_status import rpc_status
+
+from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.serving import convert
+from fenliu.serving.config import (
+    DEFAULT_ADDRESS,
+    DEFAULT_DECISION_LOG_BACKUPS,
+    DEFAULT_DECISION_LOG_MAX_BYTES,
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_STREAM_IDLE_SECONDS,
+    DEFAULT_THREADS,
+    ConfigError,
+    ServeConfig,
+)
+from fenliu.serving.server import status_to_dict
+
+# ----------------------------------------------------------------------------------------------------
+# fenliu serve
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", metavar="DIR", help="rule pack directory (without it: NOT_SERVING)")
+    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="unary calls served at once per worker (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-streams",
+        type=int,
+        default=DEFAULT_MAX_STREAMS,
+        metavar="N",
+        help="streams open at once per worker, each on a thread of its own; more are refused with "
+        "RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=DEFAULT_STREAM_IDLE_SECONDS,
+        metavar="SECONDS",
+        help="cancel a TriageStream that sends nothing this long (0: never; default %(default)s)",
+    )
+    parser.add_argument(
+        "--pin-cpus",
+        metavar="auto|LIST",
+        help="pin worker i to the i-th CPU of LIST (e.g. 0,1 or 0-3; auto: the CPUs this process may use); "
+        "for a machine that runs fenliu alone (default: not pinned)",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (enables TLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="server private key")
+    parser.add_argument("--tls-client-ca", metavar="PEM", help="CA for client certificates (mutual TLS)")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest request or response (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="on SIGTERM, time for calls in flight to finish (default %(default)s)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM, first report NOT_SERVING and keep serving this long, so that health-checking "
+        "clients and load balancers move away before the port closes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="do not reload when files in the rules folder change (SIGHUP still reloads)",
+    )
+    parser.add_argument(
+        "--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here (:PORT: on 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--metrics-tls",
+        action="store_true",
+        help="serve /metrics over HTTPS with --tls-cert and --tls-key (and require a client certificate "
+        "signed by --tls-client-ca when given)",
+    )
+    parser.add_argument("--decision-log", metavar="PATH", help="append decisions (masked) as JSON lines")
+    parser.add_argument(
+        "--decision-log-key-file",
+        metavar="FILE",
+        help="HMAC key for personal data in the decision log (else $FENLIU_DECISION_LOG_KEY)",
+    )
+    parser.add_argument(
+        "--decision-log-max-bytes",
+        type=int,
+        default=DEFAULT_DECISION_LOG_MAX_BYTES,
+        metavar="N",
+        help="rotate at this size",
+    )
+    parser.add_argument(
+        "--decision-log-backups",
+        type=int,
+        default=DEFAULT_DECISION_LOG_BACKUPS,
+        metavar="N",
+        help="rotated files kept",
+    )
+    parser.add_argument(
+        "--decision-log-keep-text",
+        action="store_true",
+        help="log the citizen's words (title, text, hint), which may hold personal data; "
+        "by default only their lengths are logged",
+    )
+    parser.add_argument(  # the default since the log redacts free text unless told otherwise
+        "--decision-log-redact-text", action="store_true", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
+
+
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` of parsed ``fenliu serve`` arguments (exits with a usage line for
+    settings that do not go together)."""
+    names = {f.name for f in dataclasses.fields(ServeConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    config = ServeConfig(**given)
+    try:
+        config.tls()
+    except ConfigError as e:
+        raise SystemExit(f"fenliu serve: {e}") from None
+    return config
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``fenliu serve``: one process (``--workers 1``) or a supervisor with N workers on one port."""
+    from fenliu.serving import supervisor
+
+    return supervisor.serve(serve_config(args))
+
+
+# ----------------------------------------------------------------------------------------------------
+# fenliu call: a small client
+
+
+def add_call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "complaint",
+        nargs="?",
+        default="-",
+        help="the complaint as JSON (a list: sent over TriageStream), a file (or @FILE), or - for stdin (default)",
+    )
+    parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
+    parser.add_argument("--trace", action="store_true", help="ask for the trace")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA of the server's certificate (enables TLS)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+
+
+def _read_input(spec: str) -> Any:
+    if spec == "-":
+        text = sys.stdin.read()
+    elif spec.startswith("@"):
+        text = Path(spec[1:]).read_text(encoding="utf-8")
+    elif not spec.lstrip().startswith(("{", "[")) and Path(spec).is_file():
+        text = Path(spec).read_text(encoding="utf-8")
+    else:
+        text = spec
+    return json.loads(text)
+
+
+def run_call(args: argparse.Namespace) -> int:
+    """``fenliu call``: 0 decided, 1 rejected (INVALID_ARGUMENT), 2 any other failure."""
+    from fenliu._proto.fenliu.v1 import triage_pb2_grpc
+
+    try:
+        data = _read_input(args.complaint)
+        items = data if isinstance(data, list) else [data]
+        complaints = [convert.complaint_to_proto(d) for d in items]
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
+        print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
+        return 2
+    if args.tls_ca or args.tls_cert:
+        try:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+                private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+                certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+            )
+        except OSError as e:
+            print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
+            return 2
+        channel = grpc.secure_channel(args.address, creds)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
+        stub = triage_pb2_grpc.TriageServiceStub(channel)
+        if not isinstance(data, list):
+            try:
+                resp = stub.Triage(
+                    pb.TriageRequest(complaint=complaints[0], include_trace=args.trace), timeout=args.timeout
+                )
+            except grpc.RpcError as e:
+                st = rpc_status.from_call(e)
+                err = (
+                    status_to_dict(st) if st is not None else {"code": e.code().name, "message": e.details()}
+                )
+                print(json.dumps(err, ensure_ascii=False, indent=2))
+                return 1 if err["code"] == "INVALID_ARGUMENT" else 2
+            print(json.dumps(convert.decision_from_proto(resp.decision), ensure_ascii=False, indent=2))
+            return 0
+        worst = 0
+        requests = (pb.TriageStreamRequest(complaint=c, include_trace=args.trace) for c in complaints)
+        try:
+            for item in stub.TriageStream(requests, timeout=args.timeout):
+                if item.HasField("decision"):
+                    out = {"index": item.index, "decision": convert.decision_from_proto(item.decision)}
+                else:
+                    out = {
+                        "index": item.index,
+                        "complaint_id": item.complaint_id,
+                        "error": status_to_dict(item.error),
+                    }
+                    worst = max(worst, 1 if item.error.code == code_pb2.INVALID_ARGUMENT else 2)
+                print(json.dumps(out, ensure_ascii=False))
+        except grpc.RpcError as e:
+            print(json.dumps({"code": e.code().name, "message": e.details()}), file=sys.stderr)
+            return 2
+        return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fenliu.cli.serve`` takes the arguments of ``fenliu serve``."""
+    parser = argparse.ArgumentParser(prog="fenliu serve", description="serve the gRPC API")
+    add_serve_arguments(parser)
+    return run_serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    from fenliu.cli.serve import main as _main  # the importable copy, so that spawn can pickle workers
+
+    raise SystemExit(_main())

@@ -1,0 +1,1 @@
+"""Compiling a pack: conditions, features and each stage's plan, in a neutral form."""

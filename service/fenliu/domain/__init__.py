@@ -1,0 +1,1 @@
+"""The domain vocabulary: complaints, decisions, fields, errors, personal data."""

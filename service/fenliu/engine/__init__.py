@@ -1,0 +1,1 @@
+"""The engine: the Decider, conflict resolution, the memo, the matchers, enrichment."""

@@ -1,0 +1,349 @@
+"""Reading the citizen's own words: the pack's lexicon scored, and its learned text model applied.
+
+Both work on the title and text together, NFKC-normalized and case-folded
+(:func:`fenliu.compiling.compiler.normalize_text`), once per complaint, before the engine runs
+(:mod:`fenliu.engine.enrich` puts what they find into the complaint as fields rules test).
+
+* :class:`Lexicon` scores every category: the sum of the weights of its distinct terms found in the text
+  (plain substrings), of its ``together`` entries whose words are all found in one sentence (split at
+  ``。!?;`` and line breaks, after normalization: ``！？；`` are their full-width forms), minus the
+  weights of its ``against`` terms found. One Aho-Corasick pass finds every word of every category.
+* :class:`TextModel` is a linear model over character n-grams (TF-IDF, then one weight per n-gram and
+  category, softmax), learned by :mod:`fenliu.authoring.train` and stored in the pack as a NumPy ``.npz`` of plain
+  arrays, loaded here without pickle. The n-grams a text is cut into are :func:`ngrams`, the same
+  function training uses, so the model applied here is the one that was learned
+  (``tests/test_text.py`` checks it against scikit-learn's own prediction).
+
+Knows nothing of rules, the engine or the transport.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import ahocorasick_rs
+import numpy as np
+import numpy.typing as npt
+
+from fenliu.compiling.compiler import normalize_text
+from fenliu.domain.errors import PackError, Problem
+from fenliu.domain.model import Counted
+from fenliu.packs.types import LexiconEntry, Pack
+
+#: Sentence ends, after normalization (NFKC turns ！？； into !?;).
+_SENTENCE_END: Final = re.compile(r"[。!?;\n]")
+
+_DIGITS: Final = re.compile(r"[0-9]")
+#: What the trace never shows of the model's n-grams: digits, Latin letters (pieces of ids, phones).
+_SHAPED: Final = re.compile(r"[0-9a-z]")
+
+#: The format of a model file; a file of another format is refused.
+MODEL_FORMAT: Final = "fenliu-text-model/1"
+#: Character n-grams the model reads (chosen by cross-validation on the train split, docs/text.md;
+#: :meth:`TextModel.vector` finds 1- and 2-grams as integers).
+NGRAM_RANGE: Final = (1, 2)
+
+
+def complaint_text(title: str, text: str) -> str:
+    """The normalized title and text, as the lexicon and the model read them."""
+    return normalize_text(title + "\n" + text) if (title or text) else ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lexicon
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A category's score in one text, and the entries that made it."""
+
+    category: str
+    score: float
+    counted: tuple[Counted, ...]
+
+
+class Lexicon:
+    """A pack's lexicon, prepared for scoring (one automaton over every word of every category)."""
+
+    def __init__(self, entries: Sequence[LexiconEntry]) -> None:
+        self.entries = tuple(entries)
+        self.categories = tuple(dict.fromkeys(e.category for e in self.entries))
+        words: dict[str, int] = {}
+        for e in self.entries:
+            for w in e.words:
+                words.setdefault(normalize_text(w), len(words))
+        self.words = tuple(words)
+        # word index -> the entries it alone completes (terms, against), and the together-entries it is in
+        self._single: list[list[int]] = [[] for _ in self.words]
+        self._joint: list[list[int]] = [[] for _ in self.words]
+        self._needs: list[frozenset[int]] = []
+        for i, e in enumerate(self.entries):
+            ids = frozenset(words[normalize_text(w)] for w in e.words)
+            self._needs.append(ids)
+            if e.kind == "together":
+                for j in ids:
+                    self._joint[j].append(i)
+            else:
+                (only,) = ids
+                self._single[only].append(i)
+        self._automaton = ahocorasick_rs.AhoCorasick(list(self.words)) if self.words else None
+        # per entry: its category, its signed weight, and how the trace shows it
+        self._info = [
+            (
+                e.category,
+                -e.weight if e.kind == "against" else e.weight,
+                Counted(e.label, -e.weight if e.kind == "against" else e.weight, e.source),
+            )
+            for e in self.entries
+        ]
+        self._order = {c: n for n, c in enumerate(self.categories)}
+
+    def found(self, text: str) -> list[int]:
+        """The entries that count in a normalized text (indexes into ``entries``)."""
+        if not text or self._automaton is None:
+            return []
+        hits = self._automaton.find_matches_as_indexes(text, overlapping=True)
+        if not hits:
+            return []
+        out: set[int] = set()
+        joint: dict[int, set[int]] = {}  # together-entry -> the sentences where one of its words is
+        ends: list[int] | None = None
+        seen_words: dict[int, set[int]] = {}  # word -> sentences it is in (only for together words)
+        for w, start, _end in hits:
+            for i in self._single[w]:
+                out.add(i)
+            if self._joint[w]:
+                if ends is None:
+                    ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+                seen_words.setdefault(w, set()).add(bisect.bisect_left(ends, start))
+                for i in self._joint[w]:
+                    joint.setdefault(i, set())
+        for i in joint:
+            need = self._needs[i]
+            if not all(w in seen_words for w in need):
+                continue
+            common: set[int] | None = None
+            for w in need:
+                common = set(seen_words[w]) if common is None else common & seen_words[w]
+                if not common:
+                    break
+            if common:
+                out.add(i)
+        return sorted(out)
+
+    def score(self, text: str) -> list[Scored]:
+        """Every category with a matched entry, best first (ties: the lexicon's order of categories)."""
+        ids = self.found(text)
+        if not ids:
+            return []
+        totals: dict[str, float] = {}
+        counted: dict[str, list[Counted]] = {}
+        info = self._info
+        for i in ids:
+            cat, w, shown = info[i]
+            totals[cat] = totals.get(cat, 0.0) + w
+            counted.setdefault(cat, []).append(shown)
+        out = [Scored(cat, total, tuple(counted[cat])) for cat, total in totals.items()]
+        order = self._order
+        out.sort(key=lambda s: (-s.score, order[s.category]))
+        return out
+
+
+def decide_lexicon(scored: Sequence[Scored], threshold: float, margin: float) -> tuple[str, bool]:
+    """(the best category or "", whether it passes the threshold and beats the runner-up by the margin)."""
+    if not scored or scored[0].score <= 0:
+        return "", False
+    best = scored[0].score
+    second = scored[1].score if len(scored) > 1 else 0.0
+    return scored[0].category, best >= threshold and best - max(second, 0.0) >= margin
+
+
+# ---------------------------------------------------------------------------------------------------
+# The text model
+
+
+def _key(g: str) -> int:
+    return ord(g) if len(g) == 1 else ((ord(g[0]) + 1) << 21) | ord(g[1])
+
+
+def ngrams(text: str) -> list[str]:
+    """The character n-grams of a normalized text that the model reads (whitespace runs as one space)."""
+    s = _DIGITS.sub("0", " ".join(text.split()))  # numbers read as their shape, never their digits
+    lo, hi = NGRAM_RANGE
+    out: list[str] = []
+    n_chars = len(s)
+    for n in range(lo, hi + 1):
+        out.extend(s[i : i + n] for i in range(n_chars - n + 1))
+    return out
+
+
+class ModelError(Exception):
+    """A model file that cannot be used: missing, corrupt, of another format or another pack."""
+
+
+@dataclass(slots=True)
+class TextModel:
+    """A linear model over TF-IDF character n-grams: ``softmax(W · tfidf(text) + b)``."""
+
+    classes: tuple[str, ...]
+    vocabulary: dict[str, int]
+    idf: npt.NDArray[np.float32]
+    weights: npt.NDArray[np.float32]  # n_features × n_classes
+    intercept: npt.NDArray[np.float32]
+    meta: dict[str, Any]
+    _features: tuple[str, ...] = ()
+    # The n-grams as integers, sorted (a character: its code point; two: (first + 1) << 21 | second),
+    # and the feature each one is: a text's n-grams are looked up all at once (np.searchsorted).
+    _keys: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    _key_feature: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+    def __post_init__(self) -> None:
+        keys = np.array([_key(g) for g in self.vocabulary], dtype=np.uint64)
+        feats = np.array(list(self.vocabulary.values()), dtype=np.intp)
+        order = np.argsort(keys)
+        self._keys, self._key_feature = keys[order], feats[order]
+
+    def vector(self, text: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+        """The text's features: (indexes, TF-IDF values, L2-normalized; sublinear term frequency).
+        The n-grams are those of :func:`ngrams`, found as integers (``tests/test_text.py``)."""
+        s = _DIGITS.sub("0", " ".join(text.split()))
+        if not s or not len(self._keys):
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
+        cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        grams = np.concatenate((cps, ((cps[:-1] + 1) << np.uint64(21)) | cps[1:]))
+        keys = self._keys
+        pos = np.searchsorted(keys, grams)
+        pos[pos >= len(keys)] = 0
+        found = self._key_feature[pos[keys[pos] == grams]]
+        if not len(found):
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
+        idx, counts = np.unique(found, return_counts=True)
+        tf = counts.astype(np.float32)
+        vals: npt.NDArray[np.float32] = ((1.0 + np.log(tf)) * self.idf[idx]).astype(np.float32)
+        norm = float(np.sqrt(vals @ vals))
+        return idx, (vals / np.float32(norm)) if norm else vals
+
+    def predict(self, text: str) -> npt.NDArray[np.float64]:
+        """The probability of each class (in ``classes`` order)."""
+        idx, vals = self.vector(text)
+        z = self.intercept + vals @ self.weights[idx] if len(idx) else self.intercept.copy()
+        e = np.exp(z - z.max())
+        out: npt.NDArray[np.float64] = (e / e.sum()).astype(np.float64)
+        return out
+
+    def explain(self, text: str, cls: int, top: int = 5) -> tuple[tuple[str, float], ...]:
+        """The n-grams that pushed the text most towards class ``cls``: (n-gram, push), largest first."""
+        idx, vals = self.vector(text)
+        if not len(idx):
+            return ()
+        push = vals * self.weights[idx, cls]
+        if not self._features:
+            feats = [""] * len(self.vocabulary)
+            for g, j in self.vocabulary.items():
+                feats[j] = g
+            self._features = tuple(feats)
+        out: list[tuple[str, float]] = []
+        for k in np.argsort(-push):
+            if push[k] <= 0 or len(out) >= top:
+                break
+            g = self._features[int(idx[k])]
+            if g.strip() and not _SHAPED.search(g):  # never a piece of a number, id or phone
+                out.append((g, round(float(push[k]), 3)))
+        return tuple(out)
+
+
+def save_model(path: Path, model: TextModel) -> None:
+    """Write a model as an ``.npz`` of plain arrays (no pickled objects)."""
+    feats = [""] * len(model.vocabulary)
+    for g, j in model.vocabulary.items():
+        feats[j] = g
+    meta = dict(model.meta, format=MODEL_FORMAT)
+    with path.open("wb") as f:
+        np.savez_compressed(
+            f,
+            meta=np.array(json.dumps(meta, ensure_ascii=False, sort_keys=True)),
+            classes=np.array(model.classes),
+            features=np.array(feats),
+            idf=model.idf.astype(np.float32),
+            weights=model.weights.astype(np.float32),
+            intercept=model.intercept.astype(np.float32),
+        )
+
+
+def load_model(path: Path, *, pack_name: str, categories: Iterable[str]) -> TextModel:
+    """Read a model file written by :func:`save_model`. Raises :class:`ModelError` saying why not."""
+    if not path.is_file():
+        raise ModelError("the model file is missing (run fenliu train)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("meta", "classes", "features", "idf", "weights", "intercept")}
+    except KeyError as e:
+        raise ModelError(f"the model file lacks {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelError(f"the model file is corrupt ({type(e).__name__})") from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError:
+        raise ModelError("the model file's metadata is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"the model file is not of format {MODEL_FORMAT}")
+    if meta.get("pack") != pack_name:
+        raise ModelError(f"the model was trained for pack '{meta.get('pack')}', not '{pack_name}'")
+    if meta.get("categories") != categories_digest(known := list(categories)):
+        raise ModelError("the model was trained for another version of the pack (its categories changed)")
+    if tuple(meta.get("ngram_range", ())) != NGRAM_RANGE:
+        raise ModelError("the model reads other n-grams than this version of fenliu")
+    classes = tuple(str(c) for c in arrays["classes"].tolist())
+    feats = [str(g) for g in arrays["features"].tolist()]
+    idf, weights, intercept = arrays["idf"], arrays["weights"], arrays["intercept"]
+    n, k = len(feats), len(classes)
+    if idf.shape != (n,) or weights.shape != (n, k) or intercept.shape != (k,) or k < 2:
+        raise ModelError("the model file's arrays do not fit together")
+    if not (np.isfinite(idf).all() and np.isfinite(weights).all() and np.isfinite(intercept).all()):
+        raise ModelError("the model file holds numbers that are not finite")
+    unknown = [c for c in classes if c not in known and c != "unclassified"]
+    if unknown:
+        raise ModelError(f"the model names categories this pack does not have: {', '.join(unknown[:5])}")
+    vocabulary = {g: j for j, g in enumerate(feats)}
+    if len(vocabulary) != n:
+        raise ModelError("the model file's features repeat")
+    return TextModel(
+        classes,
+        vocabulary,
+        idf.astype(np.float32),
+        np.ascontiguousarray(weights, dtype=np.float32),
+        intercept.astype(np.float32),
+        meta,
+    )
+
+
+def categories_digest(categories: Iterable[str]) -> str:
+    """What a model is tied to: the pack's set of categories."""
+    return hashlib.sha256("\n".join(sorted(categories)).encode()).hexdigest()[:12]
+
+
+def pack_model(pack: Pack) -> TextModel | None:
+    """The pack's model, or ``None`` when it names none. Raises :class:`PackError` naming the file."""
+    t = pack.text
+    if not t.model or t.model_path is None:
+        return None
+    try:
+        return load_model(t.model_path, pack_name=t.layer or pack.name, categories=pack.categories)
+    except ModelError as e:
+        raise PackError([Problem(t.model_file, 0, "", "text-model", str(e))]) from None
+
+
+def softmax_top(probs: npt.NDArray[np.float64], classes: Sequence[str], n: int) -> list[tuple[str, float]]:
+    """The ``n`` most probable classes, best first (ties: the classes' order)."""
+    p: list[float] = probs.tolist()
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:n]
+    return [(classes[i], p[i]) for i in order if not math.isnan(p[i])]

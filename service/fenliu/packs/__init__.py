@@ -1,0 +1,1 @@
+"""Rule packs: loading YAML (keeping file and line), checking it, sealing what serves."""

@@ -1,0 +1,1154 @@
+"""Load a rule pack folder into checked, position-carrying objects.
+
+A pack is a folder: ``pack.yaml`` (the manifest), rule files (``*.yaml``) holding ``rules`` and
+``tables``, lexicon files (``*.yaml`` holding ``lexicon``: one category's vocabulary), test cases
+(``*_test.yaml``), and optionally a text model (named by the manifest's ``text.model``). A pack may ``extends`` a base pack; its rules are then
+added to the base's, may ``override`` a base rule of the same id, and its table rows update the base's.
+
+:func:`load_pack` returns a :class:`Pack` or raises :class:`~fenliu.domain.errors.PackError` with *every*
+problem found, each with file, line and rule id. Nothing here knows about the rule engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.resources
+import io
+import json
+import os
+import re
+import stat
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import jsonschema
+
+from fenliu.domain import fields as F
+from fenliu.domain.errors import PackError, Problem
+from fenliu.packs._yaml import YamlProblem, YDict, YList, line_at, load_yaml
+from fenliu.packs.types import (
+    ALWAYS,
+    NUMERIC_OPS,
+    OPERATORS,
+    All,
+    AnyOf,
+    Case,
+    Cond,
+    Keywords,
+    LexiconEntry,
+    Not,
+    Pack,
+    Pattern,
+    Rule,
+    Table,
+    Test,
+    TextSettings,
+    Value,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema ``manifest``, ``rules`` or ``cases`` (also usable by editors)."""
+    if name not in _SCHEMAS:
+        text = importlib.resources.files("fenliu").joinpath(f"schema/{name}.schema.json").read_text("utf-8")
+        _SCHEMAS[name] = json.loads(text)
+    return _SCHEMAS[name]
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class _Collector:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.problems: list[Problem] = []
+        self.limits = limits or LIMITS
+        self.bytes_read = 0
+        self.files_seen = 0
+
+    def add(self, file: str, line: int, rule: str, code: str, message: str) -> None:
+        self.problems.append(Problem(file, line, rule, code, _one_line(message)))
+
+
+MAX_MESSAGE: Final = 300
+
+
+def _one_line(message: str) -> str:
+    """A message quotes at most one line of a pack file, and not much of it."""
+    first, newline, _ = message.partition("\n")
+    if newline or len(first) > MAX_MESSAGE:
+        return first[:MAX_MESSAGE] + " …"
+    return first
+
+
+def _unquoted(message: str, instance: Any) -> str:
+    """A schema message without a long quoted value (it may be a whole file read as one string)."""
+    shown = repr(instance)
+    if len(shown) <= 60 or shown not in message:
+        return message
+    if isinstance(instance, str):
+        what = f"a text of {len(instance)} characters"
+    elif isinstance(instance, dict):
+        what = f"a mapping of {len(instance)} keys"
+    elif isinstance(instance, list):
+        what = f"a list of {len(instance)} items"
+    else:
+        what = "the value"
+    return message.replace(shown, what)
+
+
+def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> bool:
+    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    ok = True
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        ok = False
+        path = list(err.absolute_path)
+        line = line_at(doc, path)
+        rule = ""
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            item = doc["rules"][path[1]]
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                rule = item["id"]
+        where = ".".join(str(p) for p in path) or "(top level)"
+        msg = _unquoted(err.message, err.instance)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = list(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in allowed]
+            for k in extra:
+                k_line = err.instance.line_of(k) if isinstance(err.instance, YDict) else line
+                out.add(rel, k_line, rule, "schema", f"{where}: unknown key '{k}'{_suggest(k, allowed)}")
+            continue
+        out.add(rel, line, rule, "schema", f"{where}: {msg}")
+    return ok
+
+
+def _read_yaml(data: bytes, rel: str, out: _Collector) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        out.add(rel, 1, "", "encoding", "file is not UTF-8")
+        return None
+    try:
+        return load_yaml(text)
+    except YamlProblem as e:
+        out.add(rel, e.line, "", e.code, e.message)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a pack may hold. Beyond these a pack is refused, before the file that crosses one is read.
+
+    The nesting depth and the aliases of one file are limited by :mod:`fenliu.packs._yaml`.
+    """
+
+    file_bytes: int = 1 << 20  # one file (the reference pack's largest: 22 KB)
+    total_bytes: int = 8 << 20  # every file of the pack and of the packs it extends
+    files: int = 1_000
+    model_bytes: int = 32 << 20  # the text model (the reference pack's: 1.4 MB), outside the total
+
+
+LIMITS = Limits()
+
+
+def _inside(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
+def _read_file(
+    path: Path, root: Path, rel: str, out: _Collector, *, limit: int | None = None
+) -> bytes | None:
+    """The bytes of a pack file, or None with a problem: never a file outside ``root``, never too much.
+
+    A symbolic link is followed only if it stays inside the pack folder (checked without opening the
+    target); a FIFO, a device or a folder is refused without blocking; a file over the size limits is
+    refused from its size and read no further than the limit.
+    """
+    target = os.path.realpath(path)
+    if not _inside(target, root):
+        out.add(rel, 0, "", "outside-pack", "a symbolic link that leaves the pack folder; it is not read")
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        out.add(rel, 0, "", "unreadable", f"cannot read the file: {e.strerror or type(e).__name__}")
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            out.add(rel, 0, "", "not-a-file", "not a regular file; it is not read")
+            return None
+        if limit is not None:  # a file with a limit of its own (the text model), not in the total
+            if st.st_size > limit:
+                out.add(
+                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                )
+                return None
+            data = f.read(limit + 1)
+            if len(data) > limit:
+                out.add(
+                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                )
+                return None
+            return data
+        if out.bytes_read > out.limits.total_bytes:  # already over the total: said once
+            return None
+        budget = min(out.limits.file_bytes, out.limits.total_bytes - out.bytes_read)
+        if st.st_size > budget:
+            _over_limit(f, rel, out, budget)
+            return None
+        data = f.read(budget + 1)  # no further than the limit, even if the file grows
+    if len(data) > budget:
+        _over_limit(io.BytesIO(data), rel, out, budget)
+        return None
+    out.bytes_read += len(data)
+    return data
+
+
+def _over_limit(f: BinaryIO, rel: str, out: _Collector, budget: int) -> None:
+    """Refuse a file that is over a size limit, at the line where it crosses it (read up to there only)."""
+    head = f.read(min(budget, out.limits.file_bytes) + 1)
+    line = head.count(b"\n") + 1 if head else 0
+    if budget < out.limits.file_bytes:
+        msg = f"the pack's files exceed {_mib(out.limits.total_bytes)} in all (the limit)"
+    else:
+        msg = f"the file exceeds {_mib(out.limits.file_bytes)} (the limit for one file)"
+    out.add(rel, line, "", "too-large", msg)
+    if budget < out.limits.file_bytes:
+        out.bytes_read = out.limits.total_bytes + 1  # nothing more is read
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+@dataclass(slots=True)
+class _Layer:
+    name: str
+    root: Path
+    manifest: YDict
+    files: list[tuple[str, Any]]  # (relative name, parsed doc) of rule files
+    case_files: list[tuple[str, Any]]
+    digest_parts: list[bytes]
+    file_lines: dict[str, int]
+    manifest_rel: str
+    sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
+    read: list[tuple[str, bytes]] = field(default_factory=list)  # (absolute path, bytes) of each file
+    lexicon_files: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
+    """The pack's ``*.yaml`` files in the order of their paths; folders are walked without following links.
+
+    A linked folder that leaves the pack is a problem; one that stays inside adds nothing (its files are
+    read where they lie).
+    """
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for d in sorted(dirs):
+            full = base / d
+            if full.is_symlink() and not _inside(os.path.realpath(full), root):
+                out.add(
+                    str(rel_root / full.relative_to(root)),
+                    0,
+                    "",
+                    "outside-pack",
+                    "a symbolic link that leaves the pack folder; it is not read",
+                )
+        files.extend(base / n for n in names if n.endswith((".yaml", ".yml")))
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    if len(files) + out.files_seen > out.limits.files:
+        out.add(
+            str(rel_root),
+            0,
+            "",
+            "too-many-files",
+            f"the pack has more than {out.limits.files} .yaml files (the limit); none is read",
+        )
+        return []
+    out.files_seen += len(files)
+    return files
+
+
+def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: Path) -> list[_Layer]:
+    root = root.resolve()
+    rel_root = Path(_relpath(root, base_rel))
+    if root in seen:
+        chain = " -> ".join(_relpath(p, base_rel) for p in (*seen, root))
+        out.add(
+            str(rel_root / "pack.yaml"),
+            1,
+            "",
+            "extends-cycle",
+            f"packs extend each other in a cycle: {chain}",
+        )
+        return []
+    manifest_path = root / "pack.yaml"
+    mrel = str(rel_root / "pack.yaml")
+    if not manifest_path.is_file() and not manifest_path.is_symlink():
+        out.add(mrel, 0, "", "no-manifest", "a pack folder needs a pack.yaml (name, revision, description)")
+        return []
+    manifest_data = _read_file(manifest_path, root, mrel, out)
+    if manifest_data is None:
+        return []
+    manifest = _read_yaml(manifest_data, mrel, out)
+    if manifest is None or not _validate_schema(manifest, "manifest", mrel, out):
+        return []
+    layers: list[_Layer] = []
+    if "extends" in manifest:
+        base = (root / manifest["extends"]).resolve()
+        if not (base / "pack.yaml").is_file() and base not in seen and base != root:
+            out.add(
+                mrel,
+                manifest.line_of("extends"),
+                "",
+                "extends-missing",
+                f"extends '{manifest['extends']}': no pack.yaml there",
+            )
+            return []
+        layers = _load_layers(base, out, (*seen, root), base_rel)
+        if not layers:
+            return []
+    parts: list[bytes] = []
+    files: list[tuple[str, Any]] = []
+    cases: list[tuple[str, Any]] = []
+    lexicon: list[tuple[str, Any]] = []
+    lines: dict[str, int] = {}
+    sources: dict[str, str] = {}
+    read: list[tuple[str, bytes]] = []
+    for p in _pack_files(root, rel_root, out):
+        rel = str(rel_root / p.relative_to(root))
+        data = manifest_data if p == manifest_path else _read_file(p, root, rel, out)
+        if data is None:
+            continue
+        # The digest names files by pack name and place in the pack, never by where the pack lies.
+        parts.append(f"{manifest['name']}/{p.relative_to(root).as_posix()}".encode() + b"\0" + data + b"\0")
+        lines[rel] = data.count(b"\n") + 1
+        read.append((str(p), data))
+        sources[rel] = f"{manifest['name']}/{p.relative_to(root).as_posix()}"
+        if p.name == "pack.yaml":
+            if p.parent != root:
+                out.add(
+                    rel,
+                    1,
+                    "",
+                    "nested-pack",
+                    "a pack.yaml below the pack folder; packs do not nest (use extends)",
+                )
+            continue
+        doc = _read_yaml(data, rel, out)
+        if doc is None:
+            continue
+        if p.stem.endswith("_test"):
+            if _validate_schema(doc, "cases", rel, out):
+                cases.append((rel, doc))
+        elif isinstance(doc, dict) and "lexicon" in doc:
+            if _validate_schema(doc, "lexicon", rel, out):
+                lexicon.append((rel, doc))
+        elif _validate_schema(doc, "rules", rel, out):
+            files.append((rel, doc))
+    text = manifest.get("text")
+    if isinstance(text, dict) and isinstance(text.get("model"), str):
+        # The model is part of the pack: its bytes are in the digest and in the sealed copy (a missing
+        # one is refused later, with the file named, when the pack is prepared).
+        mp = root / text["model"]
+        if os.path.lexists(mp):
+            mrel_model = str(rel_root / Path(text["model"]))
+            model_data = _read_file(mp, root, mrel_model, out, limit=out.limits.model_bytes)
+            if model_data is not None:
+                name = f"{manifest['name']}/{Path(text['model']).as_posix()}"
+                parts.append(name.encode() + b"\0" + model_data + b"\0")
+                read.append((str(mp), model_data))
+    layers.append(
+        _Layer(
+            str(manifest["name"]), root, manifest, files, cases, parts, lines, mrel, sources, read, lexicon
+        )
+    )
+    return layers
+
+
+def _relpath(p: Path, base: Path) -> str:
+    """``p`` relative to ``base`` (with ``..`` where needed), so names do not depend on the checkout."""
+    return Path(os.path.relpath(p, base)).as_posix()
+
+
+def load_pack(path: str | Path, *, limits: Limits | None = None) -> Pack:
+    """Load, merge and check a pack. Raises :class:`PackError` listing every problem."""
+    root = Path(path)
+    out = _Collector(limits)
+    if not root.is_dir():
+        raise PackError([Problem(str(path), 0, "", "no-pack", "not a folder")])
+    base_rel = root.resolve().parent
+    layers = _load_layers(root, out, (), base_rel)
+    if out.problems or not layers:
+        raise PackError(out.problems)
+    pack = _assemble(layers, out)
+    if out.problems:
+        raise PackError(out.problems)
+    assert pack is not None
+    return pack
+
+
+# ---------------------------------------------------------------------------------------------------
+# Assembling layers
+
+
+def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
+    top = layers[-1]
+    manifest = top.manifest
+    stages: tuple[str, ...] = F.DEFAULT_STAGES
+    for layer in layers:
+        if "stages" in layer.manifest:
+            stages = tuple(layer.manifest["stages"])
+    defaults: dict[str, Any] = dict(F.BUILTIN_DEFAULTS)
+    defaults_lines: dict[str, tuple[str, int]] = {}
+    for layer in layers:
+        d = layer.manifest.get("defaults")
+        if isinstance(d, YDict):
+            for k, v in d.items():
+                defaults_lines[k] = (layer.manifest_rel, d.line_of(k))
+                defaults[k] = v
+
+    # Tables: base rows first; an extending layer updates given columns of a row or adds rows.
+    tables: dict[str, Table] = {}
+    defined: dict[tuple[str, str], str] = {}  # (layer, table) -> file
+    for layer in layers:
+        for rel, doc in layer.files:
+            for tname, tdoc in (doc.get("tables") or {}).items():
+                trows = tdoc["rows"]
+                if (layer.name, tname) in defined:
+                    out.add(
+                        rel,
+                        tdoc.line,
+                        "",
+                        "duplicate-table",
+                        f"table '{tname}' is already defined in {defined[(layer.name, tname)]}",
+                    )
+                    continue
+                defined[(layer.name, tname)] = rel
+                if tname in tables:
+                    t = tables[tname]
+                    if t.key != tdoc["key"]:
+                        out.add(
+                            rel,
+                            tdoc.line_of("key"),
+                            "",
+                            "table-key",
+                            f"table '{tname}' is keyed by '{t.key}' in {t.file}, not '{tdoc['key']}'",
+                        )
+                        continue
+                else:
+                    t = Table(
+                        tname, str(tdoc["key"]), {}, rel, tdoc.line, {}, {}, str(tdoc.get("description", ""))
+                    )
+                    tables[tname] = t
+                for row_key, row in trows.items():
+                    row_key = str(row_key)
+                    merged = dict(t.rows.get(row_key, {}))
+                    merged.update(row)
+                    t.rows[row_key] = merged
+                    t.row_lines[row_key] = (rel, trows.line_of(row_key))
+                    t.row_layers[row_key] = layer.name
+
+    _check_tables(tables, out, top.manifest_rel)
+
+    # Rules: base layers first; an extending layer adds, overrides (override: true) or removes.
+    rules: dict[str, tuple[YDict, str, str]] = {}
+    duplicates: list[tuple[YDict, str, str]] = []  # still checked, so every error shows at once
+    removed: set[str] = set()
+    order: list[str] = []
+    for li, layer in enumerate(layers):
+        for rel, doc in layer.files:
+            removals = doc.get("remove_rules") or []
+            for ri, rid in enumerate(removals):
+                if rid in rules and li > 0:
+                    del rules[rid]
+                    order.remove(rid)
+                    removed.add(rid)
+                else:
+                    out.add(
+                        rel,
+                        removals.line_of(ri) if isinstance(removals, YList) else doc.line_of("remove_rules"),
+                        rid,
+                        "remove-missing",
+                        f"remove_rules names '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                    )
+            for i, rdoc in enumerate(doc.get("rules") or []):
+                rid = rdoc["id"]
+                line = doc["rules"].line_of(i)
+                if rdoc.get("override"):
+                    if li == 0 or rid not in rules or rules[rid][2] == layer.name:
+                        out.add(
+                            rel,
+                            line,
+                            rid,
+                            "override-missing",
+                            f"override of rule '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                        )
+                        continue
+                    rules[rid] = (rdoc, rel, layer.name)
+                    continue
+                if rid in rules:
+                    prev = rules[rid]
+                    where = f"{prev[1]}:{prev[0].line}"
+                    hint = " (to replace a base rule, add override: true)" if prev[2] != layer.name else ""
+                    out.add(
+                        rel, line, rid, "duplicate-rule", f"rule id '{rid}' is already used at {where}{hint}"
+                    )
+                    duplicates.append((rdoc, rel, layer.name))
+                    continue
+                rules[rid] = (rdoc, rel, layer.name)
+                order.append(rid)
+
+    checker = _RuleChecker(tables, stages, out)
+    source_of = {rel: src for layer in layers for rel, src in layer.sources.items()}
+    built: list[Rule] = []
+    for n, rid in enumerate(order):
+        rdoc, rel, lname = rules[rid]
+        r = checker.rule(rdoc, rel, lname, n, source_of.get(rel, rel))
+        if r is not None:
+            built.append(r)
+    for rdoc, rel, lname in duplicates:
+        checker.rule(rdoc, rel, lname, -1, rel)
+
+    for k, v in defaults.items():
+        rel, line = defaults_lines.get(k, (top.manifest_rel, 0))
+        if k not in F.DECISION_FIELDS:
+            out.add(
+                rel,
+                line,
+                "",
+                "unknown-field",
+                f"defaults: '{k}' is not a decision field{_suggest(k, F.DECISION_FIELDS)}",
+            )
+            continue
+        ok, why = checker.fits(F.DECISION_FIELDS[k], v, allow_empty=True)
+        if not ok:
+            out.add(rel, line, "", "type-mismatch", f"defaults: {k}: {why}")
+    if "categories" in tables and defaults.get("category") not in tables["categories"].rows:
+        out.add(
+            top.manifest_rel,
+            0,
+            "",
+            "default-category",
+            f"the default category '{defaults.get('category')}' is not a row of table categories",
+        )
+
+    cases: list[Case] = []
+    for rel, doc in top.case_files:
+        names: set[str] = set()
+        for i, c in enumerate(doc["cases"]):
+            line = doc["cases"].line_of(i)
+            if c["name"] in names:
+                out.add(
+                    rel, line, "", "duplicate-case", f"case name '{c['name']}' is used twice in this file"
+                )
+            names.add(c["name"])
+            cases.append(
+                Case(
+                    str(c["name"]),
+                    _plain(c["complaint"]),
+                    _plain(c["expect"]),
+                    tuple(c.get("fired") or ()),
+                    tuple(c.get("not_fired") or ()),
+                    rel,
+                    line,
+                )
+            )
+    known = {r.id for r in built} | set(rules) | removed
+    for c in cases:
+        for rid in (*c.fired, *c.not_fired):
+            if rid not in known:
+                out.add(
+                    c.file,
+                    c.line,
+                    rid,
+                    "unknown-rule",
+                    f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}",
+                )
+
+    lexicon = _lexicon(layers, tables, out)
+    text = _text_settings(layers, out)
+
+    digest = hashlib.sha256()
+    file_lines: dict[str, int] = {}
+    for layer in layers:
+        for part in layer.digest_parts:
+            digest.update(part)
+        file_lines.update(layer.file_lines)
+    return Pack(
+        name=str(manifest["name"]),
+        revision=str(manifest["revision"]),
+        description=str(manifest.get("description", "")),
+        root=top.root,
+        stages=stages,
+        defaults=defaults,
+        rules=tuple(built),
+        tables=tables,
+        cases=tuple(cases),
+        layers=tuple(layer.name for layer in layers),
+        digest=digest.hexdigest()[:12],
+        explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
+        files=file_lines,
+        sources=tuple(item for layer in layers for item in layer.read),
+        lexicon=lexicon,
+        text=text,
+    )
+
+
+def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) -> tuple[LexiconEntry, ...]:
+    """Every layer's lexicon files; an extending layer's file for a category replaces the base's."""
+    cats = tables["categories"].rows if "categories" in tables else {}
+    by_category: dict[str, list[LexiconEntry]] = {}
+    where: dict[tuple[str, str], str] = {}  # (layer, category) -> file
+    for layer in layers:
+        for rel, doc in layer.lexicon_files:
+            lex = doc["lexicon"]
+            cat = str(lex["category"])
+            if cats and cat not in cats:
+                out.add(
+                    rel,
+                    lex.line_of("category"),
+                    "",
+                    "lexicon-category",
+                    f"lexicon of '{cat}', which is not a category{_suggest(cat, cats)}",
+                )
+                continue
+            if (layer.name, cat) in where:
+                out.add(
+                    rel,
+                    lex.line,
+                    "",
+                    "lexicon-duplicate",
+                    f"the lexicon of '{cat}' is already in {where[(layer.name, cat)]}",
+                )
+                continue
+            where[(layer.name, cat)] = rel
+            src = layer.sources.get(rel, rel)
+            entries: list[LexiconEntry] = []
+            for kind, key in (("term", "terms"), ("together", "together"), ("against", "against")):
+                items = lex.get(key) or []
+                for i, item in enumerate(items):
+                    line = items.line_of(i) if isinstance(items, YList) else lex.line
+                    raw = [item["term"]] if kind != "together" else list(item["words"])
+                    words = tuple(str(w).strip() for w in raw)
+                    if any(not w for w in words):
+                        out.add(
+                            rel, line, "", "lexicon-empty", f"{key}[{i}]: an empty word matches everything"
+                        )
+                        continue
+                    entries.append(
+                        LexiconEntry(cat, kind, words, float(item["weight"]), rel, line, f"{src}:{line}")
+                    )
+            by_category[cat] = entries
+    return tuple(e for entries in by_category.values() for e in entries)
+
+
+def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
+    """The last layer's ``text`` settings that give any; the model file is the layer's own."""
+    for layer in reversed(layers):
+        t = layer.manifest.get("text")
+        if not isinstance(t, YDict):
+            continue
+        model = str(t.get("model", ""))
+        base = TextSettings()
+        return TextSettings(
+            threshold=float(t.get("threshold", base.threshold)),
+            margin=float(t.get("margin", base.margin)),
+            model=model,
+            model_confidence=float(t.get("model_confidence", base.model_confidence)),
+            floors=_plain(t.get("floors") or {}),
+            file=layer.manifest_rel,
+            line=t.line,
+            model_file=str(Path(layer.manifest_rel).parent / model) if model else "",
+            model_path=(layer.root / model) if model else None,
+            layer=layer.name,
+            root=layer.root,
+        )
+    return TextSettings()
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> None:
+    for tname in F.REQUIRED_TABLES:
+        if tname not in tables:
+            out.add(manifest, 0, "", "missing-table", f"the pack has no table '{tname}' (required)")
+    depts = tables["departments"].rows if "departments" in tables else {}
+    checker = _RuleChecker(tables, (), out)
+    for tname, cols in F.REQUIRED_TABLES.items():
+        t = tables.get(tname)
+        if t is None:
+            continue
+        for row_key, row in t.rows.items():
+            rel, line = t.row_lines[row_key]
+            for col, ftype in cols.items():
+                if col not in row:
+                    what = {"owner": "owner department", "entry_stage": "entry stage"}.get(col, "value")
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "missing-column",
+                        f"{tname} row '{row_key}' has no {what} (column '{col}')",
+                    )
+                    continue
+                ok, why = checker.fits(ftype, row[col])
+                if not ok:
+                    out.add(rel, line, row_key, "type-mismatch", f"{tname} row '{row_key}': {col}: {why}")
+    if "categories" in tables:
+        t = tables["categories"]
+        for row_key, row in t.rows.items():
+            rel, line = t.row_lines[row_key]
+            for d in row.get("co_departments") or []:
+                if d not in depts:
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "unknown-value",
+                        f"categories row '{row_key}': co_departments: '{d}' is not a department{_suggest(str(d), depts)}",
+                    )
+    for t in tables.values():
+        for row_key, row in t.rows.items():
+            for col, v in row.items():
+                is_duration = isinstance(v, str) and v[-1:] in ("h", "d") and v[:-1].isdigit()
+                if not ((col.endswith("_within") or t.name == "deadlines") and is_duration):
+                    continue
+                hours = F.parse_duration(v)
+                if hours is not None and hours > 60 * 24:
+                    rel, line = t.row_lines[row_key]
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "deadline-too-long",
+                        f"{t.name} row '{row_key}': {col} {v} exceeds the statutory 60 days",
+                    )
+
+
+_PLACEHOLDERS = (
+    "category",
+    "owner_department",
+    "referred_to",
+    "exclusion",
+    "tier",
+    "stage",
+    "color",
+    "approach",
+)
+
+
+class _RuleChecker:
+    """Checks one rule against the fields, types and tables it names, and builds its objects."""
+
+    def __init__(self, tables: dict[str, Table], stages: tuple[str, ...], out: _Collector) -> None:
+        self.tables = tables
+        self.stages = stages
+        self.out = out
+        self.file = ""
+        self.rule_id = ""
+
+    def err(self, line: int, code: str, msg: str) -> None:
+        self.out.add(self.file, line, self.rule_id, code, msg)
+
+    # -- types ----------------------------------------------------------------------------------------
+    def fits(self, ftype: F.FieldType, v: Any, *, allow_empty: bool = False) -> tuple[bool, str]:
+        k = ftype.kind
+        if k == "bool":
+            return (isinstance(v, bool), f"must be true or false, not {v!r}")
+        if k in ("int", "number"):
+            okn = isinstance(v, int | float) and not isinstance(v, bool)
+            if okn and k == "int" and isinstance(v, float) and not v.is_integer():
+                return (False, f"must be a whole number, not {v!r}")
+            return (okn, f"is a number; {v!r} is {'text' if isinstance(v, str) else type(v).__name__}")
+        if k == "text":
+            return (isinstance(v, str), f"is text; {v!r} is not (quote it)")
+        if k == "enum":
+            if not isinstance(v, str):
+                return (False, f"must be {ftype.describe()}, not {v!r}")
+            if v not in ftype.values and not (allow_empty and v == ""):
+                return (False, f"'{v}' is not {ftype.describe()}{_suggest(v, ftype.values)}")
+            return (True, "")
+        if k == "code":
+            rows = self.tables[ftype.table].rows if ftype.table in self.tables else {}
+            if not isinstance(v, str):
+                return (False, f"must be {ftype.describe()}, not {v!r}")
+            if v == "" and allow_empty:
+                return (True, "")
+            if rows and v not in rows:
+                return (False, f"'{v}' is not {ftype.describe()}{_suggest(v, rows)}")
+            return (True, "")
+        if k == "codes":
+            if not isinstance(v, list | tuple):
+                return (False, f"must be {ftype.describe()}")
+            for x in v:
+                ok, why = self.fits(F.FieldType("code", table=ftype.table), x)
+                if not ok:
+                    return (False, why)
+            return (True, "")
+        if k == "duration":
+            try:
+                hours = F.parse_duration(v)
+            except ValueError as e:
+                return (False, str(e))
+            if hours is not None and hours > 60 * 24:
+                return (False, f"{v} exceeds the statutory 60 days")
+            return (True, "")
+        return (False, f"unknown type {k}")
+
+    def field_type(self, name: str, line: int) -> F.FieldType | None:
+        if name in F.COMPLAINT_FIELDS:
+            return F.COMPLAINT_FIELDS[name]
+        if name in F.DECISION_FIELDS:
+            if F.DECISION_FIELDS[name].kind == "codes":
+                self.err(line, "untestable-field", f"'{name}' is a list and cannot be tested in when")
+                return None
+            if F.DECISION_FIELDS[name].kind == "duration":
+                self.err(
+                    line, "untestable-field", f"'{name}' is a deadline duration and cannot be tested in when"
+                )
+                return None
+            return F.DECISION_FIELDS[name]
+        if name in ("title", "text"):
+            self.err(line, "text-field", f"'{name}' is tested with keywords: or pattern:, not compared")
+            return None
+        if "." in name and name.split(".", 1)[0] in self.tables:
+            tname, col = name.split(".", 1)
+            t = self.tables[tname]
+            if t.key not in F.DECISION_FIELDS:
+                self.err(
+                    line,
+                    "bad-table-field",
+                    f"table '{tname}' is keyed by '{t.key}', not a decision field; its columns cannot be tested",
+                )
+                return None
+            values = [row[col] for row in t.rows.values() if col in row]
+            if not values:
+                cols = {c for row in t.rows.values() for c in row}
+                self.err(line, "unknown-field", f"table '{tname}' has no column '{col}'{_suggest(col, cols)}")
+                return None
+            if all(isinstance(x, bool) for x in values):
+                return F.FieldType("bool")
+            if all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+                return F.FieldType("number")
+            if all(isinstance(x, str) for x in values):
+                return F.FieldType("text")
+            self.err(
+                line, "untestable-field", f"column '{name}' mixes types or holds lists; it cannot be tested"
+            )
+            return None
+        known = [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS]
+        self.err(line, "unknown-field", f"unknown field '{name}'{_suggest(name, known)}")
+        return None
+
+    # -- conditions -----------------------------------------------------------------------------------
+    def cond(self, node: Any, line: int) -> Cond | None:
+        if not isinstance(node, dict):
+            self.err(
+                line,
+                "schema",
+                "a condition is a mapping (field: value, all:, any:, not:, keywords:, pattern:)",
+            )
+            return None
+        items: list[Cond] = []
+        ok = True
+        for key, val in node.items():
+            kline = node.line_of(key) if isinstance(node, YDict) else line
+            c: Cond | None
+            if key in ("all", "any"):
+                subs = [
+                    self.cond(x, val.line_of(i) if isinstance(val, YList) else kline)
+                    for i, x in enumerate(val)
+                ]
+                if any(s is None for s in subs):
+                    ok = False
+                    continue
+                kids = tuple(s for s in subs if s is not None)
+                c = All(kids, kline) if key == "all" else AnyOf(kids, kline)
+            elif key == "not":
+                sub = self.cond(val, kline)
+                c = Not(sub, kline) if sub is not None else None
+            elif key == "keywords":
+                words = tuple(str(w).strip() for w in val)
+                if any(not w for w in words):
+                    self.err(kline, "empty-keyword", "a keyword is empty")
+                    ok = False
+                    continue
+                dup = sorted({w for w in words if words.count(w) > 1})
+                if dup:
+                    self.err(kline, "duplicate-keyword", "keyword listed twice: " + ", ".join(dup))
+                c = Keywords(words, kline)
+            elif key == "pattern":
+                try:
+                    re.compile(val)
+                except re.error as e:
+                    self.err(kline, "bad-regex", f"pattern is not a valid regular expression: {e}")
+                    ok = False
+                    continue
+                c = Pattern(val, kline)
+            else:
+                c = self.field_test(key, val, kline)
+            if c is None:
+                ok = False
+            else:
+                items.append(c)
+        if not ok:
+            return None
+        return items[0] if len(items) == 1 else All(tuple(items), line)
+
+    def field_test(self, name: str, val: Any, line: int) -> Cond | None:
+        if name.startswith("$"):
+            self.err(
+                line,
+                "bad-operator",
+                f"'{name}' is an engine operator; write field: {{op: value}} with op one of {', '.join(OPERATORS)}",
+            )
+            return None
+        ftype = self.field_type(name, line)
+        if ftype is None:
+            return None
+        if not isinstance(val, dict):
+            if isinstance(val, list):
+                self.err(line, "bad-operator", f"{name}: a list needs an operator: {{in: [...]}}")
+                return None
+            return self._leaf(name, ftype, "eq", val, line)
+        tests: list[Cond] = []
+        for op, v in val.items():
+            oline = val.line_of(op) if isinstance(val, YDict) else line
+            if op not in OPERATORS:
+                self.err(
+                    oline,
+                    "bad-operator",
+                    f"{name}: unknown operator '{op}'{_suggest(op.lstrip('$'), OPERATORS)} (operators: {', '.join(OPERATORS)})",
+                )
+                return None
+            if op == "between":
+                if not (isinstance(v, list) and len(v) == 2):
+                    self.err(oline, "bad-operator", f"{name}: between takes [low, high]")
+                    return None
+                lo, hi = v
+                a = self._leaf(name, ftype, "gte", lo, oline)
+                b = self._leaf(name, ftype, "lte", hi, oline)
+                if a is None or b is None:
+                    return None
+                if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+                    self.err(oline, "empty-range", f"{name}: between [{lo}, {hi}] is empty")
+                    return None
+                tests += [a, b]
+                continue
+            t = self._leaf(name, ftype, op, v, oline)
+            if t is None:
+                return None
+            tests.append(t)
+        return tests[0] if len(tests) == 1 else All(tuple(tests), line)
+
+    def _leaf(self, name: str, ftype: F.FieldType, op: str, v: Any, line: int) -> Test | None:
+        if op in NUMERIC_OPS and not ftype.numeric:
+            self.err(line, "type-mismatch", f"{name} is {ftype.describe()}; '{op}' compares numbers")
+            return None
+        if op in ("in", "not_in"):
+            if not isinstance(v, list):
+                self.err(line, "bad-operator", f"{name}: {op} takes a list")
+                return None
+            for x in v:
+                ok, why = self.fits(ftype, x, allow_empty=True)
+                if not ok:
+                    self.err(
+                        line, "type-mismatch" if "not a" not in why else "unknown-value", f"{name}: {why}"
+                    )
+                    return None
+            if len(v) > 500:
+                self.err(
+                    line,
+                    "engine-too-many-tests",
+                    f"{name}: {op} lists {len(v)} values; the engine hangs past 512 tests on one field",
+                )
+                return None
+            return Test(name, op, tuple(v), line)
+        if ftype.kind == "bool" and op not in ("eq", "ne"):
+            self.err(line, "type-mismatch", f"{name} is true or false; use {name}: true")
+            return None
+        ok, why = self.fits(ftype, v, allow_empty=True)
+        if not ok:
+            code = "unknown-value" if ("is not one of" in why or "is not a code" in why) else "type-mismatch"
+            self.err(line, code, f"{name}: {why}")
+            return None
+        return Test(name, op, v, line)
+
+    # -- values ---------------------------------------------------------------------------------------
+    def value(self, slot: str, node: Any, line: int) -> Value | None:
+        ftype = F.DECISION_FIELDS[slot]
+        if isinstance(node, dict):
+            if "copy" in node and len(node) == 1:
+                src = str(node["copy"])
+                st = (
+                    self.field_type(src, line)
+                    if src in F.COMPLAINT_FIELDS or src in F.DECISION_FIELDS
+                    else None
+                )
+                if st is None:
+                    if src not in F.COMPLAINT_FIELDS and src not in F.DECISION_FIELDS:
+                        self.err(
+                            line,
+                            "unknown-field",
+                            f"then {slot}: copy of unknown field '{src}'{_suggest(src, [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS])}",
+                        )
+                    return None
+                if not _compatible(st, ftype):
+                    self.err(
+                        line,
+                        "type-mismatch",
+                        f"then {slot}: cannot copy '{src}' ({st.describe()}) into {slot} ({ftype.describe()})",
+                    )
+                    return None
+                return Value("copy", source=src, line=line)
+            if "lookup" in node and set(node) <= {"lookup", "add"}:
+                spec = str(node["lookup"])
+                tname, _, col = spec.partition(".")
+                t = self.tables.get(tname)
+                if t is None:
+                    self.err(
+                        line, "bad-lookup", f"then {slot}: no table '{tname}'{_suggest(tname, self.tables)}"
+                    )
+                    return None
+                if t.key not in F.DECISION_FIELDS:
+                    self.err(
+                        line,
+                        "bad-lookup",
+                        f"then {slot}: table '{tname}' is keyed by '{t.key}', not a decision field",
+                    )
+                    return None
+                cols = {c for row in t.rows.values() for c in row}
+                if col not in cols:
+                    self.err(
+                        line,
+                        "bad-lookup",
+                        f"then {slot}: table '{tname}' has no column '{col}'{_suggest(col, cols)}",
+                    )
+                    return None
+                already_checked = col in F.REQUIRED_TABLES.get(tname, {})
+                for rk, row in t.rows.items():
+                    if not already_checked and col in row and row[col] is not None:
+                        ok, why = self.fits(ftype, row[col], allow_empty=True)
+                        if not ok:
+                            rrel, rline = t.row_lines[rk]
+                            self.out.add(
+                                rrel,
+                                rline,
+                                rk,
+                                "type-mismatch",
+                                f"{tname} row '{rk}': {col} is looked up into {slot} by rule '{self.rule_id}': {why}",
+                            )
+                            return None
+                add = tuple(node.get("add") or ())
+                if add:
+                    if ftype.kind != "codes":
+                        self.err(line, "bad-lookup", f"then {slot}: add: is only for lists")
+                        return None
+                    ok, why = self.fits(ftype, list(add))
+                    if not ok:
+                        self.err(line, "unknown-value", f"then {slot}: add: {why}")
+                        return None
+                return Value("lookup", table=tname, column=col, add=add, line=line)
+            self.err(
+                line,
+                "bad-value",
+                f"then {slot}: a value is a literal, {{copy: field}} or {{lookup: table.column}}",
+            )
+            return None
+        lit: Any = node
+        ok, why = self.fits(ftype, lit, allow_empty=True)
+        if not ok:
+            self.err(line, "type-mismatch" if "not a" not in why else "unknown-value", f"then {slot}: {why}")
+            return None
+        if ftype.kind == "codes":
+            lit = tuple(lit)
+        elif ftype.kind == "duration":
+            lit = F.parse_duration(lit)
+        return Value("literal", literal=lit, line=line)
+
+    def rule(self, doc: YDict, rel: str, layer: str, order: int, source: str) -> Rule | None:
+        self.file, self.rule_id = rel, str(doc["id"])
+        before = len(self.out.problems)
+        stage = str(doc["stage"])
+        if stage not in self.stages:
+            self.err(
+                doc.line_of("stage"),
+                "unknown-stage",
+                f"stage '{stage}' is not one of {', '.join(self.stages)}{_suggest(stage, self.stages)}",
+            )
+        when = self.cond(doc["when"], doc.line_of("when")) if "when" in doc else ALWAYS
+        then: dict[str, Value] = {}
+        tdoc = doc["then"]
+        if not tdoc and not doc.get("guidance"):
+            self.err(doc.line_of("then"), "empty-then", "then sets nothing and the rule has no guidance")
+        for slot, vnode in tdoc.items():
+            sline = tdoc.line_of(slot)
+            if slot not in F.DECISION_FIELDS:
+                self.err(
+                    sline,
+                    "unknown-field",
+                    f"then: '{slot}' is not a decision field{_suggest(slot, F.DECISION_FIELDS)}",
+                )
+                continue
+            v = self.value(slot, vnode, sline)
+            if v is not None:
+                then[slot] = v
+        guidance = str(doc.get("guidance", ""))
+        if guidance:
+            try:
+                names = {fname for _, fname, _, _ in string.Formatter().parse(guidance) if fname is not None}
+            except ValueError as e:
+                self.err(
+                    doc.line_of("guidance"), "bad-guidance", f"guidance: {e} (write {{{{ and }}}} for braces)"
+                )
+                names = set()
+            for n in sorted(names):
+                if n not in _PLACEHOLDERS:
+                    self.err(
+                        doc.line_of("guidance"),
+                        "bad-guidance",
+                        f"guidance: unknown placeholder {{{n}}}{_suggest(n, _PLACEHOLDERS)} (allowed: {', '.join(_PLACEHOLDERS)})",
+                    )
+        if len(self.out.problems) > before or when is None:
+            return None
+        return Rule(
+            self.rule_id,
+            stage,
+            int(doc.get("priority", 0)),
+            str(doc.get("description", "")),
+            when,
+            then,
+            guidance,
+            rel,
+            doc.line,
+            layer,
+            order,
+            source,
+        )
+
+
+def _compatible(src: F.FieldType, dst: F.FieldType) -> bool:
+    if src.kind == "enum" and dst.kind == "enum":
+        return set(src.values) - {"UNSPECIFIED"} <= set(dst.values)
+    if src.kind == "code" and dst.kind == "code":
+        return src.table == dst.table
+    return src.kind == dst.kind

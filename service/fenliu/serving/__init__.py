@@ -1,0 +1,1 @@
+"""Serving: configuration, the live pack, reload, the supervisor, gRPC, observability."""

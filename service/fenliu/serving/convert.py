@@ -1,0 +1,598 @@
+"""Proto ↔ domain conversion for the gRPC transport. No rule logic lives here.
+
+A complaint is validated by :func:`fenliu.domain.model.complaint_from_dict`: a proto complaint is turned into
+the complaint's JSON form first (enum values without their prefix, ``received_at`` as an ISO string,
+unset fields left out), then validated. Only what the JSON form cannot express is checked here:
+strings that are not UTF-8, enum numbers this version does not know, timestamps out of range. A
+complaint whose every field is plainly valid (the common case) is read straight from the message
+instead, accepting and building exactly what that validation would.
+
+A decision goes the other way from :meth:`fenliu.domain.model.Decision.to_dict`, so that gRPC and
+``fenliu eval`` always say the same thing; :func:`decision_from_proto` gives that JSON form back.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+
+from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.domain.errors import ComplaintError, FieldViolation
+from fenliu.domain.model import (
+    COMPLAINANT_FIELDS,
+    COMPLAINT_BOOLS,
+    DEADLINE_NAMES,
+    DECIDED_FIELDS,
+    EARLIEST_RECEIVED_AT,
+    ENUM_DEFAULTS,
+    LATEST_RECEIVED_AT,
+    LOCAL_TZ,
+    MAX_AMOUNT,
+    MAX_CODE,
+    MAX_COUNT,
+    MAX_HINT,
+    MAX_ID,
+    MAX_PERSONAL,
+    MAX_TEXT,
+    MAX_TITLE,
+    REGION_FIELDS,
+    UNSPECIFIED,
+    Complainant,
+    Complaint,
+    Decision,
+    case_id_ok,
+    complaint_from_dict,
+    parse_timestamp,
+    region_code_ok,
+)
+
+#: Complaint field → the proto enum that carries it.
+COMPLAINT_ENUM_TYPES: Final[dict[str, Any]] = {
+    "channel": pb.Channel,
+    "intent": pb.Intent,
+    "received_tier": pb.Tier,
+    "public_opinion": pb.PublicOpinion,
+    "procedure": pb.Procedure,
+    "last_stage": pb.Stage,
+    "last_outcome": pb.Outcome,
+}
+#: Decision field → the proto enum that carries it.
+DECISION_ENUM_TYPES: Final[dict[str, Any]] = {
+    "color": pb.Color,
+    "tier": pb.Tier,
+    "approach": pb.Approach,
+    "stage": pb.Stage,
+    "path": pb.Stage,
+}
+#: What :func:`enum_name` gives for an enum number this version does not know.
+UNKNOWN_ENUM: Final = "#unknown"
+
+_PLACEHOLDER: Final = "x"  # stands for a string that was not UTF-8, so that the validator checks the rest
+
+
+class ConversionError(ValueError):
+    """A value from the engine that the proto cannot carry (a bug in a pack or in fenliu)."""
+
+
+def _prefix(enum: EnumDescriptor) -> str:
+    zero = enum.values_by_number[0].name
+    return zero[: -len("UNSPECIFIED")]
+
+
+def enum_name(enum: EnumDescriptor, number: int) -> str | None:
+    """The contract's name of a proto enum number: ``None`` for 0, :data:`UNKNOWN_ENUM` if unknown."""
+    if number == 0:
+        return None
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return UNKNOWN_ENUM
+    return str(value.name[len(_prefix(enum)) :])
+
+
+def enum_number(enum: Any, name: str | None) -> Any:
+    """The proto number of a contract enum name (``None`` or empty: 0)."""
+    if not name:
+        return 0
+    value = enum.values_by_name.get(_prefix(enum) + name)
+    if value is None:
+        raise ConversionError(f"{enum.full_name} has no value {name}")
+    return int(value.number)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Complaint: proto → JSON form → validated Complaint
+
+
+_TYPE_MESSAGE: Final = FieldDescriptor.TYPE_MESSAGE
+_TYPE_ENUM: Final = FieldDescriptor.TYPE_ENUM
+_TYPE_STRING: Final = FieldDescriptor.TYPE_STRING
+_TYPE_BYTES: Final = FieldDescriptor.TYPE_BYTES
+
+
+def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation]) -> str | None:
+    """A string field's value (None when empty). Reads bytes fields too (see server's byte mirror)."""
+    value = getattr(msg, fd.name)
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(FieldViolation(path, "is not valid UTF-8"))
+            return _PLACEHOLDER
+    return str(value) if value else None
+
+
+def _submessage(msg: Any, path: str, bad: list[FieldViolation]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fd in msg.DESCRIPTOR.fields:
+        v = _string(msg, fd, f"{path}.{fd.name}", bad)
+        if v is not None:
+            out[fd.name] = v
+    return out
+
+
+def _timestamp(ts: Any) -> str | None:
+    try:
+        if not 0 <= ts.nanos <= 999_999_999:
+            return None
+        return str(ts.ToDatetime(tzinfo=UTC).isoformat())
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViolation]]:
+    """The JSON form of a proto complaint, and the violations the JSON form cannot express (strings
+    that are not UTF-8, enum numbers this version does not know, timestamps out of range).
+
+    ``msg`` is a ``fenliu.v1.Complaint``, or its byte mirror whose string fields are bytes. Only the
+    fields that are set are read (``ListFields``): proto3 leaves the rest at their zero values, which
+    the JSON form leaves out.
+    """
+    out: dict[str, Any] = {}
+    bad: list[FieldViolation] = []
+    for fd, value in msg.ListFields():
+        name = fd.name
+        ftype = fd.type
+        if ftype == _TYPE_MESSAGE:
+            if name == "received_at":
+                iso = _timestamp(value)
+                if iso is None:
+                    bad.append(
+                        FieldViolation(name, "is not a valid timestamp (seconds or nanos out of range)")
+                    )
+                else:
+                    out[name] = iso
+            else:
+                out[name] = _submessage(value, name, bad)
+        elif ftype == _TYPE_ENUM:
+            enum_value = enum_name(fd.enum_type, value)
+            if enum_value == UNKNOWN_ENUM:
+                allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
+                bad.append(FieldViolation(name, f"unknown enum number; allowed: {allowed}"))
+            elif enum_value is not None:
+                out[name] = enum_value
+        elif ftype in (_TYPE_STRING, _TYPE_BYTES):
+            s = _string(msg, fd, name, bad)
+            if s is not None:
+                out[name] = s
+        elif (isinstance(value, float) and math.isnan(value)) or value:  # bool, int64, double
+            out[name] = value
+    return out, bad
+
+
+_COMPLAINT_TYPE: Final = pb.Complaint
+#: Complaint enum field → {proto number → contract name}, 0 (unset) → the complaint's default.
+_ENUM_VALUES: Final[dict[str, dict[int, str]]] = {
+    name: {
+        0: ENUM_DEFAULTS.get(name, UNSPECIFIED),
+        **{v.number: v.name[len(_prefix(enum.DESCRIPTOR)) :] for v in enum.DESCRIPTOR.values if v.number},
+    }
+    for name, enum in COMPLAINT_ENUM_TYPES.items()
+}
+_STRINGS: Final = (
+    ("id", MAX_ID),
+    ("title", MAX_TITLE),
+    ("text", MAX_TEXT),
+    ("category_hint", MAX_HINT),
+    ("existing_case_id", MAX_ID),
+)
+_ENUMS: Final = tuple(_ENUM_VALUES.items())
+_BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The range of received_at (:data:`fenliu.domain.model.EARLIEST_RECEIVED_AT` to ``LATEST_RECEIVED_AT``), in
+#: whole seconds: any nanos keep a second of this range within it.
+_SECONDS_MIN: Final = int((EARLIEST_RECEIVED_AT - _EPOCH).total_seconds())
+_SECONDS_MAX: Final = int((LATEST_RECEIVED_AT.replace(microsecond=0) - _EPOCH).total_seconds())
+
+
+def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
+    """The string fields of a submessage that are not blank, or None if one is too long or holds a NUL."""
+    out: dict[str, str] = {}
+    for name in names:
+        v = getattr(msg, name)
+        if v:
+            if len(v) > limit or "\x00" in v:
+                return None
+            if not v.isspace():  # whitespace only: absent
+                out[name] = v
+    return out
+
+
+def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
+    """The complaint, when every field is plainly valid; ``None`` sends it to the full validation.
+
+    The common case, read straight from the message's fields: what it accepts, and the complaint it
+    builds, are exactly those of :func:`complaint_from_dict` on the JSON form (``tests/test_grpc_fuzz.py``
+    holds the two paths equal). Anything else — and every error message — is the full validation's.
+    """
+    if type(msg) is not _COMPLAINT_TYPE:  # the byte mirror of a message that was not UTF-8
+        return None
+    kw: dict[str, Any] = {}
+    for name, limit in _STRINGS:
+        v = getattr(msg, name)
+        if len(v) > limit or "\x00" in v:
+            return None
+        kw[name] = "" if v.isspace() else v  # whitespace only: absent
+    if not kw["id"].strip() or not (kw["text"].strip() or kw["category_hint"].strip()):
+        return None
+    case_id = kw["existing_case_id"].strip()
+    if case_id and not case_id_ok(case_id):
+        return None
+    for name, numbers in _ENUMS:
+        v = numbers.get(getattr(msg, name))
+        if v is None:
+            return None
+        kw[name] = v
+    people, repeats, amount = msg.people_involved, msg.repeat_visits, msg.amount_yuan
+    if not (0 <= people <= MAX_COUNT and 0 <= repeats <= MAX_COUNT and 0.0 <= amount <= MAX_AMOUNT):
+        return None  # negative, too large, or not a number
+    kw["people_involved"] = people or 1  # proto3 cannot tell 0 from unset: 0 means "unknown" = 1
+    kw["repeat_visits"] = repeats
+    kw["amount_yuan"] = amount or 0.0
+    if msg.HasField("region"):
+        region = _plain_strings(msg.region, REGION_FIELDS, MAX_CODE)
+        if region is None:
+            return None
+        for k, v in region.items():
+            region[k] = code = v.strip()
+            if code and not region_code_ok(k, code):
+                return None
+        kw["region"] = region
+    if msg.HasField("complainant"):
+        person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
+        if person is None:
+            return None
+        kw["complainant"] = Complainant(**person)
+    if msg.HasField("received_at"):
+        ts = msg.received_at
+        seconds, nanos = ts.seconds, ts.nanos
+        # Timestamp.ToDatetime(tzinfo=UTC), without its checks and time zone conversion: in the range
+        # received_at may take, with nanos whole microseconds and rounded toward zero.
+        if not (0 <= nanos <= 999_999_999 and _SECONDS_MIN <= seconds <= _SECONDS_MAX):
+            return None
+        kw["received_at"] = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    else:
+        kw["received_at"] = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
+        kw["received_at_given"] = False
+    kw.update(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
+    return Complaint(**kw)
+
+
+def complaint_from_proto(msg: Any, *, now: datetime | None = None) -> Complaint:
+    """Validate a proto complaint. Raises :class:`ComplaintError` naming every bad field."""
+    plain = _complaint_if_plainly_valid(msg, now)
+    return plain if plain is not None else _complaint_from_proto_fully(msg, now)
+
+
+def _complaint_from_proto_fully(msg: Any, now: datetime | None) -> Complaint:
+    """The full validation: the JSON form, validated by :func:`complaint_from_dict`."""
+    data, bad = complaint_dict_from_proto(msg)
+    try:
+        complaint = complaint_from_dict(data, now=now)
+    except ComplaintError as e:
+        flagged = {v.field for v in bad}
+        raise ComplaintError(bad + [v for v in e.violations if v.field not in flagged]) from None
+    if bad:
+        raise ComplaintError(bad)
+    return complaint
+
+
+def complaint_to_proto(data: Mapping[str, Any]) -> Any:
+    """A ``fenliu.v1.Complaint`` from the complaint's JSON form (for clients and tests).
+
+    Expects well-typed values; unknown keys raise :class:`ConversionError`.
+    """
+    msg = pb.Complaint()
+    fields = msg.DESCRIPTOR.fields_by_name
+    for key, value in data.items():
+        fd = fields.get(key)
+        if fd is None:
+            raise ConversionError(f"fenliu.v1.Complaint has no field {key}")
+        if value is None:
+            continue
+        if key == "received_at":
+            msg.received_at.FromDatetime(parse_timestamp(value) if isinstance(value, str) else value)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            sub = getattr(msg, key)
+            sub.SetInParent()
+            for k, v in value.items():
+                setattr(sub, k, v)
+        elif fd.type == FieldDescriptor.TYPE_ENUM:
+            setattr(msg, key, enum_number(fd.enum_type, value))
+        else:
+            setattr(msg, key, value)
+    return msg
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decision: Decision.to_dict → proto → JSON form
+
+
+def _to_value(v: Any) -> Any:
+    out = struct_pb2.Value()
+    if v is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(v, bool):
+        out.bool_value = v
+    elif isinstance(v, int | float):
+        out.number_value = float(v)
+    elif isinstance(v, str):
+        out.string_value = v
+    elif isinstance(v, Mapping):
+        out.struct_value.SetInParent()
+        for k, item in v.items():
+            out.struct_value.fields[str(k)].CopyFrom(_to_value(item))
+    elif isinstance(v, Sequence | set | frozenset):
+        out.list_value.SetInParent()
+        for item in v:
+            out.list_value.values.add().CopyFrom(_to_value(item))
+    else:
+        out.string_value = str(v)
+    return out
+
+
+def _from_value(v: Any) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "number_value":
+        n = v.number_value
+        return int(n) if math.isfinite(n) and n.is_integer() else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "struct_value":
+        return {k: _from_value(x) for k, x in v.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_from_value(x) for x in v.list_value.values]
+    return None
+
+
+def _ts(value: str | datetime) -> Any:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(parse_timestamp(value) if isinstance(value, str) else value)
+    return ts
+
+
+def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
+    """A ``fenliu.v1.Decision`` from the decision's JSON form (:meth:`Decision.to_dict`)."""
+    try:
+        msg: Any = pb.Decision(
+            complaint_id=d["complaint_id"],
+            decision_id=d["decision_id"],
+            category=d["category"],
+            excluded=bool(d["excluded"]),
+            exclusion=d.get("exclusion") or "",
+            referred_to=d.get("referred_to") or "",
+            existing_case_id=d.get("existing_case_id") or "",
+            color=enum_number(pb.Color.DESCRIPTOR, d["color"]),
+            tier=enum_number(pb.Tier.DESCRIPTOR, d["tier"]),
+            approach=enum_number(pb.Approach.DESCRIPTOR, d.get("approach")),
+            owner_department=d["owner_department"],
+            co_departments=list(d.get("co_departments") or ()),
+            stage=enum_number(pb.Stage.DESCRIPTOR, d["stage"]),
+            path=[enum_number(pb.Stage.DESCRIPTOR, s) for s in d.get("path") or ()],
+            statutory_route=d.get("statutory_route") or "",
+            guidance=d.get("guidance") or "",
+        )
+        msg.deadlines.SetInParent()
+        for name, when in (d.get("deadlines") or {}).items():
+            if when is not None:
+                getattr(msg.deadlines, name).CopyFrom(_ts(when))
+        pack = d.get("rule_pack") or {}
+        msg.rule_pack.name = pack.get("name", "")
+        msg.rule_pack.revision = pack.get("revision", "")
+        msg.rule_pack.digest = pack.get("digest", "")
+        for t in d.get("trace") or ():
+            entry = msg.trace.add(
+                rule=t["rule"],
+                stage=t.get("stage", ""),
+                layer=t.get("layer", ""),
+                source=t.get("source", ""),
+                priority=int(t.get("priority", 0)),
+                matched_keywords=list(t.get("matched_keywords") or ()),
+                table_rows=list(t.get("table_rows") or ()),
+            )
+            for k, v in (t.get("set") or {}).items():
+                entry.set[str(k)].CopyFrom(_to_value(v))
+            for k, v in (t.get("overruled") or {}).items():
+                entry.overruled[str(k)] = str(v)
+        msg.notes.extend(str(n) for n in d.get("notes") or ())
+        for sg in d.get("suggestions") or ():
+            msg.suggestions.add(category=str(sg["category"]), score=float(sg["score"]))
+    except (KeyError, TypeError, ValueError) as e:  # ConversionError is a ValueError
+        raise ConversionError(f"decision cannot be carried by fenliu.v1.Decision: {type(e).__name__}") from e
+    return msg
+
+
+# A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
+# times. The proto of an outcome is built and serialized once; a decision copies the message and sets
+# the per-complaint fields, or appends those fields, serialized, to the template's bytes.
+_TEMPLATES: OrderedDict[Any, tuple[Any, Any, bytes]] = OrderedDict()
+_TEMPLATES_MAX: Final = 2048
+_TEMPLATES_LOCK: Final = threading.Lock()
+
+
+#: What a decision without its trace shows of its outcome (the deadlines are the complaint's own).
+_VISIBLE: Final = operator.attrgetter(*[f for f in DECIDED_FIELDS if f != "deadlines"], "guidance", "pack")
+
+
+def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
+    """The outcome's part of the decision: as a message, and serialized."""
+    outcome = decision.outcome
+    # Without the trace, a decision shows only these fields of its outcome: outcomes that differ only in
+    # how they were reached share one template. With the trace, each outcome has its own.
+    key: Any = (id(outcome), True) if trace else _VISIBLE(outcome)
+    with _TEMPLATES_LOCK:
+        hit = _TEMPLATES.get(key)
+        if hit is not None and (not trace or hit[0] is outcome):
+            _TEMPLATES.move_to_end(key)
+            return hit[1], hit[2]
+    d = decision.to_dict(trace=trace)
+    d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
+    d["deadlines"] = {}
+    d["suggestions"] = []  # the complaint's own, as are the text step's notes
+    if "notes" in d:
+        d["notes"] = list(outcome.notes)
+    for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
+        entry.pop("matched_keywords", None)
+    template = decision_dict_to_proto(d)
+    wire = template.SerializeToString()
+    with _TEMPLATES_LOCK:
+        # With the trace, holding the outcome keeps its id from being reused; without, the key is what
+        # the template shows, and holding no outcome keeps no replaced pack's memories alive.
+        _TEMPLATES[key] = (outcome if trace else None, template, wire)
+        if len(_TEMPLATES) > _TEMPLATES_MAX:
+            _TEMPLATES.popitem(last=False)
+    return template, wire
+
+
+def _set_timestamp(ts: Any, when: datetime) -> None:
+    seconds = when.timestamp()
+    whole = math.floor(seconds)
+    ts.seconds = whole
+    ts.nanos = when.microsecond * 1000
+
+
+def _own_fields(msg: Any, decision: Decision) -> Any:
+    """Set the fields that are the complaint's own, not its outcome's."""
+    msg.complaint_id = decision.complaint_id
+    msg.decision_id = decision.decision_id
+    if decision.existing_case_id:
+        msg.existing_case_id = decision.existing_case_id
+    deadlines = msg.deadlines
+    for name, when in decision.deadlines.items():
+        _set_timestamp(getattr(deadlines, name), when)
+    for sg in decision.suggestions:
+        msg.suggestions.add(category=sg.category, score=sg.score)
+    return msg
+
+
+def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
+    """A ``fenliu.v1.Decision``; the trace and notes only when ``trace`` is true."""
+    msg: Any = pb.Decision()
+    msg.CopyFrom(_template(decision, trace)[0])
+    _own_fields(msg, decision)
+    if trace:
+        for entry, words in zip(msg.trace, decision.matched_keywords, strict=False):
+            if words:
+                entry.matched_keywords.extend(words)
+        msg.notes.extend(decision.personal_notes)
+        msg.notes.extend(decision.text_notes)
+    return msg
+
+
+def decision_to_wire(decision: Decision, *, trace: bool = False) -> bytes:
+    """:func:`decision_to_proto`, serialized.
+
+    Without the trace, the outcome's part is serialized once per template and the complaint's own fields
+    are appended: protobuf parses two serialized messages one after the other as one message, the later
+    fields merged into the earlier ones. With the trace, each entry's matched keywords belong inside
+    the outcome's entries, so the whole message is built and serialized.
+    """
+    if trace:
+        return bytes(decision_to_proto(decision, trace=True).SerializeToString())
+    own: bytes = _own_fields(pb.Decision(), decision).SerializeToString()
+    return _template(decision, False)[1] + own
+
+
+def _iso(ts: Any) -> str:
+    return str(ts.ToDatetime(tzinfo=UTC).astimezone(LOCAL_TZ).isoformat())
+
+
+def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any]:
+    """The JSON form of a proto decision, as :meth:`Decision.to_dict` gives it.
+
+    Deadlines come back in banner local time (+08:00): the same instants, maybe another offset.
+    ``trace`` and ``notes`` are present when ``trace`` is true, or, when it is ``None``, when the
+    decision carries any.
+    """
+    d: dict[str, Any] = {
+        "complaint_id": msg.complaint_id,
+        "decision_id": msg.decision_id,
+        "category": msg.category,
+        "excluded": msg.excluded,
+        "exclusion": msg.exclusion or None,
+        "referred_to": msg.referred_to or None,
+        "existing_case_id": msg.existing_case_id or None,
+        "color": enum_name(pb.Color.DESCRIPTOR, msg.color),
+        "tier": enum_name(pb.Tier.DESCRIPTOR, msg.tier),
+        "approach": enum_name(pb.Approach.DESCRIPTOR, msg.approach),
+        "owner_department": msg.owner_department,
+        "co_departments": list(msg.co_departments),
+        "stage": enum_name(pb.Stage.DESCRIPTOR, msg.stage),
+        "path": [enum_name(pb.Stage.DESCRIPTOR, s) for s in msg.path],
+        "statutory_route": msg.statutory_route or None,
+        "deadlines": {
+            name: (_iso(getattr(msg.deadlines, name)) if msg.deadlines.HasField(name) else None)
+            for name in DEADLINE_NAMES
+        },
+        "guidance": msg.guidance,
+        "rule_pack": {
+            "name": msg.rule_pack.name,
+            "revision": msg.rule_pack.revision,
+            "digest": msg.rule_pack.digest,
+        },
+        "suggestions": [{"category": sg.category, "score": sg.score} for sg in msg.suggestions],
+    }
+    if trace or (trace is None and (msg.trace or msg.notes)):
+        entries: list[dict[str, Any]] = []
+        for t in msg.trace:
+            e: dict[str, Any] = {
+                "rule": t.rule,
+                "stage": t.stage,
+                "layer": t.layer,
+                "source": t.source,
+                "priority": t.priority,
+                "set": {k: _from_value(v) for k, v in t.set.items()},
+            }
+            if t.overruled:
+                e["overruled"] = dict(t.overruled)
+            if t.matched_keywords:
+                e["matched_keywords"] = list(t.matched_keywords)
+            if t.table_rows:
+                e["table_rows"] = list(t.table_rows)
+            entries.append(e)
+        d["trace"] = entries
+        d["notes"] = list(msg.notes)
+    return d
+
+
+def rule_pack_to_proto(info: Any) -> Any:
+    """A ``GetRulePackResponse`` from the engine's ``PackInfo``."""
+    resp = pb.GetRulePackResponse(
+        name=info.name,
+        revision=info.revision,
+        digest=info.digest,
+        rule_count=int(info.rule_count),
+        categories=[pb.Category(code=code, name=name) for code, name in info.categories],
+    )
+    loaded_at: datetime = info.loaded_at
+    resp.loaded_at.FromDatetime(loaded_at if loaded_at.tzinfo else loaded_at.replace(tzinfo=UTC))
+    return resp
