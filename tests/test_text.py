@@ -501,3 +501,30 @@ def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: P
     logged = [n for n in entry(d, c, hash_key=b"k" * 32)["decision"]["notes"] if n.startswith("model ")]
     assert logged == [traced[0].split(":", 1)[0]]
     assert "巴特" not in json.dumps(entry(d, c, hash_key=b"k" * 32), ensure_ascii=False)
+
+
+def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights_are_refused(
+    tmp_path: Path,
+) -> None:
+    from fenliu.text import ModelError
+
+    wushen = Path(__file__).resolve().parents[1] / "rules" / "wushen"
+    pack = load_pack(wushen)
+    shipped = wushen / "text_model.npz"
+    with np.load(shipped, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    model = load_model(shipped, pack_name=pack.name, categories=pack.categories)
+    assert model.lexicon and model.lexicon_scale > 0
+    text = "老板欠我们的工钱，说好年底结，到现在没给"
+    scores = [(s.category, s.score) for s in Lexicon(pack.lexicon).score(text)]
+
+    older = tmp_path / "older.npz"  # a model file written before models read the lexicon
+    np.savez(older, **{k: v for k, v in arrays.items() if not k.startswith("lexicon")})
+    plain = load_model(older, pack_name=pack.name, categories=pack.categories)
+    assert plain.lexicon == ()
+    assert np.allclose(plain.predict(text, scores), model.predict(text))  # the scores are ignored
+
+    misfit = tmp_path / "misfit.npz"
+    np.savez(misfit, **dict(arrays, lexicon_weights=arrays["lexicon_weights"][:, :3]))
+    with pytest.raises(ModelError, match="lexicon weights"):
+        load_model(misfit, pack_name=pack.name, categories=pack.categories)
