@@ -306,16 +306,34 @@ def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path) -> N
     path = _train_into(pack_copy, items)
     pack = load_pack(pack_copy)
     model = load_model(path, pack_name=pack.name, categories=pack.categories)
+    import scipy.sparse as sp
+
+    from fenliu.text import Lexicon
+
     texts = [complaint_text(x.title, x.text) for x in items]
+    lexicon = Lexicon(pack.lexicon)
+    assert model.lexicon == lexicon.categories and model.lexicon_scale == train.LEXICON_SCALE
+
+    def features(ts: list[str], fitted: bool) -> Any:
+        grams = vec.transform(ts) if fitted else vec.fit_transform(ts)
+        lex = np.zeros((len(ts), len(lexicon.categories)))
+        for i, t in enumerate(ts):
+            for s in lexicon.score(t):
+                lex[i, lexicon.categories.index(s.category)] = max(s.score, 0) * train.LEXICON_SCALE
+        return sp.hstack([grams, sp.csr_matrix(lex)]).tocsr()
+
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=train.MIN_DF)
     clf = LogisticRegression(C=train.C, max_iter=2000).fit(
-        vec.fit_transform(texts), [x.category for x in items]
+        features(texts, False), [x.category for x in items]
     )
     assert model.classes == tuple(clf.classes_)
     probe = [*texts, complaint_text("", "老板欠工钱，还撞了我的车"), complaint_text("", "完全无关")]
-    want = clf.predict_proba(vec.transform(probe))
-    got = np.array([model.predict(t) for t in probe])
+    want = clf.predict_proba(features(probe, True))
+    got = np.array([model.predict(t, [(s.category, s.score) for s in lexicon.score(t)]) for t in probe])
     assert np.allclose(got, want, atol=1e-4)
+    # the lexicon's scores move the model: the same words without them read differently
+    wage = complaint_text("", "老板欠工钱，还撞了我的车")
+    assert not np.allclose(model.predict(wage), got[len(texts)])
 
 
 def test_model_is_part_of_the_digest_and_decides_when_lexicon_is_not_confident(pack_copy: Path) -> None:
@@ -484,3 +502,30 @@ def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: P
     logged = [n for n in entry(d, c, hash_key=b"k" * 32)["decision"]["notes"] if n.startswith("model ")]
     assert logged == [traced[0].split(":", 1)[0]]
     assert "巴特" not in json.dumps(entry(d, c, hash_key=b"k" * 32), ensure_ascii=False)
+
+
+def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights_are_refused(
+    tmp_path: Path,
+) -> None:
+    from fenliu.text import ModelError
+
+    wushen = Path(__file__).resolve().parents[1] / "rules" / "wushen"
+    pack = load_pack(wushen)
+    shipped = wushen / "text_model.npz"
+    with np.load(shipped, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    model = load_model(shipped, pack_name=pack.name, categories=pack.categories)
+    assert model.lexicon and model.lexicon_scale > 0
+    text = "老板欠我们的工钱，说好年底结，到现在没给"
+    scores = [(s.category, s.score) for s in Lexicon(pack.lexicon).score(text)]
+
+    older = tmp_path / "older.npz"  # a model file written before models read the lexicon
+    np.savez(older, **{k: v for k, v in arrays.items() if not k.startswith("lexicon")})
+    plain = load_model(older, pack_name=pack.name, categories=pack.categories)
+    assert plain.lexicon == ()
+    assert np.allclose(plain.predict(text, scores), model.predict(text))  # the scores are ignored
+
+    misfit = tmp_path / "misfit.npz"
+    np.savez(misfit, **dict(arrays, lexicon_weights=arrays["lexicon_weights"][:, :3]))
+    with pytest.raises(ModelError, match="lexicon weights"):
+        load_model(misfit, pack_name=pack.name, categories=pack.categories)

@@ -18,15 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fenliu.domain.model import UNCLASSIFIED
-from fenliu.engine.text import NGRAM_RANGE, TextModel, categories_digest, complaint_text, ngrams, save_model
+from fenliu.engine.text import NGRAM_RANGE, Lexicon, TextModel, categories_digest, complaint_text, ngrams, save_model
 from fenliu.packs.types import Pack
 
 #: Regularization (inverse strength) of the logistic regression; chosen by cross-validation on the
 #: train split (docs/text.md).
 C = 20.0
 MIN_DF = 2
+#: The lexicon's category scores enter the model as extra features, each times this (a lexicon score
+#: of 10 weighs about as much as a fifth of the text's normalized n-grams); chosen by cross-validation
+#: on the train split (docs/text.md). 0: the model reads the n-grams only.
+LEXICON_SCALE = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +73,11 @@ def train_split(items: list[Labelled]) -> list[Labelled]:
     return [x for x in items if x.split == "train"] if any(x.split for x in items) else items
 
 
-def fit(items: list[Labelled], pack: Pack, *, c: float = C) -> TextModel:
+def fit(
+    items: list[Labelled], pack: Pack, *, c: float = C, lexicon_scale: float = LEXICON_SCALE
+) -> TextModel:
     """Learn a model from ``items`` (every one of them: choose the split before)."""
+    import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -80,8 +88,14 @@ def fit(items: list[Labelled], pack: Pack, *, c: float = C) -> TextModel:
     texts = [complaint_text(x.title, x.text) for x in items]
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=MIN_DF, dtype=np.float32)
     matrix = vec.fit_transform(texts)
+    lexicon = Lexicon(pack.lexicon) if pack.lexicon and lexicon_scale > 0 else None
+    lex_cats: tuple[str, ...] = lexicon.categories if lexicon is not None else ()
+    if lexicon is not None:
+        matrix = sp.hstack([matrix, sp.csr_matrix(lexicon_features(lexicon, texts, lexicon_scale))]).tocsr()
     clf = LogisticRegression(C=c, max_iter=2000)
     clf.fit(matrix, [x.category for x in items])
+    n = len(vec.vocabulary_)
+    coef = np.asarray(clf.coef_.T, dtype=np.float32)
     vocab: dict[str, int] = {str(k): int(v) for k, v in vec.vocabulary_.items()}
     meta: dict[str, Any] = {
         "pack": pack.name,
@@ -91,15 +105,31 @@ def fit(items: list[Labelled], pack: Pack, *, c: float = C) -> TextModel:
         "trained_on": len(items),
         "c": c,
         "min_df": MIN_DF,
+        "lexicon_scale": lexicon_scale if lex_cats else 0.0,
     }
     return TextModel(
         tuple(str(k) for k in clf.classes_),
         vocab,
         np.asarray(vec.idf_, dtype=np.float32),
-        np.ascontiguousarray(clf.coef_.T, dtype=np.float32),
+        np.ascontiguousarray(coef[:n]),
         np.asarray(clf.intercept_, dtype=np.float32),
         meta,
+        lex_cats,
+        np.ascontiguousarray(coef[n:]),
+        lexicon_scale if lex_cats else 0.0,
     )
+
+
+def lexicon_features(lexicon: Lexicon, texts: list[str], scale: float) -> npt.NDArray[np.float32]:
+    """The lexicon features of each text (rows), as :meth:`fenliu.text.TextModel.lexicon_vector`
+    makes them at run time: each category's score, floored at 0, times ``scale``."""
+    out = np.zeros((len(texts), len(lexicon.categories)), dtype=np.float32)
+    col = {cat: j for j, cat in enumerate(lexicon.categories)}
+    for i, t in enumerate(texts):
+        for s in lexicon.score(t):
+            if s.score > 0:
+                out[i, col[s.category]] = s.score * scale
+    return out
 
 
 def main(pack_path: str, corpus: str, out: str = "", c: float = C) -> int:

@@ -101,7 +101,7 @@ class LexiconEnricher:
                 :MAX_SUGGESTIONS
             ],
         )
-        derived.update(text_category=cat, text_confident=confident, evidence=evidence)
+        derived.update(text_category=cat, text_confident=confident, evidence=evidence, lexicon_scored=scored)
 
 
 class ModelEnricher:
@@ -117,7 +117,8 @@ class ModelEnricher:
         self._valid = frozenset(categories) - {UNCLASSIFIED}
 
     def __call__(self, c: Complaint, text: str, derived: dict[str, Any]) -> None:
-        probs = self.model.predict(text)
+        scored = derived.get("lexicon_scored", ())
+        probs = self.model.predict(text, [(s.category, s.score) for s in scored] if scored else ())
         top = softmax_top(probs, self.model.classes, MAX_SUGGESTIONS + 1)
         best, p = top[0]
         cls = self.model.classes.index(best)

@@ -200,17 +200,36 @@ class TextModel:
     weights: npt.NDArray[np.float32]  # n_features × n_classes
     intercept: npt.NDArray[np.float32]
     meta: dict[str, Any]
+    # The lexicon's category scores as extra features (floored at 0, times ``lexicon_scale``): the
+    # categories in order, and one weight per category and class (``len(lexicon) × n_classes``).
+    lexicon: tuple[str, ...] = ()
+    lexicon_weights: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.float32)
+    )
+    lexicon_scale: float = 0.0
     _features: tuple[str, ...] = ()
     # The n-grams as integers, sorted (a character: its code point; two: (first + 1) << 21 | second),
     # and the feature each one is: a text's n-grams are looked up all at once (np.searchsorted).
     _keys: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     _key_feature: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    _lexicon_row: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         keys = np.array([_key(g) for g in self.vocabulary], dtype=np.uint64)
         feats = np.array(list(self.vocabulary.values()), dtype=np.intp)
         order = np.argsort(keys)
         self._keys, self._key_feature = keys[order], feats[order]
+        self._lexicon_row = {c: i for i, c in enumerate(self.lexicon)}
+
+    def lexicon_vector(self, scores: Iterable[tuple[str, float]]) -> npt.NDArray[np.float32]:
+        """The lexicon features from a text's (category, score) pairs: ``scale · max(score, 0)``."""
+        out = np.zeros(len(self.lexicon), dtype=np.float32)
+        row = self._lexicon_row
+        for cat, score in scores:
+            i = row.get(cat)
+            if i is not None and score > 0:
+                out[i] = score * self.lexicon_scale
+        return out
 
     def vector(self, text: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
         """The text's features: (indexes, TF-IDF values, L2-normalized; sublinear term frequency).
@@ -232,10 +251,15 @@ class TextModel:
         norm = float(np.sqrt(vals @ vals))
         return idx, (vals / np.float32(norm)) if norm else vals
 
-    def predict(self, text: str) -> npt.NDArray[np.float64]:
-        """The probability of each class (in ``classes`` order)."""
+    def predict(self, text: str, lexicon: Iterable[tuple[str, float]] = ()) -> npt.NDArray[np.float64]:
+        """The probability of each class (in ``classes`` order); ``lexicon``: the text's lexicon scores,
+        (category, score), when the model reads them (``self.lexicon``)."""
         idx, vals = self.vector(text)
         z = self.intercept + vals @ self.weights[idx] if len(idx) else self.intercept.copy()
+        if self.lexicon:
+            lex = self.lexicon_vector(lexicon)
+            if lex.any():
+                z = z + lex @ self.lexicon_weights
         e = np.exp(z - z.max())
         out: npt.NDArray[np.float64] = (e / e.sum()).astype(np.float64)
         return out
@@ -266,7 +290,7 @@ def save_model(path: Path, model: TextModel) -> None:
     feats = [""] * len(model.vocabulary)
     for g, j in model.vocabulary.items():
         feats[j] = g
-    meta = dict(model.meta, format=MODEL_FORMAT)
+    meta = dict(model.meta, format=MODEL_FORMAT, lexicon_scale=model.lexicon_scale)
     with path.open("wb") as f:
         np.savez_compressed(
             f,
@@ -276,6 +300,10 @@ def save_model(path: Path, model: TextModel) -> None:
             idf=model.idf.astype(np.float32),
             weights=model.weights.astype(np.float32),
             intercept=model.intercept.astype(np.float32),
+            lexicon=np.array(model.lexicon, dtype=np.str_),
+            lexicon_weights=model.lexicon_weights.astype(np.float32).reshape(
+                len(model.lexicon), len(model.classes)
+            ),
         )
 
 
@@ -286,6 +314,9 @@ def load_model(path: Path, *, pack_name: str, categories: Iterable[str]) -> Text
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("meta", "classes", "features", "idf", "weights", "intercept")}
+            # a model that reads the lexicon's scores too (absent: it reads the n-grams only)
+            lexicon = [str(c) for c in z["lexicon"].tolist()] if "lexicon" in z.files else []
+            lexicon_weights = z["lexicon_weights"] if "lexicon_weights" in z.files else None
     except KeyError as e:
         raise ModelError(f"the model file lacks {e}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -313,6 +344,16 @@ def load_model(path: Path, *, pack_name: str, categories: Iterable[str]) -> Text
     unknown = [c for c in classes if c not in known and c != "unclassified"]
     if unknown:
         raise ModelError(f"the model names categories this pack does not have: {', '.join(unknown[:5])}")
+    if lexicon_weights is None or not lexicon:
+        lexicon, lexicon_weights = [], np.zeros((0, k), dtype=np.float32)
+    if lexicon_weights.shape != (len(lexicon), k) or not np.isfinite(lexicon_weights).all():
+        raise ModelError("the model file's lexicon weights do not fit its classes")
+    stray = [c for c in lexicon if c not in known]
+    if stray:
+        raise ModelError(f"the model reads lexicon scores of categories this pack does not have: {stray[0]}")
+    scale = meta.get("lexicon_scale", 0.0)
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ModelError("the model file's lexicon_scale is not a number of 0 or more")
     vocabulary = {g: j for j, g in enumerate(feats)}
     if len(vocabulary) != n:
         raise ModelError("the model file's features repeat")
@@ -323,6 +364,9 @@ def load_model(path: Path, *, pack_name: str, categories: Iterable[str]) -> Text
         np.ascontiguousarray(weights, dtype=np.float32),
         intercept.astype(np.float32),
         meta,
+        tuple(lexicon),
+        np.ascontiguousarray(lexicon_weights, dtype=np.float32),
+        float(scale),
     )
 
 
