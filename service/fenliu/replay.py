@@ -159,17 +159,20 @@ def replay(
             job.close()
         return
     # A worker that dies (killed, out of memory) breaks the pool: the run stops with an error, not a hang.
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         min(jobs, len(parts)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init,
         initargs=(job, str(path)),
-    ) as pool:
+    )
+    try:
         for lines, result in pool.map(_run, parts):
             done += lines
             if progress is not None:
                 progress(done)
             yield result
+    finally:  # stopped early (an error, Ctrl-C, a closed pipe): the spans not started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------
