@@ -148,3 +148,12 @@ def test_packs_that_read_text_alike_share_one_enrichment() -> None:
     assert replay.text_signature(load_pack(WUSHEN)) == replay.text_signature(load_pack(GALUTU))
     base = load_pack(ROOT / "tests" / "packs" / "base")
     assert replay.text_signature(base) != replay.text_signature(load_pack(WUSHEN))
+
+
+@pytest.mark.slow
+def test_progress_with_eta_is_drawn_across_workers(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    total = corpus.read_bytes().count(b"\n")
+    args = ["diff", str(WUSHEN), str(GALUTU), "--corpus", str(corpus), "--progress", "--jobs", "2"]
+    assert cli.main([*args, "--format", "json"]) == 0
+    err = capsys.readouterr().err
+    assert "diff [" in err and " eta " in err and f"{total:,}/{total:,}" in err
