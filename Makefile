@@ -11,7 +11,7 @@ PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 # durable-rules 2.0.28 calls PyEval_CallObject, removed in Python 3.13: map it to its replacement there.
 DR_CPPFLAGS = $(shell scripts/durable-cppflags.sh $(PYTHON))
 
-.PHONY: setup run test test-fast lint typecheck bench proto clean node-deps prometheus postgresql
+.PHONY: setup run test test-fast lint typecheck bench bench-replay proto clean node-deps prometheus postgresql
 
 PROTO_STAMP := service/fenliu/_proto/.generated
 
@@ -68,6 +68,11 @@ lint: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# The replay part alone (also in make bench): fenliu diff of two packs over REPLAY_COUNT generated complaints.
+REPLAY_COUNT ?= 1000000
+bench-replay: setup
+	$(PY) -m bench.replay --count $(REPLAY_COUNT)
 
 clean:
 	rm -rf $(VENV) service/fenliu/_proto .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """``make bench``: every fenliu benchmark in one run, written to docs/performance.md.
 
-    python bench/run.py [--quick] [--parts zen,breakdown,grpc,growth,startup,memory,matters] [--out PATH]
+    python bench/run.py [--quick] [--parts zen,breakdown,grpc,growth,startup,memory,text,matters,replay] [--out PATH]
 
 Each goal of issue 6 is a ratio of two numbers measured in this run, on this machine, interleaved where
 that is possible. The run prints the ratios and exits 0 whether the goals pass or miss; a part that
@@ -39,7 +39,7 @@ from fenliu.domain.model import complaint_from_dict  # noqa: E402
 from fenliu.packs.load import load_pack  # noqa: E402
 from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
-PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters")
+PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters", "replay")
 
 FULL = {
     "corpus": 5000,
@@ -63,6 +63,7 @@ FULL = {
     "text_n": 5000,
     "matters": 1_000_000,
     "matters_lookups": 3000,
+    "replay_n": 1_000_000,
 }
 QUICK = {
     "corpus": 400,
@@ -86,6 +87,7 @@ QUICK = {
     "text_n": 500,
     "matters": 20_000,
     "matters_lookups": 300,
+    "replay_n": 20_000,
 }
 
 #: The load per mode (the report's "Load:" paragraph): unary, 8 calls in flight per client process;
@@ -105,6 +107,11 @@ GOALS = {
     "growth": ("cost per decision, 500 ÷ 60 generated rules", 3.0, False),
     "memory": ("worker RSS across the run, peak MB (and flat)", 120.0, False),
     "text": ("the text step per complaint (normalize, lexicon, model), µs", 60.0, False),
+    "replay": (
+        "1,000,000 complaints through `fenliu diff` of two packs, text model on, every core, s",
+        60.0,
+        False,
+    ),
 }
 
 
@@ -371,6 +378,21 @@ class Run:
             f"{c['ratio']:.2f}× today's keyword scan ({c['keyword_scan_us']:.1f} µs)",
         )
 
+    def replay(self) -> None:
+        from bench import replay
+
+        r = self.results["replay"] = replay.run(self.s["replay_n"])
+        log(
+            f"  fenliu diff of {r['complaints']:,} complaints, --jobs {r['jobs']}: {r['wall_s']:.1f} s wall, "
+            f"{r['cpu_s']:.1f} s CPU ({r['cpu_us_per_complaint']:.0f} µs per complaint)"
+        )
+        scaled = "" if r["complaints"] == 1_000_000 else f", scaled from {r['complaints']:,}"
+        self.ratios["replay"] = (
+            r["projected_1m_s"],
+            f"{r['wall_s']:.1f} s wall for {r['complaints']:,}{scaled}; {r['cpu_us_per_complaint']:.0f} CPU µs "
+            f"per complaint over {r['jobs']} processes; load average {r['load_before'][0]:.1f} at the start",
+        )
+
     def _memory_run(self, decisions: int, every: int, memo: bool) -> dict[str, Any]:
         s = self.s
         cmd = [
@@ -420,7 +442,7 @@ class Run:
 # The report
 
 
-_UNIT: Final = {"memory": " MB", "text": " µs"}
+_UNIT: Final = {"memory": " MB", "text": " µs", "replay": " s"}
 
 
 def _shown(key: str, value: float) -> str:
@@ -429,6 +451,8 @@ def _shown(key: str, value: float) -> str:
         return f"{value:.0f} MB"
     if key == "text":
         return f"{value:.1f} µs"
+    if key == "replay":
+        return f"{value:.0f} s"
     return f"{value:.2f}×"
 
 
@@ -797,6 +821,10 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
 
         add(matter_store.render(r.results["matters"]))
         add("")
+    if "replay" in r.results:
+        from bench import replay
+
+        add(replay.render(r.results["replay"]))
     add("## Part durations")
     add("")
     add(", ".join(f"{k} {v:.0f} s" for k, v in r.timings.items()) + ".")

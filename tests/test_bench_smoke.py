@@ -231,6 +231,7 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         memory_off_every=50,
         matters=2000,
         matters_lookups=60,
+        replay_n=1500,
     )
     monkeypatch.setattr(run, "QUICK", tiny)
     out = tmp_path / "performance.md"
@@ -247,6 +248,7 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         "What the gRPC goals leave for the decision",
         "what each step of a decision costs a served call",
         "The matter store with 2,000 matters",
+        "Replay: `fenliu diff` of two packs over 1,500 complaints",
     ):
         assert section in text, section
     assert "0 differences" in text

@@ -308,7 +308,7 @@ def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path) -> N
     model = load_model(path, pack_name=pack.name, categories=pack.categories)
     import scipy.sparse as sp
 
-    from fenliu.text import Lexicon
+    from fenliu.engine.text import Lexicon
 
     texts = [complaint_text(x.title, x.text) for x in items]
     lexicon = Lexicon(pack.lexicon)
@@ -507,7 +507,7 @@ def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: P
 def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights_are_refused(
     tmp_path: Path,
 ) -> None:
-    from fenliu.text import ModelError
+    from fenliu.engine.text import ModelError
 
     wushen = Path(__file__).resolve().parents[1] / "rules" / "wushen"
     pack = load_pack(wushen)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fenliu.authoring import replay
 from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError, PackError
 from fenliu.domain.model import (
@@ -314,8 +315,9 @@ def excerpt(c: Complaint) -> str:
 class Progress:
     """A one-line progress bar on a terminal stream, redrawn at most ten times a second."""
 
-    def __init__(self, total: int | None, stream: TextIO, width: int = 30) -> None:
+    def __init__(self, total: int | None, stream: TextIO, width: int = 30, label: str = "diff") -> None:
         self.total = total
+        self.label = label
         self.stream = stream
         self.width = width
         self.start = time.monotonic()
@@ -337,11 +339,11 @@ class Progress:
             bar = "#" * int(frac * self.width)
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
             line = (
-                f"\rdiff [{bar:<{self.width}}] {self.done:,}/{self.total:,} {100 * frac:5.1f}% "
+                f"\r{self.label} [{bar:<{self.width}}] {self.done:,}/{self.total:,} {100 * frac:5.1f}% "
                 f"{rate:,.0f}/s eta {eta:,.0f}s "
             )
         else:
-            line = f"\rdiff {self.done:,} complaints {rate:,.0f}/s "
+            line = f"\r{self.label} {self.done:,} complaints {rate:,.0f}/s "
         self.stream.write(line)
         self.stream.flush()
 
@@ -392,72 +394,12 @@ def run_diff(
     return report
 
 
-# -- several processes ---------------------------------------------------------------------------------
+# -- several processes: fenliu.replay ---------------------------------------------------------------------
 
-CHUNK = 2000
 #: Outcomes memoized per pack. A realistic corpus repeats few classes of input (a quarter of the 100,000
 #: generated complaints hit the cache); 16,384 keeps nearly all of those hits at a quarter of the
 #: engine's default memory.
 CACHE_SIZE = 16384
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(old_path: str, new_path: str, examples: int) -> None:
-    from fenliu.engine.decider import Decider
-    from fenliu.packs.load import load_pack
-
-    _WORKER["old"] = Decider(load_pack(old_path), cache_size=CACHE_SIZE)
-    _WORKER["new"] = Decider(load_pack(new_path), cache_size=CACHE_SIZE)
-    _WORKER["examples"] = examples
-
-
-def _worker_run(job: tuple[int, list[str]]) -> DiffReport:
-    first, lines = job
-    return run_diff(_WORKER["old"], _WORKER["new"], lines, examples=_WORKER["examples"], first_line=first)
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    chunk: list[str] = []
-    first = 1
-    for n, line in enumerate(lines, 1):
-        if not chunk:
-            first = n
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield first, chunk
-            chunk = []
-    if chunk:
-        yield first, chunk
-
-
-def run_diff_parallel(
-    old_path: str,
-    new_path: str,
-    ids: tuple[PackId, PackId],
-    lines: Iterable[str],
-    *,
-    jobs: int,
-    corpus: str = "",
-    examples: int = 3,
-    progress: Progress | None = None,
-) -> DiffReport:
-    """As :func:`run_diff`, with ``jobs`` worker processes each holding both packs."""
-    import multiprocessing
-
-    report = DiffReport(ids[0], ids[1], corpus, examples)
-    start = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(jobs, initializer=_worker_init, initargs=(old_path, new_path, examples)) as pool:
-        done = 0
-        for part in pool.imap(_worker_run, _chunks(lines, CHUNK)):
-            report.merge(part)
-            done += part.complaints + part.invalid
-            if progress is not None:
-                progress.update(done)
-    report.seconds = time.perf_counter() - start
-    if progress is not None:
-        progress.finish()
-    return report
 
 
 def _count_lines(path: Path) -> int:
@@ -491,9 +433,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="worker processes, each holding both packs (default 1; 2 on an idle 2-core machine)",
+        help="worker processes, each holding both packs (default: the number of CPUs; 1: this process only)",
     )
     parser.add_argument(
         "--fail-on-change", action="store_true", help="exit with status 3 when any decision changes (for CI)"
@@ -526,20 +468,21 @@ def main(args: argparse.Namespace) -> int:
     if old is None or new is None:
         return 1
     total = _count_lines(corpus)
-    jobs = max(1, args.jobs)
+    jobs = max(1, args.jobs) if args.jobs is not None else replay.default_jobs()
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = Progress(total, sys.stderr) if show else None
     try:
         with corpus.open(encoding="utf-8") as f:
             if jobs > 1:
-                report = run_diff_parallel(
+                report = replay.diff_file(
                     args.old,
                     args.new,
                     (old.id, new.id),
-                    f,
+                    corpus,
                     jobs=jobs,
-                    corpus=args.corpus,
                     examples=args.examples,
+                    cache_size=CACHE_SIZE,
+                    label=args.corpus,
                     progress=progress,
                 )
             else:

@@ -231,12 +231,21 @@ def check_floors(pack: Pack, decider: Decider) -> list[Problem]:
     return problems
 
 
-def main(pack_path: str, corpus: str, *, split: str = "", as_json: bool = False) -> int:
+def main(pack_path: str, corpus: str, *, split: str = "", as_json: bool = False, jobs: int = 1) -> int:
     from fenliu.packs.load import load_pack
 
     pack = load_pack(pack_path)
-    items = read_split(Path(corpus), split)
-    reports = score(pack, items)
+    if jobs > 1:  # every core, the same report (fenliu.replay)
+        import sys
+
+        from fenliu.authoring import replay
+        from fenliu.authoring.diff import Progress
+
+        path = Path(corpus)
+        show = Progress(replay.count_lines(path), sys.stderr, label="score") if sys.stderr.isatty() else None
+        reports = replay.score_file(pack_path, path, split=split, jobs=jobs, progress=show)
+    else:
+        reports = score(pack, read_split(Path(corpus), split))
     if as_json:
         print(json.dumps({w: r.to_dict() for w, r in reports.items()}, ensure_ascii=False, indent=2))
     else:

@@ -21,7 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from fenliu.domain.model import UNCLASSIFIED
-from fenliu.engine.text import NGRAM_RANGE, Lexicon, TextModel, categories_digest, complaint_text, ngrams, save_model
+from fenliu.engine.text import (
+    NGRAM_RANGE,
+    Lexicon,
+    TextModel,
+    categories_digest,
+    complaint_text,
+    ngrams,
+    save_model,
+)
 from fenliu.packs.types import Pack
 
 #: Regularization (inverse strength) of the logistic regression; chosen by cross-validation on the

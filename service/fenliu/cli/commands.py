@@ -148,6 +148,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     decider = _load(args.pack, sys.stderr)
     if decider is None:
         return 1
+    if args.file not in (None, "-") and _jobs(args) > 1:
+        parallel = _eval_parallel(args, decider)
+        if parallel is not None:
+            return parallel
     try:
         if args.file in (None, "-"):
             complaints = list(_read_complaints(sys.stdin))
@@ -182,6 +186,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
             continue
         decision = decider.decide(complaint)
         print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
+    return 2 if bad else 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from fenliu.authoring.replay import default_jobs
+
+    return max(1, args.jobs) if args.jobs is not None else default_jobs()
+
+
+def _eval_parallel(args: argparse.Namespace, decider: Any) -> int | None:
+    """``fenliu eval`` of a JSON Lines file on every core (fenliu.replay); None when the file is one
+    JSON document or list, which is read whole."""
+    from fenliu.authoring import replay
+    from fenliu.authoring.diff import Progress
+
+    path = Path(args.file)
+    try:
+        if not replay.is_json_lines(path):
+            return None
+        decider.close()
+        show = Progress(replay.count_lines(path), sys.stderr, label="eval") if sys.stderr.isatty() else None
+        bad = replay.eval_file(
+            args.pack,
+            path,
+            sys.stdout,
+            trace=args.trace,
+            indent=2 if args.pretty else None,
+            jobs=_jobs(args),
+            progress=show,
+        )
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"fenliu eval: {_unreadable(args.file, e)}", file=sys.stderr)
+        return 2
     return 2 if bad else 0
 
 
@@ -247,7 +284,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from fenliu.authoring import score
 
     return _text_command(
-        lambda: score.main(args.pack, args.corpus, split=args.split, as_json=args.json), args.pack
+        lambda: score.main(args.pack, args.corpus, split=args.split, as_json=args.json, jobs=_jobs(args)),
+        args.pack,
     )
 
 
@@ -276,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="a JSON / JSON Lines file, or - for standard input (default)")
     p.add_argument("--trace", action="store_true", help="include the rule trace")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for a JSON Lines file (default: the number of CPUs; 1: this process only)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
@@ -306,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", help="labelled complaints (JSON Lines with a category)")
     p.add_argument("--split", default="", help="only the lines with this split (e.g. test)")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown tables")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for a JSON Lines file (default: the number of CPUs; 1: this process only)",
+    )
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("serve", help="serve the gRPC API")
