@@ -48,7 +48,8 @@ class Enricher(Protocol):
 
     def __call__(self, c: Complaint, text: str, derived: dict[str, Any]) -> None:
         """Add this enricher's fields to ``derived`` (which holds what earlier ones derived, and
-        ``evidence``); the complaint is rebuilt once, after the last."""
+        ``evidence``, and intermediate values under keys that start with ``_``); the complaint is
+        rebuilt once, after the last."""
         ...
 
 
@@ -101,7 +102,7 @@ class LexiconEnricher:
                 :MAX_SUGGESTIONS
             ],
         )
-        derived.update(text_category=cat, text_confident=confident, evidence=evidence, lexicon_scored=scored)
+        derived.update(text_category=cat, text_confident=confident, evidence=evidence, _lexicon_scored=scored)
 
 
 class ModelEnricher:
@@ -117,7 +118,7 @@ class ModelEnricher:
         self._valid = frozenset(categories) - {UNCLASSIFIED}
 
     def __call__(self, c: Complaint, text: str, derived: dict[str, Any]) -> None:
-        scored = derived.get("lexicon_scored", ())
+        scored = derived.get("_lexicon_scored", ())
         probs = self.model.predict(text, [(s.category, s.score) for s in scored] if scored else ())
         top = softmax_top(probs, self.model.classes, MAX_SUGGESTIONS + 1)
         best, p = top[0]
@@ -176,7 +177,9 @@ class Enrichment:
         for e, own in zip(self.enrichers, self._allowed, strict=True):
             e(c, text, derived)
             allowed |= own
-            if not allowed.issuperset(derived):
+            # A key that starts with "_" is an intermediate one enricher hands the next (the lexicon's
+            # scores, for the model); it never reaches the complaint.
+            if not allowed.issuperset(k for k in derived if not k.startswith("_")):
                 raise ValueError(f"enricher {e.name} set fields it does not declare")
         return _with_derived(c, derived)
 
