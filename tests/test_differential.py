@@ -21,7 +21,7 @@ from strategies import complaints
 PACK = load_pack(WUSHEN)
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=4_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
 def test_durable_and_interpreter_agree(
     durable_decider: Decider, python_decider: Decider, data: dict[str, Any]
@@ -33,7 +33,7 @@ def test_durable_and_interpreter_agree(
 MEMO = Decider(PACK, backend="durable", memoize=True, cache_size=512)
 
 
-@settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
 def test_memoized_outcome_equals_fresh_evaluation(python_decider: Decider, data: dict[str, Any]) -> None:
     c = complaint_from_dict(data)
@@ -47,7 +47,7 @@ def test_differential_actually_ran_the_engine(durable_decider: Decider) -> None:
     assert durable_decider.fallbacks == 0
 
 
-@settings(max_examples=3_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1_500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
 def test_keyword_automaton_finds_exactly_the_words_present(data: dict[str, Any]) -> None:
     from fenliu.compiling.compiler import normalize_text
