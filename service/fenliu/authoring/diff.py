@@ -430,13 +430,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show a progress bar on standard error (default: when it is a terminal)",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="worker processes, each holding both packs (default: the number of CPUs; 1: this process only)",
-    )
+    replay.add_jobs_argument(parser, ", each holding both packs")
     parser.add_argument(
         "--fail-on-change", action="store_true", help="exit with status 3 when any decision changes (for CI)"
     )

@@ -27,6 +27,7 @@ durable_rules' state is never forked).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import multiprocessing
@@ -52,6 +53,17 @@ SMALL: Final = 1000
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--jobs N`` for a command that replays a corpus; ``what`` says what each worker process does."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"worker processes{what} (default: the number of CPUs; 1: this process only)",
+    )
 
 
 def default_jobs() -> int:

@@ -296,6 +296,8 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fenliu.authoring.replay import add_jobs_argument
+
     parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -314,13 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="a JSON / JSON Lines file, or - for standard input (default)")
     p.add_argument("--trace", action="store_true", help="include the rule trace")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="worker processes for a JSON Lines file (default: the number of CPUs; 1: this process only)",
-    )
+    add_jobs_argument(p, " for a JSON Lines file")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
@@ -351,13 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", help="labelled complaints (JSON Lines with a category)")
     p.add_argument("--split", default="", help="only the lines with this split (e.g. test)")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown tables")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="worker processes for a JSON Lines file (default: the number of CPUs; 1: this process only)",
-    )
+    add_jobs_argument(p, " for a JSON Lines file")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("serve", help="serve the gRPC API")
