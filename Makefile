@@ -50,7 +50,8 @@ run: setup
 
 test: setup node-deps prometheus postgresql
 	$(MAKE) --no-print-directory lint
-	$(VENV)/bin/fenliu check $(PACK)
+	$(VENV)/bin/fenliu verify $(PACK)
+	$(VENV)/bin/fenliu fmt --check $(PACK)
 	$(VENV)/bin/fenliu test $(PACK) --coverage --fail-uncovered
 	$(VENV)/bin/fenliu lint $(PACK)
 	$(PY) -m pytest -q

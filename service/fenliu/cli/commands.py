@@ -4,6 +4,8 @@
     fenliu test PACK [--coverage]        run the pack's cases; expected-versus-got; coverage
     fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
     fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
+    fenliu verify PACK                   what a reload does: fails exactly when the server would refuse
+    fenliu fmt PACK [--check]            rewrite input-method punctuation, tabs, trailing spaces, GBK
     fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
     fenliu train PACK CORPUS             learn the pack's text model from labelled complaints
     fenliu score PACK CORPUS             accuracy of the lexicon, the model and both on a corpus
@@ -38,10 +40,33 @@ def _display(problem: Problem, pack_path: str) -> str:
     return str(Problem(shown, problem.line, problem.rule, problem.code, problem.message, problem.severity))
 
 
+def missing_folder(path: str) -> str | None:
+    """A one-line message when ``path`` is not a folder (with the path as typed, and the nearest
+    sibling folder's name when it looks like a typo); ``None`` when it is one."""
+    p = Path(path)
+    if p.is_dir():
+        return None
+    if p.exists():
+        return f"{path}: not a folder (a pack is a folder holding pack.yaml)"
+    import difflib
+
+    parent = p.parent if str(p.parent) else Path(".")
+    siblings = sorted(d.name for d in parent.iterdir() if d.is_dir()) if parent.is_dir() else []
+    near = difflib.get_close_matches(p.name, siblings, n=1, cutoff=0.6)
+    hint = (
+        f" (did you mean {parent / near[0] if str(p.parent) not in ('', '.') else near[0]}?)" if near else ""
+    )
+    return f"{path}: no such folder{hint}"
+
+
 def _load(pack_path: str, out: TextIO) -> Any:
     from fenliu.engine.decider import Decider
     from fenliu.packs.load import load_pack
 
+    missing = missing_folder(pack_path)
+    if missing is not None:
+        print(f"fenliu: {missing}", file=sys.stderr)
+        return None
     try:
         pack = load_pack(pack_path)
         return Decider(pack)
@@ -289,6 +314,43 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """What a reload does, and the same verdict: load, check, lint errors, the pack's cases, its floors."""
+    missing = missing_folder(args.pack)
+    if missing is not None:
+        print(f"fenliu: {missing}", file=sys.stderr)
+        return 2
+    from fenliu.serving.runtime import prepare
+
+    decider, result = prepare(args.pack)
+    if decider is None:
+        for p in result.problems:
+            print(_display(p, args.pack))
+        for f in result.failures:
+            print(f)
+        print(
+            f"refused: the server would not load this pack ({len(result.problems) + len(result.failures)} problem(s))"
+        )
+        return 1
+    pack = decider.pack
+    print(
+        f"ok: the server would load {pack.name} {pack.revision} ({pack.digest}): "
+        f"{len(pack.rules)} rules, {len(pack.cases)} cases passed"
+    )
+    decider.close()
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    missing = missing_folder(args.pack)
+    if missing is not None:
+        print(f"fenliu: {missing}", file=sys.stderr)
+        return 2
+    from fenliu.authoring import fmt
+
+    return fmt.run(Path(args.pack), sys.stdout, write=not args.check, shown=lambda p: os.path.relpath(p))
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from fenliu.matter.cli import main as store_main
 
@@ -296,14 +358,29 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fenliu import __version__
     from fenliu.authoring.replay import add_jobs_argument
 
     parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
+    parser.add_argument("--version", action="version", version=f"fenliu {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="check a rule pack; print every error as file:line: rule-id: message")
     p.add_argument("pack")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "verify", help="what a reload does: exit non-zero exactly when the server would refuse the pack"
+    )
+    p.add_argument("pack")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "fmt", help="rewrite full-width punctuation where YAML needs ASCII, tabs, trailing spaces, GBK files"
+    )
+    p.add_argument("pack")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when something would change")
+    p.set_defaults(func=cmd_fmt)
 
     p = sub.add_parser("test", help="run a pack's test cases and report coverage")
     p.add_argument("pack")

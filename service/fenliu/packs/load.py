@@ -29,6 +29,7 @@ import jsonschema
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import PackError, Problem
+from fenliu.packs import ime
 from fenliu.packs._yaml import YamlProblem, YDict, YList, line_at, load_yaml
 from fenliu.packs.types import (
     ALWAYS,
@@ -135,13 +136,18 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
 def _read_yaml(data: bytes, rel: str, out: _Collector) -> Any:
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        out.add(rel, 1, "", "encoding", "file is not UTF-8")
+    except UnicodeDecodeError as e:
+        out.add(rel, data[: e.start].count(b"\n") + 1, "", "encoding", ime.encoding_advice(data))
         return None
+    found = ime.slips(text)
+    for s in found:
+        out.add(rel, s.line, "", "ime-punctuation", s.message())
     try:
         return load_yaml(text)
     except YamlProblem as e:
-        out.add(rel, e.line, "", e.code, e.message)
+        # a syntax error a slip explains (a key's full-width colon, a tab) is said once, by the slip
+        if not any(s.line <= e.line <= s.line + 2 for s in found):
+            out.add(rel, e.line, "", e.code, e.message)
         return None
 
 
