@@ -271,3 +271,59 @@ def test_version() -> None:
 
     p = run("--version")
     assert p.returncode == 0 and p.stdout.strip() == f"fenliu {fenliu.__version__}"
+
+
+def _edit(pack: Path, name: str, old: str, new: str) -> int:
+    """Replace the first ``old`` in ``name``; the line it was on."""
+    f = pack / name
+    text = f.read_text("utf-8")
+    at = text.index(old)
+    f.write_text(text[:at] + new + text[at + len(old) :], "utf-8")
+    return text[:at].count("\n") + 1 + old[: len(old) - len(old.lstrip("\n"))].count("\n")
+
+
+def test_every_files_errors_in_one_run_in_plain_words(tmp_path: Path) -> None:
+    pack = _copy_pack(tmp_path)
+    prio = _edit(pack, "classify.yaml", "priority: 1000", "priority: high")
+    then = _edit(pack, "grade.yaml", "    then:", "    thn:")
+    stage = _edit(pack, "route.yaml", "stage: route", "stage: rout")
+    with pytest.raises(PackError) as e:
+        load_pack(pack)
+    got = {(Path(p.file).name, p.line, p.code): p.message for p in e.value.problems}
+    assert got[("classify.yaml", prio, "schema")].endswith("'priority' must be a whole number, not 'high'")
+    assert got[("grade.yaml", then, "schema")].endswith("unknown key 'thn'; did you mean 'then'?")
+    assert any(k[0] == "grade.yaml" and m.endswith("'then:' is missing here") for k, m in got.items())
+    # route.yaml has no schema error: its own semantic error is named in the same run
+    assert "did you mean 'route'?" in got[("route.yaml", stage, "unknown-stage")]
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "words"),
+    [
+        (
+            "classify.yaml",
+            "    then:\n      category: {copy: category_hint}",
+            "     then:\n      category: {copy: category_hint}",
+            "start in the same column",
+        ),
+        (
+            "grade.yaml",
+            "    stage: grade",
+            "    stage: [grade",
+            "a list opened with '[' is not closed with ']'",
+        ),
+        ("route.yaml", "    stage: route", "    stage: route: x", "put text that holds ': ' in quotes"),
+    ],
+    ids=["misaligned-key", "unclosed-bracket", "two-colons"],
+)
+def test_yaml_syntax_errors_in_plain_words_at_the_right_line(
+    tmp_path: Path, name: str, old: str, new: str, words: str
+) -> None:
+    pack = _copy_pack(tmp_path)
+    line = _edit(pack, name, old, new)
+    with pytest.raises(PackError) as e:
+        load_pack(pack)
+    [p] = e.value.problems
+    assert (Path(p.file).name, p.code) == (name, "yaml-syntax")
+    assert words in p.message and "(YAML: " in p.message
+    assert p.line == line  # the misaligned key, the opening bracket, the second colon

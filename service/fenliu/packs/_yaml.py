@@ -136,6 +136,37 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+#: PyYAML's words for the commonest slips → what the author did, in plain words (PyYAML's kept after).
+_PLAIN: Final = (
+    (
+        "expected <block end>, but found",
+        "this line does not line up with the lines above it: the keys of one mapping (such as "
+        "`when:` and `then:`) start in the same column",
+    ),
+    (
+        "did not find expected key",
+        "this line does not line up with the lines above it: the keys of one mapping (such as "
+        "`when:` and `then:`) start in the same column",
+    ),
+    ("did not find expected '-' indicator", "the items of a list ('- ') start in the same column"),
+    ("did not find expected ',' or ']'", "a list opened with '[' is not closed with ']'"),
+    ("did not find expected ',' or '}'", "a mapping opened with '{' is not closed with '}'"),
+    (
+        "mapping values are not allowed",
+        "a second ': ' on one line: put text that holds ': ' in quotes ('…'), or give the next key a line",
+    ),
+    ("could not find expected ':'", "a key without its ':' (write `key: value`)"),
+    ("found unexpected end of stream", "the file ends inside a quote or a bracket: close it"),
+)
+
+
+def _plain(what: str) -> str:
+    for yaml_words, words in _PLAIN:
+        if yaml_words in what:
+            return f"{words} (YAML: {what})"
+    return what
+
+
 def load_yaml(text: str) -> Any:
     """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
     loader = None
@@ -147,11 +178,13 @@ def load_yaml(text: str) -> Any:
         raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if e.context and "flow" in e.context and e.context_mark is not None:
+            mark = e.context_mark  # an unclosed '[' or '{': the line that opened it
         line = mark.line + 1 if mark else 1
         what = str(e.problem or e.context)
         if "nesting depth" in what:  # libyaml's own limit (deeper than ours, but met first in flow style)
             raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep", "yaml-limit") from None
-        raise YamlProblem(line, f"YAML syntax: {what}") from None
+        raise YamlProblem(line, f"YAML syntax: {_plain(what)}") from None
     except yaml.YAMLError as e:
         raise YamlProblem(1, f"YAML: {e}") from None
     finally:

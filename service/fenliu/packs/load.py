@@ -108,6 +108,63 @@ def _unquoted(message: str, instance: Any) -> str:
     return message.replace(shown, what)
 
 
+_KINDS: Final = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping (key: value lines)",
+    "null": "empty",
+}
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    if v is None:
+        return "nothing"
+    if isinstance(v, str) and ("\n" in v or len(v) > 30):
+        return f"a text of {len(v)} characters"  # never quote much of a file (it may be anything)
+    return repr(v)
+
+
+def _in_plain_words(err: jsonschema.ValidationError) -> str:
+    """A schema error as a rule author would say it: what the key must be, and what it is."""
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        deeper = jsonschema.exceptions.best_match(err.context)
+        if deeper is not None and list(deeper.relative_path) == []:
+            return _in_plain_words(deeper)
+        kinds = sorted({str(e.validator_value) for e in err.context if e.validator == "type"})
+        if kinds and all(k in _KINDS for k in kinds):
+            return f"must be {' or '.join(_KINDS[k] for k in kinds)}, not {_shown(err.instance)}"
+    key = next((str(p) for p in reversed(err.absolute_path) if isinstance(p, str)), "")
+    it = f"'{key}'" if key else "this"
+    if err.validator == "type":
+        kinds = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        wanted = " or ".join(_KINDS.get(str(k), str(k)) for k in kinds)
+        return f"{it} must be {wanted}, not {_shown(err.instance)}"
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if isinstance(err.instance, dict) and k not in err.instance]
+        return f"'{missing[0] if missing else err.validator_value[0]}:' is missing here"
+    if err.validator == "enum":
+        choices = [str(c) for c in err.validator_value]
+        return f"{it} must be one of {', '.join(choices)}, not {_shown(err.instance)}" + _suggest(
+            str(err.instance), choices
+        )
+    if err.validator in ("minItems", "minLength", "minProperties") and err.validator_value == 1:
+        return f"{it} must not be empty"
+    if err.validator == "minimum":
+        return f"{it} must be at least {err.validator_value}, not {_shown(err.instance)}"
+    if err.validator == "maximum":
+        return f"{it} must be at most {err.validator_value}, not {_shown(err.instance)}"
+    if err.validator == "pattern":
+        return f"{it} does not have the form it needs ({_shown(err.instance)}; the form: {err.validator_value})"
+    return str(err.message)
+
+
 def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> bool:
     validator = jsonschema.Draft202012Validator(schema(schema_name))
     ok = True
@@ -121,7 +178,7 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 rule = item["id"]
         where = ".".join(str(p) for p in path) or "(top level)"
-        msg = _unquoted(err.message, err.instance)
+        msg = _unquoted(_in_plain_words(err), err.instance)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = list(err.schema.get("properties", {}))
             extra = [k for k in err.instance if k not in allowed]
@@ -140,15 +197,19 @@ def _read_yaml(data: bytes, rel: str, out: _Collector) -> Any:
         out.add(rel, data[: e.start].count(b"\n") + 1, "", "encoding", ime.encoding_advice(data))
         return None
     found = ime.slips(text)
-    for s in found:
-        out.add(rel, s.line, "", "ime-punctuation", s.message())
+    doc, problem = None, None
     try:
-        return load_yaml(text)
+        doc = load_yaml(text)
     except YamlProblem as e:
-        # a syntax error a slip explains (a key's full-width colon, a tab) is said once, by the slip
-        if not any(s.line <= e.line <= s.line + 2 for s in found):
-            out.add(rel, e.line, "", e.code, e.message)
-        return None
+        problem = e
+    explained = problem is not None and any(s.line <= problem.line <= s.line + 2 for s in found)
+    for s in found:
+        # past a syntax error no slip explains, the scanner's reading of brackets may be off: say nothing
+        if problem is None or explained or s.line <= problem.line:
+            out.add(rel, s.line, "", "ime-punctuation", s.message())
+    if problem is not None and not explained:  # else it is said once, by the slip
+        out.add(rel, problem.line, "", problem.code, problem.message)
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,13 +458,48 @@ def load_pack(path: str | Path, *, limits: Limits | None = None) -> Pack:
         raise PackError([Problem(str(path), 0, "", "no-pack", "not a folder")])
     base_rel = root.resolve().parent
     layers = _load_layers(root, out, (), base_rel)
-    if out.problems or not layers:
+    if not layers:
         raise PackError(out.problems)
+    if out.problems:
+        raise PackError(out.problems + _errors_of_the_other_files(layers, out))
     pack = _assemble(layers, out)
     if out.problems:
         raise PackError(out.problems)
     assert pack is not None
     return pack
+
+
+#: Problems about a reference to what another file declares: when some file could not be read, they
+#: may only say that it could not (its tables, rules or categories are missing), so they wait for it.
+_CROSS_FILE: Final = frozenset(
+    {
+        "missing-table",
+        "missing-column",
+        "bad-lookup",
+        "bad-table-field",
+        "unknown-rule",
+        "unknown-value",
+        "override-missing",
+        "remove-missing",
+        "lexicon-category",
+        "default-category",
+        "duplicate-rule",
+        "duplicate-table",
+        "duplicate-case",
+    }
+)
+
+
+def _errors_of_the_other_files(layers: list[_Layer], out: _Collector) -> list[Problem]:
+    """With some files refused (syntax, schema), the errors of the files that were read, so one run
+    names every file's errors; those that may stem from the refused files are left for the next run."""
+    refused = {p.file for p in out.problems}
+    other = _Collector(out.limits)
+    try:
+        _assemble(layers, other)
+    except Exception:  # noqa: BLE001 - the pack is incomplete; its refused files are what to report
+        return []
+    return [p for p in other.problems if p.file not in refused and p.code not in _CROSS_FILE]
 
 
 # ---------------------------------------------------------------------------------------------------
