@@ -3,10 +3,14 @@
     .venv/bin/python tools/split_corpus.py PART.jsonl [PART.jsonl ...] [--out corpus/labelled.jsonl]
 
 A complaint whose title and text repeat an earlier one's is dropped. Each line keeps its fields and
-gets ``split``: ``test`` or ``train``. The split is stratified per
-category and depends only on the ids: within a category, complaints are ordered by the SHA-256 of
-their id, and the first 20 % (rounded) are the test split. Adding complaints to one category never
-moves a complaint of another; the same input always gives the same file, byte for byte.
+gets ``split``: ``test`` or ``train``. A line that has a split already (the complaints of
+corpus/labelled.jsonl) keeps it: adding complaints never moves one between the splits, so a model or a
+lexicon tuned on the train split never meets its own material in the test split. The lines without
+one are split among themselves, stratified per category and depending only on the ids: within a
+category, they are ordered by the SHA-256 of their id, and the first 20 % (rounded) are the test split.
+The same input always gives the same file, byte for byte.
+
+    .venv/bin/python tools/split_corpus.py corpus/labelled.jsonl part-c.jsonl part-d.jsonl --out corpus/labelled.jsonl
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ def split(items: list[dict[str, object]]) -> list[dict[str, object]]:
             raise SystemExit(f"duplicate id {cid}")
         ids.add(cid)
         by_cat.setdefault(str(it["category"]), []).append(it)
-    test: set[str] = set()
+    test: set[str] = {str(it["id"]) for it in items if it.get("split") == "test"}
     for group in by_cat.values():
-        ranked = sorted(group, key=lambda it: hashlib.sha256(str(it["id"]).encode()).hexdigest())
+        new = [it for it in group if it.get("split") not in ("test", "train")]
+        ranked = sorted(new, key=lambda it: hashlib.sha256(str(it["id"]).encode()).hexdigest())
         test.update(str(it["id"]) for it in ranked[: round(TEST_SHARE * len(ranked))])
     return [{**it, "split": "test" if str(it["id"]) in test else "train"} for it in items]
 
