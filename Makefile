@@ -11,11 +11,14 @@ PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 # durable-rules 2.0.28 calls PyEval_CallObject, removed in Python 3.13: map it to its replacement there.
 DR_CPPFLAGS = $(shell scripts/durable-cppflags.sh $(PYTHON))
 
-.PHONY: setup run test test-fast lint typecheck bench bench-replay proto clean node-deps prometheus postgresql
+.PHONY: setup run test test-fast lint typecheck bench bench-replay proto clean node-deps prometheus postgresql messages
 
 PROTO_STAMP := service/fenliu/_proto/.generated
 
-setup: $(STAMP) $(PROTO_STAMP)
+LOCALE := service/fenliu/locale
+MO := $(LOCALE)/zh_CN/LC_MESSAGES/fenliu.mo
+
+setup: $(STAMP) $(PROTO_STAMP) $(MO)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,17 @@ $(STAMP): pyproject.toml
 $(PROTO_STAMP): $(PROTO_SRC) $(STAMP)
 	$(PY) -m fenliu._protogen
 	touch $(PROTO_STAMP)
+
+# Messages in Chinese: the catalog (.po) is kept in the repository, compiled (.mo) by setup.
+$(MO): $(LOCALE)/zh_CN/LC_MESSAGES/fenliu.po $(STAMP)
+	$(VENV)/bin/pybabel compile --statistics -d $(LOCALE) -D fenliu -l zh_CN
+
+# After changing messages in the code: new msgids enter the catalog with an empty msgstr to translate.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output --no-wrap \
+	  --project fenliu -o $(LOCALE)/fenliu.pot service/fenliu
+	$(VENV)/bin/pybabel update -i $(LOCALE)/fenliu.pot -d $(LOCALE) -D fenliu -l zh_CN \
+	  --no-location --no-wrap --ignore-obsolete --omit-header
 
 proto:
 	rm -f $(PROTO_STAMP)

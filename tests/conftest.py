@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from fenliu.packs.load import load_pack
 from fenliu.packs.types import Pack
 
 pytest_plugins = ["pg"]
+
+# Messages follow the locale: the tests read them in English (tests/test_i18n.py reads them in Chinese),
+# in this process and in every command they start, whatever the machine's locale.
+os.environ["LANGUAGE"] = "en"
 
 ROOT = Path(__file__).resolve().parents[1]
 WUSHEN = ROOT / "rules" / "wushen"

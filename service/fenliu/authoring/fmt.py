@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from fenliu.i18n import _
 from fenliu.packs import ime
 from fenliu.packs._yaml import YamlProblem, load_yaml
 
@@ -67,12 +68,12 @@ def format_file(path: Path, *, write: bool) -> FileResult:
     result = FileResult(path)
     data = path.read_bytes()[: MAX_FILE_BYTES + 1]
     if len(data) > MAX_FILE_BYTES:
-        result.refused = "larger than 1 MiB; not a pack file"
+        result.refused = _("larger than 1 MiB; not a pack file")
         return result
     try:
         text, encoding = ime.decode(data)
     except UnicodeDecodeError:
-        result.refused = "neither UTF-8 nor GBK; save it as UTF-8"
+        result.refused = _("neither UTF-8 nor GBK; save it as UTF-8")
         return result
     new, result.slips = ime.fixed(text)
     result.converted = "" if encoding == "utf-8" else "GBK"
@@ -88,12 +89,12 @@ def format_file(path: Path, *, write: bool) -> FileResult:
     try:
         load_yaml(new)
     except YamlProblem as e:
-        result.refused = (
-            f"still not valid YAML after the rewrite (line {e.line}: {e.message}); fix it by hand"
-        )
+        result.refused = _(
+            "still not valid YAML after the rewrite (line {line}: {message}); fix it by hand"
+        ).format(line=e.line, message=e.message)
         return result
     if not result.slips and not _same_data(text, new):
-        result.refused = "rewriting the spaces would change what the file says; fix it by hand"
+        result.refused = _("rewriting the spaces would change what the file says; fix it by hand")
         return result
     if write:
         _replace(path, new.encode("utf-8"))
@@ -122,20 +123,34 @@ def run(root: Path, out: TextIO, *, write: bool, shown: Callable[[Path], str]) -
     for r in results:
         name = shown(r.path)
         if r.refused:
-            print(f"{name}: left alone: {r.refused}", file=out)
+            print(_("{file}: left alone: {why}").format(file=name, why=r.refused), file=out)
             continue
         if r.converted:
-            print(f"{name}: converted from {r.converted} to UTF-8", file=out)
+            print(
+                _("{file}: converted from {encoding} to UTF-8").format(file=name, encoding=r.converted),
+                file=out,
+            )
         for s in r.slips:
-            was = {"\t": "a tab", "\u3000": "an ideographic space"}.get(s.char, f"'{s.char}'")
-            now = "spaces" if s.char in "\t\u3000" else f"'{s.fix.strip()}'"
-            print(f"{name}:{s.line}: column {s.column}: {was} -> {now} ({s.role})", file=out)
+            was = {"\t": _("a tab"), "\u3000": _("an ideographic space")}.get(s.char, f"'{s.char}'")
+            now = _("spaces") if s.char in "\t\u3000" else f"'{s.fix.strip()}'"
+            print(
+                _("{file}:{line}: column {column}: {was} -> {now} ({role})").format(
+                    file=name, line=s.line, column=s.column, was=was, now=now, role=_(s.role)
+                ),
+                file=out,
+            )
         if r.trailing:
-            print(f"{name}: trailing spaces removed on {r.trailing} line(s)", file=out)
+            print(
+                _("{file}: trailing spaces removed on {n} line(s)").format(file=name, n=r.trailing), file=out
+            )
     changed = [r for r in results if r.changed]
     refused = [r for r in results if r.refused]
-    verb = "changed" if write else "would change"
-    print(f"fmt: {len(changed)} of {len(results)} file(s) {verb}, {len(refused)} left alone", file=out)
+    summary = (
+        _("fmt: {changed} of {files} file(s) changed, {refused} left alone")
+        if write
+        else _("fmt: {changed} of {files} file(s) would change, {refused} left alone")
+    )
+    print(summary.format(changed=len(changed), files=len(results), refused=len(refused)), file=out)
     if refused:
         return 1
     return 1 if changed and not write else 0

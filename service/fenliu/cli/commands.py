@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fenliu.domain.errors import ComplaintError, PackError, Problem
+from fenliu.i18n import _
 
 
 def _display(problem: Problem, pack_path: str) -> str:
@@ -47,16 +48,16 @@ def missing_folder(path: str) -> str | None:
     if p.is_dir():
         return None
     if p.exists():
-        return f"{path}: not a folder (a pack is a folder holding pack.yaml)"
+        return _("{path}: not a folder (a pack is a folder holding pack.yaml)").format(path=path)
     import difflib
 
     parent = p.parent if str(p.parent) else Path(".")
     siblings = sorted(d.name for d in parent.iterdir() if d.is_dir()) if parent.is_dir() else []
     near = difflib.get_close_matches(p.name, siblings, n=1, cutoff=0.6)
-    hint = (
-        f" (did you mean {parent / near[0] if str(p.parent) not in ('', '.') else near[0]}?)" if near else ""
-    )
-    return f"{path}: no such folder{hint}"
+    if near:
+        guess = str(parent / near[0]) if str(p.parent) not in ("", ".") else near[0]
+        return _("{path}: no such folder (did you mean {guess}?)").format(path=path, guess=guess)
+    return _("{path}: no such folder").format(path=path)
 
 
 def _load(pack_path: str, out: TextIO) -> Any:
@@ -73,7 +74,7 @@ def _load(pack_path: str, out: TextIO) -> Any:
     except PackError as e:
         for p in e.problems:
             print(_display(p, pack_path), file=out)
-        print(f"{len(e.problems)} error(s)", file=out)
+        print(_("{n} error(s)").format(n=len(e.problems)), file=out)
         return None
 
 
@@ -88,12 +89,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     for f in errors:
         print(_display(f, args.pack))
     if errors:
-        print(f"{len(errors)} error(s)")
+        print(_("{n} error(s)").format(n=len(errors)))
         return 1
     pack = decider.pack
     print(
-        f"ok: {pack.name} {pack.revision} ({pack.digest}): {len(pack.rules)} rules in {len(pack.stages)} stages, "
-        f"{len(pack.tables)} tables, {len(pack.cases)} cases"
+        _(
+            "ok: {name} {revision} ({digest}): {rules} rules in {stages} stages, {tables} tables, {cases} cases"
+        ).format(
+            name=pack.name,
+            revision=pack.revision,
+            digest=pack.digest,
+            rules=len(pack.rules),
+            stages=len(pack.stages),
+            tables=len(pack.tables),
+            cases=len(pack.cases),
+        )
     )
     return 0
 
@@ -108,7 +118,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     base = Path(args.pack).resolve().parent
     for f in report.failures:
         print(f.render(lambda file: os.path.relpath(base / file)))
-    print(f"{report.passed} passed, {len(report.failures)} failed")
+    print(_("{passed} passed, {failed} failed").format(passed=report.passed, failed=len(report.failures)))
     top = decider.pack.layers[-1]
     rules = sum(r.layer == top for r in decider.pack.rules)
     rows = sum(t.row_layers.get(row) == top for t in decider.pack.tables.values() for row in t.rows)
@@ -116,12 +126,19 @@ def cmd_test(args: argparse.Namespace) -> int:
     covered_rows = rows - len(report.uncovered_rows)
     uncovered = bool(report.uncovered_rules or report.uncovered_rows)
     if args.coverage or uncovered:
-        layer = f" of layer {top}" if len(decider.pack.layers) > 1 else ""
-        print(f"coverage{layer}: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows")
+        layer = _(" of layer {layer}").format(layer=top) if len(decider.pack.layers) > 1 else ""
+        print(
+            _("coverage{layer}: {covered_rules}/{rules} rules, {covered_rows}/{rows} table rows").format(
+                layer=layer, covered_rules=covered_rules, rules=rules, covered_rows=covered_rows, rows=rows
+            )
+        )
         for rid, file, line in report.uncovered_rules:
-            print(f"  {os.path.relpath(base / file)}:{line}: {rid}: no case reaches this rule")
+            print(f"  {os.path.relpath(base / file)}:{line}: {rid}: " + _("no case reaches this rule"))
         for table, row, file, line in report.uncovered_rows:
-            print(f"  {os.path.relpath(base / file)}:{line}: {table}.{row}: no case reaches this table row")
+            print(
+                f"  {os.path.relpath(base / file)}:{line}: {table}.{row}: "
+                + _("no case reaches this table row")
+            )
     if report.failures:
         return 1
     if args.fail_uncovered and uncovered:
@@ -292,7 +309,7 @@ def _text_command(run: Any, pack: str) -> int:
     except PackError as e:
         for p in e.problems:
             print(_display(p, pack), file=sys.stderr)
-        print(f"{len(e.problems)} error(s)", file=sys.stderr)
+        print(_("{n} error(s)").format(n=len(e.problems)), file=sys.stderr)
         return 1
     except (OSError, ValueError) as e:
         print(f"fenliu: {e}", file=sys.stderr)
@@ -328,14 +345,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(_display(p, args.pack))
         for f in result.failures:
             print(f)
-        print(
-            f"refused: the server would not load this pack ({len(result.problems) + len(result.failures)} problem(s))"
-        )
+        n = len(result.problems) + len(result.failures)
+        print(_("refused: the server would not load this pack ({n} problem(s))").format(n=n))
         return 1
     pack = decider.pack
     print(
-        f"ok: the server would load {pack.name} {pack.revision} ({pack.digest}): "
-        f"{len(pack.rules)} rules, {len(pack.cases)} cases passed"
+        _(
+            "ok: the server would load {name} {revision} ({digest}): {rules} rules, {cases} cases passed"
+        ).format(
+            name=pack.name,
+            revision=pack.revision,
+            digest=pack.digest,
+            rules=len(pack.rules),
+            cases=len(pack.cases),
+        )
     )
     decider.close()
     return 0
@@ -361,50 +384,62 @@ def build_parser() -> argparse.ArgumentParser:
     from fenliu import __version__
     from fenliu.authoring.replay import add_jobs_argument
 
-    parser = argparse.ArgumentParser(prog="fenliu", description="Rule-driven triage of citizen complaints.")
+    parser = argparse.ArgumentParser(
+        prog="fenliu", description=_("Rule-driven triage of citizen complaints.")
+    )
     parser.add_argument("--version", action="version", version=f"fenliu {__version__}")
+    parser.add_argument(
+        "--lang",
+        choices=["zh_CN", "zh", "en"],
+        help=_("the language of messages (default: the locale's; zh_CN for Chinese locales, else en)"),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="check a rule pack; print every error as file:line: rule-id: message")
+    p = sub.add_parser("check", help=_("check a rule pack; print every error as file:line: rule-id: message"))
     p.add_argument("pack")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
-        "verify", help="what a reload does: exit non-zero exactly when the server would refuse the pack"
+        "verify", help=_("what a reload does: exit non-zero exactly when the server would refuse the pack")
     )
     p.add_argument("pack")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
-        "fmt", help="rewrite full-width punctuation where YAML needs ASCII, tabs, trailing spaces, GBK files"
+        "fmt",
+        help=_("rewrite full-width punctuation where YAML needs ASCII, tabs, trailing spaces, GBK files"),
     )
     p.add_argument("pack")
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when something would change")
+    p.add_argument(
+        "--check", action="store_true", help=_("change nothing; exit 1 when something would change")
+    )
     p.set_defaults(func=cmd_fmt)
 
-    p = sub.add_parser("test", help="run a pack's test cases and report coverage")
+    p = sub.add_parser("test", help=_("run a pack's test cases and report coverage"))
     p.add_argument("pack")
-    p.add_argument("--coverage", action="store_true", help="list every rule and table row no case reaches")
-    p.add_argument("--fail-uncovered", action="store_true", help="exit non-zero when anything is uncovered")
+    p.add_argument("--coverage", action="store_true", help=_("list every rule and table row no case reaches"))
+    p.add_argument(
+        "--fail-uncovered", action="store_true", help=_("exit non-zero when anything is uncovered")
+    )
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("eval", help="decide complaints read as JSON or JSON Lines")
+    p = sub.add_parser("eval", help=_("decide complaints read as JSON or JSON Lines"))
     p.add_argument("pack")
-    p.add_argument("file", nargs="?", help="a JSON / JSON Lines file, or - for standard input (default)")
-    p.add_argument("--trace", action="store_true", help="include the rule trace")
-    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.add_argument("file", nargs="?", help=_("a JSON / JSON Lines file, or - for standard input (default)"))
+    p.add_argument("--trace", action="store_true", help=_("include the rule trace"))
+    p.add_argument("--pretty", action="store_true", help=_("indent the JSON"))
     add_jobs_argument(p, " for a JSON Lines file")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("lint", help="find conflicts, dead rules, gaps and other authoring mistakes")
+    p = sub.add_parser("lint", help=_("find conflicts, dead rules, gaps and other authoring mistakes"))
     p.add_argument("pack")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument(
-        "--corpus", default="", help="complaints (JSON Lines): warn of lexicon terms most of them hold"
+        "--corpus", default="", help=_("complaints (JSON Lines): warn of lexicon terms most of them hold")
     )
     p.set_defaults(func=cmd_lint)
 
-    p = sub.add_parser("diff", help="run two packs over a corpus and report what changes")
+    p = sub.add_parser("diff", help=_("run two packs over a corpus and report what changes"))
     try:
         from fenliu.authoring.diff import add_arguments as diff_args
 
@@ -413,21 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("train", help="learn the pack's text model from labelled complaints (JSON Lines)")
+    p = sub.add_parser("train", help=_("learn the pack's text model from labelled complaints (JSON Lines)"))
     p.add_argument("pack")
-    p.add_argument("corpus", help="labelled complaints; only split=train lines when the corpus has splits")
-    p.add_argument("--out", default="", help="where to write the model (default: the pack's text.model)")
+    p.add_argument("corpus", help=_("labelled complaints; only split=train lines when the corpus has splits"))
+    p.add_argument("--out", default="", help=_("where to write the model (default: the pack's text.model)"))
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("score", help="how well the lexicon, the model and both read categories from a corpus")
+    p = sub.add_parser(
+        "score", help=_("how well the lexicon, the model and both read categories from a corpus")
+    )
     p.add_argument("pack")
-    p.add_argument("corpus", help="labelled complaints (JSON Lines with a category)")
-    p.add_argument("--split", default="", help="only the lines with this split (e.g. test)")
-    p.add_argument("--json", action="store_true", help="JSON instead of Markdown tables")
+    p.add_argument("corpus", help=_("labelled complaints (JSON Lines with a category)"))
+    p.add_argument("--split", default="", help=_("only the lines with this split (e.g. test)"))
+    p.add_argument("--json", action="store_true", help=_("JSON instead of Markdown tables"))
     add_jobs_argument(p, " for a JSON Lines file")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("serve", help="serve the gRPC API")
+    p = sub.add_parser("serve", help=_("serve the gRPC API"))
     try:
         from fenliu.cli.serve import add_serve_arguments
 
@@ -437,14 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
-        "call", help="call a running fenliu service with a complaint (JSON; a list goes over the stream)"
+        "call", help=_("call a running fenliu service with a complaint (JSON; a list goes over the stream)")
     )
     from fenliu.cli.serve import add_call_arguments
 
     add_call_arguments(p)
     p.set_defaults(func=cmd_call)
 
-    p = sub.add_parser("store", help="the matter store: migrate, purge, forget, link-eval")
+    p = sub.add_parser("store", help=_("the matter store: migrate, purge, forget, link-eval"))
     from fenliu.matter.cli import add_arguments as store_args
 
     store_args(p)
@@ -452,7 +489,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _language(argv: list[str]) -> str | None:
+    """``--lang X`` / ``--lang=X`` from the command line, read before the parser is built (its help texts
+    are in that language)."""
+    for i, a in enumerate(argv):
+        if a == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--lang="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def use_language(argv: list[str]) -> str:
+    """Choose the process's language (``--lang``, else the locale) for fenliu's messages and argparse's."""
+    import gettext
+
+    from fenliu import i18n
+
+    lang = i18n.choose(_language(argv))
+    # argparse's own words ("usage:", "the following arguments are required") come from the default
+    # gettext domain and the locale variables: point both at fenliu's catalog and the chosen language.
+    gettext.bindtextdomain(i18n.DOMAIN, str(i18n.LOCALE_DIR))
+    gettext.textdomain(i18n.DOMAIN)
+    os.environ["LANGUAGE"] = lang
+    return lang
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    use_language(argv)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -18,6 +18,8 @@ from typing import Any, Final
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from fenliu.i18n import N_, _
+
 MAX_DEPTH: Final = 64  # nested mappings and sequences (the reference pack needs 8)
 MAX_ALIASES: Final = 1_000  # ``*name`` references in one document
 MAX_NODES: Final = 200_000  # nodes of the document with every alias expanded
@@ -140,30 +142,36 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 _PLAIN: Final = (
     (
         "expected <block end>, but found",
-        "this line does not line up with the lines above it: the keys of one mapping (such as "
-        "`when:` and `then:`) start in the same column",
+        N_(
+            "this line does not line up with the lines above it: the keys of one mapping (such as "
+            "`when:` and `then:`) start in the same column"
+        ),
     ),
     (
         "did not find expected key",
-        "this line does not line up with the lines above it: the keys of one mapping (such as "
-        "`when:` and `then:`) start in the same column",
+        N_(
+            "this line does not line up with the lines above it: the keys of one mapping (such as "
+            "`when:` and `then:`) start in the same column"
+        ),
     ),
-    ("did not find expected '-' indicator", "the items of a list ('- ') start in the same column"),
-    ("did not find expected ',' or ']'", "a list opened with '[' is not closed with ']'"),
-    ("did not find expected ',' or '}'", "a mapping opened with '{' is not closed with '}'"),
+    ("did not find expected '-' indicator", N_("the items of a list ('- ') start in the same column")),
+    ("did not find expected ',' or ']'", N_("a list opened with '[' is not closed with ']'")),
+    ("did not find expected ',' or '}'", N_("a mapping opened with '{' is not closed with '}'")),
     (
         "mapping values are not allowed",
-        "a second ': ' on one line: put text that holds ': ' in quotes ('…'), or give the next key a line",
+        N_(
+            "a second ': ' on one line: put text that holds ': ' in quotes ('…'), or give the next key a line"
+        ),
     ),
-    ("could not find expected ':'", "a key without its ':' (write `key: value`)"),
-    ("found unexpected end of stream", "the file ends inside a quote or a bracket: close it"),
+    ("could not find expected ':'", N_("a key without its ':' (write `key: value`)")),
+    ("found unexpected end of stream", N_("the file ends inside a quote or a bracket: close it")),
 )
 
 
 def _plain(what: str) -> str:
     for yaml_words, words in _PLAIN:
         if yaml_words in what:
-            return f"{words} (YAML: {what})"
+            return _("{words} (YAML: {what})").format(words=_(words), what=what)
     return what
 
 

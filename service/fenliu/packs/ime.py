@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from fenliu.i18n import N_, _
+
 #: Full-width character → the ASCII one YAML syntax needs.
 ASCII_OF: Final[dict[str, str]] = {
     "，": ",",
@@ -40,19 +42,19 @@ ASCII_OF: Final[dict[str, str]] = {
 }
 
 _NAMES: Final[dict[str, str]] = {
-    "，": "full-width comma '，'",
-    "、": "enumeration comma '、'",
-    "：": "full-width colon '：'",
-    "【": "full-width bracket '【'",
-    "】": "full-width bracket '】'",
-    "［": "full-width bracket '［'",
-    "］": "full-width bracket '］'",
-    "｛": "full-width brace '｛'",
-    "｝": "full-width brace '｝'",
-    "“": "curly quote '“'",
-    "”": "curly quote '”'",
-    "\t": "a tab",
-    "\u3000": "an ideographic (full-width) space",
+    "，": N_("full-width comma '，'"),
+    "、": N_("enumeration comma '、'"),
+    "：": N_("full-width colon '：'"),
+    "【": N_("full-width bracket '【'"),
+    "】": N_("full-width bracket '】'"),
+    "［": N_("full-width bracket '［'"),
+    "］": N_("full-width bracket '］'"),
+    "｛": N_("full-width brace '｛'"),
+    "｝": N_("full-width brace '｝'"),
+    "“": N_("curly quote '“'"),
+    "”": N_("curly quote '”'"),
+    "\t": N_("a tab"),
+    "\u3000": N_("an ideographic (full-width) space"),
 }
 
 _KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -72,17 +74,16 @@ class Slip:
     fix: str  # what replaces it (a separator or a key's colon is followed by a space)
 
     def message(self) -> str:
-        name = _NAMES[self.char]
+        name = _(_NAMES[self.char])
         if self.char in "\t\u3000":
-            return (
-                f"column {self.column}: {name} in the indentation; YAML indents with ordinary spaces "
+            return _(
+                "column {column}: {name} in the indentation; YAML indents with ordinary spaces "
                 "(switch the input method to half-width, or run `fenliu fmt`)"
-            )
-        ascii = self.fix.strip()
-        return (
-            f"column {self.column}: {name} where YAML needs '{ascii}' ({self.role}); "
-            f"type the half-width '{ascii}' (or run `fenliu fmt`)"
-        )
+            ).format(column=self.column, name=name)
+        return _(
+            "column {column}: {name} where YAML needs '{ascii}' ({role}); "
+            "type the half-width '{ascii}' (or run `fenliu fmt`)"
+        ).format(column=self.column, name=name, ascii=self.fix.strip(), role=_(self.role))
 
 
 def _comment_start(line: str, start: int) -> int:
@@ -126,12 +127,12 @@ class _Scanner:
         if not self.flow:
             for j in range(indent):
                 if line[j] != " ":
-                    self.add(n, j, line[j], "indentation")
+                    self.add(n, j, line[j], N_("indentation"))
         pos = indent
         if not self.flow:
             while line.startswith("- ", pos) or line.startswith("-\u3000", pos):
                 if line[pos + 1] == "\u3000":
-                    self.add(n, pos + 1, "\u3000", "indentation")
+                    self.add(n, pos + 1, "\u3000", N_("indentation"))
                 pos += 2
                 while pos < len(line) and line[pos] == " ":
                     pos += 1
@@ -141,7 +142,7 @@ class _Scanner:
                 while k < len(line) and line[k] == " ":
                     k += 1
                 if k < len(line) and line[k] == "：":
-                    self.add(n, k, "：", "the colon after a key", line)
+                    self.add(n, k, "：", N_("the colon after a key"), line)
                     pos = k + 1
                 elif k < len(line) and line[k] == ":":
                     pos = k + 1
@@ -163,15 +164,17 @@ class _Scanner:
         """A block value written as a full-width list, mapping or quoted string; True when read."""
         first, last = value[0], value[-1]
         if first in _OPEN_FULL and last == _OPEN_FULL[first] and re.search("[,，、]", value):
-            self.add(n, start, first, "the bracket that opens a list" if first != "｛" else "the brace")
+            self.add(
+                n, start, first, N_("the bracket that opens a list") if first != "｛" else N_("the brace")
+            )
             for i, c in enumerate(value[1:-1], 1):
                 if c in "，、":
-                    self.add(n, start + i, c, "a list separator", line)
-            self.add(n, start + len(value) - 1, last, "the bracket that closes it")
+                    self.add(n, start + i, c, N_("a list separator"), line)
+            self.add(n, start + len(value) - 1, last, N_("the bracket that closes it"))
             return True
         if first == "“" and last == "”" and len(value) > 1 and "“" not in value[1:-1]:
-            self.add(n, start, first, "the quote that opens the value")
-            self.add(n, start + len(value) - 1, last, "the quote that closes it")
+            self.add(n, start, first, N_("the quote that opens the value"))
+            self.add(n, start + len(value) - 1, last, N_("the quote that closes it"))
             return True
         return False
 
@@ -198,7 +201,11 @@ class _Scanner:
             elif self.flow and c in "，、" and (self.flow[-1] == "[" or _KEY_AHEAD.match(line, j + 1)):
                 # in a list, always a separator; in a mapping, only before the next key (else it is text)
                 self.add(
-                    n, j, c, "a separator in a flow list" if self.flow[-1] == "[" else "a separator", line
+                    n,
+                    j,
+                    c,
+                    N_("a separator in a flow list") if self.flow[-1] == "[" else N_("a separator"),
+                    line,
                 )
                 token_start = True
                 j += 1
@@ -206,15 +213,15 @@ class _Scanner:
             elif self.flow and token_start and c == "“":
                 close = _item_end(line, j)
                 if close > j + 1 and line[close - 1] == "”":
-                    self.add(n, j, "“", "the quote that opens an item")
-                    self.add(n, close - 1, "”", "the quote that closes it")
+                    self.add(n, j, "“", N_("the quote that opens an item"))
+                    self.add(n, close - 1, "”", N_("the quote that closes it"))
                     j = close
                     token_start = False
                     continue
             elif self.flow and self.flow[-1] == "{" and token_start and (m := _KEY.match(line, j)):
                 k = m.end()
                 if k < len(line) and line[k] == "：":
-                    self.add(n, k, "：", "the colon after a key", line)
+                    self.add(n, k, "：", N_("the colon after a key"), line)
                     j = k + 1
                     token_start = True
                     continue
@@ -270,10 +277,10 @@ def encoding_advice(data: bytes) -> str:
     try:
         data.decode("gb18030")
     except UnicodeDecodeError:
-        return "file is not UTF-8: save it as UTF-8"
-    return (
+        return _("file is not UTF-8: save it as UTF-8")
+    return _(
         "file is not UTF-8: it is saved in GBK (GB18030), as Windows editors do; save it as UTF-8 "
-        "(另存为, 编码 UTF-8), or run `fenliu fmt`, which converts it"
+        "(Save As, encoding UTF-8), or run `fenliu fmt`, which converts it"
     )
 
 

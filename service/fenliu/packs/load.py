@@ -29,6 +29,7 @@ import jsonschema
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import PackError, Problem
+from fenliu.i18n import N_, _
 from fenliu.packs import ime
 from fenliu.packs._yaml import YamlProblem, YDict, YList, line_at, load_yaml
 from fenliu.packs.types import (
@@ -67,7 +68,7 @@ def schema(name: str) -> dict[str, Any]:
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return _("; did you mean '{word}'?").format(word=close[0]) if close else ""
 
 
 class _Collector:
@@ -109,59 +110,65 @@ def _unquoted(message: str, instance: Any) -> str:
 
 
 _KINDS: Final = {
-    "integer": "a whole number",
-    "number": "a number",
-    "string": "text",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "a mapping (key: value lines)",
-    "null": "empty",
+    "integer": N_("a whole number"),
+    "number": N_("a number"),
+    "string": N_("text"),
+    "boolean": N_("true or false"),
+    "array": N_("a list"),
+    "object": N_("a mapping (key: value lines)"),
+    "null": N_("empty"),
 }
 
 
 def _shown(v: Any) -> str:
     if isinstance(v, dict):
-        return "a mapping"
+        return _("a mapping")
     if isinstance(v, list):
-        return "a list"
+        return _("a list")
     if v is None:
-        return "nothing"
+        return _("nothing")
     if isinstance(v, str) and ("\n" in v or len(v) > 30):
-        return f"a text of {len(v)} characters"  # never quote much of a file (it may be anything)
+        return _("a text of {n} characters").format(n=len(v))  # never quote much of a file
     return repr(v)
 
 
 def _in_plain_words(err: jsonschema.ValidationError) -> str:
     """A schema error as a rule author would say it: what the key must be, and what it is."""
+    value: Any = err.validator_value
     if err.validator in ("oneOf", "anyOf") and err.context:
         deeper = jsonschema.exceptions.best_match(err.context)
         if deeper is not None and list(deeper.relative_path) == []:
             return _in_plain_words(deeper)
         kinds = sorted({str(e.validator_value) for e in err.context if e.validator == "type"})
         if kinds and all(k in _KINDS for k in kinds):
-            return f"must be {' or '.join(_KINDS[k] for k in kinds)}, not {_shown(err.instance)}"
+            wanted = _(" or ").join(_(_KINDS[k]) for k in kinds)
+            return _("must be {wanted}, not {found}").format(wanted=wanted, found=_shown(err.instance))
     key = next((str(p) for p in reversed(err.absolute_path) if isinstance(p, str)), "")
-    it = f"'{key}'" if key else "this"
+    it = f"'{key}'" if key else _("this")
     if err.validator == "type":
-        kinds = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        wanted = " or ".join(_KINDS.get(str(k), str(k)) for k in kinds)
-        return f"{it} must be {wanted}, not {_shown(err.instance)}"
-    if err.validator == "required":
-        missing = [k for k in err.validator_value if isinstance(err.instance, dict) and k not in err.instance]
-        return f"'{missing[0] if missing else err.validator_value[0]}:' is missing here"
-    if err.validator == "enum":
-        choices = [str(c) for c in err.validator_value]
-        return f"{it} must be one of {', '.join(choices)}, not {_shown(err.instance)}" + _suggest(
-            str(err.instance), choices
+        kinds = value if isinstance(value, list) else [value]
+        wanted = _(" or ").join(_(_KINDS[str(k)]) if str(k) in _KINDS else str(k) for k in kinds)
+        return _("{it} must be {wanted}, not {found}").format(
+            it=it, wanted=wanted, found=_shown(err.instance)
         )
-    if err.validator in ("minItems", "minLength", "minProperties") and err.validator_value == 1:
-        return f"{it} must not be empty"
+    if err.validator == "required":
+        missing = [k for k in value if isinstance(err.instance, dict) and k not in err.instance]
+        return _("'{key}:' is missing here").format(key=missing[0] if missing else value[0])
+    if err.validator == "enum":
+        choices = [str(c) for c in value]
+        return _("{it} must be one of {choices}, not {found}").format(
+            it=it, choices=", ".join(choices), found=_shown(err.instance)
+        ) + _suggest(str(err.instance), choices)
+    if err.validator in ("minItems", "minLength", "minProperties") and value == 1:
+        return _("{it} must not be empty").format(it=it)
     if err.validator == "minimum":
-        return f"{it} must be at least {err.validator_value}, not {_shown(err.instance)}"
+        return _("{it} must be at least {n}, not {found}").format(it=it, n=value, found=_shown(err.instance))
     if err.validator == "maximum":
-        return f"{it} must be at most {err.validator_value}, not {_shown(err.instance)}"
+        return _("{it} must be at most {n}, not {found}").format(it=it, n=value, found=_shown(err.instance))
     if err.validator == "pattern":
-        return f"{it} does not have the form it needs ({_shown(err.instance)}; the form: {err.validator_value})"
+        return _("{it} does not have the form it needs ({found}; the form: {form})").format(
+            it=it, found=_shown(err.instance), form=value
+        )
     return str(err.message)
 
 
@@ -184,7 +191,8 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
             extra = [k for k in err.instance if k not in allowed]
             for k in extra:
                 k_line = err.instance.line_of(k) if isinstance(err.instance, YDict) else line
-                out.add(rel, k_line, rule, "schema", f"{where}: unknown key '{k}'{_suggest(k, allowed)}")
+                unknown = _("unknown key '{key}'").format(key=k)
+                out.add(rel, k_line, rule, "schema", f"{where}: {unknown}{_suggest(k, allowed)}")
             continue
         out.add(rel, line, rule, "schema", f"{where}: {msg}")
     return ok
@@ -497,7 +505,7 @@ def _errors_of_the_other_files(layers: list[_Layer], out: _Collector) -> list[Pr
     other = _Collector(out.limits)
     try:
         _assemble(layers, other)
-    except Exception:  # noqa: BLE001 - the pack is incomplete; its refused files are what to report
+    except Exception:
         return []
     return [p for p in other.problems if p.file not in refused and p.code not in _CROSS_FILE]
 
