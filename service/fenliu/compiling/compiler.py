@@ -9,8 +9,10 @@ What is done once, here, so that a decision does not:
   flattened (``region.township_code`` → ``region__township_code``). Every tested field is always
   present, so negation never depends on a field being missing; a keyword group or pattern is left out
   only when it is false and no rule of the stage needs it false.
-* **Expressions.** Conditions become engine expressions using only ``$and $or $neq $lt $lte $gt $gte`` and
-  equality; ``not`` is pushed down to the leaves. The compiled set is checked again for engine traps.
+* **Conditions.** Each rule keeps its condition in the neutral form the pack gives it
+  (:mod:`fenliu.packs.types`: ``Test Keywords Pattern Not All AnyOf``). Nothing here knows an engine's
+  dialect or limits: a matcher lowers the conditions itself (durable_rules:
+  :mod:`fenliu.engine.durable_lowering`) and says at pack load what it cannot run.
 * **Classes of input.** Every outcome depends only on a finite abstraction of the complaint: for each
   numeric field, where its value falls among the pack's thresholds; for each text field, which of the
   pack's constants it equals (if any); the keyword groups present; enums and booleans as they are.
@@ -26,32 +28,14 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import ahocorasick_rs
 
 from fenliu.domain import fields as F
-from fenliu.domain.errors import Problem
 from fenliu.domain.model import Complaint
-from fenliu.engine._durable import STEP_FIELD, check_expression
 from fenliu.packs.types import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, iter_tests
 
-#: The engine hangs creating a ruleset with more than 512 distinct tests under one node, and refuses
-#: facts with more than 253 properties. Stay well inside both.
-MAX_TESTS_PER_FIELD: Final = 500
-MAX_FACT_FIELDS: Final = 240
-
-_NEGATE: Final = {
-    "eq": "ne",
-    "ne": "eq",
-    "lt": "gte",
-    "gte": "lt",
-    "lte": "gt",
-    "gt": "lte",
-    "in": "not_in",
-    "not_in": "in",
-}
-_ENGINE_OP: Final = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 _OTHER: Final = "\x00other"
 _NOTHING: Final[frozenset[str]] = frozenset()
 
@@ -90,7 +74,14 @@ def normalize_text(s: str) -> str:
 
 
 def fact_name(field_name: str) -> str:
+    """A field's name in a fact (``region.township_code`` → ``region__township_code``)."""
     return field_name.replace(".", "__")
+
+
+#: A value a fact holds: a complaint or decision field's, a table column's (lists of codes as tuples).
+FactValue: TypeAlias = str | int | float | bool | tuple[str, ...] | None
+#: What a stage's rules are matched against: field (by :func:`fact_name`) or feature → its value.
+Fact: TypeAlias = dict[str, FactValue]
 
 
 #: (the fact's values as read, their classes, the class key) -> the class of what a stage matches
@@ -107,8 +98,6 @@ class StagePlan:
     rules: list[Rule]
     fields: list[str]  # field names (dotted) the stage's rules test, excluding features
     features: list[str]  # keyword/pattern feature names the stage's rules test
-    expressions: dict[str, dict[str, Any]]  # engine rule name -> expression
-    rule_by_name: dict[str, Rule]
     fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
     negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
     # per field in ``fields``: its class among this stage's own constants (see _stage_abstractor)
@@ -135,7 +124,6 @@ class CompiledPack:
     hint_codes: dict[str, str]  # normalized hint -> category code
     complaint_fields: list[str]  # complaint fields any rule tests or copies
     abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
     word_mask: dict[str, int] = field(default_factory=dict)  # normalized keyword -> bits of its groups
     _read_fields: Callable[[Complaint], tuple[Any, ...]] = field(default=lambda c: ())
     _abstract: list[tuple[int, Callable[[Any], Any]]] = field(default_factory=list)
@@ -536,58 +524,22 @@ def compile_pack(pack: Pack) -> CompiledPack:
         rules = [r for r in pack.rules if r.stage == stage]
         fields_: set[str] = set()
         feats: set[str] = set()
-        exprs: dict[str, dict[str, Any]] = {}
-        by_name: dict[str, Rule] = {}
-        tests_per_field: dict[str, set[tuple[str, Any]]] = {}
-        for n, r in enumerate(rules):
+        constants_of: dict[str, set[Any]] = {}
+        negated: set[str] = set()
+        for r in rules:
             for leaf in iter_tests(r.when):
                 if isinstance(leaf, Test):
                     fields_.add(leaf.field)
                     vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
-                    tests_per_field.setdefault(leaf.field, set()).update((leaf.op, v) for v in vals)
+                    constants_of.setdefault(leaf.field, set()).update(vals)
                 elif isinstance(leaf, Keywords):
                     feats.add(keyword_of[leaf.words])
                 else:
                     feats.add(pattern_index[leaf.regex])
-            body = to_expression(r.when, compiled)
-            expr: dict[str, Any] = {"$and": [{STEP_FIELD: stage}, body]} if body else {STEP_FIELD: stage}
-            name = f"r{n}"
-            for why in check_expression(expr):
-                compiled.problems.append(Problem(r.file, r.line, r.id, "engine-trap", why))
-            exprs[name] = expr
-            by_name[name] = r
-        for fname, tests in tests_per_field.items():
-            if len(tests) > MAX_TESTS_PER_FIELD:
-                first = next(
-                    r
-                    for r in rules
-                    if any(isinstance(x, Test) and x.field == fname for x in iter_tests(r.when))
-                )
-                compiled.problems.append(
-                    Problem(
-                        first.file,
-                        first.line,
-                        first.id,
-                        "engine-too-many-tests",
-                        f"stage {stage}: {len(tests)} distinct tests on '{fname}'; the engine hangs past 512 (limit {MAX_TESTS_PER_FIELD})",
-                    )
-                )
-        if len(fields_) + len(feats) > MAX_FACT_FIELDS:
-            first_rule = rules[0]
-            compiled.problems.append(
-                Problem(
-                    first_rule.file,
-                    first_rule.line,
-                    first_rule.id,
-                    "engine-too-many-properties",
-                    f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})",
-                )
-            )
-        plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name)
-        plan.negated = frozenset(f for f in feats if any(_requires(e, f, False) for e in exprs.values()))
-        plan.abstractors = [
-            _stage_abstractor(name, {v for _op, v in tests_per_field.get(name, ())}) for name in plan.fields
-        ]
+            negated |= _required_false(r.when, compiled)[1]
+        plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats))
+        plan.negated = frozenset(negated)
+        plan.abstractors = [_stage_abstractor(name, constants_of.get(name, set())) for name in plan.fields]
         plan.match_key, plan.match_parts = compiled.match_key(plan)
         compiled.stages.append(plan)
     return compiled
@@ -629,15 +581,6 @@ def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | 
     return None
 
 
-def _requires(expr: Any, name: str, value: Any) -> bool:
-    """Whether an engine expression anywhere tests ``name`` equal to ``value``."""
-    if isinstance(expr, dict):
-        return any((k == name and v is value) or _requires(v, name, value) for k, v in expr.items())
-    if isinstance(expr, list):
-        return any(_requires(x, name, value) for x in expr)
-    return False
-
-
 def _identity(v: Any) -> Any:
     return v
 
@@ -660,50 +603,26 @@ def _membership(consts: frozenset[Any]) -> Callable[[Any], Any]:
     return member
 
 
-# ---------------------------------------------------------------------------------------------------
-# Conditions → engine expressions
-
-
-def _leaf_expression(t: Test) -> dict[str, Any]:
-    name = fact_name(t.field)
-    if t.op == "eq":
-        return {name: t.value}
-    if t.op == "in":
-        alts = [{name: v} for v in t.value]
-        return alts[0] if len(alts) == 1 else {"$or": alts}
-    if t.op == "not_in":
-        alts = [{"$neq": {name: v}} for v in t.value]
-        return alts[0] if len(alts) == 1 else {"$and": alts}
-    return {_ENGINE_OP[t.op]: {name: t.value}}
-
-
-def to_expression(c: Cond, cp: CompiledPack, negate: bool = False) -> dict[str, Any] | None:
-    """An engine expression for ``c`` (or its negation). ``None`` means always true."""
+def _required_false(c: Cond, cp: CompiledPack, negate: bool = False) -> tuple[bool, set[str]]:
+    """Whether ``c`` (or its negation) always holds, and the keyword groups and patterns it requires
+    to be false where it does not: a fact must then hold them even when false (see
+    :meth:`CompiledPack.feature_reader`). A part that always holds requires nothing."""
+    if isinstance(c, Keywords | Pattern):
+        feat = cp.keyword_of[c.words] if isinstance(c, Keywords) else cp.pattern_index[c.regex]
+        return False, {feat} if negate else set()
     if isinstance(c, Test):
-        return _leaf_expression(Test(c.field, _NEGATE[c.op], c.value, c.line) if negate else c)
-    if isinstance(c, Keywords):
-        return {cp.keyword_of[c.words]: not negate}
-    if isinstance(c, Pattern):
-        return {cp.pattern_index[c.regex]: not negate}
+        return False, set()
     if isinstance(c, Not):
-        return to_expression(c.item, cp, not negate)
-    if isinstance(c, All | AnyOf):
-        if not c.items:
-            if negate:  # not(always) — never true: an impossible equality on the step field
-                return {STEP_FIELD: "\x00never"}
-            return None
-        parts = [to_expression(x, cp, negate) for x in c.items]
-        conj = isinstance(c, All) != negate
-        if conj:
-            kept = [p for p in parts if p is not None]
-            if not kept:
-                return None
-            return kept[0] if len(kept) == 1 else {"$and": kept}
-        if any(p is None for p in parts):
-            return None
-        kept = [p for p in parts if p is not None]
-        return kept[0] if len(kept) == 1 else {"$or": kept}
-    raise TypeError(type(c).__name__)
+        return _required_false(c.item, cp, not negate)
+    if not c.items:
+        return not negate, set()
+    parts = [_required_false(x, cp, negate) for x in c.items]
+    if isinstance(c, All) != negate:  # a conjunction: the parts that may fail
+        kept = [needs for always, needs in parts if not always]
+        return (True, set()) if not kept else (False, set[str]().union(*kept))
+    if any(always for always, _needs in parts):
+        return True, set()
+    return False, set[str]().union(*[needs for _always, needs in parts])
 
 
 # ---------------------------------------------------------------------------------------------------

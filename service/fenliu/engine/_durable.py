@@ -1,5 +1,9 @@
 """The one module that talks to durable_rules.
 
+What the engine needs of a compiled pack that does not need the engine itself (the lowering of the
+neutral conditions to its expression dialect, its limits, checked at pack load) is beside it, in
+:mod:`fenliu.engine.durable_lowering`; this module holds the rulesets, sessions and failures.
+
 It uses the engine's C layer (``durable_rules_engine``) directly and never its Python ``Host``: the
 Host starts a background dispatcher that runs actions on another thread (incomplete traces), crashes
 when a ruleset is removed, and cannot replace a ruleset (see docs/engine.md for the measured traps).
@@ -43,6 +47,8 @@ from typing import TYPE_CHECKING, Any, Final
 import durable_rules_engine as _engine
 
 from fenliu.domain.errors import MatcherFailure
+from fenliu.engine.durable_lowering import STEP_FIELD, stage_expressions
+from fenliu.engine.durable_lowering import check_expression as check_expression
 
 if TYPE_CHECKING:
     from fenliu.compiling.compiler import CompiledPack, StagePlan
@@ -50,14 +56,11 @@ if TYPE_CHECKING:
 
 CATCH_ALL: Final = "__catch_all__"
 KIND_FIELD: Final = "_kind"
-STEP_FIELD: Final = "_step"
 SESSION_ID: Final = "fenliu"
 
 #: One lock for the whole process: the engine's C state is shared by every ruleset.
 ENGINE_LOCK: Final = threading.RLock()
 _names = itertools.count(1)
-
-_OPERATORS: Final = frozenset({"$and", "$or", "$neq", "$lt", "$lte", "$gt", "$gte"})
 
 
 def encode(value: Any) -> str:
@@ -120,31 +123,6 @@ def _rule_name(message: str) -> str:
 
 class EngineFailure(MatcherFailure):
     """The engine failed on a fact. Carries no fact data."""
-
-
-def check_expression(expr: Any) -> list[str]:
-    """Engine traps in a compiled expression: operators outside the safe set, regex, existence tests."""
-    problems: list[str] = []
-    if isinstance(expr, dict):
-        for k, v in expr.items():
-            if k.startswith("$"):
-                if k not in _OPERATORS:
-                    problems.append(f"operator {k} is not allowed")
-                if k in ("$and", "$or"):
-                    if not isinstance(v, list) or not v:
-                        problems.append(f"{k} needs a non-empty list")
-                    else:
-                        for x in v:
-                            problems += check_expression(x)
-                elif isinstance(v, dict):
-                    for field, value in v.items():
-                        if isinstance(value, dict | list):
-                            problems.append(f"{k} on {field} compares with a structure")
-            elif isinstance(v, dict | list):
-                problems.append(f"field {k} compared with a structure")
-    else:
-        problems.append("an expression must be a mapping")
-    return problems
 
 
 class Ruleset:
@@ -291,10 +269,10 @@ class DurableMatcher:
         rules: dict[str, dict[str, Any]] = {}
         self._rule: dict[str, Rule] = {}
         for plan in cp.stages:
-            for name, expr in plan.expressions.items():
+            for (name, expr), rule in zip(stage_expressions(plan, cp).items(), plan.rules, strict=True):
                 qualified = f"s{plan.index}_{name}"
                 rules[qualified] = expr
-                self._rule[qualified] = plan.rule_by_name[name]
+                self._rule[qualified] = rule
         self.ruleset = Ruleset(rules)
 
     def session(self) -> Any:

@@ -37,7 +37,7 @@ from fenliu.domain.errors import MatcherFailure, PackError
 from fenliu.domain.model import STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.engine import memo as memo_bounds
 from fenliu.engine.enrich import Enricher, enrichment_for
-from fenliu.engine.matchers import Matcher, PythonMatcher, matcher_for
+from fenliu.engine.matchers import Matcher, PythonMatcher, matcher_for, problems
 from fenliu.engine.resolution import replaces
 from fenliu.packs.types import Pack, Rule, Value
 
@@ -273,8 +273,9 @@ class Decider:
         if refused:
             raise PackError(refused)
         self.compiled = compile_pack(pack)
-        if self.compiled.problems:
-            raise PackError(self.compiled.problems)
+        unrunnable = problems(self.compiled)  # what some backend cannot run (its limits)
+        if unrunnable:
+            raise PackError(unrunnable)
         # Between validation and the engine: what the pack's lexicon and model read in the text, then
         # ``enrichers`` (each adds derived complaint fields, which enter the class key).
         self.enrichment = enrichment_for(pack, model=text_model, extra=enrichers)
