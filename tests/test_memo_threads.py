@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,25 @@ def test_memo_threads_shared_decider_agrees_with_the_interpreter(
         assert shared.fallbacks == 0
     finally:
         shared.close()
+
+
+@pytest.mark.parametrize("backend", ["python", "durable"])
+def test_memo_threads_tiny_memories_and_frequent_switches_agree_with_the_interpreter(
+    python_decider: Decider, backend: str
+) -> None:
+    """Threads switched every microsecond, memories so small they start afresh every few decisions:
+    a walk is interrupted between any two lookups, and writes race the clearing of what they write to."""
+    complaints = _varied(240, seed=5)
+    expected = [python_decider.outcome(c) for c in complaints]
+    shared = Decider(PACK, backend=backend, memoize=True, cache_size=8)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        wrong = _wrong_concurrently(shared, complaints, expected)
+    finally:
+        sys.setswitchinterval(interval)
+        shared.close()
+    for t, ids in wrong.items():
+        assert not ids, f"thread {t}: {len(ids)} outcomes differ, e.g. {ids[:5]}"
+    assert shared.fallbacks == 0
+    assert shared.memory_nodes < 8 + len(shared.compiled.stages)  # the graph started afresh, many times
