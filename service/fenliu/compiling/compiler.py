@@ -26,9 +26,9 @@ import bisect
 import operator
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
 import ahocorasick_rs
 
@@ -84,11 +84,20 @@ FactValue: TypeAlias = str | int | float | bool | tuple[str, ...] | None
 Fact: TypeAlias = dict[str, FactValue]
 
 
+#: A field's value reduced to its class: where a number falls among thresholds (an int), which constant
+#: a value equals (or none of them), or the value itself.
+Abstractor: TypeAlias = Callable[[FactValue], FactValue]
+#: The class of a complaint's input (:meth:`CompiledPack.read`): (keyword groups found, as bits; the
+#: hint ignored; the hint's category; the class of each complaint field rules read; each pattern).
+ClassKey: TypeAlias = tuple[int, bool, str, *tuple[FactValue, ...]]
+#: The class of what a stage matches, or of what one part of its candidates matches: the candidates'
+#: bits first, then what they read (see :meth:`CompiledPack.match_key`).
+StageKey: TypeAlias = tuple[Hashable, ...]
 #: (the fact's values as read, their classes, the class key) -> the class of what a stage matches
-MatchKey = Callable[[list[Any], list[Any], tuple[Any, ...]], tuple[Any, ...]]
+MatchKey: TypeAlias = Callable[[list[FactValue], list[FactValue], ClassKey], StageKey]
 #: (the candidate rules' bits, the classes, the class key) -> ([(a part's class, its candidates' bits)],
 #: the candidates sure to fire, in no part)
-MatchParts = Callable[[int, list[Any], tuple[Any, ...]], tuple[list[tuple[tuple[Any, ...], int]], int]]
+MatchParts: TypeAlias = Callable[[int, list[FactValue], ClassKey], tuple[list[tuple[StageKey, int]], int]]
 
 
 @dataclass(slots=True)
@@ -101,7 +110,7 @@ class StagePlan:
     fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
     negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
     # per field in ``fields``: its class among this stage's own constants (see _stage_abstractor)
-    abstractors: list[Callable[[Any], Any] | None] = field(default_factory=list)
+    abstractors: list[Abstractor | None] = field(default_factory=list)
     # the class of what the stage matches, and its parts: see CompiledPack.match_key
     match_key: MatchKey | None = None
     match_parts: MatchParts | None = None
@@ -123,10 +132,10 @@ class CompiledPack:
     rule_words: dict[str, tuple[str, ...]]  # rule id -> its normalized keywords
     hint_codes: dict[str, str]  # normalized hint -> category code
     complaint_fields: list[str]  # complaint fields any rule tests or copies
-    abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
+    abstractors: list[tuple[str, Abstractor]] = field(default_factory=list)
     word_mask: dict[str, int] = field(default_factory=dict)  # normalized keyword -> bits of its groups
-    _read_fields: Callable[[Complaint], tuple[Any, ...]] = field(default=lambda c: ())
-    _abstract: list[tuple[int, Callable[[Any], Any]]] = field(default_factory=list)
+    _read_fields: Callable[[Complaint], tuple[FactValue, ...]] = field(default=lambda c: ())
+    _abstract: list[tuple[int, Abstractor]] = field(default_factory=list)
     # Where things are in a class key: each keyword group's bit of key[0], and the position of the
     # hint, of each complaint field and of each pattern (see read()).
     _bit: dict[str, int] = field(default_factory=dict)
@@ -134,7 +143,7 @@ class CompiledPack:
     _automaton: ahocorasick_rs.AhoCorasick | None = None
 
     # -- per complaint ---------------------------------------------------------------------------------
-    def read(self, c: Complaint) -> tuple[tuple[Any, ...], frozenset[str]]:
+    def read(self, c: Complaint) -> tuple[ClassKey, frozenset[str]]:
         """Complaint → (its class key, the keywords present in its title and text).
 
         The class key is the finite class of input the complaint belongs to (see the module docstring):
@@ -157,10 +166,10 @@ class CompiledPack:
         fields = list(self._read_fields(c))
         for i, fn in self._abstract:
             fields[i] = fn(fields[i])
-        patterns = [bool(text) and rx.search(text) is not None for rx in self.patterns.values()]
-        return (mask, bool(hint) and not code, code, *fields, *patterns), present
+        fields.extend([bool(text) and rx.search(text) is not None for rx in self.patterns.values()])
+        return (mask, bool(hint) and not code, code, *fields), present
 
-    def values(self, c: Complaint, key: tuple[Any, ...]) -> dict[str, Any]:
+    def values(self, c: Complaint, key: ClassKey) -> Fact:
         """The complaint fields rules may read, by name, as given, and the resolved hint. (Keyword
         groups and patterns are read from :meth:`read`'s key: :meth:`feature_reader`.)"""
         values = dict(zip(self.complaint_fields, self._read_fields(c), strict=True))
@@ -169,7 +178,7 @@ class CompiledPack:
 
     def feature_reader(
         self, names: list[str], negated: frozenset[str] = frozenset()
-    ) -> Callable[[tuple[Any, ...], dict[str, Any]], None]:
+    ) -> Callable[[ClassKey, Fact], None]:
         """For a stage reading the keyword groups and patterns ``names``: how to put them, as a class
         key holds them, into a fact. (The class of what a stage matches: :meth:`match_key`.)
 
@@ -186,7 +195,7 @@ class CompiledPack:
         false_groups = [(n, bits[n]) for n in names if n in bits and n in negated]
         pats = [(n, places[n], n in negated) for n in names if n not in bits]
 
-        def into(key: tuple[Any, ...], fact: dict[str, Any]) -> None:
+        def into(key: ClassKey, fact: Fact) -> None:
             m = key[0] & mask
             while m:
                 low = m & -m
@@ -253,7 +262,7 @@ class CompiledPack:
         # condition (those without one always do), and those that pass the value condition.
         no_word = no_value = sure = 0
         by_bit: dict[int, int] = {}
-        by_value: dict[Any, int] = {}
+        by_value: dict[FactValue, int] = {}
         for i, r in enumerate(rules):
             conds = conditions(r)
             if len(conds) == 1 and isinstance(conds[0], Keywords):
@@ -276,7 +285,7 @@ class CompiledPack:
         for b in by_bit:
             guarded |= 1 << b
         at = position[disc] if disc is not None and by_value else -1
-        Layout = tuple[Callable[[list[Any]], tuple[Any, ...]], int, tuple[int, ...]]
+        Layout = tuple[Callable[[list[FactValue]], tuple[FactValue, ...]], int, tuple[int, ...]]
         layouts: dict[int, Layout] = {}  # a set of rules -> what they read
         shapes: dict[tuple[int, int, int], Layout] = {}  # what is read, as bits -> how to read it
 
@@ -293,7 +302,7 @@ class CompiledPack:
             lay = shapes.get((fmask, bits, pmask))
             if lay is None:
                 idx = [i for i in range(fmask.bit_length()) if fmask >> i & 1]
-                get: Callable[[list[Any]], tuple[Any, ...]]
+                get: Callable[[list[FactValue]], tuple[FactValue, ...]]
                 if not idx:
                     get = _no_values
                 elif len(idx) == 1:
@@ -312,7 +321,7 @@ class CompiledPack:
 
         whole = layout((1 << len(rules)) - 1)  # what the stage reads
 
-        def key_of(raw: list[Any], classes: list[Any], key: tuple[Any, ...]) -> tuple[Any, ...]:
+        def key_of(raw: list[FactValue], classes: list[FactValue], key: ClassKey) -> StageKey:
             cand = no_word
             m = key[0] & guarded
             while m:
@@ -367,8 +376,8 @@ class CompiledPack:
         index = plan.index
 
         def parts_of(
-            cand: int, classes: list[Any], key: tuple[Any, ...]
-        ) -> tuple[list[tuple[tuple[Any, ...], int]], int]:
+            cand: int, classes: list[FactValue], key: ClassKey
+        ) -> tuple[list[tuple[StageKey, int]], int]:
             out = []
             words = key[0]
             m = cand & ~sure
@@ -386,7 +395,7 @@ class CompiledPack:
 
         return key_of, parts_of
 
-    def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
+    def projection(self, names: list[str]) -> Callable[[ClassKey], Hashable]:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.
         Other names (decision fields, table columns) are ignored."""
         mask = 0
@@ -413,7 +422,7 @@ class CompiledPack:
         plain = [n for n in self.complaint_fields if not n.startswith("region.")]
         # complaint_fields list region.* first (compile_pack), so a read is (*region codes, *attributes)
         regional = [n[7:] for n in self.complaint_fields if n.startswith("region.")]
-        get_plain: Callable[[Complaint], Any] = (
+        get_plain: Callable[[Complaint], tuple[FactValue, ...]] = (
             (operator.attrgetter(*plain) if len(plain) > 1 else (lambda c: (getattr(c, plain[0]),)))
             if plain
             else (lambda c: ())
@@ -423,7 +432,7 @@ class CompiledPack:
         else:
             keys = regional
 
-            def read_fields(c: Complaint) -> tuple[Any, ...]:
+            def read_fields(c: Complaint) -> tuple[FactValue, ...]:
                 region = c.region
                 return (*[region.get(k, "") for k in keys], *get_plain(c))
 
@@ -480,7 +489,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
             hint_codes[normalize_text(row["name"])] = code
 
     # Complaint fields read by tests or copies; their constants for the class abstraction.
-    constants: dict[str, set[Any]] = {}
+    constants: dict[str, set[FactValue]] = {}
     copied: set[str] = set()
     for r in pack.rules:
         for leaf in iter_tests(r.when):
@@ -495,13 +504,13 @@ def compile_pack(pack: Pack) -> CompiledPack:
         (set(constants) | copied) - {"category_hint"}, key=lambda n: (not n.startswith("region."), n)
     )
 
-    abstractors: list[tuple[str, Callable[[Any], Any]]] = []
+    abstractors: list[tuple[str, Abstractor]] = []
     for name in complaint_fields:
         ftype = F.COMPLAINT_FIELDS[name]
         if name in copied or ftype.kind in ("enum", "bool"):
             abstractors.append((name, _identity))
         elif ftype.numeric:
-            abstractors.append((name, _band(sorted(float(x) for x in constants[name]))))
+            abstractors.append((name, _band(_numbers(constants[name]))))
         else:
             abstractors.append((name, _membership(frozenset(constants[name]))))
 
@@ -524,7 +533,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
         rules = [r for r in pack.rules if r.stage == stage]
         fields_: set[str] = set()
         feats: set[str] = set()
-        constants_of: dict[str, set[Any]] = {}
+        constants_of: dict[str, set[FactValue]] = {}
         negated: set[str] = set()
         for r in rules:
             for leaf in iter_tests(r.when):
@@ -560,11 +569,11 @@ def _single_valued(name: str) -> bool:
     return ftype is not None and ftype.kind != "codes"
 
 
-def _no_values(classes: list[Any]) -> tuple[Any, ...]:
+def _no_values(classes: list[FactValue]) -> tuple[FactValue, ...]:
     return ()
 
 
-def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | None:
+def _stage_abstractor(name: str, constants: set[FactValue]) -> Abstractor | None:
     """How a field a stage tests is reduced to its class *for that stage*: where a number falls among
     the stage's thresholds, which of the stage's constants a text, code or enum equals (or none of
     them). What the stage's rules match depends only on these classes, so they key the memory of its
@@ -575,29 +584,34 @@ def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | 
     if ftype is None or not constants:
         return None
     if ftype.numeric:
-        return _band(sorted(float(x) for x in constants))
+        return _band(_numbers(constants))
     if ftype.kind in ("enum", "code", "text"):
         return _membership(frozenset(constants))
     return None
 
 
-def _identity(v: Any) -> Any:
+def _numbers(constants: set[FactValue]) -> list[float]:
+    """A numeric field's constants (numbers: the pack's types are checked at load), sorted."""
+    return sorted(float(x) for x in constants if isinstance(x, int | float))
+
+
+def _identity(v: FactValue) -> FactValue:
     return v
 
 
-def _band(thresholds: list[float]) -> Callable[[Any], Any]:
+def _band(thresholds: list[float]) -> Abstractor:
     ts = sorted(set(thresholds))
     exact = frozenset(ts)
 
-    def band(v: Any) -> Any:  # below the i-th threshold: 2i; equal to it: 2i + 1
-        x = float(v)
+    def band(v: FactValue) -> FactValue:  # below the i-th threshold: 2i; equal to it: 2i + 1
+        x = float(v)  # type: ignore[arg-type]  # a numeric field's value (validated, and a constant's)
         return bisect.bisect_left(ts, x) * 2 + (x in exact)
 
     return band
 
 
-def _membership(consts: frozenset[Any]) -> Callable[[Any], Any]:
-    def member(v: Any) -> Any:
+def _membership(consts: frozenset[FactValue]) -> Abstractor:
+    def member(v: FactValue) -> FactValue:
         return v if v in consts else _OTHER
 
     return member
@@ -629,7 +643,7 @@ def _required_false(c: Cond, cp: CompiledPack, negate: bool = False) -> tuple[bo
 # The plain interpretation: the same conditions evaluated directly in Python.
 
 
-def evaluate(c: Cond, fact: dict[str, Any], cp: CompiledPack) -> bool:
+def evaluate(c: Cond, fact: Fact, cp: CompiledPack) -> bool:
     if isinstance(c, Test):
         v = fact[fact_name(c.field)]
         op = c.op

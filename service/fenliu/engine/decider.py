@@ -21,23 +21,24 @@ what a stage does only on the class of that stage's input and the decision so fa
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import operator
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, TypeAlias
 
-from fenliu.compiling.compiler import FactValue, StagePlan, compile_pack
+from fenliu.compiling.compiler import ClassKey, Fact, FactValue, StageKey, StagePlan, compile_pack
 from fenliu.domain import fields as F
 from fenliu.domain.errors import MatcherFailure, PackError
 from fenliu.domain.model import STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.engine import memo as memo_bounds
 from fenliu.engine.enrich import Enricher, enrichment_for
-from fenliu.engine.matchers import Matcher, PythonMatcher, matcher_for, problems
-from fenliu.engine.memo import Memories, Node, keep
+from fenliu.engine.matchers import Matcher, MatchFn, PythonMatcher, matcher_for, problems
+from fenliu.engine.memo import Memories, Node, Slots, keep
 from fenliu.engine.resolution import replaces
 from fenliu.packs.types import Pack, Rule, Value
 
@@ -45,7 +46,14 @@ log = logging.getLogger("fenliu.engine")
 
 _Node = Node  # the memo's graph node (fenliu.engine.memo)
 
-_SKIP = object()
+
+class _Skip(enum.Enum):
+    """What a `then` value computes to when it sets nothing (a copy of an unset field, a missing row)."""
+
+    SKIP = 0
+
+
+_SKIP: Final = _Skip.SKIP
 
 
 class _Transition:
@@ -60,9 +68,9 @@ class _Transition:
 
     def __init__(
         self,
-        updates: tuple[tuple[str, Any, str], ...],
+        updates: tuple[tuple[str, FactValue, str], ...],
         guidance: tuple[Rule, ...],
-        sig: tuple[Any, ...],  # what it does, comparable: equal signatures, equal transitions
+        sig: tuple[Hashable, ...],  # what it does, comparable: equal signatures, equal transitions
         fired: tuple[Rule, ...] = (),
         explain: Callable[[], tuple[TraceEntry, ...]] | None = None,
     ) -> None:
@@ -131,7 +139,14 @@ def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
 
 #: (per field the winning rule and value, per rule what it lost to whom, per rule the table rows it
 #: read, the values `then` computed with their rows)
-_Resolution = tuple[dict[str, tuple[Rule, Any]], dict[str, dict[str, str]], dict[str, list[str]], list[Any]]
+_Resolution: TypeAlias = tuple[
+    dict[str, tuple[Rule, FactValue]],
+    dict[str, dict[str, str]],
+    dict[str, list[str]],
+    list[tuple[Hashable, ...]],
+]
+#: What a rule did in a stage: (its id, what it set, what it lost to whom, the table rows it read).
+_Part: TypeAlias = tuple[str, tuple[tuple[str, FactValue], ...], tuple[tuple[str, str], ...], tuple[str, ...]]
 
 
 class _Explainer:
@@ -151,7 +166,7 @@ class _Explainer:
         self.lock = memories.lock
         self.bound = memories.stage_size
 
-    def value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
+    def value(self, slot: str, expr: Value, slots: Fact, rows: list[str]) -> FactValue | _Skip:
         """A computed `then` value (a copy or a table lookup; literals need no computing), or
         ``_SKIP``; the table rows it read are appended to ``rows``."""
         if expr.kind == "copy":
@@ -171,15 +186,15 @@ class _Explainer:
             return F.parse_duration(v)
         return _SKIP if v is None else v
 
-    def resolve(self, ranked: tuple[Rule, ...], slots: dict[str, Any], *, losers_too: bool) -> _Resolution:
+    def resolve(self, ranked: tuple[Rule, ...], slots: Fact, *, losers_too: bool) -> _Resolution:
         """Resolve the rules a stage matched, in resolution order: per field the rule that sets it and
         its value, per rule the fields it lost and to whom (only ``losers_too``: a trace needs them, a
         decision does not), the table rows each rule read, and the values that `then` computed (with
         the rows each read)."""
-        winners: dict[str, tuple[Rule, Any]] = {}
+        winners: dict[str, tuple[Rule, FactValue]] = {}
         losers: dict[str, dict[str, str]] = {}
         rows_read: dict[str, list[str]] = {}
-        computed: list[Any] = []
+        computed: list[tuple[Hashable, ...]] = []
         for rule in ranked:
             for slot, expr in rule.then.items():
                 if expr.kind == "literal":
@@ -202,11 +217,11 @@ class _Explainer:
                     losers.setdefault(rule.id, {})[slot] = prev[0].id
         return winners, losers, rows_read, computed
 
-    def explain(self, ranked: tuple[Rule, ...], slots: dict[str, Any]) -> tuple[TraceEntry, ...]:
+    def explain(self, ranked: tuple[Rule, ...], slots: Fact) -> tuple[TraceEntry, ...]:
         """The trace entries of a transition: per fired rule (in resolution order) what it set, what
         it lost to whom, which table rows it read."""
         winners, losers, rows_read, _computed = self.resolve(ranked, slots, losers_too=True)
-        won: dict[str, dict[str, Any]] = {}
+        won: dict[str, dict[str, FactValue]] = {}
         for slot, (rule, v) in winners.items():
             won.setdefault(rule.id, {})[slot] = v
         # Entries are shared between transitions (the same rule doing the same thing elsewhere).
@@ -326,7 +341,7 @@ class Decider:
     def _roots(self) -> dict[bool, Node]:
         return self.memories.roots
 
-    def _slot_reader(self, plan: StagePlan) -> Callable[[tuple[Any, ...]], Any]:
+    def _slot_reader(self, plan: StagePlan) -> Callable[[Slots], Hashable]:
         names: set[str] = set()
         for name in [*plan.fields, *self._then_reads[plan.index]]:
             if name in self._slot_index:
@@ -392,9 +407,7 @@ class Decider:
                     )
         return known, present
 
-    def _lookup(
-        self, key: tuple[Any, ...], hint_ignored: bool
-    ) -> tuple[_Node, tuple[_Transition, ...]] | None:
+    def _lookup(self, key: ClassKey, hint_ignored: bool) -> tuple[_Node, tuple[_Transition, ...]] | None:
         """The last node and the transitions taken, if every stage's class of input has been seen on
         the way: no engine, no facts."""
         node = self.memories.roots[hint_ignored]
@@ -410,7 +423,7 @@ class Decider:
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(
-        self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool
+        self, complaint: Complaint, key: ClassKey, *, memo: bool
     ) -> tuple[_Node, tuple[_Transition, ...]]:
         matcher = self.matcher
         if matcher is not self._python:
@@ -437,7 +450,7 @@ class Decider:
         return self._walk(complaint, key, self._python.matches, memo)
 
     def _walk(
-        self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool
+        self, complaint: Complaint, key: ClassKey, match: MatchFn, memo: bool
     ) -> tuple[_Node, tuple[_Transition, ...]]:
         """From the root through every stage; memoized, along remembered edges where they exist.
         The last node, and the transitions taken."""
@@ -455,7 +468,7 @@ class Decider:
                     classified = classified or slot == "category"
                 taken.append(done)
             return _Node(tuple(values[n] for n in self._slot_names), classified), tuple(taken)
-        env: dict[str, Any] | None = None
+        env: Fact | None = None
         for depth, (plan, project, reads, steps) in enumerate(
             zip(self._plans, self._projections, self._slot_reads, memories.steps, strict=True)
         ):
@@ -489,7 +502,7 @@ class Decider:
         return node, tuple(taken)
 
     def _recall_parts(
-        self, plan: StagePlan, split: list[tuple[tuple[Any, ...], int]], sure: int
+        self, plan: StagePlan, split: list[tuple[StageKey, int]], sure: int
     ) -> list[Rule] | None:
         """The rules the parts of a stage's candidates match, and those sure to fire, if every part's
         class is remembered."""
@@ -504,7 +517,7 @@ class Decider:
             fired_bits |= got
         return _rules_of(plan, fired_bits)
 
-    def _learn_parts(self, split: list[tuple[tuple[Any, ...], int]], fired: list[Rule]) -> None:
+    def _learn_parts(self, split: list[tuple[StageKey, int]], fired: list[Rule]) -> None:
         """Remember, for each part of the candidates, which of its rules matched."""
         if not split:
             return
@@ -514,17 +527,15 @@ class Decider:
             fired_bits |= bit[r.id]
         self.memories.keep_parts(split, fired_bits)
 
-    def _fact(self, plan: StagePlan, raw: list[Any], key: tuple[Any, ...]) -> dict[str, Any]:
-        fact: dict[str, Any] = {}
+    def _fact(self, plan: StagePlan, raw: list[FactValue], key: ClassKey) -> Fact:
+        fact: Fact = {}
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
         # Keyword groups and patterns: the true ones, and false ones only where a rule needs them false.
         self._features[plan.index](key, fact)
         return fact
 
-    def _step(
-        self, plan: StagePlan, env: dict[str, Any], key: tuple[Any, ...], match: Any, *, memo: bool
-    ) -> _Transition:
+    def _step(self, plan: StagePlan, env: Fact, key: ClassKey, match: MatchFn, *, memo: bool) -> _Transition:
         """What ``plan`` does in ``env``: the complaint's values and the decision's fields as they stand
         before the stage (their names never collide)."""
         raw = [get(env) for get in self._readers[plan.index]]
@@ -636,7 +647,7 @@ class Decider:
         )
 
     def _transition(
-        self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
+        self, plan: StagePlan, fired: list[Rule], slots: Fact, *, memo: bool = True
     ) -> _Transition:
         """What a stage does with the rules it matched: who sets what, who speaks. The trace entries
         are worked out when the trace is first asked for (:meth:`_Explainer.explain`)."""
@@ -658,7 +669,7 @@ class Decider:
             updates, speaking, sig, ranked, functools.partial(self._explainer.explain, ranked, reads)
         )
 
-    def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
+    def _reader(self, name: str) -> Callable[[Fact], FactValue]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
         if name in F.COMPLAINT_FIELDS or name in F.DECISION_FIELDS:
             return operator.itemgetter(name)
@@ -667,26 +678,28 @@ class Decider:
         key = table.key
         rows = table.rows
         sample = next((r[col] for r in rows.values() if r.get(col) is not None), "")
-        default: Any = False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
+        default: FactValue = (
+            False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
+        )
 
-        def read(env: dict[str, Any]) -> Any:
+        def read(env: Fact) -> FactValue:
             row = rows.get(str(env.get(key, "")))
             v = row.get(col) if row is not None else None
             return default if v is None else v
 
         return read
 
-    def _render(self, template: str, slots: dict[str, Any]) -> str:
+    def _render(self, template: str, slots: Fact) -> str:
         names = self._names
         return template.format(
-            category=names["category"].get(slots["category"], slots["category"]),
-            owner_department=names["department"].get(slots["owner_department"], slots["owner_department"]),
-            referred_to=names["department"].get(slots["referred_to"], slots["referred_to"]),
-            exclusion=names["exclusion"].get(slots["exclusion"], slots["exclusion"]),
-            tier=F.TIER_NAMES_ZH.get(slots["tier"], slots["tier"]),
-            stage=F.STAGE_NAMES_ZH.get(slots["stage"], slots["stage"]),
-            color=F.COLOR_NAMES_ZH.get(slots["color"], slots["color"]),
-            approach=F.APPROACH_NAMES_ZH.get(slots["approach"], slots["approach"]),
+            category=_named(names["category"], slots["category"]),
+            owner_department=_named(names["department"], slots["owner_department"]),
+            referred_to=_named(names["department"], slots["referred_to"]),
+            exclusion=_named(names["exclusion"], slots["exclusion"]),
+            tier=_named(F.TIER_NAMES_ZH, slots["tier"]),
+            stage=_named(F.STAGE_NAMES_ZH, slots["stage"]),
+            color=_named(F.COLOR_NAMES_ZH, slots["color"]),
+            approach=_named(F.APPROACH_NAMES_ZH, slots["approach"]),
         )
 
 
@@ -703,7 +716,7 @@ def _decision_id() -> str:
     return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
 
 
-def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
+def _trace_entry(rule: Rule, part: _Part) -> TraceEntry:
     """A fired rule's trace entry from what it did: (id, what it set, what it lost to whom, rows read)."""
     rule_id, won, lost, rows = part
     return TraceEntry(
@@ -719,7 +732,7 @@ def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
     )
 
 
-def _hashable(v: Any) -> Any:
+def _hashable(v: FactValue | list[str]) -> FactValue:
     """A default as a decision field holds it: lists as tuples (nodes are found by their fields)."""
     return tuple(v) if isinstance(v, list) else v
 
@@ -752,9 +765,14 @@ def _rank(rule: Rule) -> tuple[int, int]:
     return (-rule.priority, rule.order)
 
 
-def _show(slot: str, v: Any) -> Any:
+def _named(names: Mapping[str, str], v: FactValue) -> FactValue:
+    """A code's display name (the code itself when it has none)."""
+    return names.get(v, v) if isinstance(v, str) else v
+
+
+def _show(slot: str, v: FactValue) -> FactValue | list[str]:
     if F.DECISION_FIELDS[slot].kind == "duration":
-        return F.format_duration(v)
+        return F.format_duration(v if isinstance(v, int) else None)
     if isinstance(v, tuple):
         return list(v)
     return v
