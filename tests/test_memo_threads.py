@@ -110,3 +110,30 @@ def test_memo_threads_tiny_memories_and_frequent_switches_agree_with_the_interpr
         assert not ids, f"thread {t}: {len(ids)} outcomes differ, e.g. {ids[:5]}"
     assert shared.fallbacks == 0
     assert shared.memory_nodes < 8 + len(shared.compiled.stages)  # the graph started afresh, many times
+
+
+def test_memo_threads_one_class_one_outcome_object_whatever_the_thread() -> None:
+    """The memories' sharing holds under threads too: complaints of one class decided concurrently get
+    one outcome object (one transition per signature, one outcome per path), not copies of equal ones."""
+    complaints = _varied(240, seed=9)
+    shared = Decider(PACK, backend="python", memoize=True)
+    got: dict[int, list[Outcome]] = {}
+    start = threading.Barrier(THREADS)
+
+    def run(t: int) -> None:
+        start.wait()
+        got[t] = [shared.outcome(c) for c in complaints]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=300)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(got) == THREADS
+    copies = [c.id for i, c in enumerate(complaints) if len({id(got[t][i]) for t in got}) > 1]
+    assert not copies, f"{len(copies)} complaints got equal but distinct outcomes, e.g. {copies[:5]}"
