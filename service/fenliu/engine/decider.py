@@ -440,13 +440,15 @@ class Decider:
                     "engine failure; decided by the plain interpreter",
                     extra={"event": "engine_fallback", "reason": str(e)},
                 )
-                try:
-                    self.matcher = matcher_for(self.backend, self.compiled)
-                    if matcher is not self.matcher:
-                        matcher.close()
-                except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
-                    log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
-                    self.matcher = self._python
+                with self.memories.lock:  # one rebuild, whichever threads failed on the old matcher
+                    if self.matcher is matcher:
+                        try:
+                            self.matcher = matcher_for(self.backend, self.compiled)
+                            if matcher is not self.matcher:
+                                matcher.close()
+                        except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
+                            log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
+                            self.matcher = self._python
         return self._walk(complaint, key, self._python.matches, memo)
 
     def _walk(

@@ -5,8 +5,9 @@ a fact. Two implementations stand behind it and must agree on every complaint (t
 check it):
 
 * :class:`PythonMatcher`, the plain interpretation of the compiled conditions (:func:`fenliu.compiling.compiler.evaluate`);
-* ``DurableMatcher`` (:mod:`fenliu.engine._durable`), the durable_rules engine: its expression dialect, its
-  limits, its sessions and its failures live there, beside the one module that imports it.
+* ``DurableMatcher`` (:mod:`fenliu.engine._durable`), the durable_rules engine: its sessions and its
+  failures live there, in the one module that imports it; its expression dialect and its limits beside
+  it, in :mod:`fenliu.engine.durable_lowering`, which does not import the engine.
 
 :func:`matcher_for` builds one by name (``Decider(backend=...)``). A matcher that fails on a valid
 fact raises :class:`~fenliu.domain.errors.MatcherFailure`; the decider then answers from the plain
