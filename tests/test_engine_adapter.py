@@ -291,3 +291,55 @@ def test_keyword_group_required_absent_reaches_the_engine(tmp_path: Path) -> Non
         assert engine.fallbacks == 0
     finally:
         engine.close()
+
+
+def test_compiler_imports_nothing_of_the_engine() -> None:
+    """The compiler emits neutral conditions only: the engine's dialect and limits live beside its adapter."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "service" / "fenliu" / "compiling"
+    imported: set[str] = set()
+    for p in root.glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert not [m for m in imported if m.startswith(("fenliu.engine", "durable"))]
+
+
+def test_lowering_needs_false_exactly_the_features_the_compiler_puts_in_facts(wushen: Pack) -> None:
+    """A fact holds a false keyword group or pattern only where a rule needs it false: the compiler
+    works that out from the neutral conditions, and the lowered expressions must need no other."""
+    import dataclasses
+
+    from fenliu.compiling.compiler import compile_pack
+    from fenliu.engine.durable_lowering import required_false, stage_expressions
+    from fenliu.packs import types as P
+
+    neg = P.Not(P.Keywords(("排水",), 3))
+    odd = [
+        P.All((P.Keywords(("宅基地",), 3), neg)),
+        P.AnyOf((neg, P.All(()))),  # always true: needs nothing
+        P.Not(P.AnyOf((P.Pattern("水+", 3), P.Keywords(("草场",), 3)))),
+        P.Not(P.All(())),
+    ]
+    first = wushen.rules[0]
+    extra = tuple(
+        dataclasses.replace(first, id=f"{first.id}.x{i}", when=c, order=len(wushen.rules) + i)
+        for i, c in enumerate(odd)
+    )
+    for pack in (wushen, dataclasses.replace(wushen, rules=(*wushen.rules, *extra))):
+        cp = compile_pack(pack)
+        for plan in cp.stages:
+            exprs = stage_expressions(plan, cp).values()
+            lowered = {f for f in plan.features if any(required_false(e, f) for e in exprs)}
+            assert plan.negated == lowered, plan.name
+
+
+def test_engine_limits_reach_pack_loading_through_the_backends() -> None:
+    from fenliu.engine import durable_lowering
+    from fenliu.engine.matchers import BACKENDS
+
+    assert BACKENDS["durable"].check is durable_lowering.check
+    assert BACKENDS["python"].check(None) == []  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,52 @@ def test_memo_threads_shared_decider_agrees_with_the_interpreter(
         assert shared.fallbacks == 0
     finally:
         shared.close()
+
+
+@pytest.mark.parametrize("backend", ["python", "durable"])
+def test_memo_threads_tiny_memories_and_frequent_switches_agree_with_the_interpreter(
+    python_decider: Decider, backend: str
+) -> None:
+    """Threads switched every microsecond, memories so small they start afresh every few decisions:
+    a walk is interrupted between any two lookups, and writes race the clearing of what they write to."""
+    complaints = _varied(240, seed=5)
+    expected = [python_decider.outcome(c) for c in complaints]
+    shared = Decider(PACK, backend=backend, memoize=True, cache_size=8)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        wrong = _wrong_concurrently(shared, complaints, expected)
+    finally:
+        sys.setswitchinterval(interval)
+        shared.close()
+    for t, ids in wrong.items():
+        assert not ids, f"thread {t}: {len(ids)} outcomes differ, e.g. {ids[:5]}"
+    assert shared.fallbacks == 0
+    assert shared.memory_nodes < 8 + len(shared.compiled.stages)  # the graph started afresh, many times
+
+
+def test_memo_threads_one_class_one_outcome_object_whatever_the_thread() -> None:
+    """The memories' sharing holds under threads too: complaints of one class decided concurrently get
+    one outcome object (one transition per signature, one outcome per path), not copies of equal ones."""
+    complaints = _varied(240, seed=9)
+    shared = Decider(PACK, backend="python", memoize=True)
+    got: dict[int, list[Outcome]] = {}
+    start = threading.Barrier(THREADS)
+
+    def run(t: int) -> None:
+        start.wait()
+        got[t] = [shared.outcome(c) for c in complaints]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=300)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(got) == THREADS
+    copies = [c.id for i, c in enumerate(complaints) if len({id(got[t][i]) for t in got}) > 1]
+    assert not copies, f"{len(copies)} complaints got equal but distinct outcomes, e.g. {copies[:5]}"

@@ -9,8 +9,10 @@ What is done once, here, so that a decision does not:
   flattened (``region.township_code`` → ``region__township_code``). Every tested field is always
   present, so negation never depends on a field being missing; a keyword group or pattern is left out
   only when it is false and no rule of the stage needs it false.
-* **Expressions.** Conditions become engine expressions using only ``$and $or $neq $lt $lte $gt $gte`` and
-  equality; ``not`` is pushed down to the leaves. The compiled set is checked again for engine traps.
+* **Conditions.** Each rule keeps its condition in the neutral form the pack gives it
+  (:mod:`fenliu.packs.types`: ``Test Keywords Pattern Not All AnyOf``). Nothing here knows an engine's
+  dialect or limits: a matcher lowers the conditions itself (durable_rules:
+  :mod:`fenliu.engine.durable_lowering`) and says at pack load what it cannot run.
 * **Classes of input.** Every outcome depends only on a finite abstraction of the complaint: for each
   numeric field, where its value falls among the pack's thresholds; for each text field, which of the
   pack's constants it equals (if any); the keyword groups present; enums and booleans as they are.
@@ -24,34 +26,16 @@ import bisect
 import operator
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final, TypeAlias
 
 import ahocorasick_rs
 
 from fenliu.domain import fields as F
-from fenliu.domain.errors import Problem
 from fenliu.domain.model import Complaint
-from fenliu.engine._durable import STEP_FIELD, check_expression
 from fenliu.packs.types import All, AnyOf, Cond, Keywords, Not, Pack, Pattern, Rule, Test, iter_tests
 
-#: The engine hangs creating a ruleset with more than 512 distinct tests under one node, and refuses
-#: facts with more than 253 properties. Stay well inside both.
-MAX_TESTS_PER_FIELD: Final = 500
-MAX_FACT_FIELDS: Final = 240
-
-_NEGATE: Final = {
-    "eq": "ne",
-    "ne": "eq",
-    "lt": "gte",
-    "gte": "lt",
-    "lte": "gt",
-    "gt": "lte",
-    "in": "not_in",
-    "not_in": "in",
-}
-_ENGINE_OP: Final = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 _OTHER: Final = "\x00other"
 _NOTHING: Final[frozenset[str]] = frozenset()
 
@@ -90,14 +74,30 @@ def normalize_text(s: str) -> str:
 
 
 def fact_name(field_name: str) -> str:
+    """A field's name in a fact (``region.township_code`` → ``region__township_code``)."""
     return field_name.replace(".", "__")
 
 
+#: A value a fact holds: a complaint or decision field's, a table column's (lists of codes as tuples).
+FactValue: TypeAlias = str | int | float | bool | tuple[str, ...] | None
+#: What a stage's rules are matched against: field (by :func:`fact_name`) or feature → its value.
+Fact: TypeAlias = dict[str, FactValue]
+
+
+#: A field's value reduced to its class: where a number falls among thresholds (an int), which constant
+#: a value equals (or none of them), or the value itself.
+Abstractor: TypeAlias = Callable[[FactValue], FactValue]
+#: The class of a complaint's input (:meth:`CompiledPack.read`): (keyword groups found, as bits; the
+#: hint ignored; the hint's category; the class of each complaint field rules read; each pattern).
+ClassKey: TypeAlias = tuple[int, bool, str, *tuple[FactValue, ...]]
+#: The class of what a stage matches, or of what one part of its candidates matches: the candidates'
+#: bits first, then what they read (see :meth:`CompiledPack.match_key`).
+StageKey: TypeAlias = tuple[Hashable, ...]
 #: (the fact's values as read, their classes, the class key) -> the class of what a stage matches
-MatchKey = Callable[[list[Any], list[Any], tuple[Any, ...]], tuple[Any, ...]]
+MatchKey: TypeAlias = Callable[[list[FactValue], list[FactValue], ClassKey], StageKey]
 #: (the candidate rules' bits, the classes, the class key) -> ([(a part's class, its candidates' bits)],
 #: the candidates sure to fire, in no part)
-MatchParts = Callable[[int, list[Any], tuple[Any, ...]], tuple[list[tuple[tuple[Any, ...], int]], int]]
+MatchParts: TypeAlias = Callable[[int, list[FactValue], ClassKey], tuple[list[tuple[StageKey, int]], int]]
 
 
 @dataclass(slots=True)
@@ -107,12 +107,10 @@ class StagePlan:
     rules: list[Rule]
     fields: list[str]  # field names (dotted) the stage's rules test, excluding features
     features: list[str]  # keyword/pattern feature names the stage's rules test
-    expressions: dict[str, dict[str, Any]]  # engine rule name -> expression
-    rule_by_name: dict[str, Rule]
     fact_names: list[tuple[str, str]] = field(default_factory=list)  # (field, name in the engine's fact)
     negated: frozenset[str] = frozenset()  # features some rule of the stage requires to be false
     # per field in ``fields``: its class among this stage's own constants (see _stage_abstractor)
-    abstractors: list[Callable[[Any], Any] | None] = field(default_factory=list)
+    abstractors: list[Abstractor | None] = field(default_factory=list)
     # the class of what the stage matches, and its parts: see CompiledPack.match_key
     match_key: MatchKey | None = None
     match_parts: MatchParts | None = None
@@ -134,11 +132,10 @@ class CompiledPack:
     rule_words: dict[str, tuple[str, ...]]  # rule id -> its normalized keywords
     hint_codes: dict[str, str]  # normalized hint -> category code
     complaint_fields: list[str]  # complaint fields any rule tests or copies
-    abstractors: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    abstractors: list[tuple[str, Abstractor]] = field(default_factory=list)
     word_mask: dict[str, int] = field(default_factory=dict)  # normalized keyword -> bits of its groups
-    _read_fields: Callable[[Complaint], tuple[Any, ...]] = field(default=lambda c: ())
-    _abstract: list[tuple[int, Callable[[Any], Any]]] = field(default_factory=list)
+    _read_fields: Callable[[Complaint], tuple[FactValue, ...]] = field(default=lambda c: ())
+    _abstract: list[tuple[int, Abstractor]] = field(default_factory=list)
     # Where things are in a class key: each keyword group's bit of key[0], and the position of the
     # hint, of each complaint field and of each pattern (see read()).
     _bit: dict[str, int] = field(default_factory=dict)
@@ -146,7 +143,7 @@ class CompiledPack:
     _automaton: ahocorasick_rs.AhoCorasick | None = None
 
     # -- per complaint ---------------------------------------------------------------------------------
-    def read(self, c: Complaint) -> tuple[tuple[Any, ...], frozenset[str]]:
+    def read(self, c: Complaint) -> tuple[ClassKey, frozenset[str]]:
         """Complaint → (its class key, the keywords present in its title and text).
 
         The class key is the finite class of input the complaint belongs to (see the module docstring):
@@ -169,10 +166,10 @@ class CompiledPack:
         fields = list(self._read_fields(c))
         for i, fn in self._abstract:
             fields[i] = fn(fields[i])
-        patterns = [bool(text) and rx.search(text) is not None for rx in self.patterns.values()]
-        return (mask, bool(hint) and not code, code, *fields, *patterns), present
+        fields.extend([bool(text) and rx.search(text) is not None for rx in self.patterns.values()])
+        return (mask, bool(hint) and not code, code, *fields), present
 
-    def values(self, c: Complaint, key: tuple[Any, ...]) -> dict[str, Any]:
+    def values(self, c: Complaint, key: ClassKey) -> Fact:
         """The complaint fields rules may read, by name, as given, and the resolved hint. (Keyword
         groups and patterns are read from :meth:`read`'s key: :meth:`feature_reader`.)"""
         values = dict(zip(self.complaint_fields, self._read_fields(c), strict=True))
@@ -181,7 +178,7 @@ class CompiledPack:
 
     def feature_reader(
         self, names: list[str], negated: frozenset[str] = frozenset()
-    ) -> Callable[[tuple[Any, ...], dict[str, Any]], None]:
+    ) -> Callable[[ClassKey, Fact], None]:
         """For a stage reading the keyword groups and patterns ``names``: how to put them, as a class
         key holds them, into a fact. (The class of what a stage matches: :meth:`match_key`.)
 
@@ -198,7 +195,7 @@ class CompiledPack:
         false_groups = [(n, bits[n]) for n in names if n in bits and n in negated]
         pats = [(n, places[n], n in negated) for n in names if n not in bits]
 
-        def into(key: tuple[Any, ...], fact: dict[str, Any]) -> None:
+        def into(key: ClassKey, fact: Fact) -> None:
             m = key[0] & mask
             while m:
                 low = m & -m
@@ -265,7 +262,7 @@ class CompiledPack:
         # condition (those without one always do), and those that pass the value condition.
         no_word = no_value = sure = 0
         by_bit: dict[int, int] = {}
-        by_value: dict[Any, int] = {}
+        by_value: dict[FactValue, int] = {}
         for i, r in enumerate(rules):
             conds = conditions(r)
             if len(conds) == 1 and isinstance(conds[0], Keywords):
@@ -288,7 +285,7 @@ class CompiledPack:
         for b in by_bit:
             guarded |= 1 << b
         at = position[disc] if disc is not None and by_value else -1
-        Layout = tuple[Callable[[list[Any]], tuple[Any, ...]], int, tuple[int, ...]]
+        Layout = tuple[Callable[[list[FactValue]], tuple[FactValue, ...]], int, tuple[int, ...]]
         layouts: dict[int, Layout] = {}  # a set of rules -> what they read
         shapes: dict[tuple[int, int, int], Layout] = {}  # what is read, as bits -> how to read it
 
@@ -305,7 +302,7 @@ class CompiledPack:
             lay = shapes.get((fmask, bits, pmask))
             if lay is None:
                 idx = [i for i in range(fmask.bit_length()) if fmask >> i & 1]
-                get: Callable[[list[Any]], tuple[Any, ...]]
+                get: Callable[[list[FactValue]], tuple[FactValue, ...]]
                 if not idx:
                     get = _no_values
                 elif len(idx) == 1:
@@ -324,7 +321,7 @@ class CompiledPack:
 
         whole = layout((1 << len(rules)) - 1)  # what the stage reads
 
-        def key_of(raw: list[Any], classes: list[Any], key: tuple[Any, ...]) -> tuple[Any, ...]:
+        def key_of(raw: list[FactValue], classes: list[FactValue], key: ClassKey) -> StageKey:
             cand = no_word
             m = key[0] & guarded
             while m:
@@ -379,8 +376,8 @@ class CompiledPack:
         index = plan.index
 
         def parts_of(
-            cand: int, classes: list[Any], key: tuple[Any, ...]
-        ) -> tuple[list[tuple[tuple[Any, ...], int]], int]:
+            cand: int, classes: list[FactValue], key: ClassKey
+        ) -> tuple[list[tuple[StageKey, int]], int]:
             out = []
             words = key[0]
             m = cand & ~sure
@@ -398,7 +395,7 @@ class CompiledPack:
 
         return key_of, parts_of
 
-    def projection(self, names: list[str]) -> Callable[[tuple[Any, ...]], Any]:
+    def projection(self, names: list[str]) -> Callable[[ClassKey], Hashable]:
         """What a reader of ``names`` (complaint fields, keyword groups, patterns) sees of a class key.
         Other names (decision fields, table columns) are ignored."""
         mask = 0
@@ -425,7 +422,7 @@ class CompiledPack:
         plain = [n for n in self.complaint_fields if not n.startswith("region.")]
         # complaint_fields list region.* first (compile_pack), so a read is (*region codes, *attributes)
         regional = [n[7:] for n in self.complaint_fields if n.startswith("region.")]
-        get_plain: Callable[[Complaint], Any] = (
+        get_plain: Callable[[Complaint], tuple[FactValue, ...]] = (
             (operator.attrgetter(*plain) if len(plain) > 1 else (lambda c: (getattr(c, plain[0]),)))
             if plain
             else (lambda c: ())
@@ -435,7 +432,7 @@ class CompiledPack:
         else:
             keys = regional
 
-            def read_fields(c: Complaint) -> tuple[Any, ...]:
+            def read_fields(c: Complaint) -> tuple[FactValue, ...]:
                 region = c.region
                 return (*[region.get(k, "") for k in keys], *get_plain(c))
 
@@ -492,7 +489,7 @@ def compile_pack(pack: Pack) -> CompiledPack:
             hint_codes[normalize_text(row["name"])] = code
 
     # Complaint fields read by tests or copies; their constants for the class abstraction.
-    constants: dict[str, set[Any]] = {}
+    constants: dict[str, set[FactValue]] = {}
     copied: set[str] = set()
     for r in pack.rules:
         for leaf in iter_tests(r.when):
@@ -507,13 +504,13 @@ def compile_pack(pack: Pack) -> CompiledPack:
         (set(constants) | copied) - {"category_hint"}, key=lambda n: (not n.startswith("region."), n)
     )
 
-    abstractors: list[tuple[str, Callable[[Any], Any]]] = []
+    abstractors: list[tuple[str, Abstractor]] = []
     for name in complaint_fields:
         ftype = F.COMPLAINT_FIELDS[name]
         if name in copied or ftype.kind in ("enum", "bool"):
             abstractors.append((name, _identity))
         elif ftype.numeric:
-            abstractors.append((name, _band(sorted(float(x) for x in constants[name]))))
+            abstractors.append((name, _band(_numbers(constants[name]))))
         else:
             abstractors.append((name, _membership(frozenset(constants[name]))))
 
@@ -536,58 +533,22 @@ def compile_pack(pack: Pack) -> CompiledPack:
         rules = [r for r in pack.rules if r.stage == stage]
         fields_: set[str] = set()
         feats: set[str] = set()
-        exprs: dict[str, dict[str, Any]] = {}
-        by_name: dict[str, Rule] = {}
-        tests_per_field: dict[str, set[tuple[str, Any]]] = {}
-        for n, r in enumerate(rules):
+        constants_of: dict[str, set[FactValue]] = {}
+        negated: set[str] = set()
+        for r in rules:
             for leaf in iter_tests(r.when):
                 if isinstance(leaf, Test):
                     fields_.add(leaf.field)
                     vals = leaf.value if leaf.op in ("in", "not_in") else (leaf.value,)
-                    tests_per_field.setdefault(leaf.field, set()).update((leaf.op, v) for v in vals)
+                    constants_of.setdefault(leaf.field, set()).update(vals)
                 elif isinstance(leaf, Keywords):
                     feats.add(keyword_of[leaf.words])
                 else:
                     feats.add(pattern_index[leaf.regex])
-            body = to_expression(r.when, compiled)
-            expr: dict[str, Any] = {"$and": [{STEP_FIELD: stage}, body]} if body else {STEP_FIELD: stage}
-            name = f"r{n}"
-            for why in check_expression(expr):
-                compiled.problems.append(Problem(r.file, r.line, r.id, "engine-trap", why))
-            exprs[name] = expr
-            by_name[name] = r
-        for fname, tests in tests_per_field.items():
-            if len(tests) > MAX_TESTS_PER_FIELD:
-                first = next(
-                    r
-                    for r in rules
-                    if any(isinstance(x, Test) and x.field == fname for x in iter_tests(r.when))
-                )
-                compiled.problems.append(
-                    Problem(
-                        first.file,
-                        first.line,
-                        first.id,
-                        "engine-too-many-tests",
-                        f"stage {stage}: {len(tests)} distinct tests on '{fname}'; the engine hangs past 512 (limit {MAX_TESTS_PER_FIELD})",
-                    )
-                )
-        if len(fields_) + len(feats) > MAX_FACT_FIELDS:
-            first_rule = rules[0]
-            compiled.problems.append(
-                Problem(
-                    first_rule.file,
-                    first_rule.line,
-                    first_rule.id,
-                    "engine-too-many-properties",
-                    f"stage {stage} tests {len(fields_) + len(feats)} fields and keyword groups; the engine refuses facts past 253 (limit {MAX_FACT_FIELDS})",
-                )
-            )
-        plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats), exprs, by_name)
-        plan.negated = frozenset(f for f in feats if any(_requires(e, f, False) for e in exprs.values()))
-        plan.abstractors = [
-            _stage_abstractor(name, {v for _op, v in tests_per_field.get(name, ())}) for name in plan.fields
-        ]
+            negated |= _required_false(r.when, compiled)[1]
+        plan = StagePlan(stage, si, rules, sorted(fields_), sorted(feats))
+        plan.negated = frozenset(negated)
+        plan.abstractors = [_stage_abstractor(name, constants_of.get(name, set())) for name in plan.fields]
         plan.match_key, plan.match_parts = compiled.match_key(plan)
         compiled.stages.append(plan)
     return compiled
@@ -608,11 +569,11 @@ def _single_valued(name: str) -> bool:
     return ftype is not None and ftype.kind != "codes"
 
 
-def _no_values(classes: list[Any]) -> tuple[Any, ...]:
+def _no_values(classes: list[FactValue]) -> tuple[FactValue, ...]:
     return ()
 
 
-def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | None:
+def _stage_abstractor(name: str, constants: set[FactValue]) -> Abstractor | None:
     """How a field a stage tests is reduced to its class *for that stage*: where a number falls among
     the stage's thresholds, which of the stage's constants a text, code or enum equals (or none of
     them). What the stage's rules match depends only on these classes, so they key the memory of its
@@ -623,94 +584,66 @@ def _stage_abstractor(name: str, constants: set[Any]) -> Callable[[Any], Any] | 
     if ftype is None or not constants:
         return None
     if ftype.numeric:
-        return _band(sorted(float(x) for x in constants))
+        return _band(_numbers(constants))
     if ftype.kind in ("enum", "code", "text"):
         return _membership(frozenset(constants))
     return None
 
 
-def _requires(expr: Any, name: str, value: Any) -> bool:
-    """Whether an engine expression anywhere tests ``name`` equal to ``value``."""
-    if isinstance(expr, dict):
-        return any((k == name and v is value) or _requires(v, name, value) for k, v in expr.items())
-    if isinstance(expr, list):
-        return any(_requires(x, name, value) for x in expr)
-    return False
+def _numbers(constants: set[FactValue]) -> list[float]:
+    """A numeric field's constants (numbers: the pack's types are checked at load), sorted."""
+    return sorted(float(x) for x in constants if isinstance(x, int | float))
 
 
-def _identity(v: Any) -> Any:
+def _identity(v: FactValue) -> FactValue:
     return v
 
 
-def _band(thresholds: list[float]) -> Callable[[Any], Any]:
+def _band(thresholds: list[float]) -> Abstractor:
     ts = sorted(set(thresholds))
     exact = frozenset(ts)
 
-    def band(v: Any) -> Any:  # below the i-th threshold: 2i; equal to it: 2i + 1
-        x = float(v)
+    def band(v: FactValue) -> FactValue:  # below the i-th threshold: 2i; equal to it: 2i + 1
+        x = float(v)  # type: ignore[arg-type]  # a numeric field's value (validated, and a constant's)
         return bisect.bisect_left(ts, x) * 2 + (x in exact)
 
     return band
 
 
-def _membership(consts: frozenset[Any]) -> Callable[[Any], Any]:
-    def member(v: Any) -> Any:
+def _membership(consts: frozenset[FactValue]) -> Abstractor:
+    def member(v: FactValue) -> FactValue:
         return v if v in consts else _OTHER
 
     return member
 
 
-# ---------------------------------------------------------------------------------------------------
-# Conditions → engine expressions
-
-
-def _leaf_expression(t: Test) -> dict[str, Any]:
-    name = fact_name(t.field)
-    if t.op == "eq":
-        return {name: t.value}
-    if t.op == "in":
-        alts = [{name: v} for v in t.value]
-        return alts[0] if len(alts) == 1 else {"$or": alts}
-    if t.op == "not_in":
-        alts = [{"$neq": {name: v}} for v in t.value]
-        return alts[0] if len(alts) == 1 else {"$and": alts}
-    return {_ENGINE_OP[t.op]: {name: t.value}}
-
-
-def to_expression(c: Cond, cp: CompiledPack, negate: bool = False) -> dict[str, Any] | None:
-    """An engine expression for ``c`` (or its negation). ``None`` means always true."""
+def _required_false(c: Cond, cp: CompiledPack, negate: bool = False) -> tuple[bool, set[str]]:
+    """Whether ``c`` (or its negation) always holds, and the keyword groups and patterns it requires
+    to be false where it does not: a fact must then hold them even when false (see
+    :meth:`CompiledPack.feature_reader`). A part that always holds requires nothing."""
+    if isinstance(c, Keywords | Pattern):
+        feat = cp.keyword_of[c.words] if isinstance(c, Keywords) else cp.pattern_index[c.regex]
+        return False, {feat} if negate else set()
     if isinstance(c, Test):
-        return _leaf_expression(Test(c.field, _NEGATE[c.op], c.value, c.line) if negate else c)
-    if isinstance(c, Keywords):
-        return {cp.keyword_of[c.words]: not negate}
-    if isinstance(c, Pattern):
-        return {cp.pattern_index[c.regex]: not negate}
+        return False, set()
     if isinstance(c, Not):
-        return to_expression(c.item, cp, not negate)
-    if isinstance(c, All | AnyOf):
-        if not c.items:
-            if negate:  # not(always) — never true: an impossible equality on the step field
-                return {STEP_FIELD: "\x00never"}
-            return None
-        parts = [to_expression(x, cp, negate) for x in c.items]
-        conj = isinstance(c, All) != negate
-        if conj:
-            kept = [p for p in parts if p is not None]
-            if not kept:
-                return None
-            return kept[0] if len(kept) == 1 else {"$and": kept}
-        if any(p is None for p in parts):
-            return None
-        kept = [p for p in parts if p is not None]
-        return kept[0] if len(kept) == 1 else {"$or": kept}
-    raise TypeError(type(c).__name__)
+        return _required_false(c.item, cp, not negate)
+    if not c.items:
+        return not negate, set()
+    parts = [_required_false(x, cp, negate) for x in c.items]
+    if isinstance(c, All) != negate:  # a conjunction: the parts that may fail
+        kept = [needs for always, needs in parts if not always]
+        return (True, set()) if not kept else (False, set[str]().union(*kept))
+    if any(always for always, _needs in parts):
+        return True, set()
+    return False, set[str]().union(*[needs for _always, needs in parts])
 
 
 # ---------------------------------------------------------------------------------------------------
 # The plain interpretation: the same conditions evaluated directly in Python.
 
 
-def evaluate(c: Cond, fact: dict[str, Any], cp: CompiledPack) -> bool:
+def evaluate(c: Cond, fact: Fact, cp: CompiledPack) -> bool:
     if isinstance(c, Test):
         v = fact[fact_name(c.field)]
         op = c.op

@@ -1,5 +1,9 @@
 """The one module that talks to durable_rules.
 
+What the engine needs of a compiled pack that does not need the engine itself (the lowering of the
+neutral conditions to its expression dialect, its limits, checked at pack load) is beside it, in
+:mod:`fenliu.engine.durable_lowering`; this module holds the rulesets, sessions and failures.
+
 It uses the engine's C layer (``durable_rules_engine``) directly and never its Python ``Host``: the
 Host starts a background dispatcher that runs actions on another thread (incomplete traces), crashes
 when a ruleset is removed, and cannot replace a ruleset (see docs/engine.md for the measured traps).
@@ -36,31 +40,31 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import durable_rules_engine as _engine
 
 from fenliu.domain.errors import MatcherFailure
+from fenliu.engine.durable_lowering import STEP_FIELD, Expression, stage_expressions
+from fenliu.engine.durable_lowering import check_expression as check_expression
 
 if TYPE_CHECKING:
-    from fenliu.compiling.compiler import CompiledPack, StagePlan
+    from fenliu.compiling.compiler import CompiledPack, Fact, FactValue, StagePlan
+    from fenliu.engine.matchers import MatchFn
     from fenliu.packs.types import Rule
 
 CATCH_ALL: Final = "__catch_all__"
 KIND_FIELD: Final = "_kind"
-STEP_FIELD: Final = "_step"
 SESSION_ID: Final = "fenliu"
 
 #: One lock for the whole process: the engine's C state is shared by every ruleset.
 ENGINE_LOCK: Final = threading.RLock()
 _names = itertools.count(1)
 
-_OPERATORS: Final = frozenset({"$and", "$or", "$neq", "$lt", "$lte", "$gt", "$gte"})
 
-
-def encode(value: Any) -> str:
+def encode(value: object) -> str:
     """JSON the engine parses faithfully.
 
     The engine's number parser rejects exponents (``1e-05``, ``1e+16``, ``1E5``: error 204), which
@@ -89,15 +93,16 @@ def encode(value: Any) -> str:
 
 # One compact JSON encoder for every fact, made once (``json.dumps`` with arguments builds a new one
 # per call): text as it is (not \u-escaped), no spaces.
-_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_FACT_ENCODER: Final[Any] = (
+_Encoder = Callable[["Mapping[str, FactValue]", int], tuple[str, ...]]
+_c_make_encoder: Callable[..., _Encoder] | None = getattr(json.encoder, "c_make_encoder", None)
+_FACT_ENCODER: Final[_Encoder | None] = (
     _c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
     if _c_make_encoder is not None
     else None
 )
 
 
-def _dumps_fact(body: Mapping[str, Any]) -> str:
+def _dumps_fact(body: Mapping[str, FactValue]) -> str:
     """A flat fact as JSON, unless a float would be written with an exponent (then :func:`encode`)."""
     for v in body.values():
         # repr() switches to exponent notation below 1e-4 and from 1e16 on.
@@ -122,36 +127,11 @@ class EngineFailure(MatcherFailure):
     """The engine failed on a fact. Carries no fact data."""
 
 
-def check_expression(expr: Any) -> list[str]:
-    """Engine traps in a compiled expression: operators outside the safe set, regex, existence tests."""
-    problems: list[str] = []
-    if isinstance(expr, dict):
-        for k, v in expr.items():
-            if k.startswith("$"):
-                if k not in _OPERATORS:
-                    problems.append(f"operator {k} is not allowed")
-                if k in ("$and", "$or"):
-                    if not isinstance(v, list) or not v:
-                        problems.append(f"{k} needs a non-empty list")
-                    else:
-                        for x in v:
-                            problems += check_expression(x)
-                elif isinstance(v, dict):
-                    for field, value in v.items():
-                        if isinstance(value, dict | list):
-                            problems.append(f"{k} on {field} compares with a structure")
-            elif isinstance(v, dict | list):
-                problems.append(f"field {k} compared with a structure")
-    else:
-        problems.append("an expression must be a mapping")
-    return problems
-
-
 class Ruleset:
     """One compiled ruleset living in the engine. ``rules`` maps rule names to match expressions."""
 
-    def __init__(self, rules: Mapping[str, Mapping[str, Any]]) -> None:
-        definition: dict[str, Any] = {}
+    def __init__(self, rules: Mapping[str, Expression]) -> None:
+        definition: dict[str, object] = {}
         for name, expr in rules.items():
             if name == CATCH_ALL:
                 raise ValueError("reserved rule name")
@@ -195,7 +175,7 @@ class Ruleset:
                         raise EngineFailure(f"delete_state failed: {type(e).__name__}") from None
                     raise EngineFailure("retract failed; the state was deleted")
 
-    def facts(self) -> list[dict[str, Any]]:
+    def facts(self) -> list[Fact]:
         """The facts the engine state holds now: none between decisions."""
         with ENGINE_LOCK:
             if self._handle is None:
@@ -218,7 +198,7 @@ class Session:
         self._stored: list[str] = []  # the payloads the engine accepted, to retract
         self._failed = False  # an assert failed: what the state holds is not known
 
-    def fire(self, fact: dict[str, Any]) -> list[str]:
+    def fire(self, fact: Fact) -> list[str]:
         """Assert one fact and return the names of the rules it matched, in engine order."""
         self._facts += 1
         body = dict(fact)
@@ -288,27 +268,27 @@ class DurableMatcher:
 
     def __init__(self, cp: CompiledPack) -> None:
         self.cp = cp
-        rules: dict[str, dict[str, Any]] = {}
+        rules: dict[str, Expression] = {}
         self._rule: dict[str, Rule] = {}
         for plan in cp.stages:
-            for name, expr in plan.expressions.items():
+            for (name, expr), rule in zip(stage_expressions(plan, cp).items(), plan.rules, strict=True):
                 qualified = f"s{plan.index}_{name}"
                 rules[qualified] = expr
-                self._rule[qualified] = plan.rule_by_name[name]
+                self._rule[qualified] = rule
         self.ruleset = Ruleset(rules)
 
-    def session(self) -> Any:
+    def session(self) -> AbstractContextManager[Session]:
         return self.ruleset.session()
 
-    def matches_in(self, session: Session, plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
+    def matches_in(self, session: Session, plan: StagePlan, fact: Fact) -> list[Rule]:
         return [self._rule[n] for n in session.fire({STEP_FIELD: plan.name, **fact})]
 
     @contextmanager
-    def deciding(self) -> Iterator[Callable[[StagePlan, dict[str, Any]], list[Rule]]]:
+    def deciding(self) -> Iterator[MatchFn]:
         with ExitStack() as stack:
             session: Session | None = None
 
-            def match(plan: StagePlan, fact: dict[str, Any]) -> list[Rule]:
+            def match(plan: StagePlan, fact: Fact) -> list[Rule]:
                 nonlocal session
                 if session is None:  # the engine is entered only for a class it has not seen
                     session = stack.enter_context(self.ruleset.session())

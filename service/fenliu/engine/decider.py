@@ -21,36 +21,46 @@ what a stage does only on the class of that stage's input and the decision so fa
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import operator
 import os
 import random
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, TypeAlias
 
-from fenliu.compiling.compiler import StagePlan, compile_pack
+from fenliu.compiling.compiler import ClassKey, Fact, FactValue, StageKey, StagePlan, compile_pack
 from fenliu.domain import fields as F
 from fenliu.domain.errors import MatcherFailure, PackError
 from fenliu.domain.model import STAGES, Complaint, Decision, Outcome, PackId, TraceEntry, deadlines_for
 from fenliu.engine import memo as memo_bounds
 from fenliu.engine.enrich import Enricher, enrichment_for
-from fenliu.engine.matchers import Matcher, PythonMatcher, matcher_for
+from fenliu.engine.matchers import Matcher, MatchFn, PythonMatcher, matcher_for, problems
+from fenliu.engine.memo import Memories, Node, Slots, keep
 from fenliu.engine.resolution import replaces
 from fenliu.packs.types import Pack, Rule, Value
 
 log = logging.getLogger("fenliu.engine")
 
-_SKIP = object()
+_Node = Node  # the memo's graph node (fenliu.engine.memo)
+
+
+class _Skip(enum.Enum):
+    """What a `then` value computes to when it sets nothing (a copy of an unset field, a missing row)."""
+
+    SKIP = 0
+
+
+_SKIP: Final = _Skip.SKIP
 
 
 class _Transition:
     """What one stage did to a decision: (field, value, rule) updates, the rules that speak, and the
     rules that fired (in resolution order), whose trace entries are worked out when first asked for.
 
-    Compared by identity: equal transitions are kept once (``Decider._same``, by signature), so one
+    Compared by identity: equal transitions are kept once (``Memories.same``, by signature), so one
     object stands for its signature, and hashing it does not walk the signature.
     """
 
@@ -58,9 +68,9 @@ class _Transition:
 
     def __init__(
         self,
-        updates: tuple[tuple[str, Any, str], ...],
+        updates: tuple[tuple[str, FactValue, str], ...],
         guidance: tuple[Rule, ...],
-        sig: tuple[Any, ...],  # what it does, comparable: equal signatures, equal transitions
+        sig: tuple[Hashable, ...],  # what it does, comparable: equal signatures, equal transitions
         fired: tuple[Rule, ...] = (),
         explain: Callable[[], tuple[TraceEntry, ...]] | None = None,
     ) -> None:
@@ -115,29 +125,6 @@ class _Explained:
         return self._words
 
 
-class _Node:
-    """The decision fields as they stand after the first stages, remembered.
-
-    The root holds the pack's defaults; each stage leads from a node to the next. A node's ``edges``
-    map the class of the next stage's input (its tested complaint fields and keyword groups, read from
-    the complaint's class key) to what that stage does there and the node it leads to. Everything else
-    a stage reads (decision fields, table columns) is in the node itself, so an edge is a function of
-    (node, class): a memoized decision is a walk of dictionary lookups, one per stage, which gathers
-    the transitions taken; those name its outcome (``Decider._outcomes``). A node is its decision
-    fields only, one node per fields at each depth: walks whose transitions differ only in their trace
-    (which rules fired and lost) go on from the same node.
-    """
-
-    __slots__ = ("children", "classified", "edges", "slots")
-
-    def __init__(self, slots: tuple[Any, ...], classified: bool) -> None:
-        self.slots = slots  # decision field values, in Decider._slot_names order
-        self.classified = classified  # whether a rule has set the category
-        # class of the next stage's input -> (the transition taken, the next node)
-        self.edges: dict[Any, tuple[_Transition, _Node]] = {}
-        self.children: dict[_Transition, _Node] = {}  # the transition taken (one per signature) -> next node
-
-
 def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
     """The fields a stage's `then` values read: copied fields, and the keys of looked-up tables."""
     names: set[str] = set()
@@ -152,7 +139,14 @@ def _then_reads(plan: StagePlan, pack: Pack) -> tuple[str, ...]:
 
 #: (per field the winning rule and value, per rule what it lost to whom, per rule the table rows it
 #: read, the values `then` computed with their rows)
-_Resolution = tuple[dict[str, tuple[Rule, Any]], dict[str, dict[str, str]], dict[str, list[str]], list[Any]]
+_Resolution: TypeAlias = tuple[
+    dict[str, tuple[Rule, FactValue]],
+    dict[str, dict[str, str]],
+    dict[str, list[str]],
+    list[tuple[Hashable, ...]],
+]
+#: What a rule did in a stage: (its id, what it set, what it lost to whom, the table rows it read).
+_Part: TypeAlias = tuple[str, tuple[tuple[str, FactValue], ...], tuple[tuple[str, str], ...], tuple[str, ...]]
 
 
 class _Explainer:
@@ -161,15 +155,18 @@ class _Explainer:
     so the memories that hold transitions make no reference cycle with it, and a replaced pack's
     decider is freed as soon as it is dropped (the tuned collector seldom looks for cycles)."""
 
-    __slots__ = ("bound", "entries", "tables")
+    __slots__ = ("bound", "entries", "lock", "tables")
 
-    def __init__(self, pack: Pack, bound: int) -> None:
+    def __init__(self, pack: Pack, memories: Memories) -> None:
         self.tables = pack.tables
-        # what a rule did in a stage -> its trace entry (shared by the transitions where it did that)
-        self.entries: dict[tuple[Any, ...], TraceEntry] = {}
-        self.bound = bound
+        # what a rule did in a stage -> its trace entry (shared by the transitions where it did that):
+        # the memories' own, written under their lock (but not the memories, which hold transitions
+        # that hold this explainer)
+        self.entries = memories.entries
+        self.lock = memories.lock
+        self.bound = memories.stage_size
 
-    def value(self, slot: str, expr: Value, slots: dict[str, Any], rows: list[str]) -> Any:
+    def value(self, slot: str, expr: Value, slots: Fact, rows: list[str]) -> FactValue | _Skip:
         """A computed `then` value (a copy or a table lookup; literals need no computing), or
         ``_SKIP``; the table rows it read are appended to ``rows``."""
         if expr.kind == "copy":
@@ -189,15 +186,15 @@ class _Explainer:
             return F.parse_duration(v)
         return _SKIP if v is None else v
 
-    def resolve(self, ranked: tuple[Rule, ...], slots: dict[str, Any], *, losers_too: bool) -> _Resolution:
+    def resolve(self, ranked: tuple[Rule, ...], slots: Fact, *, losers_too: bool) -> _Resolution:
         """Resolve the rules a stage matched, in resolution order: per field the rule that sets it and
         its value, per rule the fields it lost and to whom (only ``losers_too``: a trace needs them, a
         decision does not), the table rows each rule read, and the values that `then` computed (with
         the rows each read)."""
-        winners: dict[str, tuple[Rule, Any]] = {}
+        winners: dict[str, tuple[Rule, FactValue]] = {}
         losers: dict[str, dict[str, str]] = {}
         rows_read: dict[str, list[str]] = {}
-        computed: list[Any] = []
+        computed: list[tuple[Hashable, ...]] = []
         for rule in ranked:
             for slot, expr in rule.then.items():
                 if expr.kind == "literal":
@@ -220,11 +217,11 @@ class _Explainer:
                     losers.setdefault(rule.id, {})[slot] = prev[0].id
         return winners, losers, rows_read, computed
 
-    def explain(self, ranked: tuple[Rule, ...], slots: dict[str, Any]) -> tuple[TraceEntry, ...]:
+    def explain(self, ranked: tuple[Rule, ...], slots: Fact) -> tuple[TraceEntry, ...]:
         """The trace entries of a transition: per fired rule (in resolution order) what it set, what
         it lost to whom, which table rows it read."""
         winners, losers, rows_read, _computed = self.resolve(ranked, slots, losers_too=True)
-        won: dict[str, dict[str, Any]] = {}
+        won: dict[str, dict[str, FactValue]] = {}
         for slot, (rule, v) in winners.items():
             won.setdefault(rule.id, {})[slot] = v
         # Entries are shared between transitions (the same rule doing the same thing elsewhere).
@@ -239,15 +236,15 @@ class _Explainer:
             )
             entry = entries.get(part)
             if entry is None:
-                if len(entries) >= self.bound:
-                    entries.clear()
-                entry = entries[part] = _trace_entry(r, part)
+                with self.lock:
+                    entry = keep(entries, part, _trace_entry(r, part), self.bound)
             trace.append(entry)
         return tuple(trace)
 
 
 class Decider:
-    """A prepared pack: compile once, decide many times. Thread-safe.
+    """A prepared pack: compile once, decide many times. Thread-safe: one Decider may serve many
+    threads (what it remembers is a :class:`~fenliu.engine.memo.Memories`, which says how).
 
     With ``memoize`` (the default), decisions walk a graph of remembered :class:`_Node` states; a stage
     is evaluated (by the engine, or from the per-stage memories below) only where the walk meets a class
@@ -273,8 +270,9 @@ class Decider:
         if refused:
             raise PackError(refused)
         self.compiled = compile_pack(pack)
-        if self.compiled.problems:
-            raise PackError(self.compiled.problems)
+        unrunnable = problems(self.compiled)  # what some backend cannot run (its limits)
+        if unrunnable:
+            raise PackError(unrunnable)
         # Between validation and the engine: what the pack's lexicon and model read in the text, then
         # ``enrichers`` (each adds derived complaint fields, which enter the class key).
         self.enrichment = enrichment_for(pack, model=text_model, extra=enrichers)
@@ -299,30 +297,13 @@ class Decider:
         # tests and the tables it looks up.
         self._slot_reads = [self._slot_reader(plan) for plan in self._plans]
         self._cache_size = max(1, cache_size)
-        # (hint ignored, the transitions a walk took) -> the outcome
-        self._outcomes: dict[tuple[Any, ...], Outcome] = {}
-        self._outcomes_size = max(1, cache_size // memo_bounds.OUTCOMES_SHARE)
-        self._nodes = 0
-        self._roots = self._new_roots()
-        self._steps: list[dict[tuple[Any, Any], _Transition]] = [{} for _ in self._plans]
-        self._step_count = 0
-        self._steps_size = max(1, cache_size // memo_bounds.STEPS_SHARE)
-        self._labels: dict[Any, Any] = {}
-        # Below the graph, memories shared by all nodes (each at most 16,384 entries), keyed by the
-        # class of what a stage matches (CompiledPack.match_key):
-        # - the rules a stage's fact matches;
-        self._stage_cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
-        self._stage_cache_size = memo_bounds.STAGE_MEMORY
-        # - which rules of one part of the stage's candidates match (as bits of their positions);
-        self._part_memo: dict[tuple[Any, ...], int] = {}
+        defaults = pack.defaults
+        #: Every memory this decider keeps, with its bound and its lock.
+        self.memories = Memories(
+            len(self._plans), tuple(_hashable(defaults.get(name)) for name in self._slot_names), cache_size
+        )
         self._rule_bit = {r.id: 1 << i for plan in self.compiled.stages for i, r in enumerate(plan.rules)}
-        # - what a stage does, with the values its `then` reads;
-        self._transitions: dict[tuple[Any, ...], _Transition] = {}
-        # - and, per set of rules matched and those values, what the stage does (resolved once).
-        self._resolved: dict[tuple[Any, ...], _Transition] = {}
-        # signature -> the one transition kept for it, while some memory still holds it
-        self._same: weakref.WeakValueDictionary[tuple[Any, ...], _Transition] = weakref.WeakValueDictionary()
-        self._explainer = _Explainer(pack, self._stage_cache_size)
+        self._explainer = _Explainer(pack, self.memories)
         self.stage_hits = 0
         self.stage_misses = 0
         self._readers = [[self._reader(name) for name in plan.fields] for plan in self.compiled.stages]
@@ -354,9 +335,13 @@ class Decider:
     @property
     def memory_nodes(self) -> int:
         """How many decision states the memo graph holds now."""
-        return self._nodes
+        return self.memories.nodes
 
-    def _slot_reader(self, plan: StagePlan) -> Callable[[tuple[Any, ...]], Any]:
+    @property
+    def _roots(self) -> dict[bool, Node]:
+        return self.memories.roots
+
+    def _slot_reader(self, plan: StagePlan) -> Callable[[Slots], Hashable]:
         names: set[str] = set()
         for name in [*plan.fields, *self._then_reads[plan.index]]:
             if name in self._slot_index:
@@ -367,15 +352,6 @@ class Decider:
         if not idx:
             return lambda slots: ()
         return operator.itemgetter(*idx)
-
-    def _new_roots(self) -> dict[bool, _Node]:
-        # One root per value of "the hint was ignored", which only adds a note to the outcome.
-        defaults = self.pack.defaults
-        start = tuple(_hashable(defaults.get(name)) for name in self._slot_names)
-        self._nodes = 2
-        # per depth (stages done), the node for each (decision fields, classified)
-        self._interned: list[dict[tuple[Any, ...], _Node]] = [{} for _ in self._plans]
-        return {False: _Node(start, False), True: _Node(start, False)}
 
     # -- public -------------------------------------------------------------------------------------
     def decide(self, complaint: Complaint, *, now: datetime | None = None) -> Decision:
@@ -407,29 +383,34 @@ class Decider:
         if not self._memoize:
             node, steps = self._evaluate(complaint, key, memo=False)
             return self._finish(node, steps, hint_ignored), present
-        walked = self._lookup(key, hint_ignored)
+        memories = self.memories
+        walked = self._lookup(key, hint_ignored)  # reads only: no lock (see Memories)
         if walked is None:
-            self.cache_misses += 1
-            walked = self._evaluate(complaint, key, memo=True)
+            with memories.lock:  # every write to the memories is made under it
+                self.cache_misses += 1
+                walked = self._evaluate(complaint, key, memo=True)
         else:
             self.cache_hits += 1
         node, steps = walked
         # The transitions taken (and the hint) make the outcome: its trace and guidance are theirs.
         okey = (hint_ignored, steps)
-        known = self._outcomes.get(okey)
-        if known is None:  # the first decision to take this path
-            known = self._finish(node, steps, hint_ignored)
-            if len(self._outcomes) >= self._outcomes_size:
-                self._outcomes.clear()
-            self._outcomes[okey] = known
+        known = memories.outcomes.get(okey)
+        if known is None:
+            with memories.lock:
+                known = memories.outcomes.get(okey)
+                if known is None:  # the first decision to take this path
+                    known = keep(
+                        memories.outcomes,
+                        okey,
+                        self._finish(node, steps, hint_ignored),
+                        memories.outcomes_size,
+                    )
         return known, present
 
-    def _lookup(
-        self, key: tuple[Any, ...], hint_ignored: bool
-    ) -> tuple[_Node, tuple[_Transition, ...]] | None:
+    def _lookup(self, key: ClassKey, hint_ignored: bool) -> tuple[_Node, tuple[_Transition, ...]] | None:
         """The last node and the transitions taken, if every stage's class of input has been seen on
         the way: no engine, no facts."""
-        node = self._roots[hint_ignored]
+        node = self.memories.roots[hint_ignored]
         taken = []
         for project in self._projections:
             edge = node.edges.get(project(key))
@@ -442,7 +423,7 @@ class Decider:
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(
-        self, complaint: Complaint, key: tuple[Any, ...], *, memo: bool
+        self, complaint: Complaint, key: ClassKey, *, memo: bool
     ) -> tuple[_Node, tuple[_Transition, ...]]:
         matcher = self.matcher
         if matcher is not self._python:
@@ -459,21 +440,24 @@ class Decider:
                     "engine failure; decided by the plain interpreter",
                     extra={"event": "engine_fallback", "reason": str(e)},
                 )
-                try:
-                    self.matcher = matcher_for(self.backend, self.compiled)
-                    if matcher is not self.matcher:
-                        matcher.close()
-                except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
-                    log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
-                    self.matcher = self._python
+                with self.memories.lock:  # one rebuild, whichever threads failed on the old matcher
+                    if self.matcher is matcher:
+                        try:
+                            self.matcher = matcher_for(self.backend, self.compiled)
+                            if matcher is not self.matcher:
+                                matcher.close()
+                        except Exception:  # pragma: no cover - rebuild failure leaves the interpreter serving
+                            log.exception("engine rebuild failed", extra={"event": "engine_rebuild_failed"})
+                            self.matcher = self._python
         return self._walk(complaint, key, self._python.matches, memo)
 
     def _walk(
-        self, complaint: Complaint, key: tuple[Any, ...], match: Any, memo: bool
+        self, complaint: Complaint, key: ClassKey, match: MatchFn, memo: bool
     ) -> tuple[_Node, tuple[_Transition, ...]]:
         """From the root through every stage; memoized, along remembered edges where they exist.
         The last node, and the transitions taken."""
-        node = self._roots[bool(key[1])]
+        memories = self.memories
+        node = memories.roots[bool(key[1])]
         taken: list[_Transition] = []
         if not memo:  # every stage is evaluated and nothing is remembered: one environment throughout
             values = self.compiled.values(complaint, key)
@@ -486,27 +470,24 @@ class Decider:
                     classified = classified or slot == "category"
                 taken.append(done)
             return _Node(tuple(values[n] for n in self._slot_names), classified), tuple(taken)
-        env: dict[str, Any] | None = None
+        env: Fact | None = None
         for depth, (plan, project, reads, steps) in enumerate(
-            zip(self._plans, self._projections, self._slot_reads, self._steps, strict=True)
+            zip(self._plans, self._projections, self._slot_reads, memories.steps, strict=True)
         ):
             cls = project(key)
             edge = node.edges.get(cls)
             if edge is None:
                 # What the stage does depends on the class of its input and the decision fields it
                 # reads, not on the rest of the node (its trace): ask that memory first.
-                cls = self._labels.setdefault(cls, cls)  # many nodes see the same classes: one key object
+                cls = memories.labels.setdefault(cls, cls)  # many nodes see the same classes: one key object
                 skey = (reads(node.slots), cls)
                 step = steps.get(skey)
                 if step is None:
                     if env is None:
                         env = self.compiled.values(complaint, key)
                     env.update(zip(self._slot_names, node.slots, strict=True))
-                    if self._step_count >= self._steps_size:  # outlives the graph, bounded on its own
-                        self._steps = [{} for _ in self._plans]
-                        self._step_count = 0
-                    step = steps[skey] = self._step(plan, env, key, match, memo=True)
-                    self._step_count += 1
+                    # outlives the graph, bounded on its own
+                    step = memories.keep_step(depth, skey, self._step(plan, env, key, match, memo=True))
                 else:
                     self.stage_hits += 1
                 # Paths that reach the same decision fields meet again.
@@ -514,9 +495,8 @@ class Decider:
                 if nxt is None:
                     nxt = node.children[step] = self._apply(node, step, depth)
                 edge = node.edges[cls] = (step, nxt)
-                self._nodes += 1
-                if self._nodes >= self._cache_size:
-                    self._forget()  # walks in flight finish on the old graph
+                if memories.added():
+                    memories.new_graph()  # walks in flight finish on the old graph
             else:
                 self.stage_hits += 1
             taken.append(edge[0])
@@ -524,13 +504,13 @@ class Decider:
         return node, tuple(taken)
 
     def _recall_parts(
-        self, plan: StagePlan, split: list[tuple[tuple[Any, ...], int]], sure: int
+        self, plan: StagePlan, split: list[tuple[StageKey, int]], sure: int
     ) -> list[Rule] | None:
         """The rules the parts of a stage's candidates match, and those sure to fire, if every part's
         class is remembered."""
         if not split and not sure:
             return None
-        memo = self._part_memo
+        memo = self.memories.part_memo
         fired_bits = sure
         for pkey, _sub in split:
             got = memo.get(pkey)
@@ -539,7 +519,7 @@ class Decider:
             fired_bits |= got
         return _rules_of(plan, fired_bits)
 
-    def _learn_parts(self, split: list[tuple[tuple[Any, ...], int]], fired: list[Rule]) -> None:
+    def _learn_parts(self, split: list[tuple[StageKey, int]], fired: list[Rule]) -> None:
         """Remember, for each part of the candidates, which of its rules matched."""
         if not split:
             return
@@ -547,29 +527,17 @@ class Decider:
         fired_bits = 0
         for r in fired:
             fired_bits |= bit[r.id]
-        memo = self._part_memo
-        if len(memo) + len(split) > self._stage_cache_size:
-            memo.clear()
-        for pkey, sub in split:
-            memo[pkey] = fired_bits & sub
+        self.memories.keep_parts(split, fired_bits)
 
-    def _forget(self) -> None:
-        """Start the graph afresh (it has reached its bound). What each stage does per class of its
-        input (the step memory) is kept: the new graph is rebuilt from it without evaluating stages."""
-        self._roots = self._new_roots()
-        self._labels = {}
-
-    def _fact(self, plan: StagePlan, raw: list[Any], key: tuple[Any, ...]) -> dict[str, Any]:
-        fact: dict[str, Any] = {}
+    def _fact(self, plan: StagePlan, raw: list[FactValue], key: ClassKey) -> Fact:
+        fact: Fact = {}
         for (_name, fname), v in zip(plan.fact_names, raw, strict=True):
             fact[fname] = v
         # Keyword groups and patterns: the true ones, and false ones only where a rule needs them false.
         self._features[plan.index](key, fact)
         return fact
 
-    def _step(
-        self, plan: StagePlan, env: dict[str, Any], key: tuple[Any, ...], match: Any, *, memo: bool
-    ) -> _Transition:
+    def _step(self, plan: StagePlan, env: Fact, key: ClassKey, match: MatchFn, *, memo: bool) -> _Transition:
         """What ``plan`` does in ``env``: the complaint's values and the decision's fields as they stand
         before the stage (their names never collide)."""
         raw = [get(env) for get in self._readers[plan.index]]
@@ -580,11 +548,12 @@ class Decider:
         classes = [v if fn is None else fn(v) for v, fn in zip(raw, plan.abstractors, strict=True)]
         skey = (plan.index, *plan.match_key(raw, classes, key))  # type: ignore[misc]
         tkey = (skey, *[env.get(n) for n in self._then_reads[plan.index]])
-        step = self._transitions.get(tkey)
+        memories = self.memories
+        step = memories.transitions.get(tkey)
         if step is not None:
             self.stage_hits += 1
             return step
-        known = self._stage_cache.get(skey)
+        known = memories.stage_cache.get(skey)
         if known is not None:
             self.stage_hits += 1
             fired = list(known)
@@ -600,24 +569,14 @@ class Decider:
                 fired = match(plan, self._fact(plan, raw, key))
                 self.stage_misses += 1
                 self._learn_parts(split, fired)
-            if len(self._stage_cache) >= self._stage_cache_size:
-                self._stage_cache.clear()
-            self._stage_cache[skey] = tuple(fired)
+            keep(memories.stage_cache, skey, tuple(fired), memories.stage_size)
         # Many classes of input fire the same rules, and what the stage does depends only on those and
         # the values its `then` reads: resolve each such set once.
         fkey = (plan.index, *sorted([r.order for r in fired]), *tkey[1:])
-        step = self._resolved.get(fkey)
+        step = memories.resolved.get(fkey)
         if step is None:
-            step = self._transition(plan, fired, env)
-            if len(self._resolved) >= self._stage_cache_size:
-                self._resolved.clear()
-            # Keep one transition (and its trace entries) per signature, also across clearings of the
-            # memories that point to it.
-            step = self._resolved[fkey] = self._same.setdefault(step.sig, step)
-        if len(self._transitions) >= self._stage_cache_size:
-            self._transitions.clear()
-        self._transitions[tkey] = step
-        return step
+            step = memories.keep_resolved(fkey, self._transition(plan, fired, env))
+        return keep(memories.transitions, tkey, step, memories.stage_size)
 
     def _apply(self, node: _Node, step: _Transition, depth: int) -> _Node:
         """The node ``step`` leads to from ``node`` (the stage at ``depth``): one per decision fields."""
@@ -631,17 +590,18 @@ class Decider:
                 values[index[slot]] = v
                 classified = classified or slot == "category"
             slots = tuple(values)
-        interned = self._interned[depth]
+        memories = self.memories
+        interned = memories.interned[depth]
         ikey = (slots, classified)
         try:
             nxt = interned.get(ikey)
         except TypeError:  # a value that cannot be a key (none can today): a node of its own
             nxt = _Node(slots, classified)
-            self._nodes += 1
+            memories.added()
             return nxt
         if nxt is None:
             nxt = interned[ikey] = _Node(slots, classified)
-            self._nodes += 1
+            memories.added()
         return nxt
 
     def _finish(self, node: _Node, steps: tuple[_Transition, ...], hint_ignored: bool) -> Outcome:
@@ -664,7 +624,9 @@ class Decider:
         else:
             later = STAGES[STAGES.index(stage) + 1 :] if stage in STAGES else ()
             path = tuple(s for s in later if s != "ARBITRATE" or self._arbitrable.get(category, False))
-        within = {F.DEADLINE_SLOTS[s]: int(slots[s]) for s in F.DEADLINE_SLOTS if slots.get(s) is not None}
+        within = {
+            F.DEADLINE_SLOTS[s]: _seconds(slots[s]) for s in F.DEADLINE_SLOTS if slots.get(s) is not None
+        }
         approach = str(slots["approach"])
         return Outcome(
             category=category,
@@ -675,7 +637,7 @@ class Decider:
             tier=str(slots["tier"]),
             approach="" if approach == "NONE" else approach,
             owner_department=str(slots["owner_department"]),
-            co_departments=tuple(slots["co_departments"] or ()),
+            co_departments=_codes(slots["co_departments"]),
             stage=stage,
             path=path,
             statutory_route=str(slots["statutory_route"] or ""),
@@ -687,7 +649,7 @@ class Decider:
         )
 
     def _transition(
-        self, plan: StagePlan, fired: list[Rule], slots: dict[str, Any], *, memo: bool = True
+        self, plan: StagePlan, fired: list[Rule], slots: Fact, *, memo: bool = True
     ) -> _Transition:
         """What a stage does with the rules it matched: who sets what, who speaks. The trace entries
         are worked out when the trace is first asked for (:meth:`_Explainer.explain`)."""
@@ -701,7 +663,7 @@ class Decider:
         # The rules, in order, and what `then` computed fix everything the stage does, trace included.
         sig = (plan.index, tuple([r.order for r in ranked]), tuple(computed))
         if memo:
-            known = self._same.get(sig)
+            known = self.memories.same.get(sig)
             if known is not None:  # the same transition, reached from another class
                 return known
         reads = {name: slots.get(name) for name in self._then_reads[plan.index]}
@@ -709,7 +671,7 @@ class Decider:
             updates, speaking, sig, ranked, functools.partial(self._explainer.explain, ranked, reads)
         )
 
-    def _reader(self, name: str) -> Callable[[dict[str, Any]], Any]:
+    def _reader(self, name: str) -> Callable[[Fact], FactValue]:
         """How a stage reads a tested field from the environment (a table column: from the current row)."""
         if name in F.COMPLAINT_FIELDS or name in F.DECISION_FIELDS:
             return operator.itemgetter(name)
@@ -718,26 +680,28 @@ class Decider:
         key = table.key
         rows = table.rows
         sample = next((r[col] for r in rows.values() if r.get(col) is not None), "")
-        default: Any = False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
+        default: FactValue = (
+            False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
+        )
 
-        def read(env: dict[str, Any]) -> Any:
+        def read(env: Fact) -> FactValue:
             row = rows.get(str(env.get(key, "")))
             v = row.get(col) if row is not None else None
             return default if v is None else v
 
         return read
 
-    def _render(self, template: str, slots: dict[str, Any]) -> str:
+    def _render(self, template: str, slots: Fact) -> str:
         names = self._names
         return template.format(
-            category=names["category"].get(slots["category"], slots["category"]),
-            owner_department=names["department"].get(slots["owner_department"], slots["owner_department"]),
-            referred_to=names["department"].get(slots["referred_to"], slots["referred_to"]),
-            exclusion=names["exclusion"].get(slots["exclusion"], slots["exclusion"]),
-            tier=F.TIER_NAMES_ZH.get(slots["tier"], slots["tier"]),
-            stage=F.STAGE_NAMES_ZH.get(slots["stage"], slots["stage"]),
-            color=F.COLOR_NAMES_ZH.get(slots["color"], slots["color"]),
-            approach=F.APPROACH_NAMES_ZH.get(slots["approach"], slots["approach"]),
+            category=_named(names["category"], slots["category"]),
+            owner_department=_named(names["department"], slots["owner_department"]),
+            referred_to=_named(names["department"], slots["referred_to"]),
+            exclusion=_named(names["exclusion"], slots["exclusion"]),
+            tier=_named(F.TIER_NAMES_ZH, slots["tier"]),
+            stage=_named(F.STAGE_NAMES_ZH, slots["stage"]),
+            color=_named(F.COLOR_NAMES_ZH, slots["color"]),
+            approach=_named(F.APPROACH_NAMES_ZH, slots["approach"]),
         )
 
 
@@ -754,7 +718,7 @@ def _decision_id() -> str:
     return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
 
 
-def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
+def _trace_entry(rule: Rule, part: _Part) -> TraceEntry:
     """A fired rule's trace entry from what it did: (id, what it set, what it lost to whom, rows read)."""
     rule_id, won, lost, rows = part
     return TraceEntry(
@@ -770,9 +734,21 @@ def _trace_entry(rule: Rule, part: tuple[Any, ...]) -> TraceEntry:
     )
 
 
-def _hashable(v: Any) -> Any:
+def _hashable(v: FactValue | list[str]) -> FactValue:
     """A default as a decision field holds it: lists as tuples (nodes are found by their fields)."""
     return tuple(v) if isinstance(v, list) else v
+
+
+def _seconds(v: FactValue) -> int:
+    """A duration as a decision field holds it."""
+    if isinstance(v, int | float | str):
+        return int(v)
+    raise TypeError(type(v).__name__)
+
+
+def _codes(v: FactValue) -> tuple[str, ...]:
+    """A list of codes as a decision field holds it (none when unset)."""
+    return v if isinstance(v, tuple) else ()
 
 
 def _rules_of(plan: StagePlan, bits: int) -> list[Rule]:
@@ -791,9 +767,14 @@ def _rank(rule: Rule) -> tuple[int, int]:
     return (-rule.priority, rule.order)
 
 
-def _show(slot: str, v: Any) -> Any:
+def _named(names: Mapping[str, str], v: FactValue) -> FactValue:
+    """A code's display name (the code itself when it has none)."""
+    return names.get(v, v) if isinstance(v, str) else v
+
+
+def _show(slot: str, v: FactValue) -> FactValue | list[str]:
     if F.DECISION_FIELDS[slot].kind == "duration":
-        return F.format_duration(v)
+        return F.format_duration(v if isinstance(v, int) else None)
     if isinstance(v, tuple):
         return list(v)
     return v
