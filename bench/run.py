@@ -35,8 +35,7 @@ for _p in (str(ROOT), str(ROOT / "service")):
 
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
-from fenliu.domain.model import complaint_from_dict  # noqa: E402
-from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu import complaint_from_dict, load_pack  # noqa: E402
 from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
 PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters", "replay")
@@ -206,7 +205,7 @@ class Run:
 
     def zen(self) -> None:
         pack = load_pack(inprocess.WUSHEN)
-        from fenliu.engine.decider import Decider
+        from fenliu import Decider
 
         d = Decider(pack, memoize=False)
         n, diffs = zen_compare.compare(self.complaints, d, zen_compare.zen_engine())

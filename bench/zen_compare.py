@@ -21,8 +21,8 @@ from typing import Any
 
 import zen
 
-from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
-from fenliu.engine.decider import Decider
+from fenliu import Complaint, Decider, Outcome
+from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"

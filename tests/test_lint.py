@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.authoring.lint import lint, render_findings
+from fenliu import Decider, Pack, Problem, compile_pack, complaint_from_dict, lint, load_pack
+from fenliu.authoring.lint import render_findings
 from fenliu.cli import commands as cli
-from fenliu.compiling.compiler import compile_pack
-from fenliu.domain.errors import Problem
-from fenliu.domain.model import complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Path(__file__).resolve().parent / "packs" / "base"

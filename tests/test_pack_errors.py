@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fenliu import PackError, load_pack
 from fenliu.cli.commands import main
-from fenliu.domain.errors import PackError
-from fenliu.packs.load import load_pack
 
 
 def check(pack: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -298,8 +297,7 @@ def test_check_failing_case_makes_test_fail(pack_copy: Path, capsys: pytest.Capt
 
 def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> None:
     # ＡＢＣ (full-width) and abc are one keyword after NFKC and case-folding; the list still compiles.
-    from fenliu.domain.model import complaint_from_dict
-    from fenliu.engine.decider import Decider
+    from fenliu import Decider, complaint_from_dict
 
     append_rule(
         pack_copy,
