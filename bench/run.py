@@ -498,9 +498,26 @@ def _over_rounds(rs: Sequence[LoadResult]) -> dict[str, Any]:
     }
 
 
-#: The findings of the retired "steps" measurement (the echo server doing fenliu's first steps, one more
-#: at a time), kept in the report as they were measured.
-STEPS_FINDINGS = (Path(__file__).resolve().parent / "steps_findings.md").read_text("utf-8").splitlines()
+#: A section of docs/performance.md with this ending to its title holds the findings of a measurement
+#: retired from the bench (such as the echo server doing fenliu's first steps, one more at a time):
+#: docs/performance.md is their only home, and every run keeps them as they were measured.
+RETIRED = "(findings of a retired measurement)"
+
+
+def retired_findings(doc: Path = ROOT / "docs" / "performance.md") -> list[str]:
+    """The retired measurements' sections of ``doc``, each ending with a blank line."""
+    if not doc.exists():
+        return []
+    out: list[str] = []
+    keep = False
+    for line in doc.read_text("utf-8").splitlines():
+        if line.startswith("## "):
+            keep = line.rstrip().endswith(RETIRED)
+        if keep:
+            out.append(line)
+    while out and out[-1] == "":
+        out.pop()
+    return [*out, ""] if out else []
 
 
 def _allowance(r: Run) -> list[str]:
@@ -727,7 +744,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         add("")
         if "servicer_call" in r.results:
             L.extend(_allowance(r))
-    L.extend([*STEPS_FINDINGS, ""])
+    L.extend(retired_findings())
     if "growth" in r.results:
         add(
             f"## Cost as the pack grows (generated packs, `bench/genpack.py`; {r.s['growth_n']:,} complaints)"
