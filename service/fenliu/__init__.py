@@ -21,7 +21,7 @@ findings of ``fenliu lint``) and ``run_cases`` (the pack's own test cases, as ``
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -93,7 +93,7 @@ if TYPE_CHECKING:
     from fenliu.serving.runtime import Triage
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fenliu' has no attribute {name!r}")
