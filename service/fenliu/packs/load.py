@@ -121,7 +121,7 @@ _KINDS: Final = {
 }
 
 
-def _shown(v: Any) -> str:
+def _shown(v: object) -> str:
     if isinstance(v, dict):
         return _("a mapping")
     if isinstance(v, list):
