@@ -33,34 +33,38 @@ import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb  # noqa: E402
+from fenliu.domain.fields import DEADLINE_SLOTS, DECISION_TABLE  # noqa: E402
 from fenliu.serving import convert  # noqa: E402
 
 SERVICE = "fenliu.v1.TriageService"
 
-#: A typical decision of the reference pack (wage arrears, 12 people: RED, joint handling), as
-#: ``Decision.to_dict(trace=True)`` gives it.
-TYPICAL: dict[str, Any] = {
-    "complaint_id": "",
-    "decision_id": "117d6ea0a28c4fe489a2e0da2f36a8ac",
+#: What a typical decision of the reference pack (wage arrears, 12 people: RED, joint handling) sets
+#: beyond the field table's defaults.
+_TYPICAL_SET: dict[str, Any] = {
     "category": "wage_arrears",
-    "excluded": False,
-    "exclusion": None,
-    "referred_to": None,
-    "existing_case_id": None,
     "color": "RED",
     "tier": "BANNER",
     "approach": "JOINT",
     "owner_department": "hr_social_security",
     "co_departments": ["governance_center"],
     "stage": "ASSESS",
-    "path": ["MEDIATE", "LITIGATE"],
     "statutory_route": "由劳动保障监察处理；农民工请求支付劳动报酬申请法律援助不受经济困难条件限制",
-    "deadlines": {
-        "first_contact_by": "2026-11-27T13:27:41.998384+08:00",
-        "plan_by": "2026-11-30T11:27:41.998384+08:00",
-        "accept_by": "2026-12-12T11:27:41.998384+08:00",
-        "resolve_by": "2026-12-12T11:27:41.998384+08:00",
+}
+
+#: That decision as ``Decision.to_dict(trace=True)`` gives it: every field of the field table (its
+#: default unless set above), so a new decision field needs no change here.
+TYPICAL: dict[str, Any] = {
+    "complaint_id": "",
+    "decision_id": "117d6ea0a28c4fe489a2e0da2f36a8ac",
+    **{
+        f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+        for f in DECISION_TABLE
+        if f.proto
     },
+    **_TYPICAL_SET,
+    "existing_case_id": None,
+    "path": ["MEDIATE", "LITIGATE"],
+    "deadlines": dict.fromkeys(DEADLINE_SLOTS.values(), "2026-11-30T11:27:41.998384+08:00"),
     "guidance": "您反映的事项由旗级人社局牵头，会同相关部门和综治中心联合办理（联管联调）。",
     "rule_pack": {"name": "wushen", "revision": "2026.11.1", "digest": "163485d14744"},
     "trace": [

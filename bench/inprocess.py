@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import genpack, zen_compare
-from fenliu.domain.model import Complaint, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
+from fenliu import Complaint, Decider, Pack, complaint_from_dict, load_pack
 from fenliu.serving import convert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,8 +237,8 @@ def servicer_call(
     the memo graph answers each at once: the least this design can cost per call.
     """
     from bench import corpus
+    from fenliu import Triage
     from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-    from fenliu.serving.runtime import Triage
     from fenliu.serving.server import TriageServicer
 
     def requests(count: int, seed: int) -> list[Any]:
@@ -411,8 +408,7 @@ def growth(complaints: list[Complaint], sizes: Sequence[int], rounds: int) -> di
 def reload_times(repeats: int, path: Path = WUSHEN) -> dict[str, float]:
     """Milliseconds: a first load (``Triage.from_path``), a reload (``Triage.load``: load, compile, lint,
     the pack's own cases, swap; median of ``repeats``), and the parts of a reload."""
-    from fenliu.authoring.cases import run_cases
-    from fenliu.serving.runtime import Triage
+    from fenliu import Triage, run_cases
 
     t0 = time.perf_counter()
     triage = Triage.from_path(path)

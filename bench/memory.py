@@ -25,8 +25,7 @@ for _p in (str(ROOT), str(ROOT / "service")):
         sys.path.insert(0, _p)
 
 from bench import corpus  # noqa: E402
-from fenliu.domain.model import complaint_from_dict  # noqa: E402
-from fenliu.serving.runtime import Triage  # noqa: E402
+from fenliu import Triage, complaint_from_dict  # noqa: E402
 
 
 def _status(key: str) -> float:

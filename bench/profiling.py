@@ -23,9 +23,7 @@ for _p in (str(ROOT), str(ROOT / "service")):
         sys.path.insert(0, _p)
 
 from bench import corpus  # noqa: E402
-from fenliu.domain.model import complaint_from_dict  # noqa: E402
-from fenliu.engine.decider import Decider  # noqa: E402
-from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu import Decider, complaint_from_dict, load_pack  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             d.decide(c).to_dict(trace=True)
         prof.disable()
     else:
+        from fenliu import Triage
         from fenliu._proto.fenliu.v1 import triage_pb2 as pb
         from fenliu.serving import convert
-        from fenliu.serving.runtime import Triage
         from fenliu.serving.server import TriageServicer
 
         servicer = TriageServicer(Triage(Decider(pack, memoize=args.memo)))

@@ -81,9 +81,9 @@ def run_diff(corpus: Path, jobs: int, out: Path) -> dict[str, Any]:
 def steps(corpus: Path, sample: int) -> dict[str, float]:
     """CPU µs per complaint for each step of one worker's work, on ``sample`` complaints after as many
     others (the memo and the text memo warmed on those)."""
+    from fenliu import complaint_from_dict
     from fenliu.authoring.diff import FIELDS, DiffReport, excerpt, field_values
     from fenliu.authoring.replay import DiffJob
-    from fenliu.domain.model import complaint_from_dict
 
     job = DiffJob(str(OLD), str(NEW), 3, 16384)
     job.setup()

@@ -35,8 +35,7 @@ for _p in (str(ROOT), str(ROOT / "service")):
 
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
-from fenliu.domain.model import complaint_from_dict  # noqa: E402
-from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu import complaint_from_dict, load_pack  # noqa: E402
 from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
 PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters", "replay")
@@ -206,7 +205,7 @@ class Run:
 
     def zen(self) -> None:
         pack = load_pack(inprocess.WUSHEN)
-        from fenliu.engine.decider import Decider
+        from fenliu import Decider
 
         d = Decider(pack, memoize=False)
         n, diffs = zen_compare.compare(self.complaints, d, zen_compare.zen_engine())
@@ -499,9 +498,26 @@ def _over_rounds(rs: Sequence[LoadResult]) -> dict[str, Any]:
     }
 
 
-#: The findings of the retired "steps" measurement (the echo server doing fenliu's first steps, one more
-#: at a time), kept in the report as they were measured.
-STEPS_FINDINGS = (Path(__file__).resolve().parent / "steps_findings.md").read_text("utf-8").splitlines()
+#: A section of docs/performance.md with this ending to its title holds the findings of a measurement
+#: retired from the bench (such as the echo server doing fenliu's first steps, one more at a time):
+#: docs/performance.md is their only home, and every run keeps them as they were measured.
+RETIRED = "(findings of a retired measurement)"
+
+
+def retired_findings(doc: Path = ROOT / "docs" / "performance.md") -> list[str]:
+    """The retired measurements' sections of ``doc``, each ending with a blank line."""
+    if not doc.exists():
+        return []
+    out: list[str] = []
+    keep = False
+    for line in doc.read_text("utf-8").splitlines():
+        if line.startswith("## "):
+            keep = line.rstrip().endswith(RETIRED)
+        if keep:
+            out.append(line)
+    while out and out[-1] == "":
+        out.pop()
+    return [*out, ""] if out else []
 
 
 def _allowance(r: Run) -> list[str]:
@@ -728,7 +744,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         add("")
         if "servicer_call" in r.results:
             L.extend(_allowance(r))
-    L.extend([*STEPS_FINDINGS, ""])
+    L.extend(retired_findings())
     if "growth" in r.results:
         add(
             f"## Cost as the pack grows (generated packs, `bench/genpack.py`; {r.s['growth_n']:,} complaints)"

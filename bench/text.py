@@ -24,10 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "service"))
 
-from fenliu.compiling.compiler import compile_pack  # noqa: E402
-from fenliu.domain.model import Complaint, complaint_from_dict  # noqa: E402
+from fenliu import Complaint, compile_pack, complaint_from_dict, load_pack  # noqa: E402
 from fenliu.engine.enrich import enrichment_for  # noqa: E402
-from fenliu.packs.load import load_pack  # noqa: E402
 
 WUSHEN = ROOT / "rules" / "wushen"
 KEYWORDS = ROOT / "tests" / "packs" / "keywords"
@@ -80,8 +78,7 @@ def cost(n: int = 2000, rounds: int = 3) -> dict[str, float]:
 _RSS = """
 import sys, resource
 sys.path.insert(0, {service!r})
-from fenliu.serving.runtime import Triage
-from fenliu.domain.model import complaint_from_dict
+from fenliu import Triage, complaint_from_dict
 def rss():
     with open('/proc/self/status') as f:
         return next(int(l.split()[1]) for l in f if l.startswith('VmRSS')) / 1024
@@ -108,7 +105,7 @@ def worker_memory(with_model: Path, without_model: Path) -> dict[str, float]:
 def load_times(repeats: int = 3) -> dict[str, float]:
     """Milliseconds: the pack's first load (``Triage.from_path``: load, compile, lint, cases, floors)
     and a reload (``Triage.load``, median), with the model."""
-    from fenliu.serving.runtime import Triage
+    from fenliu import Triage
 
     t0 = time.perf_counter()
     triage = Triage.from_path(WUSHEN)

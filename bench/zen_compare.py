@@ -21,8 +21,9 @@ from typing import Any
 
 import zen
 
-from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS, Complaint, Outcome
-from fenliu.engine.decider import Decider
+from fenliu import Complaint, Decider, Outcome
+from fenliu.domain.fields import DEADLINE_SLOTS
+from fenliu.domain.model import DECIDED_FIELDS, DERIVED_FIELDS
 
 GRAPH = Path(__file__).resolve().parent / "zen" / "wushen.json"
 KEY = "wushen.json"
@@ -51,12 +52,9 @@ _INPUT_FIELDS = (
     "last_outcome",
     "last_stage",
 )
-_DEADLINES = (
-    ("first_contact_by", "first_contact_h"),
-    ("plan_by", "plan_h"),
-    ("accept_by", "accept_h"),
-    ("resolve_by", "resolve_h"),
-)
+#: Each deadline of the decision, and the graph's output for it in hours (first_contact_within ->
+#: first_contact_h), read from the field table.
+_DEADLINES = tuple((slot, within.removesuffix("_within") + "_h") for within, slot in DEADLINE_SLOTS.items())
 
 
 def zen_engine(graph: Path = GRAPH) -> zen.ZenEngine:

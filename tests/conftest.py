@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
+from fenliu import Decider, Pack, load_pack
 
 #: tests/pg.py: the private PostgreSQL server fixture (pg_server) of the matter-store tests.
-from fenliu.packs.types import Pack
-
 pytest_plugins = ["pg"]
 
 # Messages follow the locale: the tests read them in English (tests/test_i18n.py reads them in Chinese),

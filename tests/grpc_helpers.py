@@ -86,8 +86,8 @@ def bad_fields(error: Mapping[str, Any]) -> set[str]:
 
 def pack_complaints() -> list[dict[str, Any]]:
     """The complaints of the reference pack's own test cases, each with an id and a fixed received_at."""
+    from fenliu import load_pack
     from fenliu.domain.model import DERIVED_FIELDS
-    from fenliu.packs.load import load_pack
 
     out = []
     for i, case in enumerate(load_pack(PACK).cases):

@@ -6,8 +6,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from fenliu import Pack
 from fenliu.domain import model
-from fenliu.packs.types import Keywords, Pack, iter_tests
+from fenliu.packs.types import Keywords, iter_tests
 
 FILLER = [
     "我们",

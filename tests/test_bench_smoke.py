@@ -22,9 +22,8 @@ if str(ROOT) not in sys.path:
 from bench import corpus, genpack, inprocess, zen_compare  # noqa: E402
 from bench.zen import build as zen_build  # noqa: E402
 
-from fenliu.domain.model import COLORS, complaint_from_dict  # noqa: E402
-from fenliu.engine.decider import Decider  # noqa: E402
-from fenliu.packs.load import load_pack  # noqa: E402
+from fenliu import Decider, complaint_from_dict, load_pack  # noqa: E402
+from fenliu.domain.model import COLORS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

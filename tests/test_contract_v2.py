@@ -29,13 +29,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import WUSHEN
+from fenliu import Complaint, ComplaintError, Decider, Outcome, Triage, complaint_from_dict, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import Complaint, Outcome, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
 from fenliu.serving.convert import complaint_to_proto, decision_from_proto
-from fenliu.serving.runtime import Triage
 from grpc_helpers import RECEIVED_AT, comparable, serving, stub_for
 from strategies import complaints
 

@@ -14,10 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
-from fenliu.domain.model import Complaint, Decision, complaint_from_dict
+from fenliu import Complaint, Decision, Triage, complaint_from_dict
 from fenliu.serving import decision_log, metrics
 from fenliu.serving.decision_log import DecisionLog, keyed_hash, load_hash_key
-from fenliu.serving.runtime import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"

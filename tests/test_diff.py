@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fenliu import Decider, load_pack
 from fenliu.authoring.diff import DiffReport, FieldChanges, run_diff
 from fenliu.cli import commands as cli
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
 
 BASE = Path(__file__).resolve().parent / "packs" / "base"
 ROOT = Path(__file__).resolve().parent.parent

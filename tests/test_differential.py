@@ -13,9 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import WUSHEN
-from fenliu.domain.model import complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
+from fenliu import Decider, complaint_from_dict, load_pack
 from strategies import complaints
 
 PACK = load_pack(WUSHEN)
@@ -71,7 +69,7 @@ def _generated_compiled(n: int) -> Any:
         sys.path.insert(0, root)
     from bench import genpack
 
-    from fenliu.compiling.compiler import compile_pack
+    from fenliu import compile_pack
 
     return compile_pack(load_pack(genpack.write_pack(n, Path(tempfile.mkdtemp(prefix="fenliu-ac-")) / "g")))
 

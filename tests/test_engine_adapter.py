@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from fenliu.domain.model import complaint_from_dict
+from fenliu import Decider, Pack, complaint_from_dict
 from fenliu.engine import _durable
-from fenliu.engine.decider import Decider
-from fenliu.packs.types import Pack
 
 
 def run_py(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -258,7 +256,7 @@ def test_closed_decider_answers_from_interpreter_without_rebuilding(
 def test_keyword_group_required_absent_reaches_the_engine(tmp_path: Path) -> None:
     """Facts leave out keyword groups that are false unless a rule of the stage needs them false: a
     rule requiring a word to be absent still sees the group, on the engine as in the interpreter."""
-    from fenliu.packs.load import load_pack
+    from fenliu import load_pack
 
     dest = tmp_path / "p"
     shutil.copytree(Path(__file__).resolve().parent / "packs" / "base", dest)

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from fenliu.domain.model import Complaint, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.engine.enrich import Enrichment, MemoryStore, Store
-from fenliu.packs.load import load_pack
+from fenliu import Complaint, Decider, MemoryStore, Store, complaint_from_dict, load_pack
+from fenliu.engine.enrich import Enrichment
 
 PACK = load_pack(Path(__file__).resolve().parents[1] / "rules" / "wushen")
 

@@ -22,11 +22,11 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from fenliu import Triage, complaint_from_dict
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.model import MAX_HINT, MAX_ID, MAX_TEXT, MAX_TITLE, complaint_from_dict
+from fenliu.domain.model import MAX_HINT, MAX_ID, MAX_TEXT, MAX_TITLE
 from fenliu.serving import convert
 from fenliu.serving.logs import JsonFormatter
-from fenliu.serving.runtime import Triage
 from fenliu.serving.server import SERVICE_NAME
 from grpc_helpers import (
     PACK,

@@ -20,12 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fenliu import Complaint, ComplaintError, Triage, complaint_from_dict, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import MAX_ID, Complaint, complaint_from_dict
-from fenliu.packs.load import load_pack
+from fenliu.domain.model import MAX_ID
 from fenliu.serving import convert
-from fenliu.serving.runtime import Triage
 from fenliu.serving.server import _MIRROR, status_to_dict
 from grpc_helpers import PACK, bad_fields, error_of, serving, stub_for
 from strategies import complaints as valid_complaints

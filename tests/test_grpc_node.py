@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from fenliu.domain.model import complaint_from_dict
-from fenliu.serving.runtime import Triage
+from fenliu import Triage, complaint_from_dict
 from grpc_helpers import NODE_DIR, PACK, comparable, pack_complaints, serving
 
 NODE = shutil.which("node")

@@ -10,11 +10,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fenliu import Triage
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.cli.serve import add_call_arguments, run_call
 from fenliu.serving import convert
 from fenliu.serving.config import TlsFiles
-from fenliu.serving.runtime import Triage
 from grpc_helpers import PACK, Certs, make_certs, serving, stub_for
 
 COMPLAINT = {"id": "tls-1", "text": "邻居家的排水沟堵了"}

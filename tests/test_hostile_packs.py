@@ -22,10 +22,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fenliu import PackError, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from fenliu.domain.errors import PackError
-from fenliu.packs.load import Limits, load_pack
+from fenliu.packs.load import Limits
 from fenliu.serving import convert
 from grpc_helpers import PACK, ROOT, ServeProcess
 

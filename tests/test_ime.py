@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, WUSHEN
-from fenliu.domain.errors import PackError
+from fenliu import PackError, load_pack
 from fenliu.packs import ime
-from fenliu.packs.load import load_pack
 
 FENLIU = [sys.executable, "-m", "fenliu.cli"]
 

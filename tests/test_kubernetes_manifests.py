@@ -29,10 +29,10 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fenliu import PackError, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
 from fenliu.cli.commands import build_parser
-from fenliu.packs.load import PackError, load_pack
 from fenliu.serving import convert
 from fenliu.serving.runtime import prepare
 from grpc_helpers import ROOT, ServeProcess

@@ -6,18 +6,14 @@ import json
 import random
 import shutil
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from fenliu.authoring.lint import lint, render_findings
+from fenliu import Decider, Pack, Problem, compile_pack, complaint_from_dict, lint, load_pack
+from fenliu.authoring.lint import render_findings
 from fenliu.cli import commands as cli
-from fenliu.compiling.compiler import compile_pack
-from fenliu.domain.errors import Problem
-from fenliu.domain.model import complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Path(__file__).resolve().parent / "packs" / "base"
@@ -76,23 +72,47 @@ def test_base_fixture_lints_clean(tmp_path: Path) -> None:
     assert run_lint(make_pack(tmp_path)) == []
 
 
-def test_reference_pack_lints_clean() -> None:
-    findings = run_lint(ROOT / "rules" / "wushen")
-    assert [f for f in findings if f.severity in ("error", "warning")] == []
-
-
-def test_example_township_pack_lints_clean() -> None:
-    findings = run_lint(ROOT / "rules" / "examples" / "galutu")
+@pytest.mark.parametrize("pack", ["wushen", "examples/galutu"], ids=["reference", "example-township"])
+def test_shipped_pack_lints_without_errors_or_warnings(pack: str) -> None:
+    findings = run_lint(ROOT / "rules" / pack)
     assert [f for f in findings if f.severity in ("error", "warning")] == []
 
 
 # ---------------------------------------------------------------------------------------------------
-# Conflicts
+# One finding (or none) per pack edit: conflicts, dead rules, categories, stages, keywords, gaps, lookups
+
+#: A category the base pack's tables declare but no rule sets.
+FOREST_ROW = {
+    "tables.yaml": "      unclassified: => "
+    "      forest_rights: {name: 林权, owner: justice, entry_stage: MEDIATE, arbitrable: false}\n"
+    "      unclassified: "
+}
 
 
-def test_conflict_two_classify_rules_same_priority_found_at_second_rule(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+@dataclass(frozen=True)
+class Finds:
+    """Rules added to the base pack (``extra``, ``replace``) and what the lint must report of one code."""
+
+    code: str
+    #: Every finding of ``code``, in order: (file, line - or a text on that line of the file -, rule, severity).
+    found: list[tuple[str, int | str, str, str]]
+    extra: str = ""
+    replace: dict[str, str] = field(default_factory=dict)
+    #: Texts the first finding's message holds, and how it starts.
+    says: tuple[str, ...] = ()
+    starts: str = ""
+    #: Codes that must not be found at all, and codes that must be found too.
+    none_of: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+    #: No finding of any code is an error.
+    no_errors: bool = False
+
+
+FINDS = {
+    # supplement.yaml sorts after rules.yaml: the rule defined second is the one reported
+    "conflict-two-classify-rules-same-priority-found-at-second-rule": Finds(
+        "conflict",
+        [("p/supplement.yaml", 2, "classify.drain_homestead", "error")],
         """\
         rules:
           - id: classify.drain_homestead
@@ -101,25 +121,12 @@ def test_conflict_two_classify_rules_same_priority_found_at_second_rule(tmp_path
             when: {keywords: [排水沟, 宅基地]}
             then: {category: homestead}
         """,
-    )
-    findings = run_lint(pack)
-    conflicts = only(findings, "conflict")
-    assert len(conflicts) == 1
-    c = conflicts[0]
-    # supplement.yaml sorts after rules.yaml: the rule defined second is the one reported
-    assert (c.file, c.line, c.rule, c.severity) == (
-        "p/supplement.yaml",
-        2,
-        "classify.drain_homestead",
-        "error",
-    )
-    assert "classify.neighbor (p/rules.yaml:2)" in c.message
-    assert "neighbor vs homestead" in c.message
-
-
-def test_conflict_through_earlier_stages_is_confirmed_with_an_example(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("classify.neighbor (p/rules.yaml:2)", "neighbor vs homestead"),
+    ),
+    # the example complaint is real: both rules fire on it
+    "conflict-through-earlier-stages-is-confirmed-with-an-example": Finds(
+        "conflict",
+        [("p/supplement.yaml", 2, "route.neighbor_red", "error")],
         """\
         rules:
           - id: route.neighbor_red
@@ -128,17 +135,11 @@ def test_conflict_through_earlier_stages_is_confirmed_with_an_example(tmp_path: 
             when: {category: neighbor}
             then: {tier: TOWNSHIP}
         """,
-    )
-    conflicts = only(run_lint(pack), "conflict")
-    assert [(c.file, c.line, c.rule) for c in conflicts] == [("p/supplement.yaml", 2, "route.neighbor_red")]
-    assert "route.joint" in conflicts[0].message
-    # the example complaint is real: both rules fire on it
-    assert "people_involved=30" in conflicts[0].message
-
-
-def test_conflict_not_reported_for_exclusive_conditions_or_equal_values(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("route.joint", "people_involved=30"),
+    ),
+    "conflict-not-reported-for-exclusive-conditions-or-equal-values": Finds(
+        "conflict",
+        [],
         """\
         rules:
           - id: funnel.mediation
@@ -152,14 +153,11 @@ def test_conflict_not_reported_for_exclusive_conditions_or_equal_values(tmp_path
             when: {intent: LITIGATION, people_involved: {gte: 2}}
             then: {stage: LITIGATE}
         """,
-    )
-    findings = run_lint(pack)
-    assert only(findings, "conflict") == [] and only(findings, "possible-conflict") == []
-
-
-def test_conflict_on_colour_is_not_a_conflict(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        none_of=("possible-conflict",),
+    ),
+    "conflict-on-colour-is-not-a-conflict": Finds(
+        "conflict",
+        [],
         """\
         rules:
           - id: grade.red.drain
@@ -167,14 +165,11 @@ def test_conflict_on_colour_is_not_a_conflict(tmp_path: Path) -> None:
             when: {keywords: [排水]}
             then: {color: RED}
         """,
-    )
-    findings = run_lint(pack)
-    assert only(findings, "conflict") == [] and only(findings, "possible-conflict") == []
-
-
-def test_possible_conflict_when_a_lookup_meets_a_literal(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        none_of=("possible-conflict",),
+    ),
+    "possible-conflict-when-a-lookup-meets-a-literal": Finds(
+        "possible-conflict",
+        [("p/supplement.yaml", 2, "route.owner_neighbor", "warning")],
         """\
         rules:
           - id: route.owner_neighbor
@@ -182,23 +177,12 @@ def test_possible_conflict_when_a_lookup_meets_a_literal(tmp_path: Path) -> None
             when: {category: neighbor}
             then: {owner_department: governance_center}
         """,
-    )
-    findings = run_lint(pack)
-    pc = only(findings, "possible-conflict")
-    assert [(f.file, f.line, f.rule, f.severity) for f in pc] == [
-        ("p/supplement.yaml", 2, "route.owner_neighbor", "warning")
-    ]
-    assert "route.owner" in pc[0].message
-    assert only(findings, "conflict") == []
-
-
-# ---------------------------------------------------------------------------------------------------
-# Dead rules
-
-
-def test_dead_contradiction_numeric_range(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("route.owner",),
+        none_of=("conflict",),
+    ),
+    "dead-contradiction-numeric-range": Finds(
+        "dead-contradiction",
+        [("p/supplement.yaml", 2, "grade.red.odd", "error")],
         """\
         rules:
           - id: grade.red.odd
@@ -206,17 +190,11 @@ def test_dead_contradiction_numeric_range(tmp_path: Path) -> None:
             when: {people_involved: {gte: 30, lt: 10}}
             then: {color: RED}
         """,
-    )
-    dead = only(run_lint(pack), "dead-contradiction")
-    assert [(d.file, d.line, d.rule, d.severity) for d in dead] == [
-        ("p/supplement.yaml", 2, "grade.red.odd", "error")
-    ]
-    assert "people_involved" in dead[0].message and "contradict" in dead[0].message
-
-
-def test_dead_contradiction_two_intents_in_one_all(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("people_involved", "contradict"),
+    ),
+    "dead-contradiction-two-intents-in-one-all": Finds(
+        "dead-contradiction",
+        [("p/supplement.yaml", 2, "funnel.both", "error")],
         """\
         rules:
           - id: funnel.both
@@ -228,15 +206,11 @@ def test_dead_contradiction_two_intents_in_one_all(tmp_path: Path) -> None:
                 - intent: LITIGATION
             then: {stage: MEDIATE}
         """,
-    )
-    dead = only(run_lint(pack), "dead-contradiction")
-    assert [(d.line, d.rule) for d in dead] == [(2, "funnel.both")]
-    assert "intent" in dead[0].message
-
-
-def test_dead_contradiction_test_on_a_value_no_earlier_stage_sets(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("intent",),
+    ),
+    "dead-contradiction-test-on-a-value-no-earlier-stage-sets": Finds(
+        "dead-contradiction",
+        [("p/supplement.yaml", 2, "route.forest", "error")],
         """\
         rules:
           - id: route.forest
@@ -245,20 +219,12 @@ def test_dead_contradiction_test_on_a_value_no_earlier_stage_sets(tmp_path: Path
             when: {category: forest_rights}
             then: {tier: TOWNSHIP}
         """,
-        replace={
-            "tables.yaml": "      unclassified: => "
-            "      forest_rights: {name: 林权, owner: justice, entry_stage: MEDIATE, arbitrable: false}\n"
-            "      unclassified: "
-        },
-    )
-    dead = only(run_lint(pack), "dead-contradiction")
-    assert [(d.line, d.rule) for d in dead] == [(2, "route.forest")]
-    assert "when stage route runs category can only be" in dead[0].message
-
-
-def test_dead_contradiction_keyword_present_and_absent(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        FOREST_ROW,
+        says=("when stage route runs category can only be",),
+    ),
+    "dead-contradiction-keyword-present-and-absent": Finds(
+        "dead-contradiction",
+        [("p/supplement.yaml", 2, "classify.odd", "error")],
         """\
         rules:
           - id: classify.odd
@@ -269,14 +235,11 @@ def test_dead_contradiction_keyword_present_and_absent(tmp_path: Path) -> None:
               not: {keywords: [宅基地]}
             then: {category: homestead}
         """,
-    )
-    dead = only(run_lint(pack), "dead-contradiction")
-    assert [(d.line, d.rule) for d in dead] == [(2, "classify.odd")]
-
-
-def test_dead_shadowed_by_higher_priority_rule(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+    ),
+    # the same word also claims two categories
+    "dead-shadowed-by-higher-priority-rule": Finds(
+        "dead-shadowed",
+        [("p/supplement.yaml", 2, "classify.drain", "error")],
         """\
         rules:
           - id: classify.drain
@@ -285,19 +248,12 @@ def test_dead_shadowed_by_higher_priority_rule(tmp_path: Path) -> None:
             when: {keywords: [排水]}
             then: {category: homestead}
         """,
-    )
-    findings = run_lint(pack)
-    dead = only(findings, "dead-shadowed")
-    assert [(d.file, d.line, d.rule, d.severity) for d in dead] == [
-        ("p/supplement.yaml", 2, "classify.drain", "error")
-    ]
-    assert "classify.neighbor" in dead[0].message
-    assert only(findings, "keyword-shared")  # the same word also claims two categories
-
-
-def test_dead_shadowed_by_several_rules_together(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("classify.neighbor",),
+        also=("keyword-shared",),
+    ),
+    "dead-shadowed-by-several-rules-together": Finds(
+        "dead-shadowed",
+        [("p/supplement.yaml", 2, "route.township_by_crowd", "error")],
         """\
         rules:
           - id: route.township_by_crowd
@@ -306,15 +262,11 @@ def test_dead_shadowed_by_several_rules_together(tmp_path: Path) -> None:
             when: {color: {in: [RED, YELLOW]}}
             then: {tier: TOWNSHIP}
         """,
-    )
-    dead = only(run_lint(pack), "dead-shadowed")
-    assert [(d.line, d.rule) for d in dead] == [(2, "route.township_by_crowd")]
-    assert "route.joint" in dead[0].message and "route.diverted" in dead[0].message
-
-
-def test_shadowed_field_warns_when_only_one_field_is_lost(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
+        says=("route.joint", "route.diverted"),
+    ),
+    "shadowed-field-warns-when-only-one-field-is-lost": Finds(
+        "shadowed-field",
+        [("p/supplement.yaml", 7, "route.crowd", "warning")],
         """\
         rules:
           - id: route.crowd
@@ -325,12 +277,119 @@ def test_shadowed_field_warns_when_only_one_field_is_lost(tmp_path: Path) -> Non
               tier: TOWNSHIP
               owner_department: governance_center
         """,
-    )
+        says=("then tier",),
+        none_of=("dead-shadowed",),
+    ),
+    "category-unreachable-reported-at-its-row": Finds(
+        "category-unreachable",
+        [("p/tables.yaml", "forest_rights:", "forest_rights", "warning")],
+        replace=FOREST_ROW,
+    ),
+    "category-reachable-through-a-hint-rule": Finds(
+        "category-unreachable",
+        [],
+        """\
+        rules:
+          - id: classify.hint
+            stage: classify
+            priority: 100
+            when: {category_hint: {ne: ""}}
+            then: {category: {copy: category_hint}}
+        """,
+        FOREST_ROW,
+    ),
+    "stage-unreachable": Finds(
+        "stage-unreachable",
+        [("p/tables.yaml", "key: category", "LITIGATE", "warning")],
+        replace={"rules.yaml": "then: {stage: LITIGATE} => then: {stage: MEDIATE}"},
+    ),
+    "keyword-claimed-by-two-categories": Finds(
+        "keyword-shared",
+        [("p/supplement.yaml", 7, "classify.homestead_wall", "warning")],
+        """\
+        rules:
+          - id: classify.homestead_wall
+            stage: classify
+            priority: 25
+            description: a wall between homesteads
+            when:
+              keywords: [围墙, 排水]
+            then: {category: homestead}
+        """,
+        says=("'排水'", "neighbor wins"),
+        no_errors=True,
+    ),
+    "threshold-gap-integer": Finds(
+        "threshold-gap",
+        [("p/rules.yaml", "gte: 31", "grade.red.crowd", "warning")],
+        replace={"rules.yaml": "when: {people_involved: {gte: 30}} => when: {people_involved: {gte: 31}}"},
+        starts="people_involved 30 is covered by no rule",
+    ),
+    "threshold-gap-real-numbers-and-none-when-bands-touch": Finds(
+        "threshold-gap",
+        [("p/supplement.yaml", 8, "grade.red.amount", "warning")],
+        """\
+        rules:
+          - id: grade.yellow.amount
+            stage: grade
+            when: {amount_yuan: {gte: 100000, lt: 999999}}
+            then: {color: YELLOW}
+          - id: grade.red.amount
+            stage: grade
+            when: {amount_yuan: {gte: 1000000}}
+            then: {color: RED}
+          - id: grade.yellow.visits
+            stage: grade
+            when: {repeat_visits: {between: [1, 2]}}
+            then: {color: YELLOW}
+          - id: grade.red.visits
+            stage: grade
+            when: {repeat_visits: {gt: 2}}
+            then: {color: RED}
+        """,
+        says=("[999999, 1000000)",),
+    ),
+    "lookup-without-row": Finds(
+        "lookup-no-row",
+        [("p/supplement.yaml", 11, "route.first_contact", "warning")],
+        """\
+        tables:
+          response:
+            key: color
+            rows:
+              RED: {first_contact: 2h}
+              BLUE: {first_contact: 24h}
+        rules:
+          - id: route.first_contact
+            stage: route
+            then:
+              first_contact_within: {lookup: response.first_contact}
+        """,
+        says=("YELLOW",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FINDS.values(), ids=list(FINDS))
+def test_lint_finding_at_file_line_rule(tmp_path: Path, case: Finds) -> None:
+    pack = make_pack(tmp_path, case.extra, replace=case.replace)
     findings = run_lint(pack)
-    sf = only(findings, "shadowed-field")
-    assert [(f.line, f.rule, f.severity) for f in sf] == [(7, "route.crowd", "warning")]
-    assert "then tier" in sf[0].message
-    assert only(findings, "dead-shadowed") == []
+    got = only(findings, case.code)
+    expected = [
+        (file, line if isinstance(line, int) else line_of(pack / Path(file).name, line), rule, severity)
+        for file, line, rule, severity in case.found
+    ]
+    assert [(f.file, f.line, f.rule, f.severity) for f in got] == expected
+    for text in case.says:
+        assert text in got[0].message
+    if case.starts:
+        assert got[0].message.startswith(case.starts)
+    for code in case.none_of:
+        assert only(findings, code) == []
+    for code in case.also:
+        assert only(findings, code)
+    if case.no_errors:
+        assert not [f for f in findings if f.severity == "error"]
 
 
 def test_dead_rules_really_never_take_effect(tmp_path: Path) -> None:
@@ -372,137 +431,6 @@ def test_dead_rules_really_never_take_effect(tmp_path: Path) -> None:
         )
         for t in decider.outcome(c).trace:
             assert not (t.rule in dead and t.set), t
-
-
-# ---------------------------------------------------------------------------------------------------
-# Categories, stages, keywords, gaps, lookups
-
-
-def test_category_unreachable_reported_at_its_row(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        replace={
-            "tables.yaml": "      unclassified: => "
-            "      forest_rights: {name: 林权, owner: justice, entry_stage: MEDIATE, arbitrable: false}\n"
-            "      unclassified: "
-        },
-    )
-    cu = only(run_lint(pack), "category-unreachable")
-    assert [(f.file, f.line, f.rule, f.severity) for f in cu] == [
-        ("p/tables.yaml", line_of(pack / "tables.yaml", "forest_rights:"), "forest_rights", "warning")
-    ]
-
-
-def test_category_reachable_through_a_hint_rule(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        """\
-        rules:
-          - id: classify.hint
-            stage: classify
-            priority: 100
-            when: {category_hint: {ne: ""}}
-            then: {category: {copy: category_hint}}
-        """,
-        replace={
-            "tables.yaml": "      unclassified: => "
-            "      forest_rights: {name: 林权, owner: justice, entry_stage: MEDIATE, arbitrable: false}\n"
-            "      unclassified: "
-        },
-    )
-    assert only(run_lint(pack), "category-unreachable") == []
-
-
-def test_stage_unreachable(tmp_path: Path) -> None:
-    pack = make_pack(tmp_path, replace={"rules.yaml": "then: {stage: LITIGATE} => then: {stage: MEDIATE}"})
-    su = only(run_lint(pack), "stage-unreachable")
-    assert [(f.file, f.rule, f.severity) for f in su] == [("p/tables.yaml", "LITIGATE", "warning")]
-    assert su[0].line == line_of(pack / "tables.yaml", "key: category")
-
-
-def test_keyword_claimed_by_two_categories(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        """\
-        rules:
-          - id: classify.homestead_wall
-            stage: classify
-            priority: 25
-            description: a wall between homesteads
-            when:
-              keywords: [围墙, 排水]
-            then: {category: homestead}
-        """,
-    )
-    findings = run_lint(pack)
-    ks = only(findings, "keyword-shared")
-    assert [(f.file, f.line, f.rule, f.severity) for f in ks] == [
-        ("p/supplement.yaml", 7, "classify.homestead_wall", "warning")
-    ]
-    assert "'排水'" in ks[0].message and "neighbor wins" in ks[0].message
-    assert not [f for f in findings if f.severity == "error"]
-
-
-def test_threshold_gap_integer(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        replace={"rules.yaml": "when: {people_involved: {gte: 30}} => when: {people_involved: {gte: 31}}"},
-    )
-    gaps = only(run_lint(pack), "threshold-gap")
-    assert [(f.file, f.line, f.rule, f.severity) for f in gaps] == [
-        ("p/rules.yaml", line_of(pack / "rules.yaml", "gte: 31"), "grade.red.crowd", "warning")
-    ]
-    assert gaps[0].message.startswith("people_involved 30 is covered by no rule")
-
-
-def test_threshold_gap_real_numbers_and_none_when_bands_touch(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        """\
-        rules:
-          - id: grade.yellow.amount
-            stage: grade
-            when: {amount_yuan: {gte: 100000, lt: 999999}}
-            then: {color: YELLOW}
-          - id: grade.red.amount
-            stage: grade
-            when: {amount_yuan: {gte: 1000000}}
-            then: {color: RED}
-          - id: grade.yellow.visits
-            stage: grade
-            when: {repeat_visits: {between: [1, 2]}}
-            then: {color: YELLOW}
-          - id: grade.red.visits
-            stage: grade
-            when: {repeat_visits: {gt: 2}}
-            then: {color: RED}
-        """,
-    )
-    gaps = only(run_lint(pack), "threshold-gap")
-    assert [(f.line, f.rule) for f in gaps] == [(8, "grade.red.amount")]
-    assert "[999999, 1000000)" in gaps[0].message
-
-
-def test_lookup_without_row(tmp_path: Path) -> None:
-    pack = make_pack(
-        tmp_path,
-        """\
-        tables:
-          response:
-            key: color
-            rows:
-              RED: {first_contact: 2h}
-              BLUE: {first_contact: 24h}
-        rules:
-          - id: route.first_contact
-            stage: route
-            then:
-              first_contact_within: {lookup: response.first_contact}
-        """,
-    )
-    lk = only(run_lint(pack), "lookup-no-row")
-    assert [(f.line, f.rule, f.severity) for f in lk] == [(11, "route.first_contact", "warning")]
-    assert "YELLOW" in lk[0].message
 
 
 # ---------------------------------------------------------------------------------------------------

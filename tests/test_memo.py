@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fenliu import Decider, Decision, Pack, complaint_from_dict, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2
-from fenliu.domain.model import Decision, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
 from fenliu.serving import convert
 
 # The reference pack with the keyword rules it classified by before its lexicon: the tests of how
@@ -124,7 +121,7 @@ def test_a_stage_is_remembered_by_what_its_candidate_rules_read(tmp_path: Path) 
     field, cannot fire: facts that differ only in what such rules read are one class of the stage."""
     from bench import genpack
 
-    from fenliu.packs.load import load_pack
+    from fenliu import load_pack
     from fenliu.packs.types import Keywords, Test
 
     pack = load_pack(genpack.write_pack(60, tmp_path / "g60"))

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.domain.errors import PackError
+from fenliu import Decider, Pack, PackError, load_pack
 from fenliu.engine import memo
-from fenliu.engine.decider import Decider
 from fenliu.packs import types as P
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
 
 PACK = load_pack(Path(__file__).resolve().parents[1] / "rules" / "wushen")
 

@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from fenliu.domain.model import Complaint, Outcome, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
+from fenliu import Complaint, Decider, Outcome, complaint_from_dict, load_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = load_pack(ROOT / "rules" / "wushen")

@@ -19,9 +19,9 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fenliu.domain.model import Decision, Given, PackId, TraceEntry, complaint_from_dict
+from fenliu import Decision, Triage, complaint_from_dict
+from fenliu.domain.model import Given, PackId, TraceEntry
 from fenliu.serving import metrics
-from fenliu.serving.runtime import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rules" / "wushen"
@@ -447,8 +447,8 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     from fenliu.serving import metrics
 
     def worker(n, pack_dir):
-        from fenliu.domain.model import complaint_from_dict
-        from fenliu.serving.runtime import Triage
+        from fenliu import complaint_from_dict
+        from fenliu import Triage
         t = Triage.from_path(pack_dir)
         metrics.watch(t)
         for i in range(n):

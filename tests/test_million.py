@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.domain.model import complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import Pack
+from fenliu import Decider, Pack, complaint_from_dict, load_pack
 
 N = int(os.environ.get("FENLIU_MILLION", "1000000"))
 TEXTS = [

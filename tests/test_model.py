@@ -6,8 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import complaint_from_dict
+from fenliu import ComplaintError, complaint_from_dict
 
 
 def _violations(data: object) -> dict[str, str]:
@@ -138,9 +137,8 @@ def test_complaint_received_at_whose_deadlines_cannot_be_expressed_names_it(rece
 )
 def test_complaint_received_at_at_the_edges_yields_every_deadline(received_at: str) -> None:
     from conftest import WUSHEN
+    from fenliu import Decider, load_pack
     from fenliu.domain.model import LATEST_RECEIVED_AT
-    from fenliu.engine.decider import Decider
-    from fenliu.packs.load import load_pack
 
     decider = Decider(load_pack(WUSHEN))
     for extra in ({"people_involved": 40}, {"people_involved": 4}, {"category_hint": "legal_aid"}):

@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 
+from fenliu import Decider, Outcome, PackError, complaint_from_dict, load_pack
 from fenliu.cli import commands as cli
-from fenliu.domain.errors import PackError
-from fenliu.domain.model import Outcome, complaint_from_dict
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
 
 BASE = Path(__file__).resolve().parent / "packs" / "base"
 ROOT = Path(__file__).resolve().parent.parent

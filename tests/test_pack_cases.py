@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fenliu.authoring.cases import run_cases
-from fenliu.engine.decider import Decider
+from fenliu import Decider, Pack, run_cases
 from fenliu.engine.matchers import BACKENDS
-from fenliu.packs.types import Pack
 
 
 @pytest.mark.parametrize("memoize", [False, True], ids=["memo-off", "memo-on"])

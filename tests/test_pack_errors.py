@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fenliu import PackError, load_pack
 from fenliu.cli.commands import main
-from fenliu.domain.errors import PackError
-from fenliu.packs.load import load_pack
 
 
 def check(pack: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -194,6 +193,25 @@ ADDED_RULES = {
         "engine-too-many-tests",
         "",
     ),
+    # The engine never returns from building a ruleset with more than 512 tests under one node.
+    "more-than-500-tests-on-one-field": (
+        "".join(
+            f"  - id: route.region_{i}\n    stage: route\n    when: {{region.township_code: 'T{i:04d}'}}\n    then: {{tier: TOWNSHIP}}\n"
+            for i in range(501)
+        ),
+        2,
+        "route.region_0",
+        "engine-too-many-tests",
+        "",
+    ),
+    # A deadline is held in hours; a test like {first_contact_within: 3d} could never match.
+    "test-on-a-deadline-duration": (
+        "  - id: funnel.fast\n    stage: funnel\n    when: {first_contact_within: 3d}\n    then: {stage: CONSULT}\n",
+        4,
+        "funnel.fast",
+        "untestable-field",
+        "",
+    ),
 }
 
 
@@ -231,20 +249,6 @@ def test_check_number_compared_with_text_is_refused(
     assert code == 1
     assert_reported(out, f, line_of(f, "'1000000'"), "grade.red.amount", "type-mismatch")
     assert_reported(out, f, line_of(f, "repeat_visits: '3'"), "grade.red.repeat_visits", "type-mismatch")
-
-
-def test_check_more_than_500_tests_on_one_field_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The engine never returns from building a ruleset with more than 512 tests under one node.
-    body = "".join(
-        f"  - id: route.region_{i}\n    stage: route\n    when: {{region.township_code: 'T{i:04d}'}}\n    then: {{tier: TOWNSHIP}}\n"
-        for i in range(501)
-    )
-    f = append_rule(pack_copy, "regions.yaml", body)
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 2, "route.region_0", "engine-too-many-tests")
 
 
 def test_check_too_many_fact_properties_is_refused(
@@ -291,24 +295,9 @@ def test_check_failing_case_makes_test_fail(pack_copy: Path, capsys: pytest.Capt
     assert re.search(r"color_test\.yaml:\d+: FAIL ", out)
 
 
-def test_check_test_on_a_deadline_duration_is_refused(
-    pack_copy: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # A deadline is held in hours; a test like {first_contact_within: 3d} could never match.
-    f = append_rule(
-        pack_copy,
-        "extra.yaml",
-        "  - id: funnel.fast\n    stage: funnel\n    when: {first_contact_within: 3d}\n    then: {stage: CONSULT}\n",
-    )
-    code, out = check(pack_copy, capsys)
-    assert code == 1
-    assert_reported(out, f, 4, "funnel.fast", "untestable-field")
-
-
 def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> None:
     # ＡＢＣ (full-width) and abc are one keyword after NFKC and case-folding; the list still compiles.
-    from fenliu.domain.model import complaint_from_dict
-    from fenliu.engine.decider import Decider
+    from fenliu import Decider, complaint_from_dict
 
     append_rule(
         pack_copy,

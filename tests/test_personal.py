@@ -13,14 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fenliu import ComplaintError, Triage, complaint_from_dict
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import complaint_from_dict
 from fenliu.domain.personal import ID_MASK, PHONE_MASK, looks_personal, mask
 from fenliu.serving import convert
 from fenliu.serving.decision_log import DecisionLog
 from fenliu.serving.logs import setup_logging
-from fenliu.serving.runtime import Triage
 from grpc_helpers import PACK, ServeProcess, error_of, stub_for
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -72,7 +72,7 @@ SUPERVISOR = textwrap.dedent(
 
     def worker(pack, ports, stop):
         from fenliu.serving import metrics, server
-        from fenliu.serving.runtime import Triage
+        from fenliu import Triage
         triage = Triage.from_path(pack)
         metrics.watch(triage)
         srv, port = server.create_server(

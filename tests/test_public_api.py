@@ -23,12 +23,15 @@ EXPECTED = {
     "Problem",
     "Pack",
     "load_pack",
+    "CompiledPack",
+    "compile_pack",
     "Decider",
     "Matcher",
     "Enricher",
     "Store",
     "MemoryStore",
     "run_cases",
+    "lint",
     "ServeConfig",
     "Triage",
 }
@@ -64,3 +67,12 @@ def test_public_api_decides_a_complaint() -> None:
     decision = decider.decide(fenliu.complaint_from_dict({"id": "1", "text": "老板拖欠我三个月工资"}))
     assert isinstance(decision, fenliu.Decision)
     assert decision.outcome.category != ""
+
+
+def test_public_api_lints_a_pack() -> None:
+    from conftest import WUSHEN
+
+    pack = fenliu.load_pack(WUSHEN)
+    compiled = fenliu.compile_pack(pack)
+    assert isinstance(compiled, fenliu.CompiledPack)
+    assert [f for f in fenliu.lint(pack, compiled) if f.severity == "error"] == []

@@ -23,9 +23,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fenliu import load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from fenliu.packs.load import load_pack
 from fenliu.serving import convert
 from grpc_helpers import PACK, ServeProcess, start_load
 

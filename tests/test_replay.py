@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from fenliu import Decider, load_pack
 from fenliu.authoring import replay
 from fenliu.authoring.diff import run_diff
 from fenliu.cli import commands as cli
-from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 WUSHEN = ROOT / "rules" / "wushen"
@@ -127,7 +126,8 @@ def test_eval_on_every_core_equals_one_process(corpus: Path, capsys: pytest.Capt
 
 
 def test_text_memo_derives_what_the_enrichment_derives() -> None:
-    from fenliu.domain.model import DERIVED_FIELDS, complaint_from_dict
+    from fenliu import complaint_from_dict
+    from fenliu.domain.model import DERIVED_FIELDS
 
     d = Decider(load_pack(WUSHEN))
     memo = replay.TextMemo(d.enrichment, size=3)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.domain.errors import PackError
-from fenliu.packs.load import load_pack
+from fenliu import PackError, load_pack
 from fenliu.packs.sealed import Seal, sources_of
 
 ROOT = Path(__file__).resolve().parents[1]

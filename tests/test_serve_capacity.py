@@ -15,10 +15,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fenliu import Triage
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
 from fenliu.serving import convert
-from fenliu.serving.runtime import Triage
 from grpc_helpers import PACK, ServeProcess, serve_refused, serving
 
 #: A channel with a connection of its own (channels otherwise share one), so that the kernel spreads

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.domain.model import complaint_from_dict
+from fenliu import Triage, complaint_from_dict
 from fenliu.serving import metrics
 from fenliu.serving.decision_log import DecisionLog
 from fenliu.serving.logs import setup_logging
-from fenliu.serving.runtime import Triage
 from grpc_helpers import PACK, Certs, ServeProcess, make_certs, serve_refused
 
 KEY_ENV = {**os.environ, "FENLIU_DECISION_LOG_KEY": "k" * 32}

@@ -13,16 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fenliu import Decider, Pack, PackError, Triage, complaint_from_dict, load_pack
 from fenliu.authoring.train import Labelled, fit
 from fenliu.cli import commands as cli
-from fenliu.domain.errors import PackError
-from fenliu.domain.model import complaint_from_dict
-from fenliu.engine.decider import Decider
 from fenliu.engine.enrich import enrichment_for
 from fenliu.engine.text import Lexicon, decide_lexicon, load_model, ngrams
-from fenliu.packs.load import load_pack
-from fenliu.packs.types import LexiconEntry, Pack
-from fenliu.serving.runtime import Triage
+from fenliu.packs.types import LexiconEntry
 
 # A small labelled corpus of our own (the shipped one is corpus/labelled.jsonl): four categories,
 # told the way people tell them, and one that is nobody's business here.
@@ -253,7 +249,7 @@ def test_bad_lexicon_files_are_refused_with_file_and_line(pack_copy: Path) -> No
 
 
 def test_lint_warns_of_shared_short_common_and_separated_terms(pack_copy: Path) -> None:
-    from fenliu.authoring.lint import lint
+    from fenliu import lint
 
     (pack_copy / "lexicon" / "neighbor.yaml").write_text(
         "lexicon:\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fenliu.serving.runtime import Triage
+from fenliu import Triage
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELLED = ROOT / "corpus" / "labelled.jsonl"
@@ -27,7 +27,7 @@ def test_corpus_has_every_category_eighty_times_and_unclassifiable_ones() -> Non
     assert len(rows) >= 2500
     counts = Counter(r["category"] for r in rows)
     cats = set(counts)
-    from fenliu.packs.load import load_pack
+    from fenliu import load_pack
 
     expected = set(load_pack(WUSHEN).categories)
     assert cats <= expected

@@ -13,12 +13,15 @@ cheap::
 
     decider = Decider(load_pack("rules/wushen"))
     decision = decider.decide(complaint_from_dict({"id": "1", "text": "拖欠工资"}))
+
+A rule author's checks are public too: ``compile_pack`` (what ``Decider`` does first), ``lint`` (the
+findings of ``fenliu lint``) and ``run_cases`` (the pack's own test cases, as ``fenliu test``).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -35,18 +38,22 @@ _EXPORTS: dict[str, str] = {
     "Problem": "fenliu.domain.errors",
     "Pack": "fenliu.packs.load",
     "load_pack": "fenliu.packs.load",
+    "CompiledPack": "fenliu.compiling.compiler",
+    "compile_pack": "fenliu.compiling.compiler",
     "Decider": "fenliu.engine.decider",
     "Matcher": "fenliu.engine.matchers",
     "Enricher": "fenliu.engine.enrich",
     "Store": "fenliu.engine.enrich",
     "MemoryStore": "fenliu.engine.enrich",
     "run_cases": "fenliu.authoring.cases",
+    "lint": "fenliu.authoring.lint",
     "ServeConfig": "fenliu.serving.config",
     "Triage": "fenliu.serving.runtime",
 }
 
 __all__ = [
     "DECISION_TABLE",
+    "CompiledPack",
     "Complaint",
     "ComplaintError",
     "Decider",
@@ -63,13 +70,17 @@ __all__ = [
     "Store",
     "Triage",
     "__version__",
+    "compile_pack",
     "complaint_from_dict",
+    "lint",
     "load_pack",
     "run_cases",
 ]
 
 if TYPE_CHECKING:
     from fenliu.authoring.cases import run_cases
+    from fenliu.authoring.lint import lint
+    from fenliu.compiling.compiler import CompiledPack, compile_pack
     from fenliu.domain.errors import ComplaintError, FenliuError, PackError, Problem
     from fenliu.domain.fields import DECISION_TABLE
     from fenliu.domain.model import Complaint, Decision, Outcome, complaint_from_dict
@@ -82,7 +93,7 @@ if TYPE_CHECKING:
     from fenliu.serving.runtime import Triage
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fenliu' has no attribute {name!r}")

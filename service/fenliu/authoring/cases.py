@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
@@ -27,7 +27,7 @@ from fenliu.packs.types import Case, Pack
 @dataclass(slots=True)
 class CaseFailure:
     case: Case
-    diffs: list[tuple[str, Any, Any]]  # (field, expected, got)
+    diffs: list[tuple[str, object, object]]  # (field, expected, got)
     error: str = ""
 
     def render(self, show_file: Callable[[str], str] = str) -> str:
@@ -54,13 +54,13 @@ class CaseReport:
         return self.total - len(self.failures)
 
 
-def _show(v: Any) -> str:
+def _show(v: object) -> str:
     import json
 
     return json.dumps(v, ensure_ascii=False)
 
 
-def _same_instant(want: Any, got: Any) -> bool:
+def _same_instant(want: object, got: object) -> bool:
     if want is None or got is None:
         return want is got
     try:
@@ -70,9 +70,13 @@ def _same_instant(want: Any, got: Any) -> bool:
     return a == b and a.utcoffset() == b.utcoffset()
 
 
-def check_case(case: Case, decision: Decision) -> list[tuple[str, Any, Any]]:
+def _texts(v: object) -> TypeGuard[list[str]]:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def check_case(case: Case, decision: Decision) -> list[tuple[str, object, object]]:
     got = decision.to_dict(trace=True)
-    diffs: list[tuple[str, Any, Any]] = []
+    diffs: list[tuple[str, object, object]] = []
     for key, want in case.expect.items():
         if key == "deadlines" and isinstance(want, dict):
             for dname, dwant in want.items():
@@ -84,7 +88,7 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, Any, Any]]:
             diffs.append((key, want, "<not a decision field>"))
             continue
         value = got[key]
-        if key == "co_departments" and isinstance(want, list) and isinstance(value, list):
+        if key == "co_departments" and _texts(want) and _texts(value):
             if sorted(want) != sorted(value):
                 diffs.append((key, sorted(want), sorted(value)))
         elif value != want:
@@ -111,7 +115,8 @@ def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> C
         data.setdefault("id", case.name[:100])
         # A case may give fields the enrichers derive (text_category, model_confident, ...): the
         # enrichers run, then the given values replace theirs.
-        derived = {k: data.pop(k) for k in DERIVED_FIELDS if k in data}
+        # checked below to be true/false or a category code: the complaint's own types
+        derived: dict[str, Any] = {k: data.pop(k) for k in DERIVED_FIELDS if k in data}
         bad = [
             k
             for k, v in derived.items()

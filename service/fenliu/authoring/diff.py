@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fenliu.authoring import replay
 from fenliu.domain import fields as F
@@ -36,6 +36,9 @@ from fenliu.domain.model import (
     Suggestion,
     complaint_from_dict,
 )
+
+if TYPE_CHECKING:
+    from fenliu.engine.decider import Decider
 
 #: The decision fields compared, in report order.
 FIELDS: tuple[str, ...] = (*DECIDED_FIELDS, "suggestions")
@@ -183,7 +186,7 @@ class DiffReport:
         a, b = self.layers_old.get(rule, ""), self.layers_new.get(rule, "")
         return f"{a} → {b}" if a and b and a != b else a or b
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "old": self.old.to_dict(),
             "new": self.new.to_dict(),
@@ -367,8 +370,8 @@ def read_corpus(lines: Iterable[str], first: int = 1) -> Iterator[tuple[int, Com
 
 
 def run_diff(
-    old: Any,
-    new: Any,
+    old: Decider,
+    new: Decider,
     lines: Iterable[str],
     *,
     corpus: str = "",
@@ -436,7 +439,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path: str) -> Any:
+def _load(path: str) -> Decider | None:
     from fenliu.engine.decider import Decider
     from fenliu.packs.load import load_pack
 

@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from fenliu.authoring.space import (
     _COMPLAINT_DOMAINS,
     INF,
+    Atom,
     Box,
     Con,
     Fin,
@@ -84,6 +85,9 @@ from fenliu.packs.types import (
     iter_tests,
 )
 
+if TYPE_CHECKING:
+    from fenliu.engine.decider import Decider
+
 ERROR: Final = "error"
 WARNING: Final = "warning"
 EXPLAINED: Final = "explained"
@@ -102,9 +106,13 @@ def _testable(name: str) -> bool:
     return F.DECISION_FIELDS[name].kind not in ("codes", "duration")
 
 
-def _default(pack: Pack, name: str) -> Any:
+def _default(pack: Pack, name: str) -> Atom:
+    """The default of a testable field: one value ("" for none)."""
     v = pack.defaults.get(name)
-    return "" if v is None else v
+    if v is None:
+        return ""
+    assert isinstance(v, str | int | float | bool), name
+    return v
 
 
 class Analysis:
@@ -115,13 +123,13 @@ class Analysis:
         self.words = compiled.words
         self.inert = inert  # (rule id, field) pairs that never take effect
         self.spaces: dict[str, Space] = {}
-        values: dict[str, set[Any] | None] = {
+        values: dict[str, set[Atom] | None] = {
             n: {_default(pack, n)} for n in F.DECISION_FIELDS if _testable(n)
         }
         for stage in pack.stages:
             space = Space(pack, self._domains(values), self.words)
             self.spaces[stage] = space
-            adds: dict[str, set[Any] | None] = {}
+            adds: dict[str, set[Atom] | None] = {}
             for r in pack.rules:
                 if r.stage != stage:
                     continue
@@ -140,19 +148,20 @@ class Analysis:
                 values[slot] = None if got is None or have is None else have | got
         self.final = Space(pack, self._domains(values), self.words)
 
-    def _domains(self, values: dict[str, set[Any] | None]) -> dict[str, Con]:
+    def _domains(self, values: dict[str, set[Atom] | None]) -> dict[str, Con]:
         out: dict[str, Con] = {}
         for name, vals in values.items():
             ftype = F.DECISION_FIELDS[name]
             if vals is None:
                 out[name] = _domain_of_type(ftype, self.pack)
             elif ftype.numeric:
-                out[name] = num([(v, True, v, True) for v in vals], ftype.kind == "int")
+                nums = [v for v in vals if isinstance(v, int | float)]
+                out[name] = num([(v, True, v, True) for v in nums], ftype.kind == "int")
             else:
                 out[name] = Fin(frozenset(vals))
         return out
 
-    def _values(self, v: Value, space: Space) -> set[Any] | None:
+    def _values(self, v: Value, space: Space) -> set[Atom] | None:
         """Values ``v`` can give; None means any value of the field's type."""
         if v.kind == "literal":
             return {"" if v.literal is None else v.literal}
@@ -174,7 +183,7 @@ class _Ctx:
     pack: Pack
     compiled: CompiledPack
     findings: list[Problem]
-    decider: Any = None
+    decider: Decider | None = None
 
     def add(self, file: str, line: int, rule: str, code: str, severity: str, message: str) -> None:
         self.findings.append(Problem(file, line, rule, code, message, severity))
@@ -450,7 +459,7 @@ def _plain_conj(c: Cond, tests: list[Test]) -> bool:
     return all(id(t) in top for t in tests)
 
 
-def _fmt_value(v: Any) -> str:
+def _fmt_value(v: Atom | tuple[Atom, ...]) -> str:
     if isinstance(v, tuple):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return _fmt(v)
@@ -652,7 +661,7 @@ def _holds_default(pack: Pack, var: str, con: Con) -> bool:
     return False
 
 
-def _pick(con: Con) -> Any:
+def _pick(con: Con) -> Atom:
     if isinstance(con, Num):
         lo, li, hi, hi_in = con.ivs[0]
         if lo == -INF:
@@ -671,8 +680,8 @@ def _pick(con: Con) -> Any:
     return "" if "" not in con.values else f"x{n}"
 
 
-def _complaint(box: Box, ctx: _Ctx) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": "lint-example"}
+def _complaint(box: Box, ctx: _Ctx) -> dict[str, object]:
+    data: dict[str, object] = {"id": "lint-example"}
     words = []
     for var, con in box.items():
         if var.startswith("kw:"):
@@ -688,10 +697,14 @@ def _complaint(box: Box, ctx: _Ctx) -> dict[str, Any]:
         if v in _SKIPPED and name != "existing_case_id":
             continue
         if name.startswith("region."):
-            data.setdefault("region", {})[name[7:]] = v
+            region = data.setdefault("region", {})
+            assert isinstance(region, dict)
+            region[name[7:]] = v
         elif name == "amount_yuan":
+            assert isinstance(v, int | float)  # a number's domain gives a number
             data[name] = float(v)
         elif name in ("people_involved", "repeat_visits"):
+            assert isinstance(v, int | float)
             data[name] = int(v)
         elif v != "":
             data[name] = v
@@ -724,7 +737,7 @@ def _pattern_example(regex: str) -> str | None:
     return None
 
 
-def _show_complaint(data: dict[str, Any]) -> str:
+def _show_complaint(data: Mapping[str, object]) -> str:
     parts = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items() if k != "id"]
     return "e.g. the complaint {" + ", ".join(parts) + "}"
 
@@ -1012,7 +1025,7 @@ def _lookups(ctx: _Ctx, analysis: Analysis) -> None:
                 boxes = space.dnf(r.when)
             except TooComplex:
                 continue
-            possible: set[Any] = set()
+            possible: set[Atom] = set()
             for b in boxes:
                 c = b.get(_fvar(table.key), key_dom)
                 if isinstance(c, Fin):

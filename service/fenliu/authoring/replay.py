@@ -38,9 +38,20 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TextIO, TypedDict, TypeVar, cast
 
 from fenliu.domain.errors import ComplaintError
+
+if TYPE_CHECKING:
+    from fenliu.authoring.diff import DiffReport, Progress
+    from fenliu.authoring.score import Report
+    from fenliu.domain.model import Complaint, Outcome, PackId, Suggestion
+    from fenliu.engine.decider import Decider
+    from fenliu.engine.enrich import Enrichment
+    from fenliu.packs.types import Pack
+
+#: A JSON value, as ``json.loads`` gives it.
+Json = str | int | float | bool | None | list["Json"] | dict[str, "Json"]
 
 #: A span holds at most this many bytes (about 2,500 generated complaints), and a corpus is cut into
 #: at least 8 spans per worker so that workers finish together.
@@ -132,19 +143,18 @@ class Job(Protocol[R_co]):
     def close(self) -> None: ...
 
 
-# The job of this worker process (set by the pool's initializer; a worker runs one job).
-_worker: dict[str, Any] = {}
+# The job of this worker process and its corpus (set by the pool's initializer; a worker runs one job).
+_worker: list[tuple[Job[object], Path]] = []
 
 
-def _init(job: Job[Any], path: str) -> None:
+def _init(job: Job[object], path: str) -> None:
     job.setup()
-    _worker["job"] = job
-    _worker["path"] = Path(path)
+    _worker[:] = [(job, Path(path))]
 
 
-def _run(span: Span) -> tuple[int, Any]:
-    job: Job[Any] = _worker["job"]
-    return span.lines, job.run(read_span(_worker["path"], span), span.first_line)
+def _run(span: Span) -> tuple[int, object]:
+    job, path = _worker[0]
+    return span.lines, job.run(read_span(path, span), span.first_line)
 
 
 def replay(
@@ -178,11 +188,11 @@ def replay(
         initargs=(job, str(path)),
     )
     try:
-        for lines, result in pool.map(_run, parts):
+        for lines, part in pool.map(_run, parts):
             done += lines
             if progress is not None:
                 progress(done)
-            yield result
+            yield cast("R", part)
     finally:  # stopped early (an error, Ctrl-C, a closed pipe): the spans not started are dropped
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -191,7 +201,7 @@ def replay(
 # The text step once per text
 
 
-def text_signature(pack: Any) -> tuple[Any, ...]:
+def text_signature(pack: Pack) -> tuple[object, ...]:
     """What a pack's enrichment depends on: two packs with the same signature derive the same fields
     from every text."""
     t = pack.text
@@ -213,7 +223,7 @@ class TextMemo:
     """A decider's enrichment, remembered per (title, text): the complaint returned is the one the
     enrichment gives, its derived fields taken from the first complaint of that text."""
 
-    def __init__(self, enrichment: Any, size: int = TEXT_CACHE) -> None:
+    def __init__(self, enrichment: Enrichment, size: int = TEXT_CACHE) -> None:
         from fenliu.domain.model import DERIVED_FIELDS
         from fenliu.engine.enrich import _with_derived
 
@@ -221,11 +231,11 @@ class TextMemo:
         self.size = size
         self._fields = (*DERIVED_FIELDS, "evidence")
         self._rebuild = _with_derived
-        self._seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._seen: dict[tuple[str, str, str], dict[str, object]] = {}
         self.hits = 0
         self.misses = 0
 
-    def __call__(self, c: Any) -> Any:
+    def __call__(self, c: Complaint) -> Complaint:
         if not self.enrichment or c.enriched:
             return c
         key = (c.title, c.text, c.text_category)
@@ -241,7 +251,7 @@ class TextMemo:
         return e
 
 
-def _complaints(lines: list[str], first_line: int) -> Iterator[tuple[int, Any]]:
+def _complaints(lines: list[str], first_line: int) -> Iterator[tuple[int, Complaint | None]]:
     """(line number, complaint or None when not valid) for each non-blank line."""
     from fenliu.domain.model import complaint_from_dict
 
@@ -259,6 +269,12 @@ def _complaints(lines: list[str], first_line: int) -> Iterator[tuple[int, Any]]:
 # fenliu diff
 
 
+class _DiffState(TypedDict):
+    paths: tuple[str, str]
+    examples: int
+    cache_size: int
+
+
 class DiffJob:
     """Both packs decide a span; the span's :class:`~fenliu.diff.DiffReport` comes back."""
 
@@ -266,13 +282,13 @@ class DiffJob:
         self.paths = (old, new)
         self.examples = examples
         self.cache_size = cache_size
-        self.deciders: tuple[Any, Any] | None = None
+        self.deciders: tuple[Decider, Decider] | None = None
         self.enrich: tuple[TextMemo, TextMemo] | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> _DiffState:
         return {"paths": self.paths, "examples": self.examples, "cache_size": self.cache_size}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: _DiffState) -> None:
         self.__init__(*state["paths"], state["examples"], state["cache_size"])  # type: ignore[misc]
 
     def setup(self) -> None:
@@ -291,7 +307,7 @@ class DiffJob:
                 d.close()
             self.deciders = None
 
-    def run(self, lines: list[str], first_line: int) -> Any:
+    def run(self, lines: list[str], first_line: int) -> DiffReport:
         from fenliu.authoring.diff import FIELDS, DiffReport, excerpt, field_values
         from fenliu.domain.model import UNCLASSIFIED
 
@@ -300,12 +316,13 @@ class DiffJob:
         enrich_old, enrich_new = self.enrich
         report = DiffReport(old.id, new.id, "", self.examples)
         # outcome pair -> complaints; (outcome, suggestions) -> rendered fields
-        pairs: dict[tuple[int, int], list[Any]] = {}
-        rendered: dict[tuple[int, Any], tuple[str, ...]] = {}
+        pairs: dict[tuple[int, int], tuple[Outcome, Outcome]] = {}
+        counts: dict[tuple[int, int], int] = {}
+        rendered: dict[tuple[int, tuple[Suggestion, ...]], tuple[str, ...]] = {}
         fields = report.fields
         keep = self.examples
 
-        def values(o: Any, s: Any) -> tuple[str, ...]:
+        def values(o: Outcome, s: tuple[Suggestion, ...]) -> tuple[str, ...]:
             k = (id(o), s)
             v = rendered.get(k)
             if v is None:
@@ -323,11 +340,12 @@ class DiffJob:
             oa, ob = old.outcome(ea), new.outcome(eb)
             sa = ea.evidence.suggestions if ea.evidence is not None and oa.category == UNCLASSIFIED else ()
             sb = eb.evidence.suggestions if eb.evidence is not None and ob.category == UNCLASSIFIED else ()
-            pair = pairs.get((id(oa), id(ob)))
-            if pair is None:
-                pairs[(id(oa), id(ob))] = [oa, ob, 1]
+            key = (id(oa), id(ob))
+            if key in counts:
+                counts[key] += 1
             else:
-                pair[2] += 1
+                pairs[key] = (oa, ob)
+                counts[key] = 1
             va, vb = values(oa, sa), values(ob, sb)
             report.complaints += 1
             if va != vb:
@@ -343,7 +361,8 @@ class DiffJob:
                             if cut is None:
                                 cut = excerpt(c)
                             ex.append((c.id, cut))
-        for oa, ob, count in pairs.values():
+        for key, (oa, ob) in pairs.items():
+            count = counts[key]
             for o, counter, layers in (
                 (oa, report.fired_old, report.layers_old),
                 (ob, report.fired_new, report.layers_new),
@@ -356,7 +375,7 @@ class DiffJob:
         return report
 
 
-def _grassroots(acc: tuple[int, int], o: Any, count: int) -> tuple[int, int]:
+def _grassroots(acc: tuple[int, int], o: Outcome, count: int) -> tuple[int, int]:
     if o.excluded:
         return acc
     return (acc[0] + count * (o.tier in ("VILLAGE", "TOWNSHIP")), acc[1] + count)
@@ -365,15 +384,15 @@ def _grassroots(acc: tuple[int, int], o: Any, count: int) -> tuple[int, int]:
 def diff_file(
     old: str,
     new: str,
-    ids: tuple[Any, Any],
+    ids: tuple[PackId, PackId],
     corpus: Path,
     *,
     jobs: int,
     examples: int,
     cache_size: int,
     label: str = "",
-    progress: Any = None,
-) -> Any:
+    progress: Progress | None = None,
+) -> DiffReport:
     """``fenliu diff`` of ``corpus`` on ``jobs`` processes: the report of the whole corpus."""
     from fenliu.authoring.diff import DiffReport
 
@@ -394,19 +413,24 @@ def diff_file(
 _LINE = re.compile(r"^line (\d+):")
 
 
+class _ScoreState(TypedDict):
+    path: str
+    split: str
+
+
 class ScoreJob:
     """One pack scores a span of a labelled corpus; each way's :class:`~fenliu.score.Report` comes back."""
 
     def __init__(self, pack: str, split: str) -> None:
         self.path = pack
         self.split = split
-        self.pack: Any = None
-        self.decider: Any = None
+        self.pack: Pack | None = None
+        self.decider: Decider | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> _ScoreState:
         return {"path": self.path, "split": self.split}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: _ScoreState) -> None:
         self.__init__(state["path"], state["split"])  # type: ignore[misc]
 
     def setup(self) -> None:
@@ -421,7 +445,7 @@ class ScoreJob:
             self.decider.close()
             self.decider = None
 
-    def run(self, lines: list[str], first_line: int) -> Any:
+    def run(self, lines: list[str], first_line: int) -> dict[str, Report]:
         from fenliu.authoring.score import score
         from fenliu.authoring.train import read_labelled
 
@@ -435,10 +459,11 @@ class ScoreJob:
             raise ValueError(msg) from None
         if self.split:
             items = [x for x in items if x.split == self.split]
+        assert self.pack is not None
         return score(self.pack, items, self.decider)
 
 
-def merge_scores(into: dict[str, Any], part: dict[str, Any]) -> None:
+def merge_scores(into: dict[str, Report], part: dict[str, Report]) -> None:
     """Add the reports of a later span (examples: the first in corpus order)."""
     for way, r in part.items():
         mine = into.setdefault(way, type(r)(way))
@@ -450,11 +475,13 @@ def merge_scores(into: dict[str, Any], part: dict[str, Any]) -> None:
             mine.examples.setdefault(k, v)
 
 
-def score_file(pack: str, corpus: Path, *, split: str, jobs: int, progress: Any = None) -> dict[str, Any]:
+def score_file(
+    pack: str, corpus: Path, *, split: str, jobs: int, progress: Progress | None = None
+) -> dict[str, Report]:
     """``fenliu score`` of ``corpus`` on ``jobs`` processes."""
     from fenliu.authoring.score import WAYS
 
-    merged: dict[str, Any] = {}
+    merged: dict[str, Report] = {}
     job = ScoreJob(pack, split)
     for part in replay(corpus, job, jobs=jobs, progress=progress.update if progress is not None else None):
         merge_scores(merged, part)
@@ -474,13 +501,13 @@ def score_file(pack: str, corpus: Path, *, split: str, jobs: int, progress: Any 
 
 
 def eval_line(
-    decider: Any,
+    decider: Decider,
     n: int,
-    item: Any,
+    item: Json | BadJson,
     *,
     trace: bool,
     indent: int | None,
-    enrich: Callable[[Any], Any] | None = None,
+    enrich: Callable[[Complaint], Complaint] | None = None,
 ) -> tuple[str, bool]:
     """The output line for one input item of ``fenliu eval`` (a decision or an error), and whether it
     was bad. ``item`` is parsed JSON, or a :class:`BadJson`."""
@@ -491,13 +518,14 @@ def eval_line(
     try:
         complaint = complaint_from_dict(item)
     except ComplaintError as e:
-        err: dict[str, Any] = {
+        err: dict[str, Json] = {
             "line": n,
             "error": "INVALID_ARGUMENT",
             "field_violations": [{"field": v.field, "description": v.description} for v in e.violations],
         }
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            err["complaint_id"] = item["id"][:128]
+        cid = item.get("id") if isinstance(item, dict) else None
+        if isinstance(cid, str):
+            err["complaint_id"] = cid[:128]
         return json.dumps(err, ensure_ascii=False), True
     decision = decider.decide(enrich(complaint) if enrich is not None else complaint)
     return json.dumps(decision.to_dict(trace=trace), ensure_ascii=False, indent=indent), False
@@ -508,13 +536,20 @@ class BadJson:
         self.msg = msg
 
 
-def parse_line(line: str) -> Any:
+def parse_line(line: str) -> Json | BadJson:
     try:
-        return json.loads(line)
+        value: Json = json.loads(line)
+        return value
     except json.JSONDecodeError as e:
         return BadJson(str(e.msg))
     except RecursionError:
         return BadJson("nested too deeply")
+
+
+class _EvalState(TypedDict):
+    path: str
+    trace: bool
+    indent: int | None
 
 
 class EvalJob:
@@ -524,13 +559,13 @@ class EvalJob:
         self.path = pack
         self.trace = trace
         self.indent = indent
-        self.decider: Any = None
+        self.decider: Decider | None = None
         self.enrich: TextMemo | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> _EvalState:
         return {"path": self.path, "trace": self.trace, "indent": self.indent}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: _EvalState) -> None:
         self.__init__(state["path"], state["trace"], state["indent"])  # type: ignore[misc]
 
     def setup(self) -> None:
@@ -546,6 +581,7 @@ class EvalJob:
             self.decider = None
 
     def run(self, lines: list[str], first_line: int) -> tuple[list[str], int]:
+        assert self.decider is not None
         out: list[str] = []
         bad = 0
         for n, line in enumerate(lines, first_line):
@@ -578,7 +614,14 @@ def is_json_lines(path: Path) -> bool:
 
 
 def eval_file(
-    pack: str, corpus: Path, out: TextIO, *, trace: bool, indent: int | None, jobs: int, progress: Any = None
+    pack: str,
+    corpus: Path,
+    out: TextIO,
+    *,
+    trace: bool,
+    indent: int | None,
+    jobs: int,
+    progress: Progress | None = None,
 ) -> int:
     """``fenliu eval`` of a JSON Lines file on ``jobs`` processes: each output line written in corpus
     order; returns the number of bad lines."""

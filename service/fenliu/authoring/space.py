@@ -41,11 +41,15 @@ class Num:
         return not self.ivs
 
 
+#: One value of a finite domain: an enum value or a code (text), true or false.
+Atom = str | int | float | bool | None
+
+
 @dataclass(frozen=True, slots=True)
 class Fin:
     """A subset of a finite domain (enums, codes, booleans, keyword presence)."""
 
-    values: frozenset[Any]
+    values: frozenset[Atom]
 
     def empty(self) -> bool:
         return not self.values
@@ -184,7 +188,7 @@ def _describe(c: Con) -> str:
     return ("one of " if c.pos else "anything but ") + ", ".join(sorted(repr(v) for v in c.values))
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Atom) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
@@ -285,7 +289,7 @@ class Space:
         if not isinstance(key_dom, Fin):
             return _opaque(t), Fin(frozenset({True}))
         sample = next((r[col] for r in table.rows.values() if r.get(col) is not None), "")
-        blank: Any = False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
+        blank: Atom = False if isinstance(sample, bool) else 0 if isinstance(sample, int | float) else ""
         allowed = set()
         for k in key_dom.values:
             row = table.rows.get(str(k), {})
@@ -360,7 +364,7 @@ def _opaque(t: Test) -> str:
     return f"op:{t.field} {t.op} {t.value!r}"
 
 
-def _holds(op: str, v: Any, c: Any) -> bool:
+def _holds(op: str, v: object, c: Any) -> bool:
     try:
         if op == "eq":
             return bool(v == c)

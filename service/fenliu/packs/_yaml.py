@@ -13,12 +13,14 @@ nesting never reaches Python's recursion limit. libyaml parses when PyYAML has i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from fenliu.i18n import N_, _
+from fenliu.packs.types import Yaml
 
 MAX_DEPTH: Final = 64  # nested mappings and sequences (the reference pack needs 8)
 MAX_ALIASES: Final = 1_000  # ``*name`` references in one document
@@ -57,7 +59,7 @@ class _Loader(_BASE):  # type: ignore[misc]
     """The safe loader, building :class:`YDict` and :class:`YList`."""
 
 
-def _line(event: Any) -> int:
+def _line(event: yaml.Event) -> int:
     mark = event.start_mark
     return int(mark.line) + 1 if mark is not None else 1
 
@@ -72,7 +74,7 @@ def _check_limits(text: str) -> None:
     sizes: dict[str, int] = {}  # anchor -> the size of what it names
     aliases = 0
 
-    def add(n: int, event: Any) -> None:
+    def add(n: int, event: yaml.Event) -> None:
         if open_sizes:
             open_sizes[-1] += n
             n = open_sizes[-1]
@@ -175,13 +177,14 @@ def _plain(what: str) -> str:
     return what
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str) -> Yaml:
     """Parse one YAML document. Raises :class:`YamlProblem` with the line of the first error."""
     loader = None
     try:
         _check_limits(text)
         loader = _Loader(text)
-        return loader.get_single_data()
+        data: Yaml = loader.get_single_data()
+        return data
     except YamlProblem:
         raise
     except yaml.MarkedYAMLError as e:
@@ -200,7 +203,7 @@ def load_yaml(text: str) -> Any:
             loader.dispose()
 
 
-def line_at(doc: Any, path: list[Any] | tuple[Any, ...]) -> int:
+def line_at(doc: Yaml, path: Sequence[str | int]) -> int:
     """The line of the deepest node reachable along ``path`` (a JSON-schema error path)."""
     line = getattr(doc, "line", 1)
     node = doc

@@ -50,15 +50,16 @@ from fenliu.packs.types import (
     Test,
     TextSettings,
     Value,
+    Yaml,
 )
 
 # ---------------------------------------------------------------------------------------------------
 # Loading
 
-_SCHEMAS: dict[str, dict[str, Any]] = {}
+_SCHEMAS: dict[str, dict[str, object]] = {}
 
 
-def schema(name: str) -> dict[str, Any]:
+def schema(name: str) -> dict[str, object]:
     """The JSON Schema ``manifest``, ``rules`` or ``cases`` (also usable by editors)."""
     if name not in _SCHEMAS:
         text = importlib.resources.files("fenliu").joinpath(f"schema/{name}.schema.json").read_text("utf-8")
@@ -93,7 +94,7 @@ def _one_line(message: str) -> str:
     return first
 
 
-def _unquoted(message: str, instance: Any) -> str:
+def _unquoted(message: str, instance: object) -> str:
     """A schema message without a long quoted value (it may be a whole file read as one string)."""
     shown = repr(instance)
     if len(shown) <= 60 or shown not in message:
@@ -120,7 +121,7 @@ _KINDS: Final = {
 }
 
 
-def _shown(v: Any) -> str:
+def _shown(v: object) -> str:
     if isinstance(v, dict):
         return _("a mapping")
     if isinstance(v, list):
@@ -172,7 +173,7 @@ def _in_plain_words(err: jsonschema.ValidationError) -> str:
     return str(err.message)
 
 
-def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> bool:
+def _validate_schema(doc: Yaml, schema_name: str, rel: str, out: _Collector) -> bool:
     validator = jsonschema.Draft202012Validator(schema(schema_name))
     ok = True
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
@@ -180,7 +181,7 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
         path = list(err.absolute_path)
         line = line_at(doc, path)
         rule = ""
-        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) and isinstance(doc, YDict):
             item = doc["rules"][path[1]]
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 rule = item["id"]
@@ -198,7 +199,7 @@ def _validate_schema(doc: Any, schema_name: str, rel: str, out: _Collector) -> b
     return ok
 
 
-def _read_yaml(data: bytes, rel: str, out: _Collector) -> Any:
+def _read_yaml(data: bytes, rel: str, out: _Collector) -> Yaml:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -312,14 +313,14 @@ class _Layer:
     name: str
     root: Path
     manifest: YDict
-    files: list[tuple[str, Any]]  # (relative name, parsed doc) of rule files
-    case_files: list[tuple[str, Any]]
+    files: list[tuple[str, YDict]]  # (relative name, parsed doc) of rule files
+    case_files: list[tuple[str, YDict]]
     digest_parts: list[bytes]
     file_lines: dict[str, int]
     manifest_rel: str
     sources: dict[str, str] = field(default_factory=dict)  # relative file -> "<pack>/<file in pack>"
     read: list[tuple[str, bytes]] = field(default_factory=list)  # (absolute path, bytes) of each file
-    lexicon_files: list[tuple[str, Any]] = field(default_factory=list)
+    lexicon_files: list[tuple[str, YDict]] = field(default_factory=list)
 
 
 def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
@@ -380,6 +381,8 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
     manifest = _read_yaml(manifest_data, mrel, out)
     if manifest is None or not _validate_schema(manifest, "manifest", mrel, out):
         return []
+    if not isinstance(manifest, YDict):  # the schema has checked it is a mapping
+        return []
     layers: list[_Layer] = []
     if "extends" in manifest:
         base = (root / manifest["extends"]).resolve()
@@ -396,9 +399,9 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         if not layers:
             return []
     parts: list[bytes] = []
-    files: list[tuple[str, Any]] = []
-    cases: list[tuple[str, Any]] = []
-    lexicon: list[tuple[str, Any]] = []
+    files: list[tuple[str, YDict]] = []
+    cases: list[tuple[str, YDict]] = []
+    lexicon: list[tuple[str, YDict]] = []
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}
     read: list[tuple[str, bytes]] = []
@@ -426,12 +429,12 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
         if doc is None:
             continue
         if p.stem.endswith("_test"):
-            if _validate_schema(doc, "cases", rel, out):
+            if _validate_schema(doc, "cases", rel, out) and isinstance(doc, YDict):  # (the schema's object)
                 cases.append((rel, doc))
-        elif isinstance(doc, dict) and "lexicon" in doc:
+        elif isinstance(doc, YDict) and "lexicon" in doc:
             if _validate_schema(doc, "lexicon", rel, out):
                 lexicon.append((rel, doc))
-        elif _validate_schema(doc, "rules", rel, out):
+        elif _validate_schema(doc, "rules", rel, out) and isinstance(doc, YDict):
             files.append((rel, doc))
     text = manifest.get("text")
     if isinstance(text, dict) and isinstance(text.get("model"), str):
@@ -521,7 +524,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
     for layer in layers:
         if "stages" in layer.manifest:
             stages = tuple(layer.manifest["stages"])
-    defaults: dict[str, Any] = dict(F.BUILTIN_DEFAULTS)
+    defaults: dict[str, object] = dict(F.BUILTIN_DEFAULTS)
     defaults_lines: dict[str, tuple[str, int]] = {}
     for layer in layers:
         d = layer.manifest.get("defaults")
@@ -668,8 +671,8 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
             cases.append(
                 Case(
                     str(c["name"]),
-                    _plain(c["complaint"]),
-                    _plain(c["expect"]),
+                    _plain_map(c["complaint"]),
+                    _plain_map(c["expect"]),
                     tuple(c.get("fired") or ()),
                     tuple(c.get("not_fired") or ()),
                     rel,
@@ -709,7 +712,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         cases=tuple(cases),
         layers=tuple(layer.name for layer in layers),
         digest=digest.hexdigest()[:12],
-        explained_warnings=tuple(_plain(w) for w in manifest.get("explained_warnings") or ()),
+        explained_warnings=tuple(_texts(w) for w in manifest.get("explained_warnings") or ()),
         files=file_lines,
         sources=tuple(item for layer in layers for item in layer.read),
         lexicon=lexicon,
@@ -778,7 +781,7 @@ def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
             margin=float(t.get("margin", base.margin)),
             model=model,
             model_confidence=float(t.get("model_confidence", base.model_confidence)),
-            floors=_plain(t.get("floors") or {}),
+            floors=_plain_map(t.get("floors") or {}),
             file=layer.manifest_rel,
             line=t.line,
             model_file=str(Path(layer.manifest_rel).parent / model) if model else "",
@@ -789,12 +792,24 @@ def _text_settings(layers: list[_Layer], out: _Collector) -> TextSettings:
     return TextSettings()
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: Yaml) -> Yaml:
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_plain(x) for x in v]
     return v
+
+
+def _plain_map(v: Yaml) -> dict[str, Yaml]:
+    """A mapping the schema has checked, as plain dicts and lists."""
+    assert isinstance(v, dict)
+    return {str(k): _plain(x) for k, x in v.items()}
+
+
+def _texts(v: Yaml) -> dict[str, str]:
+    """A mapping of texts the schema has checked (an explained warning)."""
+    assert isinstance(v, dict)
+    return {str(k): str(x) for k, x in v.items()}
 
 
 def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> None:

@@ -19,7 +19,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final, TypedDict
+
+if TYPE_CHECKING:
+    from fenliu.packs.types import Pack
 
 log = logging.getLogger("fenliu.sealed")
 
@@ -37,8 +40,16 @@ class SealedPack:
         return {"path": self.path, "digest": self.digest}
 
 
-def sources_of(pack: Any) -> dict[str, Any]:
-    """What a worker sends to have ``pack`` (a :class:`fenliu.packs.load.Pack`) sealed: a plain, picklable dict."""
+class PackSources(TypedDict):
+    """What a worker sends to have a pack sealed: its digest, its folder and (path, bytes) of each file."""
+
+    digest: str
+    root: str
+    files: list[tuple[str, bytes]]
+
+
+def sources_of(pack: Pack) -> PackSources:
+    """What a worker sends to have ``pack`` sealed: a plain, picklable dict."""
     return {"digest": pack.digest, "root": str(pack.root), "files": list(pack.sources)}
 
 
@@ -51,7 +62,7 @@ class Seal:
         self._kept: list[Path] = []
         self._count = 0
 
-    def store(self, sources: dict[str, Any]) -> SealedPack:
+    def store(self, sources: PackSources) -> SealedPack:
         """Seal the pack described by ``sources`` (see :func:`sources_of`) and make it the current one."""
         digest, root = str(sources["digest"]), os.path.abspath(str(sources["root"]))
         files = [(os.path.abspath(str(f)), bytes(data)) for f, data in sources["files"]]

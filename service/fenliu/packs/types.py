@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: A YAML node as the loader gives it (mappings with string keys).
+Yaml = str | int | float | bool | None | list["Yaml"] | dict[str, "Yaml"]
+
 # ---------------------------------------------------------------------------------------------------
 # Conditions
 
@@ -113,8 +116,8 @@ class Table:
 @dataclass(frozen=True, slots=True)
 class Case:
     name: str
-    complaint: dict[str, Any]
-    expect: dict[str, Any]
+    complaint: dict[str, Yaml]
+    expect: dict[str, Yaml]
     fired: tuple[str, ...]
     not_fired: tuple[str, ...]
     file: str
@@ -163,7 +166,7 @@ class Pack:
     description: str
     root: Path
     stages: tuple[str, ...]
-    defaults: dict[str, Any]
+    defaults: dict[str, object]
     rules: tuple[Rule, ...]
     tables: dict[str, Table]
     cases: tuple[Case, ...]
