@@ -261,10 +261,10 @@ class TextModel:
         if _HAS_DIGIT(s):
             s = _DIGITS.sub("0", s)
         cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        cps <<= _SHIFT
-        grams = np.concatenate((cps, cps[:-1] | ((cps[1:] >> _SHIFT) + 1)))
+        first = cps << _SHIFT
+        grams = np.concatenate((first, first[:-1] | (cps[1:] + 1)))
         grams.sort()
-        pos = np.searchsorted(keys, grams)
+        pos = keys.searchsorted(grams)
         hit = pos[keys[pos] == grams]
         if not len(hit):
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
@@ -274,9 +274,9 @@ class TextModel:
         edge = np.empty(len(hit) + 1, dtype=np.bool_)
         edge[0] = edge[-1] = True
         np.not_equal(hit[1:], hit[:-1], out=edge[1:-1])
-        bounds = np.flatnonzero(edge)
+        bounds = edge.nonzero()[0]
         idx: npt.NDArray[np.intp] = hit[bounds[:-1]].astype(np.intp, copy=False)
-        counts = np.diff(bounds)
+        counts = bounds[1:] - bounds[:-1]
         table = self._sublinear
         if len(grams) >= len(table) and int(counts.max()) >= len(table):  # a very long text
             table = _sublinear_tf(int(counts.max()) + 1)
