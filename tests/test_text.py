@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from fenliu.authoring.train import Labelled, fit
 from fenliu.cli import commands as cli
+from fenliu.compiling.compiler import normalize_text
 from fenliu.domain.errors import PackError
 from fenliu.domain.model import complaint_from_dict
 from fenliu.engine.decider import Decider
 from fenliu.engine.enrich import enrichment_for
-from fenliu.compiling.compiler import normalize_text
 from fenliu.engine.text import (
     Lexicon,
     TextModel,
@@ -569,11 +569,8 @@ def _plain_found(lexicon: Lexicon, text: str) -> list[int]:
     out = []
     for i, e in enumerate(lexicon.entries):
         words = [normalize_text(w) for w in e.words]
-        if e.kind == "together":
-            hit = any(all(w in s for w in words) for s in sentences)
-        else:
-            hit = words[0] in text
-        if hit:
+        together = any(all(w in s for w in words) for s in sentences)
+        if together if e.kind == "together" else words[0] in text:
             out.append(i)
     return out
 
