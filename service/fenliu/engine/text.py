@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import ahocorasick_rs
 import numpy as np
@@ -63,9 +63,9 @@ def complaint_text(title: str, text: str) -> str:
 # The lexicon
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """A category's score in one text, and the entries that made it."""
+class Scored(NamedTuple):
+    """A category's score in one text, and the entries that made it (a tuple: made for every
+    category found in every complaint, it is built at a tuple's cost)."""
 
     category: str
     score: float
@@ -174,9 +174,10 @@ _SHIFT: Final = 22
 def _sublinear_tf(n: int) -> npt.NDArray[np.float32]:
     """``1 + log(count)`` in float32 for the counts 0 .. n-1 (0 is never looked up), computed as
     scikit-learn computes it (``np.log`` over float32 counts, then 1 added)."""
-    counts = np.arange(n, dtype=np.float32)
-    counts[0] = 1.0
-    out: npt.NDArray[np.float32] = 1.0 + np.log(counts)
+    out = np.arange(n, dtype=np.float32)
+    out[0] = 1.0
+    np.log(out, out=out)
+    out += np.float32(1.0)
     return out
 
 
