@@ -675,3 +675,16 @@ def test_enrichment_outputs_are_the_plain_readings_outputs(wushen: Pack) -> None
         assert c.evidence.model == tuple((model.classes[i], round(float(want[i]), 4)) for i in top)
         best = model.classes[top[0]]
         assert c.model_category == ("" if best == "unclassified" else best)
+
+
+def test_training_is_deterministic_whatever_the_order_of_the_corpus(wushen: Pack) -> None:
+    items = _labelled()
+    one, two = fit(items, wushen), fit(list(reversed(items)), wushen)
+    assert one.vocabulary == two.vocabulary and one.classes == two.classes
+    for a, b in (
+        (one.weights, two.weights),
+        (one.intercept, two.intercept),
+        (one.idf, two.idf),
+        (one.lexicon_weights, two.lexicon_weights),
+    ):
+        assert a.tobytes() == b.tobytes()
