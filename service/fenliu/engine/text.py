@@ -44,6 +44,8 @@ _SENTENCE_END: Final = re.compile(r"[。!?;\n]")
 
 _DIGITS: Final = re.compile(r"[0-9]")
 _HAS_DIGIT: Final = _DIGITS.search
+_MAX: Final = np.maximum.reduce
+_SUM: Final = np.add.reduce
 #: What the trace never shows of the model's n-grams: digits, Latin letters (pieces of ids, phones).
 _SHAPED: Final = re.compile(r"[0-9a-z]")
 
@@ -299,8 +301,9 @@ class TextModel:
                 for i, score in found:
                     lex[i] = score * self.lexicon_scale
                 z = z + lex @ self.lexicon_weights
-        e = np.exp(z - z.max())
-        out: npt.NDArray[np.float64] = (e / e.sum()).astype(np.float64)
+        # z.max() and e.sum() without their wrappers: the same reductions
+        e = np.exp(z - _MAX(z))
+        out: npt.NDArray[np.float64] = (e / _SUM(e)).astype(np.float64)
         return out
 
     def explain(self, text: str, cls: int, top: int = 5) -> tuple[tuple[str, float], ...]:
