@@ -25,10 +25,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError, FieldViolation
 from fenliu.domain.model import (
-    COMPLAINANT_FIELDS,
-    COMPLAINT_BOOLS,
     DEADLINE_NAMES,
     DECIDED_FIELDS,
     EARLIEST_RECEIVED_AT,
@@ -38,12 +37,7 @@ from fenliu.domain.model import (
     MAX_AMOUNT,
     MAX_CODE,
     MAX_COUNT,
-    MAX_HINT,
-    MAX_ID,
     MAX_PERSONAL,
-    MAX_TEXT,
-    MAX_TITLE,
-    REGION_FIELDS,
     UNSPECIFIED,
     Complainant,
     Complaint,
@@ -54,16 +48,22 @@ from fenliu.domain.model import (
     region_code_ok,
 )
 
-#: Complaint field → the proto enum that carries it.
+
+def _enum_of(name: str) -> Any:
+    """The proto enum that carries the complaint field ``name`` (where the field table says it goes)."""
+    enum = pb.Complaint.DESCRIPTOR.fields_by_name[F.COMPLAINT_BY_NAME[name].proto].enum_type
+    assert enum is not None, name
+    return getattr(pb, enum.name)
+
+
+#: Complaint field → the proto enum that carries it (the field table's enum fields).
 COMPLAINT_ENUM_TYPES: Final[dict[str, Any]] = {
-    "channel": pb.Channel,
-    "intent": pb.Intent,
-    "received_tier": pb.Tier,
-    "public_opinion": pb.PublicOpinion,
-    "procedure": pb.Procedure,
-    "last_stage": pb.Stage,
-    "last_outcome": pb.Outcome,
+    name: _enum_of(name) for name in F.complaint_fields(kind="enum")
 }
+#: The proto Complaint's submessages of text fields, and the names within them (the field table's).
+REGION_FIELDS: Final = F.complaint_fields(top="region")
+COMPLAINANT_FIELDS: Final = F.complaint_fields(top="complainant")
+_COMPLAINT_BOOLS: Final = F.complaint_fields(kind="bool")
 #: Decision field → the proto enum that carries it.
 DECISION_ENUM_TYPES: Final[dict[str, Any]] = {
     "color": pb.Color,
@@ -196,15 +196,12 @@ _ENUM_VALUES: Final[dict[str, dict[int, str]]] = {
     }
     for name, enum in COMPLAINT_ENUM_TYPES.items()
 }
-_STRINGS: Final = (
-    ("id", MAX_ID),
-    ("title", MAX_TITLE),
-    ("text", MAX_TEXT),
-    ("category_hint", MAX_HINT),
-    ("existing_case_id", MAX_ID),
+#: The top-level text fields and their limits: id, title, text, category_hint, existing_case_id.
+_STRINGS: Final = tuple(
+    (f.name, f.limit) for f in F.COMPLAINT_TABLE if f.limit and not f.derived and "." not in f.name
 )
 _ENUMS: Final = tuple(_ENUM_VALUES.items())
-_BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
+_BOOLS: Final = operator.attrgetter(*_COMPLAINT_BOOLS)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: The range of received_at (:data:`fenliu.domain.model.EARLIEST_RECEIVED_AT` to ``LATEST_RECEIVED_AT``), in
 #: whole seconds: any nanos keep a second of this range within it.
@@ -281,7 +278,7 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
     else:
         kw["received_at"] = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
         kw["received_at_given"] = False
-    kw.update(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
+    kw.update(zip(_COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
     return Complaint(**kw)
 
 
