@@ -53,7 +53,7 @@ def test_field_table_decided_fields_are_proto_decision_fields_and_in_outcome() -
 
 def test_field_table_proto_decision_has_nothing_undeclared() -> None:
     envelope = {"complaint_id", "decision_id", "existing_case_id", "guidance", "rule_pack", "trace", "notes"}
-    assert set(model.DECIDED_FIELDS) | envelope | {"suggestions"} == PROTO_DECISION
+    assert set(model.DECIDED_FIELDS) | envelope | {"suggestions", "matter", "owning_point"} == PROTO_DECISION
 
 
 def test_field_table_complaint_fields_are_proto_complaint_fields() -> None:
@@ -133,7 +133,11 @@ def test_field_table_each_complaint_field_matches_the_proto_and_the_model(field:
             names = {convert.enum_name(fd.enum_type, v.number) for v in fd.enum_type.values if v.number}
             assert names == set(field.type.values) - {model.UNSPECIFIED}
     if inner:
-        holder = {"region": model.REGION_FIELDS, "complainant": model.COMPLAINANT_FIELDS}[top]
+        holder = {
+            "region": model.REGION_FIELDS,
+            "complainant": model.COMPLAINANT_FIELDS,
+            "receiving_point": model.RECEIVING_POINT_FIELDS,
+        }[top]
         assert inner in holder
         assert field.personal == (top == "complainant")
     else:
@@ -149,7 +153,7 @@ def test_field_table_complaint_json_form_and_limits_agree_with_the_model() -> No
     for f in top_level:
         if f.name != "received_at":
             assert model._KINDS[f.name] == kinds[f.type.kind], f.name
-    assert set(model._KINDS) == {f.name for f in top_level} | {"region", "complainant"}
+    assert set(model._KINDS) == {f.name for f in top_level} | {"region", "complainant", "receiving_point"}
     assert {f.name: f.limit for f in top_level if f.limit} == model._STRING_LIMITS
     assert set(model.COMPLAINT_ENUMS) == set(F.complaint_fields(kind="enum"))
     assert F.complaint_fields(kind="bool") == model.COMPLAINT_BOOLS

@@ -25,8 +25,11 @@ from fenliu.serving.config import (
     DEFAULT_DECISION_LOG_BACKUPS,
     DEFAULT_DECISION_LOG_MAX_BYTES,
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_MATTER_WINDOW_DAYS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_STREAMS,
+    DEFAULT_STATE_DIR,
+    DEFAULT_STORE_DEADLINE_MS,
     DEFAULT_STREAM_IDLE_SECONDS,
     DEFAULT_THREADS,
     ConfigError,
@@ -139,6 +142,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(  # the default since the log redacts free text unless told otherwise
         "--decision-log-redact-text", action="store_true", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default="none",
+        help="remember matters in this store: sqlite:///PATH (every worker shares the file), "
+        "postgresql://… (replicas share it), memory:, or none (the default; `make run` uses "
+        f"sqlite:///{DEFAULT_STATE_DIR}/matters.db)",
+    )
+    parser.add_argument(
+        "--store-key-file",
+        metavar="FILE",
+        help="HMAC key for the id numbers and phones the store keeps (else --decision-log-key-file, "
+        "else $FENLIU_DECISION_LOG_KEY)",
+    )
+    parser.add_argument(
+        "--matter-window-days",
+        type=int,
+        default=DEFAULT_MATTER_WINDOW_DAYS,
+        metavar="N",
+        help="earlier complaints this many days around a new one may be its matter",
+    )
+    parser.add_argument(
+        "--store-deadline-ms",
+        type=float,
+        default=DEFAULT_STORE_DEADLINE_MS,
+        metavar="MS",
+        help="a lookup-and-write taking longer answers 'history unavailable' (the complaint is queued)",
+    )
+    parser.add_argument(
+        "--store-degraded-ok",
+        action="store_true",
+        help="start when the store cannot be reached (decisions say history was unavailable, health and "
+        "metrics say degraded) and keep trying it; without it, refuse to start",
+    )
+    parser.add_argument(
+        "--store-queue-dir",
+        metavar="DIR",
+        help="where complaints the store could not take wait (default: PATH.queue beside an SQLite "
+        f"file, else {DEFAULT_STATE_DIR}/matter-queue)",
+    )
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
 
 
@@ -147,6 +190,8 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     settings that do not go together)."""
     names = {f.name for f in dataclasses.fields(ServeConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
+    if given.get("store") in ("none", ""):
+        given["store"] = None
     config = ServeConfig(**given)
     try:
         config.tls()

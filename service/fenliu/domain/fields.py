@@ -134,6 +134,24 @@ COMPLAINT_TABLE: Final[tuple[ComplaintField, ...]] = (
         )
         for n, zh in zip(model.COMPLAINANT_FIELDS, ("姓名", "身份证号", "电话"), strict=True)
     ),
+    # The receiving point, when the front end names it: read by the matter step, not by rules.
+    ComplaintField(
+        "receiving_point.code",
+        _TEXT,
+        "",
+        proto="receiving_point.code",
+        zh="受理点代码",
+        testable=False,
+        limit=model.MAX_CODE,
+    ),
+    ComplaintField(
+        "receiving_point.level",
+        _enum(model.TIERS),
+        model.UNSPECIFIED,
+        proto="receiving_point.level",
+        zh="受理点层级",
+        testable=False,
+    ),
     # Derived from the title and text by the pack's enrichers, before the engine (fenliu.engine.enrich): the
     # lexicon's best category and whether it passed the pack's threshold and margin; the text model's
     # category and whether it passed its confidence; whether the two name the same category. Few
@@ -143,6 +161,18 @@ COMPLAINT_TABLE: Final[tuple[ComplaintField, ...]] = (
     _derived("model_category", _CATEGORY, "", "模型类别"),
     _derived("model_confident", _BOOL, False, "模型类别可信"),
     _derived("model_agrees", _BOOL, False, "模型与词表一致"),
+    # Derived from the matter store by the matter step, before the engine (fenliu.matter.enricher): the
+    # matter's history within the window. Without a store they keep these defaults (no history).
+    _derived("matter_history_available", _BOOL, False, "事项历史可用"),
+    ComplaintField("matter_id", _TEXT, "", zh="事项编号", derived=True, testable=False),
+    _derived("matter_prior_complaints", FieldType("int"), 0, "此前诉求次数"),
+    _derived("matter_channel_count", FieldType("int"), 0, "渠道数"),
+    _derived("matter_point_count", FieldType("int"), 0, "受理点数"),
+    _derived("matter_level_count", FieldType("int"), 0, "受理层级数"),
+    _derived("matter_days_since_first", FieldType("int"), 0, "距首次受理天数"),
+    _derived("matter_first_point", _TEXT, "", "首接受理点"),
+    _derived("matter_first_level", _enum(model.TIERS), model.UNSPECIFIED, "首接层级"),
+    _derived("matter_linked_by", _TEXT, "", "关联依据"),
 )
 
 #: Complaint fields rules may test (title and text only through `keywords` / `pattern`).

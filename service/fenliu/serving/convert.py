@@ -132,6 +132,14 @@ def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation])
 def _submessage(msg: Any, path: str, bad: list[FieldViolation]) -> dict[str, str]:
     out: dict[str, str] = {}
     for fd in msg.DESCRIPTOR.fields:
+        if fd.type == _TYPE_ENUM:  # the receiving point's level
+            name = enum_name(fd.enum_type, getattr(msg, fd.name))
+            if name == UNKNOWN_ENUM:
+                allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
+                bad.append(FieldViolation(f"{path}.{fd.name}", f"unknown enum number; allowed: {allowed}"))
+            elif name is not None:
+                out[fd.name] = name
+            continue
         v = _string(msg, fd, f"{path}.{fd.name}", bad)
         if v is not None:
             out[fd.name] = v
@@ -262,6 +270,8 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
             if code and not region_code_ok(k, code):
                 return None
         kw["region"] = region
+    if msg.HasField("receiving_point"):
+        return None  # read by the full validation (its code's shape depends on its level)
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
         if person is None:
@@ -320,7 +330,11 @@ def complaint_to_proto(data: Mapping[str, Any]) -> Any:
             sub = getattr(msg, key)
             sub.SetInParent()
             for k, v in value.items():
-                setattr(sub, k, v)
+                sfd = sub.DESCRIPTOR.fields_by_name.get(k)
+                if sfd is not None and sfd.type == FieldDescriptor.TYPE_ENUM:
+                    setattr(sub, k, enum_number(sfd.enum_type, v))
+                else:
+                    setattr(sub, k, v)
         elif fd.type == FieldDescriptor.TYPE_ENUM:
             setattr(msg, key, enum_number(fd.enum_type, value))
         else:
@@ -423,9 +437,85 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
         msg.notes.extend(str(n) for n in d.get("notes") or ())
         for sg in d.get("suggestions") or ():
             msg.suggestions.add(category=str(sg["category"]), score=float(sg["score"]))
+        if d.get("matter") is not None:
+            matter_to_proto(msg.matter, d["matter"])
+        if d.get("owning_point"):
+            _point_to_proto(msg.owning_point, d["owning_point"])
     except (KeyError, TypeError, ValueError) as e:  # ConversionError is a ValueError
         raise ConversionError(f"decision cannot be carried by fenliu.v1.Decision: {type(e).__name__}") from e
     return msg
+
+
+def _point_to_proto(msg: Any, point: Mapping[str, Any]) -> None:
+    msg.SetInParent()
+    msg.code = str(point.get("code") or "")
+    msg.level = enum_number(pb.Tier.DESCRIPTOR, _tier(point.get("level")))
+
+
+def _tier(level: Any) -> str | None:
+    return None if not level or level == UNSPECIFIED else str(level)
+
+
+def matter_to_proto(msg: Any, m: Mapping[str, Any]) -> None:
+    """Fill a ``fenliu.v1.Matter`` from the decision's ``matter`` part (its JSON form)."""
+    msg.SetInParent()
+    msg.history_available = bool(m.get("history_available"))
+    msg.multi_door = bool(m.get("multi_door"))
+    if not msg.history_available:
+        return
+    msg.matter_id = str(m.get("matter_id", ""))
+    msg.new_matter = bool(m.get("new_matter"))
+    for e in m.get("linked_by") or ():
+        link = msg.linked_by.add(
+            kind=str(e["kind"]), complaint_id=str(e["complaint_id"]), field=str(e.get("field", ""))
+        )
+        if e.get("similarity") is not None:
+            link.similarity = float(e["similarity"])
+    msg.prior_complaints = int(m.get("prior_complaints", 0))
+    msg.channels.extend(str(x) for x in m.get("channels") or ())
+    msg.points.extend(str(x) for x in m.get("points") or ())
+    msg.levels.extend(str(x) for x in m.get("levels") or ())
+    if m.get("first_receiver"):
+        _point_to_proto(
+            msg.first_receiver,
+            {"code": m["first_receiver"].get("point"), "level": m["first_receiver"].get("level")},
+        )
+    if m.get("first_received_at"):
+        msg.first_received_at.CopyFrom(_ts(m["first_received_at"]))
+    msg.days_since_first = int(m.get("days_since_first", 0))
+    msg.earlier_decision_ids.extend(str(x) for x in m.get("earlier_decision_ids") or ())
+
+
+def matter_from_proto(msg: Any) -> dict[str, Any]:
+    """The JSON form of a ``fenliu.v1.Matter``, as the decision's ``matter`` part gives it."""
+    d: dict[str, Any] = {"history_available": msg.history_available}
+    if msg.history_available:
+        d.update(
+            matter_id=msg.matter_id,
+            new_matter=msg.new_matter,
+            linked_by=[
+                {
+                    "kind": e.kind,
+                    "complaint_id": e.complaint_id,
+                    **({"field": e.field} if e.field else {}),
+                    **({"similarity": e.similarity} if e.HasField("similarity") else {}),
+                }
+                for e in msg.linked_by
+            ],
+            prior_complaints=msg.prior_complaints,
+            channels=list(msg.channels),
+            points=list(msg.points),
+            levels=list(msg.levels),
+            days_since_first=msg.days_since_first,
+            first_receiver={
+                "point": msg.first_receiver.code,
+                "level": enum_name(pb.Tier.DESCRIPTOR, msg.first_receiver.level) or UNSPECIFIED,
+            },
+            first_received_at=str(msg.first_received_at.ToDatetime(tzinfo=UTC).isoformat()),
+            earlier_decision_ids=list(msg.earlier_decision_ids),
+        )
+    d["multi_door"] = msg.multi_door
+    return d
 
 
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
@@ -454,7 +544,9 @@ def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
     d = decision.to_dict(trace=trace)
     d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
     d["deadlines"] = {}
-    d["suggestions"] = []  # the complaint's own, as are the text step's notes
+    d["suggestions"] = []  # the complaint's own, as are the text step's notes and its matter
+    d.pop("matter", None)
+    d.pop("owning_point", None)
     if "notes" in d:
         d["notes"] = list(outcome.notes)
     for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
@@ -488,6 +580,10 @@ def _own_fields(msg: Any, decision: Decision) -> Any:
         _set_timestamp(getattr(deadlines, name), when)
     for sg in decision.suggestions:
         msg.suggestions.add(category=sg.category, score=sg.score)
+    if decision.matter is not None:
+        matter_to_proto(msg.matter, decision.matter)
+    if decision.owning_point:
+        _point_to_proto(msg.owning_point, decision.owning_point)
     return msg
 
 
@@ -558,6 +654,16 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
         },
         "suggestions": [{"category": sg.category, "score": sg.score} for sg in msg.suggestions],
     }
+    if msg.HasField("matter"):
+        d["matter"] = matter_from_proto(msg.matter)
+        d["owning_point"] = (
+            {
+                "code": msg.owning_point.code,
+                "level": enum_name(pb.Tier.DESCRIPTOR, msg.owning_point.level) or UNSPECIFIED,
+            }
+            if msg.HasField("owning_point")
+            else None
+        )
     if trace or (trace is None and (msg.trace or msg.notes)):
         entries: list[dict[str, Any]] = []
         for t in msg.trace:
@@ -579,6 +685,39 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
         d["trace"] = entries
         d["notes"] = list(msg.notes)
     return d
+
+
+def matter_to_response(matter_id: str, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """A ``GetMatterResponse`` from the store's rows (``MatterStore.matter``): no personal data in them."""
+    resp = pb.GetMatterResponse(matter_id=matter_id)
+    for r in rows:
+        c = resp.complaints.add(
+            complaint_id=str(r["complaint_id"]),
+            channel=str(r.get("channel") or ""),
+            point=str(r.get("point") or ""),
+            level=str(r.get("level") or ""),
+            decision_id=str(r.get("decision_id") or ""),
+        )
+        c.received_at.FromSeconds(int(r["received_at"]))
+    return resp
+
+
+def matter_from_response(resp: Any) -> dict[str, Any]:
+    """The JSON form of a ``GetMatterResponse``."""
+    return {
+        "matter_id": resp.matter_id,
+        "complaints": [
+            {
+                "complaint_id": c.complaint_id,
+                "received_at": str(c.received_at.ToDatetime(tzinfo=UTC).isoformat()),
+                "channel": c.channel,
+                "point": c.point,
+                "level": c.level,
+                "decision_id": c.decision_id,
+            }
+            for c in resp.complaints
+        ],
+    }
 
 
 def rule_pack_to_proto(info: Any) -> Any:

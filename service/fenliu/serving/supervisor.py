@@ -452,6 +452,14 @@ def serve_in_process(
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
     ext = build_extensions(config, triage)
+    from fenliu.matter import StoreError
+    from fenliu.serving.matters import open_matters
+
+    try:
+        matters = open_matters(config, metrics_on=bool(config.metrics_address))
+    except (StoreError, ValueError, OSError) as e:
+        log.error("matter_store_unusable", extra={"error": str(e)})
+        return 2
     try:
         serving = srv.build_server(
             address,
@@ -464,9 +472,12 @@ def serve_in_process(
             threads=config.threads,
             max_streams=config.max_streams,
             stream_idle_seconds=config.stream_idle_timeout,
+            matters=matters,
         )
     except OSError as e:
         log.error("listen_failed", extra={"address": address, "error": str(e)})
+        if matters is not None:
+            matters.close()
         return 3
 
     from fenliu.serving.reload import Coalescer
@@ -517,6 +528,8 @@ def serve_in_process(
     if drain:  # still taking calls while clients that watch health move away
         time.sleep(drain)
     serving.server.stop(grace).wait()
+    if matters is not None:  # what the store could not take stays queued for the next start
+        matters.close()
     # Stopped: a second SIGTERM (to the whole process group, then from the supervisor) must not kill the
     # process while it exits.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -785,6 +798,14 @@ def serve(config: ServeConfig) -> int:
         except (ValueError, OSError) as e:
             log.error("decision_log_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
+            return 2
+    if config.store:  # open (and migrate) the matter store once, before any worker
+        from fenliu.serving.matters import check_store
+
+        why = check_store(config)
+        if why is not None:
+            log.error("matter_store_unusable", extra={"error": why})
+            print(f"fenliu serve: {why}", file=sys.stderr)
             return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
