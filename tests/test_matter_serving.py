@@ -8,6 +8,7 @@ written afterwards; two ``fenliu serve`` replicas sharing one PostgreSQL, a roun
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,14 +17,17 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
-from fenliu.serving import convert
+from fenliu.serving import convert, metrics
 from fenliu.serving.config import ServeConfig
 from fenliu.serving.matters import Matters, open_matters
 from fenliu.serving.runtime import Triage
-from grpc_helpers import PACK, ServeProcess, bad_fields, error_of, serving, stub_for
+from fenliu.serving.server import MATTER_HEALTH
+from grpc_helpers import PACK, ServeProcess, bad_fields, error_of, serve_refused, serving, stub_for
 from matter_helpers import GRASS, GRASS_AGAIN, TWP, VIL
 from pg import PgServer
 
@@ -288,3 +292,105 @@ def test_matter_serving_two_replicas_share_one_postgresql(pg_server: PgServer, t
         for r in replicas:
             r.stop()
             r.kill()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics: history unavailable, 多头访, the store's time; townships only, never finer
+
+
+def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for fam in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in fam.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_matter_serving_metrics_count_by_township_never_finer(triage: Triage, tmp_path: Path) -> None:
+    metrics.reset()
+    matters = _matters(tmp_path, store_deadline_ms=20.0)
+    matters.metrics_on = True
+    try:
+        with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
+            _triage(stub, _complaint("t-1", GRASS))
+            _triage(
+                stub, _complaint("t-2", GRASS_AGAIN, channel="PHONE", received_at="2026-03-02T09:00:00+08:00")
+            )
+            blocker = sqlite3.connect(tmp_path / "matters.db", isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            try:
+                # A township given by its 3 digits within the banner: the label is the 9-digit code.
+                region = {"banner_code": BANNER, "township_code": TWP[-3:], "village_code": VIL}
+                _triage(stub, _complaint("t-3", "另一件事：村里的路灯坏了半年没人修。", region=region))
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+        assert _samples("fenliu_matter_multi_door_decisions_total") == {(("township", TWP),): 1.0}
+        assert _samples("fenliu_matter_history_unavailable_total") == {(("township", TWP),): 1.0}
+        assert _samples("fenliu_matter_store_seconds_count") == {(): 2.0}
+        assert VIL.encode() not in metrics.exposition()
+    finally:
+        matters.close()
+        metrics.reset()
+
+
+def test_matter_serving_township_label_is_nine_digits_or_none() -> None:
+    metrics.reset()
+    try:
+        assert metrics.township_label({"township_code": TWP}) == TWP
+        assert metrics.township_label({"village_code": VIL}) == TWP
+        assert metrics.township_label({"banner_code": BANNER, "township_code": "104"}) == TWP
+        assert metrics.township_label({"township_code": "104"}) == metrics.NONE
+        assert metrics.township_label({}) == metrics.NONE
+    finally:
+        metrics.reset()
+
+
+# ----------------------------------------------------------------------------------------------------
+# fenliu serve --store: refused in one line, or started degraded
+
+
+def test_matter_serving_unreachable_store_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    key = _key_file(tmp_path)
+    url = "postgresql://fenliu:secret@127.0.0.1:1/fenliu?connect_timeout=2"
+    done = serve_refused("--store", url, "--store-key-file", str(key))
+    assert done.returncode == 2
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("fenliu serve:")]
+    assert len(lines) == 1, done.stderr
+    assert "cannot reach the matter store" in lines[0]
+    assert "secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_matter_serving_store_without_a_key_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FENLIU_DECISION_LOG_KEY"}
+    done = serve_refused("--store", f"sqlite:///{tmp_path / 'm.db'}", env=env)
+    assert done.returncode == 2
+    assert "hash key" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_matter_serving_degraded_start_says_so_and_answers_without_history(tmp_path: Path) -> None:
+    key = _key_file(tmp_path)
+    url = "postgresql://fenliu@127.0.0.1:1/fenliu?connect_timeout=1"
+    proc = ServeProcess(
+        [
+            "--rules", str(PACK), "--address", "127.0.0.1:0", "--no-watch",
+            "--store", url, "--store-key-file", str(key), "--store-degraded-ok",
+            "--store-queue-dir", str(tmp_path / "queue"),
+        ],
+        tmp_path / "serve.log",
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health.Check(health_pb2.HealthCheckRequest(service=MATTER_HEALTH), timeout=10)
+            assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            overall = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert overall.status == health_pb2.HealthCheckResponse.SERVING
+            d = _triage(pb_grpc.TriageServiceStub(channel), _complaint("d-1", GRASS))
+            assert d["matter"]["history_available"] is False
+        assert (tmp_path / "queue").is_dir()
+        assert proc.events("matter_store_unreachable_at_start")
+    finally:
+        proc.stop()
+        proc.kill()

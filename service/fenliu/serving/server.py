@@ -884,7 +884,7 @@ def banner(
             f"fenliu: serving {pack} on {target} ({'TLS' if tls else 'plaintext'}"
             f"{', mutual TLS' if tls and tls.client_ca else ''}), "
             f"{workers} worker{'s' if workers != 1 else ''} (pid {pid_list})",
-            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack); "
+            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack, GetMatter); "
             "grpc.health.v1.Health; reflection",
             "  call it:",
             f"    fenliu call --address {target}{tls_flags} --trace '{sample}'",
