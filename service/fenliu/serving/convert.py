@@ -38,6 +38,7 @@ from fenliu.domain.model import (
     MAX_CODE,
     MAX_COUNT,
     MAX_PERSONAL,
+    POINT_CODE_LENGTHS,
     UNSPECIFIED,
     Complainant,
     Complaint,
@@ -45,6 +46,7 @@ from fenliu.domain.model import (
     case_id_ok,
     complaint_from_dict,
     parse_timestamp,
+    point_code_ok,
     region_code_ok,
 )
 
@@ -230,6 +232,33 @@ def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, st
     return out
 
 
+_TIER_NAMES: Final[dict[int, str]] = {
+    0: "",
+    **{v.number: v.name[len("TIER_") :] for v in pb.Tier.DESCRIPTOR.values if v.number},
+}
+
+
+def _plain_point(msg: Any) -> dict[str, str] | None:
+    """The receiving point as :func:`fenliu.domain.model.complaint_from_dict` builds it, or None when it
+    is not plainly valid (the full validation then names what is wrong)."""
+    code, level = msg.code, _TIER_NAMES.get(msg.level)
+    if level is None or len(code) > MAX_CODE or "\x00" in code:
+        return None
+    code = code.strip()
+    if code and not point_code_ok(code):
+        return None
+    if code and level and len(code) != POINT_CODE_LENGTHS[level]:
+        return None
+    point: dict[str, str] = {}
+    if code:
+        point["code"] = code
+    if level:
+        point["level"] = level
+    elif code:
+        point["level"] = next(lv for lv, n in POINT_CODE_LENGTHS.items() if n == len(code))
+    return point
+
+
 def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
     """The complaint, when every field is plainly valid; ``None`` sends it to the full validation.
 
@@ -271,7 +300,10 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
                 return None
         kw["region"] = region
     if msg.HasField("receiving_point"):
-        return None  # read by the full validation (its code's shape depends on its level)
+        point = _plain_point(msg.receiving_point)
+        if point is None:
+            return None
+        kw["receiving_point"] = point
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
         if person is None:

@@ -12,7 +12,6 @@ sighting waits in the queue. Nothing here knows gRPC.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Any, Final
 
@@ -22,12 +21,10 @@ from fenliu.matter._core import Sighting, StoreUnavailable
 from fenliu.matter.enricher import MatterEnricher, is_multi_door
 from fenliu.serving.config import ServeConfig
 
-__all__ = ["MATTER_ID", "Matters", "check_store", "open_matters"]
+__all__ = ["Matters", "check_store", "open_matters"]
 
 log = logging.getLogger("fenliu.matters")
 
-#: A matter id: ``m-`` and 32 hex digits.
-MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
 #: How often a store that could not be reached at start is tried again.
 RETRY_SECONDS: Final = 2.0
 
@@ -163,14 +160,14 @@ class Matters:
     def after(self, c: Complaint, decision: Decision, rec: Recognition) -> Decision:
         return self.enricher.after(c, decision, rec)
 
-    def complaints(self, matter_id: str) -> list[dict[str, Any]]:
-        """A matter's complaints (no personal data); raises :class:`StoreError` when it cannot be read."""
+    def complaints(self, matter_id: str) -> list[dict[str, Any]] | None:
+        """A matter's complaints (no personal data), ``[]`` for an unknown matter, ``None`` when the store
+        cannot be read (logged by its kind only)."""
         try:
             return self.store.matter(matter_id)
-        except StoreError:
-            raise
-        except Exception as e:  # a driver's own error: one line, no detail
-            raise StoreUnavailable(f"the matter store could not be read ({type(e).__name__})") from None
+        except Exception as e:
+            log.warning("matter_store_unreadable", extra={"error_type": type(e).__name__})
+            return None
 
     def close(self) -> None:
         self.store.close()

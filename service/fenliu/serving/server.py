@@ -32,13 +32,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import grpc
 from google.protobuf import (
@@ -58,7 +59,6 @@ from grpc_status import rpc_status
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.domain.errors import ComplaintError, FieldViolation, NoPackError
 from fenliu.domain.model import MAX_ID, Complaint, Decision
-from fenliu.matter import StoreError
 from fenliu.serving import convert
 from fenliu.serving.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -67,11 +67,15 @@ from fenliu.serving.config import (
     DEFAULT_THREADS,
     TlsFiles,
 )
-from fenliu.serving.matters import MATTER_ID, Matters
 
 log = logging.getLogger("fenliu.server")
 
+if TYPE_CHECKING:  # the matter store (and its numerical libraries) is imported only when it is used
+    from fenliu.serving.matters import Matters
+
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
+#: A matter id: ``m-`` and 32 hex digits.
+MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
 #: The health entry of the matter store: SERVING when it is reached, NOT_SERVING while degraded.
 MATTER_HEALTH: Final = "fenliu.v1.TriageService/matters"
 ERROR_DOMAIN: Final = "fenliu.v1"
@@ -474,15 +478,11 @@ class TriageServicer:
             elif not MATTER_ID.match(request.matter_id):
                 status = matter_id_status()
             else:
-                try:
-                    rows = self._matters.complaints(request.matter_id)
-                except StoreError:
-                    rows, status = [], matters_unavailable_status()
-                else:
-                    status = None if rows else matter_not_found_status()
-                if status is None:
+                rows = self._matters.complaints(request.matter_id)
+                if rows:
                     self._notify("GetMatter", None, None, grpc.StatusCode.OK)
                     return convert.matter_to_response(request.matter_id, rows)
+                status = matters_unavailable_status() if rows is None else matter_not_found_status()
             self._notify("GetMatter", None, None, _code_of(status))
             context.abort_with_status(rpc_status.to_status(status))
         finally:

@@ -452,14 +452,16 @@ def serve_in_process(
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
     ext = build_extensions(config, triage)
-    from fenliu.matter import StoreError
-    from fenliu.serving.matters import open_matters
+    matters = None
+    if config.store:  # the matter store and its numerical libraries only when it is used
+        from fenliu.matter import StoreError
+        from fenliu.serving.matters import open_matters
 
-    try:
-        matters = open_matters(config, metrics_on=bool(config.metrics_address))
-    except (StoreError, ValueError, OSError) as e:
-        log.error("matter_store_unusable", extra={"error": str(e)})
-        return 2
+        try:
+            matters = open_matters(config, metrics_on=bool(config.metrics_address))
+        except (StoreError, ValueError, OSError) as e:
+            log.error("matter_store_unusable", extra={"error": str(e)})
+            return 2
     try:
         serving = srv.build_server(
             address,
@@ -772,6 +774,21 @@ class Supervisor:
         log.info("shutdown_complete")
 
 
+def _store_refused(config: ServeConfig) -> bool:
+    """Open (and migrate) the matter store once, before any worker serves; print why it cannot be used.
+    Called after this process is pinned: the store brings numerical libraries that start threads."""
+    if not config.store:
+        return False
+    from fenliu.serving.matters import check_store
+
+    why = check_store(config)
+    if why is None:
+        return False
+    log.error("matter_store_unusable", extra={"error": why})
+    print(f"fenliu serve: {why}", file=sys.stderr)
+    return True
+
+
 def serve(config: ServeConfig) -> int:
     """``fenliu serve``; returns the exit code (0 after a graceful stop)."""
     setup_logging(config.log_level)
@@ -799,14 +816,6 @@ def serve(config: ServeConfig) -> int:
             log.error("decision_log_unusable", extra={"error": str(e)})
             print(f"fenliu serve: {e}", file=sys.stderr)
             return 2
-    if config.store:  # open (and migrate) the matter store once, before any worker
-        from fenliu.serving.matters import check_store
-
-        why = check_store(config)
-        if why is not None:
-            log.error("matter_store_unusable", extra={"error": why})
-            print(f"fenliu serve: {why}", file=sys.stderr)
-            return 2
     if workers < 1:
         raise SystemExit("fenliu serve: --workers must be at least 1")
     if int(config.max_streams) < 1 or float(config.stream_idle_timeout) < 0:
@@ -828,6 +837,9 @@ def serve(config: ServeConfig) -> int:
     claim = AddressClaim(config.address)
     if workers == 1:
         pin_to_cpu(0, config.pinned_cpus)
+        if _store_refused(config):
+            claim.release()
+            return 2
         endpoint = on_supervisor_start(config, workers=1)
 
         def ready(port: int, label: str) -> None:
@@ -842,6 +854,9 @@ def serve(config: ServeConfig) -> int:
             claim.release()
             on_supervisor_stop(endpoint)
 
+    if _store_refused(config):
+        claim.release()
+        return 2
     try:
         holder, port = reserve_port(config.address)
     finally:
