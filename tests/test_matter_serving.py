@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +396,29 @@ def test_matter_serving_degraded_start_says_so_and_answers_without_history(tmp_p
     finally:
         proc.stop()
         proc.kill()
+
+
+def test_matter_serving_fenliu_call_matter_prints_its_complaints(triage: Triage, tmp_path: Path) -> None:
+    matters = _matters(tmp_path)
+    try:
+        with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
+            first = _triage(stub, _complaint("call-1", GRASS))
+
+            def call(*args: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(
+                    [sys.executable, "-m", "fenliu.cli", "call", "--address", target, *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+
+            found = call("--matter", first["matter"]["matter_id"])
+            assert found.returncode == 0, found.stderr
+            listed = json.loads(found.stdout)
+            assert [c["complaint_id"] for c in listed["complaints"]] == ["call-1"]
+            assert PHONE not in found.stdout
+            missing = call("--matter", "m-" + "f" * 32)
+            assert missing.returncode == 1
+            assert json.loads(missing.stdout)["reason"] == "MATTER_NOT_FOUND"
+    finally:
+        matters.close()

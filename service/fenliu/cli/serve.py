@@ -220,6 +220,9 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
     parser.add_argument("--trace", action="store_true", help="ask for the trace")
+    parser.add_argument(
+        "--matter", metavar="MATTER_ID", help="instead of a complaint: the matter's complaints (GetMatter)"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     parser.add_argument("--tls-ca", metavar="PEM", help="CA of the server's certificate (enables TLS)")
     parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
@@ -239,13 +242,14 @@ def _read_input(spec: str) -> Any:
 
 
 def run_call(args: argparse.Namespace) -> int:
-    """``fenliu call``: 0 decided, 1 rejected (INVALID_ARGUMENT), 2 any other failure."""
+    """``fenliu call``: 0 decided (or the matter found), 1 rejected (INVALID_ARGUMENT, an unknown matter:
+    NOT_FOUND), 2 any other failure."""
     from fenliu._proto.fenliu.v1 import triage_pb2_grpc
 
     try:
-        data = _read_input(args.complaint)
+        data = {} if args.matter is not None else _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
-        complaints = [convert.complaint_to_proto(d) for d in items]
+        complaints = [] if args.matter is not None else [convert.complaint_to_proto(d) for d in items]
     except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
@@ -264,6 +268,18 @@ def run_call(args: argparse.Namespace) -> int:
         channel = grpc.insecure_channel(args.address)
     with channel:
         stub = triage_pb2_grpc.TriageServiceStub(channel)
+        if args.matter is not None:
+            try:
+                found = stub.GetMatter(pb.GetMatterRequest(matter_id=args.matter), timeout=args.timeout)
+            except grpc.RpcError as e:
+                st = rpc_status.from_call(e)
+                err = (
+                    status_to_dict(st) if st is not None else {"code": e.code().name, "message": e.details()}
+                )
+                print(json.dumps(err, ensure_ascii=False, indent=2))
+                return 1 if err["code"] in ("INVALID_ARGUMENT", "NOT_FOUND") else 2
+            print(json.dumps(convert.matter_from_response(found), ensure_ascii=False, indent=2))
+            return 0
         if not isinstance(data, list):
             try:
                 resp = stub.Triage(
