@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,16 @@ from fenliu.serving.config import ServeConfig
 from fenliu.serving.matters import Matters, open_matters
 from fenliu.serving.runtime import Triage
 from fenliu.serving.server import MATTER_HEALTH
-from grpc_helpers import PACK, ServeProcess, bad_fields, error_of, serve_refused, serving, stub_for
+from grpc_helpers import (
+    PACK,
+    ServeProcess,
+    bad_fields,
+    error_of,
+    established_connections,
+    serve_refused,
+    serving,
+    stub_for,
+)
 from matter_helpers import GRASS, GRASS_AGAIN, TWP, VIL
 from pg import PgServer
 
@@ -422,3 +432,62 @@ def test_matter_serving_fenliu_call_matter_prints_its_complaints(triage: Triage,
             assert json.loads(missing.stdout)["reason"] == "MATTER_NOT_FOUND"
     finally:
         matters.close()
+
+
+def test_matter_serving_workers_of_one_serve_share_the_sqlite_file(tmp_path: Path) -> None:
+    key = _key_file(tmp_path)
+    sp = ServeProcess(
+        [
+            "--rules", str(PACK), "--address", "127.0.0.1:0", "--no-watch", "--workers", "2",
+            "--store", f"sqlite:///{tmp_path / 'matters.db'}", "--store-key-file", str(key),
+            "--store-deadline-ms", "5000",
+        ],
+        tmp_path / "serve.log",
+    )  # fmt: skip
+    try:
+        n = 12
+        barrier = threading.Barrier(n)
+        answers: list[dict[str, Any]] = []
+        local = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own each
+        channels = [grpc.insecure_channel(sp.target, options=local) for _ in range(n)]
+        try:
+            for ch in channels:  # connect each channel first, so that the kernel spreads them
+                grpc.channel_ready_future(ch).result(timeout=20)
+
+            def one(i: int) -> None:
+                stub = pb_grpc.TriageServiceStub(channels[i])
+                barrier.wait(timeout=20)
+                answers.append(_triage(stub, _complaint(f"w-{i}", GRASS if i % 2 else GRASS_AGAIN)))
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            port = int(sp.target.rsplit(":", 1)[1])
+            held = {pid: established_connections(pid, port) for pid in sp.worker_pids}
+        finally:
+            for ch in channels:
+                ch.close()
+        assert len(answers) == n
+        # A worker tries the store with at most 4 calls at once; beyond, an answer is without history
+        # and its complaint queued: written a moment later, into the same matter.
+        known = [a for a in answers if a["matter"]["history_available"]]
+        assert known
+        assert len({a["matter"]["matter_id"] for a in known}) == 1
+        priors = [a["matter"]["prior_complaints"] for a in known]
+        assert len(set(priors)) == len(priors)  # recorded one after the other, each seeing the earlier
+        matter_id = known[0]["matter"]["matter_id"]
+        with grpc.insecure_channel(sp.target) as ch:
+            stub = pb_grpc.TriageServiceStub(ch)
+            deadline = time.monotonic() + 30
+            while True:
+                resp = stub.GetMatter(pb.GetMatterRequest(matter_id=matter_id), timeout=10)
+                if len(resp.complaints) == n or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        assert sorted(c.complaint_id for c in resp.complaints) == sorted(f"w-{i}" for i in range(n))
+        assert all(held.values()), held  # both workers took some of the calls
+    finally:
+        sp.stop()
+        sp.kill()

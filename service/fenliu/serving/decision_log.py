@@ -145,6 +145,8 @@ def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, A
             if person:
                 out[f.name] = person
             continue
+        if f.name == "receiving_point" and not v:  # given by few front ends: logged when given
+            continue
         if redact_text and f.name in TEXT_FIELDS and isinstance(v, str):
             out[f.name + "_length"] = len(v)
             continue
