@@ -9,11 +9,13 @@ guide's example is the command's real output; Chinese with ``--lang zh_CN``.
 from __future__ import annotations
 
 import json
+import operator
 import random
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,18 @@ def run(*args: str, stdin: str = "", lang: str = "en") -> subprocess.CompletedPr
     return subprocess.run(
         [*FENLIU, "--lang", lang, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120
     )
+
+
+_HOLDS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+}
 
 
 def _sample(n: int) -> list[dict[str, Any]]:
@@ -68,6 +82,9 @@ def test_explain_fired_rules_are_exactly_the_decisions_trace_on_the_corpus(pack_
             for r in st.rules:
                 assert r.fired == (r.failed is None)
                 not_fired += not r.fired
+                if r.failed is not None and r.failed.kind == "test" and not r.failed.hidden:
+                    f = r.failed  # the value shown really fails the test shown
+                    assert _HOLDS[f.op](f.actual, f.expected) == f.negated, (r.rule.id, f)
     assert not_fired > 300 * 30
 
 
@@ -174,6 +191,12 @@ def _override(tmp_path: Path) -> Path:
       amount_yuan: {gte: 5}
       not: {keywords: [打架, 斗殴]}
     then: {color: YELLOW}
+  - id: grade.t.case
+    stage: grade
+    description: 某个案件
+    when:
+      existing_case_id: WS-2026-0001
+    then: {color: YELLOW}
 """,
         "utf-8",
     )
@@ -193,6 +216,16 @@ def test_keywords_patterns_and_not_name_what_failed(tmp_path: Path, rule: str, e
     complaint = {"text": "邻居打架", "intent": "REPORT", "amount_yuan": 100}
     out = _explain_rule(rule, complaint, _override(tmp_path))
     assert "first failed condition, " + expected in out, out
+
+
+def test_a_value_shaped_like_personal_data_is_not_shown(tmp_path: Path) -> None:
+    # a case number holding a phone number, and a complaint id that is one
+    complaint = {"id": "13947712345", "text": "邻居", "existing_case_id": "WS-13947712345"}
+    p = run("explain", str(_override(tmp_path)), json.dumps(complaint), "--rule", "grade.t.case")
+    assert p.returncode == 0, p.stderr
+    assert "13947712345" not in p.stdout + p.stderr
+    assert "complaint [phone]\n" in p.stdout
+    assert 'line 31: existing_case_id eq "WS-2026-0001": the value is (personal data, not shown)' in p.stdout
 
 
 def test_personal_data_is_never_printed() -> None:
