@@ -234,7 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tables += 1
             continue
         print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
-    return 2 if bad else 0
+    return 1 if bad else 0  # 1: some complaints were refused (as `fenliu call`); 2: could not run
 
 
 def _shown_file(pack_path: str) -> Any:
@@ -326,7 +326,7 @@ def _eval_parallel(args: argparse.Namespace, decider: Any) -> int | None:
     except (OSError, UnicodeDecodeError) as e:
         print(f"fenliu eval: {_unreadable(args.file, e)}", file=sys.stderr)
         return 2
-    return 2 if bad else 0
+    return 1 if bad else 0  # 1: some complaints were refused (as `fenliu call`); 2: could not run
 
 
 def cmd_lint(args: argparse.Namespace) -> int:

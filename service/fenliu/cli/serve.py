@@ -331,6 +331,30 @@ def run_status(args: argparse.Namespace) -> int:
     return 1 if outcome == "RELOAD_OUTCOME_REFUSED" else 0
 
 
+def _refused_here(items: list[Any], many: bool) -> bool:
+    """Validate the complaints before sending them, as the service would: each invalid one is printed
+    with every bad field, in the form `fenliu eval` prints (``index`` for an item of a list)."""
+    from fenliu.domain.errors import ComplaintError
+    from fenliu.domain.model import complaint_from_dict
+
+    refused = False
+    for i, item in enumerate(items):
+        try:
+            complaint_from_dict(item)
+        except ComplaintError as e:
+            refused = True
+            err: dict[str, Any] = {
+                "error": "INVALID_ARGUMENT",
+                "field_violations": [{"field": v.field, "description": v.description} for v in e.violations],
+            }
+            if many:
+                err = {"index": i, **err}
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                err["complaint_id"] = item["id"][:128]
+            print(json.dumps(err, ensure_ascii=False))
+    return refused
+
+
 def run_call(args: argparse.Namespace) -> int:
     """``fenliu call``: 0 decided (or the matter found), 1 rejected (INVALID_ARGUMENT, an unknown matter:
     NOT_FOUND), 2 any other failure."""
@@ -339,6 +363,8 @@ def run_call(args: argparse.Namespace) -> int:
     try:
         data = {} if args.matter is not None else _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
+        if args.matter is None and _refused_here(items, isinstance(data, list)):
+            return 1
         complaints = [] if args.matter is not None else [convert.complaint_to_proto(d) for d in items]
     except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)

@@ -268,6 +268,28 @@ def parse_timestamp(value: str) -> datetime:
     return dt
 
 
+#: The prefix of each complaint enum's values in the proto (``CHANNEL_VISIT``): accepted in the JSON form
+#: too, so a complaint written for grpcurl (the proto's JSON mapping) reads the same as one for fenliu.
+ENUM_PREFIXES: Final[dict[str, str]] = {
+    "channel": "CHANNEL_",
+    "intent": "INTENT_",
+    "received_tier": "TIER_",
+    "public_opinion": "PUBLIC_OPINION_",
+    "procedure": "PROCEDURE_",
+    "last_stage": "STAGE_",
+    "last_outcome": "OUTCOME_",
+}
+
+
+def _closest(value: str, allowed: tuple[str, ...]) -> str:
+    """ "; did you mean X?" with the allowed value nearest a mistyped one (only an allowed value is
+    quoted, never what was submitted)."""
+    import difflib
+
+    near = difflib.get_close_matches(value.upper(), allowed, n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
 def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     """Validate and normalize a complaint given as a JSON-like mapping.
 
@@ -300,12 +322,18 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                 out[name] = v
         elif kind == "enum":
             allowed = COMPLAINT_ENUMS[name]
+            if isinstance(v, str) and v.startswith(ENUM_PREFIXES[name]):
+                v = v[len(ENUM_PREFIXES[name]) :]  # the proto's spelling (CHANNEL_VISIT) is VISIT
             if v == UNSPECIFIED or v == "":
                 continue
             if not isinstance(v, str):
                 bad.append(FieldViolation(name, f"must be a string, not {_type_name(v)}"))
             elif v not in allowed:
-                bad.append(FieldViolation(name, "unknown value; allowed: " + ", ".join(allowed)))
+                bad.append(
+                    FieldViolation(
+                        name, "unknown value; allowed: " + ", ".join(allowed) + _closest(v, allowed)
+                    )
+                )
             else:
                 out[name] = v
         elif kind == "bool":
@@ -444,6 +472,9 @@ def _receiving_point(point: Mapping[Any, Any], bad: list[FieldViolation]) -> dic
         elif not v.strip():
             continue  # whitespace only: absent
         elif k == "level":
+            v = v[len("TIER_") :] if v.startswith("TIER_") else v  # the proto's spelling
+            if v == UNSPECIFIED:
+                continue
             if v not in TIERS:
                 bad.append(
                     FieldViolation("receiving_point.level", "unknown value; allowed: " + ", ".join(TIERS))

@@ -106,7 +106,7 @@ def enum_number(enum: Any, name: str | None) -> Any:
     """The proto number of a contract enum name (``None`` or empty: 0)."""
     if not name:
         return 0
-    value = enum.values_by_name.get(_prefix(enum) + name)
+    value = enum.values_by_name.get(_prefix(enum) + name) or enum.values_by_name.get(name)
     if value is None:
         raise ConversionError(f"{enum.full_name} has no value {name}")
     return int(value.number)
