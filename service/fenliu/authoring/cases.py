@@ -152,7 +152,7 @@ def _cover(report: CaseReport, decision: Decision, pack: Pack) -> None:
         if t.set or (not rule.then and rule.guidance):
             report.fired.add(t.rule)
         for ref in t.table_rows:
-            tname, _, row = ref.partition(".")
+            tname, _sep, row = ref.partition(".")
             report.rows.add((tname, row))
     report.rows.add(("categories", o.category))
     if o.exclusion:

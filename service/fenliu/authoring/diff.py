@@ -252,7 +252,7 @@ class DiffReport:
                 out.append("")
                 out.append("Examples:")
                 out.append("")
-                for (x, y), _ in ordered:
+                for (x, y), _n in ordered:
                     for cid, ex in fc.examples.get((x, y), []):
                         out.append(f"- `{cid}` {_short(x, 60)} → {_short(y, 60)}: {ex}")
         changes = self.rule_changes()

@@ -426,7 +426,7 @@ def _why_contradiction(r: Rule, pack: Pack, space: Space, compiled: CompiledPack
             tests = " and ".join(f"{t.op} {_fmt_value(t.value)}" for t in only)
             if why:
                 return f"its tests on {name} ({tests}) {why}"
-            var, _ = sp.test(only[0])
+            var, _how = sp.test(only[0])
             can = _describe(sp.domain(var))
             return (
                 f"it tests {name} ({tests}), but when stage {r.stage} runs {var[2:]} can only be {can} "
@@ -768,8 +768,8 @@ def _keywords(ctx: _Ctx) -> None:
                     claims.setdefault(w, []).append((r, str(cat.literal), leaf.line))
     pairs: dict[tuple[str, str], list[str]] = {}
     for w, cl in claims.items():
-        for i, (ra, ca, _) in enumerate(cl):
-            for rb, cb, _ in cl[i + 1 :]:
+        for i, (ra, ca, _da) in enumerate(cl):
+            for rb, cb, _db in cl[i + 1 :]:
                 if ca != cb:
                     first, second = (ra, rb) if ra.order < rb.order else (rb, ra)
                     pairs.setdefault((first.id, second.id), []).append(w)
@@ -952,7 +952,7 @@ def _gaps(ctx: _Ctx) -> None:
         if len(members) < 2:
             continue
         integer = members[0][1].integer
-        union = num([iv for _, b in members for iv in b.ivs], integer)
+        union = num([iv for _k, b in members for iv in b.ivs], integer)
         dom = _COMPLAINT_DOMAINS.get(var[2:])
         for lo_iv, hi_iv in zip(union.ivs, union.ivs[1:], strict=False):
             gap = num([(lo_iv[2], not lo_iv[3], hi_iv[0], not hi_iv[1])], integer)

@@ -283,7 +283,7 @@ class Space:
         return _opaque(t), Fin(frozenset({True}))
 
     def _column_test(self, t: Test) -> tuple[str, Con]:
-        tname, _, col = t.field.partition(".")
+        tname, _sep, col = t.field.partition(".")
         table = self.pack.tables[tname]
         key_dom = self.domain(_fvar(table.key))
         if not isinstance(key_dom, Fin):
