@@ -21,6 +21,7 @@ from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
 from fenliu.domain.model import DERIVED_BOOLS, DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
 from fenliu.engine.decider import Decider
+from fenliu.i18n import _
 from fenliu.packs.types import Case, Pack
 
 
@@ -31,12 +32,16 @@ class CaseFailure:
     error: str = ""
 
     def render(self, show_file: Callable[[str], str] = str) -> str:
-        head = f"{show_file(self.case.file)}:{self.case.line}: FAIL {self.case.name}"
+        head = f"{show_file(self.case.file)}:{self.case.line}: " + _("FAIL {case}").format(
+            case=self.case.name
+        )
         if self.error:
             return f"{head}\n    {self.error}"
         lines = [head]
         for name, want, got in self.diffs:
-            lines.append(f"    {name}: expected {_show(want)}, got {_show(got)}")
+            lines.append(
+                f"    {name}: " + _("expected {want}, got {got}").format(want=_show(want), got=_show(got))
+            )
         return "\n".join(lines)
 
 
@@ -80,12 +85,12 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, object, object
     for key, want in case.expect.items():
         if key == "deadlines" and isinstance(want, dict):
             for dname, dwant in want.items():
-                dgot = got["deadlines"].get(dname, "<no such deadline>")
+                dgot = got["deadlines"].get(dname, _("<no such deadline>"))
                 if not _same_instant(dwant, dgot):
                     diffs.append((f"deadlines.{dname}", dwant, dgot))
             continue
         if key not in got or key in ("trace", "notes", "decision_id"):
-            diffs.append((key, want, "<not a decision field>"))
+            diffs.append((key, want, _("<not a decision field>")))
             continue
         value = got[key]
         if key == "co_departments" and _texts(want) and _texts(value):
@@ -126,13 +131,22 @@ def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> C
         try:
             complaint = complaint_from_dict(data, now=now)
         except ComplaintError as e:
-            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {e}"))
+            report.failures.append(
+                CaseFailure(case, [], _("the case's complaint is invalid: {why}").format(why=e))
+            )
             continue
         if bad:
             why = ", ".join(
-                f"{k} must be {'true or false' if k in DERIVED_BOOLS else 'a category code'}" for k in bad
+                (
+                    _("{field} must be true or false")
+                    if k in DERIVED_BOOLS
+                    else _("{field} must be a category code")
+                ).format(field=k)
+                for k in bad
             )
-            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {why}"))
+            report.failures.append(
+                CaseFailure(case, [], _("the case's complaint is invalid: {why}").format(why=why))
+            )
             continue
         if derived:
             complaint = dataclasses.replace(decider.enrichment(complaint), enriched=True, **derived)

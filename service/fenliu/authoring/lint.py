@@ -69,6 +69,7 @@ from fenliu.domain import model
 from fenliu.domain.errors import Problem
 from fenliu.domain.model import DERIVED_FIELDS
 from fenliu.engine import resolution
+from fenliu.i18n import _
 from fenliu.packs._yaml import YamlProblem, YDict, YList, load_yaml
 from fenliu.packs.types import (
     All,
@@ -203,7 +204,7 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
             "",
             "lint-failed",
             WARNING,
-            f"the lint could not analyse this pack ({type(e).__name__})",
+            _("the lint could not analyse this pack ({error})").format(error=type(e).__name__),
         )
         return sorted(ctx.findings)
     checks: list[Callable[[], object]] = [
@@ -225,7 +226,9 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
                 "",
                 "lint-failed",
                 WARNING,
-                f"one of the lint's checks failed on this pack ({type(e).__name__}); its findings are missing",
+                _("one of the lint's checks failed on this pack ({error}); its findings are missing").format(
+                    error=type(e).__name__
+                ),
             )
     return _explain(pack, sorted(set(ctx.findings)))
 
@@ -355,18 +358,32 @@ def _dead(ctx: _Ctx, analysis: Analysis, *, report: bool) -> _Dead:
     if report:
         for rid, why in out.contradiction.items():
             r = pack.rule(rid)
-            ctx.add(r.file, r.line, r.id, "dead-contradiction", ERROR, f"this rule can never fire: {why}")
+            ctx.add(
+                r.file,
+                r.line,
+                r.id,
+                "dead-contradiction",
+                ERROR,
+                _("this rule can never fire: {why}").format(why=why),
+            )
         for rid, hs in out.shadowed.items():
             r = pack.rule(rid)
-            who = ", ".join(f"{h} ({_where(pack.rule(h))}, priority {pack.rule(h).priority})" for h in hs)
+            who = ", ".join(
+                _("{rule} ({where}, priority {priority})").format(
+                    rule=h, where=_where(pack.rule(h)), priority=pack.rule(h).priority
+                )
+                for h in hs
+            )
             ctx.add(
                 r.file,
                 r.line,
                 r.id,
                 "dead-shadowed",
                 ERROR,
-                f"this rule never takes effect: whenever it matches, {who} already set "
-                f"{', '.join(sorted(r.then))}; raise its priority above theirs, narrow theirs, or remove it",
+                _(
+                    "this rule never takes effect: whenever it matches, {who} already set {fields}; raise its "
+                    "priority above theirs, narrow theirs, or remove it"
+                ).format(who=who, fields=", ".join(sorted(r.then))),
             )
         for (rid, slot), hs in out.fields.items():
             r = pack.rule(rid)
@@ -378,7 +395,9 @@ def _dead(ctx: _Ctx, analysis: Analysis, *, report: bool) -> _Dead:
                 r.id,
                 "shadowed-field",
                 WARNING,
-                f"then {slot} never takes effect: whenever this rule matches, {who} set {slot} first",
+                _(
+                    "then {slot} never takes effect: whenever this rule matches, {who} set {slot} first"
+                ).format(slot=slot, who=who),
             )
     return out
 
@@ -414,7 +433,7 @@ def _why_contradiction(r: Rule, pack: Pack, space: Space, compiled: CompiledPack
     )
     for name in fields:
         only = [t for t in leaves if t.field == name]
-        for sp, why in ((raw, "contradict each other"), (space, "")):
+        for sp, contradict in ((raw, True), (space, False)):
             try:
                 box: list[Box] = [{}]
                 for t in only:
@@ -423,21 +442,23 @@ def _why_contradiction(r: Rule, pack: Pack, space: Space, compiled: CompiledPack
                     continue
             except TooComplex:
                 continue
-            tests = " and ".join(f"{t.op} {_fmt_value(t.value)}" for t in only)
-            if why:
-                return f"its tests on {name} ({tests}) {why}"
+            tests = _(" and ").join(f"{t.op} {_fmt_value(t.value)}" for t in only)
+            if contradict:
+                return _("its tests on {field} ({tests}) contradict each other").format(
+                    field=name, tests=tests
+                )
             var, _how = sp.test(only[0])
             can = _describe(sp.domain(var))
-            return (
-                f"it tests {name} ({tests}), but when stage {r.stage} runs {var[2:]} can only be {can} "
-                f"(its default, or what earlier stages set)"
-            )
+            return _(
+                "it tests {field} ({tests}), but when stage {stage} runs {var} can only be {can} "
+                "(its default, or what earlier stages set)"
+            ).format(field=name, tests=tests, stage=r.stage, var=var[2:], can=can)
     try:
         if not raw.dnf(r.when):
-            return "its conditions contradict each other"
+            return _("its conditions contradict each other")
     except TooComplex:
         pass
-    return "its conditions cannot hold together with what earlier stages can set"
+    return _("its conditions cannot hold together with what earlier stages can set")
 
 
 def _plain_conj(c: Cond, tests: list[Test]) -> bool:
@@ -507,7 +528,10 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                 continue
             literal = [s for s in slots if a.then[s].kind == "literal" and b.then[s].kind == "literal"]
             shown = ", ".join(
-                f"{s} ({_show_value(first.then[s])} vs {_show_value(second.then[s])})" for s in slots
+                _("{field} ({a} vs {b})").format(
+                    field=s, a=_show_value(first.then[s]), b=_show_value(second.then[s])
+                )
+                for s in slots
             )
             witness = _confirm(ctx, analysis, overlap, first, second) if literal else None
             if witness is not None:
@@ -517,15 +541,23 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                     second.id,
                     "conflict",
                     ERROR,
-                    f"conflicts with {first.id} ({_where(first)}): both match {witness}, both have priority "
-                    f"{first.priority} and they set {shown}; {first.id} wins only because it comes first. "
-                    f"Give one a higher priority or make their conditions exclusive",
+                    _(
+                        "conflicts with {rule} ({where}): both match {witness}, both have priority {priority} "
+                        "and they set {shown}; {rule} wins only because it comes first. Give one a higher "
+                        "priority or make their conditions exclusive"
+                    ).format(
+                        rule=first.id,
+                        where=_where(first),
+                        witness=witness,
+                        priority=first.priority,
+                        shown=shown,
+                    ),
                 )
             else:
                 why = (
-                    "they may set different values"
+                    _("they may set different values")
                     if not literal
-                    else "no example complaint on which both match could be confirmed"
+                    else _("no example complaint on which both match could be confirmed")
                 )
                 ctx.add(
                     second.file,
@@ -533,9 +565,17 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                     second.id,
                     "possible-conflict",
                     WARNING,
-                    f"may conflict with {first.id} ({_where(first)}): both can match the same complaint "
-                    f"({_describe_box(overlap[0], space)}), both have priority {first.priority}, and they set "
-                    f"{shown}; {why}",
+                    _(
+                        "may conflict with {rule} ({where}): both can match the same complaint ({box}), both "
+                        "have priority {priority}, and they set {shown}; {why}"
+                    ).format(
+                        rule=first.id,
+                        where=_where(first),
+                        box=_describe_box(overlap[0], space),
+                        priority=first.priority,
+                        shown=shown,
+                        why=why,
+                    ),
                 )
 
 
@@ -543,36 +583,38 @@ def _show_value(v: Value) -> str:
     if v.kind == "literal":
         return _fmt_value(v.literal) if not isinstance(v.literal, str) or v.literal else '""'
     if v.kind == "copy":
-        return f"copy of {v.source}"
-    return f"lookup {v.table}.{v.column}"
+        return _("copy of {field}").format(field=v.source)
+    return _("lookup {table}.{column}").format(table=v.table, column=v.column)
 
 
 def _describe_box(box: Box, space: Space | None = None) -> str:
     parts = []
     for var, con in sorted(box.items()):
         if var.startswith("kw:"):
-            parts.append(
-                f"text {'contains' if True in con.values else 'lacks'} '{var[3:]}'"
-                if isinstance(con, Fin)
-                else var
-            )
+            if not isinstance(con, Fin):
+                parts.append(var)
+            elif True in con.values:
+                parts.append(_("text contains '{word}'").format(word=var[3:]))
+            else:
+                parts.append(_("text lacks '{word}'").format(word=var[3:]))
         elif var.startswith("re:"):
-            parts.append(
-                f"pattern {var[3:]!r} {'matches' if isinstance(con, Fin) and True in con.values else 'fails'}"
-            )
+            if isinstance(con, Fin) and True in con.values:
+                parts.append(_("pattern {pattern!r} matches").format(pattern=var[3:]))
+            else:
+                parts.append(_("pattern {pattern!r} fails").format(pattern=var[3:]))
         elif var.startswith("f:"):
             dom = space.domain(var) if space is not None else None
             if isinstance(con, Fin) and isinstance(dom, Fin) and len(con.values) > 5:
                 rest = dom.values - con.values
                 text = (
-                    ("anything but " + _describe(Fin(rest)))
+                    _("anything but {values}").format(values=_describe(Fin(rest)))
                     if len(rest) <= 5
-                    else f"{len(con.values)} values"
+                    else _("{n} values").format(n=len(con.values))
                 )
                 parts.append(f"{var[2:]} {text}")
             else:
                 parts.append(f"{var[2:]} {_describe(con)}")
-    return "; ".join(parts) or "any complaint"
+    return "; ".join(parts) or _("any complaint")
 
 
 def _confirm(ctx: _Ctx, analysis: Analysis, overlap: list[Box], a: Rule, b: Rule) -> str | None:
@@ -778,23 +820,34 @@ def _keywords(ctx: _Ctx) -> None:
         line = _first_line(b.when, _has_words(frozenset(words)), b.line)
         ca, cb = a.then["category"].literal, b.then["category"].literal
         if a.stage != b.stage:
-            who = "the later stage's rule decides"
+            who = _("the later stage's rule decides")
         elif a.priority != b.priority:
             hi = a if a.priority > b.priority else b
-            who = (
-                f"{hi.then['category'].literal} wins (priority {max(a.priority, b.priority)} > "
-                f"{min(a.priority, b.priority)}), so for {cb if hi is a else ca} these words decide nothing"
+            who = _(
+                "{winner} wins (priority {high} > {low}), so for {loser} these words decide nothing"
+            ).format(
+                winner=hi.then["category"].literal,
+                high=max(a.priority, b.priority),
+                low=min(a.priority, b.priority),
+                loser=cb if hi is a else ca,
             )
         else:
-            who = f"same priority: {ca} wins only because {a.id} comes first"
+            who = _("same priority: {category} wins only because {rule} comes first").format(
+                category=ca, rule=a.id
+            )
         ctx.add(
             b.file,
             line,
             b.id,
             "keyword-shared",
             WARNING,
-            f"keyword{'s' if len(words) > 1 else ''} {', '.join(repr(w) for w in words)} "
-            f"also classif{'y' if len(words) > 1 else 'ies'} as {ca} in {a.id} ({_where(a)}); {who}",
+            (
+                _("keywords {words} also classify as {category} in {rule} ({where}); {who}")
+                if len(words) > 1
+                else _("keyword {words} also classifies as {category} in {rule} ({where}); {who}")
+            ).format(
+                words=", ".join(repr(w) for w in words), category=ca, rule=a.id, where=_where(a), who=who
+            ),
         )
 
 
@@ -860,8 +913,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-separator",
                     WARNING,
-                    f"{e.category}: {w!r} holds a separator; it matches only with the separator in the text "
-                    "(give each word its own entry, or list them in together: words)",
+                    f"{e.category}: "
+                    + _(
+                        "{word!r} holds a separator; it matches only with the separator in the text "
+                        "(give each word its own entry, or list them in together: words)"
+                    ).format(word=w),
                 )
         if e.kind == "against":
             continue
@@ -875,8 +931,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-short-term",
                     WARNING,
-                    f"{e.category}: one-character term {norm!r} matches inside unrelated words "
-                    "(use a longer word, or a together entry)",
+                    f"{e.category}: "
+                    + _(
+                        "one-character term {word!r} matches inside unrelated words (use a longer word, or a "
+                        "together entry)"
+                    ).format(word=norm),
                 )
             elif norm in COMMON_WORDS:
                 ctx.add(
@@ -885,7 +944,10 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-common-term",
                     WARNING,
-                    f"{e.category}: {norm!r} is too common to tell a category (put it in a together entry)",
+                    f"{e.category}: "
+                    + _("{word!r} is too common to tell a category (put it in a together entry)").format(
+                        word=norm
+                    ),
                 )
     for word, es in by_word.items():
         cats = {e.category for e in es}
@@ -902,8 +964,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                 "",
                 "lexicon-shared-term",
                 WARNING,
-                f"{later.category}: {word!r} weighs {later.weight:g} here and in {others}: "
-                "it tells neither category apart (weigh it more where it belongs)",
+                f"{later.category}: "
+                + _(
+                    "{word!r} weighs {weight} here and in {others}: it tells neither category apart (weigh it "
+                    "more where it belongs)"
+                ).format(word=word, weight=f"{later.weight:g}", others=others),
             )
     if not corpus:
         return
@@ -920,7 +985,10 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                 "",
                 "lexicon-too-common",
                 WARNING,
-                f"{e.category}: {word!r} is in {n} of the corpus's {len(texts)} complaints; it tells no category",
+                f"{e.category}: "
+                + _("{word!r} is in {n} of the corpus's {total} complaints; it tells no category").format(
+                    word=word, n=n, total=len(texts)
+                ),
             )
 
 
@@ -971,9 +1039,11 @@ def _gaps(ctx: _Ctx) -> None:
                 at.id,
                 "threshold-gap",
                 WARNING,
-                f"{var[2:]} {_describe(gap)} is covered by no rule of stage {stage} that sets {slot} by "
-                f"{var[2:]}: the band below ends in {below_s}, the band above starts here; "
-                f"such complaints get {slot} from other rules or the default",
+                _(
+                    "{field} {gap} is covered by no rule of stage {stage} that sets {slot} by {field}: the band "
+                    "below ends in {below}, the band above starts here; such complaints get {slot} from other "
+                    "rules or the default"
+                ).format(field=var[2:], gap=_describe(gap), stage=stage, slot=slot, below=below_s),
             )
 
 
@@ -992,8 +1062,10 @@ def _reach(ctx: _Ctx, analysis: Analysis) -> None:
                     code,
                     "category-unreachable",
                     WARNING,
-                    f"category '{code}' is set by no rule that can take effect, is not the default, and "
-                    f"no hint can give it: no complaint can end in it (add a classify rule for it)",
+                    _(
+                        "category '{category}' is set by no rule that can take effect, is not the default, and "
+                        "no hint can give it: no complaint can end in it (add a classify rule for it)"
+                    ).format(category=code),
                 )
     stages = final.domain(_fvar("stage"))
     if isinstance(stages, Fin) and t is not None:
@@ -1005,8 +1077,10 @@ def _reach(ctx: _Ctx, analysis: Analysis) -> None:
                     s,
                     "stage-unreachable",
                     WARNING,
-                    f"no decision can be in funnel stage {s}: no category enters there and no rule that "
-                    f"can take effect sets stage {s}",
+                    _(
+                        "no decision can be in funnel stage {stage}: no category enters there and no rule "
+                        "that can take effect sets stage {stage}"
+                    ).format(stage=s),
                 )
 
 
@@ -1038,8 +1112,10 @@ def _lookups(ctx: _Ctx, analysis: Analysis) -> None:
                     r.id,
                     "lookup-no-row",
                     WARNING,
-                    f"then {slot}: table {v.table} has no row for {table.key} {', '.join(missing)}, which "
-                    f"a decision can carry here; the lookup then leaves {slot} unchanged",
+                    _(
+                        "then {slot}: table {table} has no row for {key} {values}, which a decision can carry "
+                        "here; the lookup then leaves {slot} unchanged"
+                    ).format(slot=slot, table=v.table, key=table.key, values=", ".join(missing)),
                 )
 
 
@@ -1074,7 +1150,7 @@ def _explain(pack: Pack, findings: list[Problem]) -> list[Problem]:
                         f.line,
                         f.rule,
                         f.code,
-                        f"{f.message} (reason: {e.get('reason', '')})",
+                        f.message + _(" (reason: {reason})").format(reason=e.get("reason", "")),
                         EXPLAINED,
                     )
                     break
@@ -1088,9 +1164,16 @@ def _explain(pack: Pack, findings: list[Problem]) -> list[Problem]:
                     lines[i] if i < len(lines) else 0,
                     str(e.get("rule", "")),
                     "unused-explanation",
-                    f"explained_warnings names {e.get('code')}"
-                    f"{' for ' + str(e['rule']) if e.get('rule') else ''}, which the lint no longer "
-                    f"reports; remove the entry",
+                    (
+                        _(
+                            "explained_warnings names {code} for {rule}, which the lint no longer reports; "
+                            "remove the entry"
+                        )
+                        if e.get("rule")
+                        else _(
+                            "explained_warnings names {code}, which the lint no longer reports; remove the entry"
+                        )
+                    ).format(code=e.get("code"), rule=e.get("rule", "")),
                     WARNING,
                 )
             )
@@ -1121,6 +1204,8 @@ def render_findings(findings: list[Problem], show: Callable[[Problem], str], *, 
     errors = sum(f.severity == ERROR for f in findings)
     warnings = sum(f.severity == WARNING for f in findings)
     explained = sum(f.severity == EXPLAINED for f in findings)
-    tail = f", {explained} explained" if explained else ""
-    lines.append(f"{errors} error(s), {warnings} warning(s){tail}")
+    tail = _(", {n} explained").format(n=explained) if explained else ""
+    lines.append(
+        _("{errors} error(s), {warnings} warning(s)").format(errors=errors, warnings=warnings) + tail
+    )
     return "\n".join(lines)

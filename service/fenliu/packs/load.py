@@ -868,6 +868,9 @@ def _texts(v: Yaml) -> dict[str, str]:
     return {str(k): str(x) for k, x in v.items()}
 
 
+_COLUMN_WORDS: Final = {"owner": N_("owner department"), "entry_stage": N_("entry stage")}
+
+
 def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> None:
     for tname in F.REQUIRED_TABLES:
         if tname not in tables:
@@ -888,11 +891,7 @@ def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> N
             rel, line = t.row_lines[row_key]
             for col, ftype in cols.items():
                 if col not in row:
-                    what = _(
-                        {"owner": N_("owner department"), "entry_stage": N_("entry stage")}.get(
-                            col, N_("value")
-                        )
-                    )
+                    what = _(_COLUMN_WORDS.get(col, N_("value")))
                     out.add(
                         rel,
                         line,
