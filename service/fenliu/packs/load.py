@@ -176,7 +176,7 @@ def _in_plain_words(err: jsonschema.ValidationError) -> str:
         missing = [k for k in value if isinstance(err.instance, dict) and k not in err.instance]
         return _("'{key}:' is missing here").format(key=missing[0] if missing else value[0])
     if err.validator == "enum":
-        choices = [str(c) for c in value]
+        choices = [str(c) for c in value if c not in (None, "")]
         return _("{it} must be one of {choices}, not {found}").format(
             it=it, choices=", ".join(choices), found=_shown(err.instance)
         ) + _suggest(str(err.instance), choices)
@@ -716,6 +716,7 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     _("case name '{case}' is used twice in this file").format(case=c["name"]),
                 )
             names.add(c["name"])
+            _check_case_codes(c, rel, checker, out)
             cases.append(
                 Case(
                     str(c["name"]),
@@ -767,6 +768,21 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
         lexicon=lexicon,
         text=text,
     )
+
+
+def _check_case_codes(c: YDict, rel: str, checker: _RuleChecker, out: _Collector) -> None:
+    """The codes a case gives or expects (category, departments …) are rows of the pack's tables."""
+    for part, table in (("complaint", F.COMPLAINT_FIELDS), ("expect", F.DECISION_FIELDS)):
+        doc = c[part]
+        for key, v in doc.items():
+            ftype = table.get(key)
+            if ftype is None or ftype.kind not in ("code", "codes") or v is None or key == "category_hint":
+                continue
+            ok, why, _unknown = checker.fits(ftype, v, allow_empty=True)
+            if not ok:
+                line = doc.line_of(key) if isinstance(doc, YDict) else c.line
+                where = _("case '{case}'").format(case=c["name"])
+                out.add(rel, line, "", "unknown-value", f"{where}: {part}.{key}: {why}")
 
 
 def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) -> tuple[LexiconEntry, ...]:
