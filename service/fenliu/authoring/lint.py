@@ -17,6 +17,9 @@ shadowed-field         warning   one field of the rule never takes effect (other
 category-unreachable   warning   a row of table ``categories`` that no rule, hint or default can give
 stage-unreachable      warning   a funnel stage no decision can be in
 keyword-shared         warning   one keyword in the rules of two different categories
+keyword-short          warning   a one-character keyword (it matches inside unrelated words)
+keyword-common         warning   a keyword too common to tell complaints apart (的, 问题, 反映 …)
+keyword-too-common     warning   with a corpus: a keyword more than 20% of its complaints hold
 threshold-gap          warning   rules of one stage setting one field by bands of one number leave a
                                  value between the bands uncovered
 lookup-no-row          warning   a lookup's key can take a value the table has no row for
@@ -215,6 +218,7 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
         lambda: _reach(ctx, analysis),
         lambda: _lookups(ctx, analysis),
         lambda: _vocabulary(ctx, corpus),
+        lambda: _rule_keywords(ctx, corpus),
     ]
     for check in checks:
         try:
@@ -990,6 +994,65 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     word=word, n=n, total=len(texts)
                 ),
             )
+
+
+#: A keyword of a rule that the texts of more than this share of a corpus hold decides for too many.
+#: (A rule's keyword decides alone, where a lexicon term only weighs: its share is set lower.)
+KEYWORD_CORPUS_SHARE: Final = 0.2
+
+
+def _rule_keywords(ctx: _Ctx, corpus: Sequence[str]) -> None:
+    """Rules' ``keywords:``: one-character and very common words (the lexicon's checks), and, with a
+    corpus, words more than :data:`KEYWORD_CORPUS_SHARE` of its complaints hold."""
+    texts = [normalize_text(t) for t in corpus]
+    share: dict[str, int] = {}
+    for r in ctx.pack.rules:
+        for leaf in iter_tests(r.when):
+            if not isinstance(leaf, Keywords):
+                continue
+            for w in dict.fromkeys(leaf.words):
+                norm = normalize_text(w)
+                if len(norm) == 1:
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-short",
+                        WARNING,
+                        _(
+                            "one-character keyword {word!r} matches inside unrelated words (use a longer word, "
+                            "or test two words with all:)"
+                        ).format(word=norm),
+                    )
+                elif norm in COMMON_WORDS:
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-common",
+                        WARNING,
+                        _(
+                            "keyword {word!r} is too common to tell complaints apart (use a more specific word)"
+                        ).format(word=norm),
+                    )
+                if not texts or not norm:
+                    continue
+                if norm not in share:
+                    share[norm] = sum(1 for t in texts if norm in t)
+                if share[norm] > KEYWORD_CORPUS_SHARE * len(texts):
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-too-common",
+                        WARNING,
+                        _(
+                            "keyword {word!r} is in {n} of the corpus's {total} complaints (more than {pct}); "
+                            "it decides for too many"
+                        ).format(
+                            word=norm, n=share[norm], total=len(texts), pct=f"{KEYWORD_CORPUS_SHARE:.0%}"
+                        ),
+                    )
 
 
 def _gaps(ctx: _Ctx) -> None:
