@@ -785,7 +785,7 @@ def _pattern_example(regex: str) -> str | None:
 
 def _show_complaint(data: Mapping[str, object]) -> str:
     parts = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items() if k != "id"]
-    return "e.g. the complaint {" + ", ".join(parts) + "}"
+    return _("e.g. the complaint {{{fields}}}").format(fields=", ".join(parts))
 
 
 # -- keywords, gaps, reach, lookups -----------------------------------------------------------------

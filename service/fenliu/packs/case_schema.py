@@ -35,13 +35,14 @@ def _of_type(t: F.FieldType) -> Schema:
         return {"enum": list(t.values)}
     if t.kind == "codes":
         return {"type": "array", "items": {"type": "string"}}
-    return {
+    by_kind: dict[str, Schema] = {
         "int": {"type": "integer", "minimum": 0},
         "number": {"type": "number", "minimum": 0},
         "bool": {"type": "boolean"},
         "text": {"type": "string"},
         "code": {"type": "string"},
-    }[t.kind]
+    }
+    return by_kind[t.kind]
 
 
 def _object(properties: dict[str, Schema], **more: Any) -> Schema:
