@@ -13,14 +13,12 @@ departments) are not in the schema; the loader checks them against the pack.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any
 
 from fenliu.domain import fields as F
 from fenliu.domain import model
 
 Schema = dict[str, Any]
-
-_NULL: Final[Schema] = {"type": "null"}
 
 
 def _nullable(s: Schema) -> Schema:
@@ -30,17 +28,18 @@ def _nullable(s: Schema) -> Schema:
     return {**s, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
 
 
-def _of_type(t: F.FieldType) -> Schema:
+def _of_type(t: F.FieldType, limit: int = 0) -> Schema:
     if t.kind == "enum":
         return {"enum": list(t.values)}
     if t.kind == "codes":
         return {"type": "array", "items": {"type": "string"}}
+    if t.kind in ("text", "code"):
+        return {"type": "string", "maxLength": limit} if limit else {"type": "string"}
     by_kind: dict[str, Schema] = {
         "int": {"type": "integer", "minimum": 0},
         "number": {"type": "number", "minimum": 0},
         "bool": {"type": "boolean"},
-        "text": {"type": "string"},
-        "code": {"type": "string"},
+        "time": {"type": "string", "description": "ISO 8601, e.g. 2026-12-04T09:30:00+08:00"},
     }
     return by_kind[t.kind]
 
@@ -50,23 +49,25 @@ def _object(properties: dict[str, Schema], **more: Any) -> Schema:
 
 
 def complaint_schema() -> Schema:
-    """The complaint's JSON form, as ``complaint_from_dict`` reads it; ``null`` is an absent field."""
-    props: dict[str, Schema] = {name: {"type": "string"} for name in ("id", "title", "text", "category_hint")}
-    props["existing_case_id"] = {"type": "string"}
-    for name, values in model.COMPLAINT_ENUMS.items():
-        props[name] = {"enum": [*values, model.UNSPECIFIED, ""]}
-    for name in model.COMPLAINT_BOOLS:
-        props[name] = {"type": "boolean"}
-    for name in model.COMPLAINT_INTS:
-        props[name] = {"type": "integer", "minimum": 0}
-    for name in model.COMPLAINT_FLOATS:
-        props[name] = {"type": "number", "minimum": 0}
-    props["region"] = _object({k: _nullable({"type": "string"}) for k in model.REGION_FIELDS})
-    props["complainant"] = _object({k: _nullable({"type": "string"}) for k in model.COMPLAINANT_FIELDS})
-    props["received_at"] = {"type": "string", "description": "ISO 8601, e.g. 2026-12-04T09:30:00+08:00"}
-    for name in model.DERIVED_FIELDS:  # what the enrichers derive; a case may give it
-        props[name] = _of_type(F.COMPLAINT_FIELDS[name])
-    return _object({k: _nullable(v) for k, v in props.items()})
+    """The complaint's JSON form, from :data:`~fenliu.domain.fields.COMPLAINT_TABLE`: every field sent
+    (``region.village_code`` inside ``region``) and every derived one; ``null`` is an absent field, and
+    an enumeration also takes ``UNSPECIFIED`` or ``""`` (absent), as ``complaint_from_dict`` reads it."""
+    top: dict[str, Schema] = {}
+    inner: dict[str, dict[str, Schema]] = {}
+    for f in F.COMPLAINT_TABLE:
+        s = _of_type(f.type, f.limit)
+        if f.type.kind == "enum" and not f.derived:
+            s = {"enum": [*dict.fromkeys([*f.type.values, model.UNSPECIFIED, ""])]}
+        path = f.proto or f.name
+        if "." in path:
+            outer, name = path.split(".", 1)
+            inner.setdefault(outer, {})[name] = _nullable(s)
+            top.setdefault(outer, {})
+        else:
+            top[path] = s
+    for outer, props in inner.items():
+        top[outer] = _object(props)
+    return _object({k: _nullable(v) for k, v in top.items()})
 
 
 def expect_schema() -> Schema:

@@ -89,6 +89,7 @@ _TYPE_WORDS: Final = {
     "bool": N_("true or false"),
     "text": N_("text"),
     "duration": N_("a duration such as 2h or 15d, or none"),
+    "time": N_("a time"),
 }
 
 
