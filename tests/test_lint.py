@@ -525,3 +525,38 @@ def test_a_failing_check_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(lint_module, "_gaps", boom)
     findings = run_lint(make_pack(tmp_path, replace={"rules.yaml": "{gte: 30}} => {gte: 31}}"}))
     assert [(f.code, f.severity, f.file) for f in findings] == [("lint-failed", "warning", "p/pack.yaml")]
+
+
+def test_one_character_and_common_keywords_of_rules_are_warned_of_at_their_line(tmp_path: Path) -> None:
+    pack = make_pack(tmp_path, replace={"rules.yaml": "[邻居, 排水] => [邻居, 水, 问题]"})
+    findings = run_lint(pack)
+    line = line_of(pack / "rules.yaml", "[邻居, 水, 问题]")
+    short, common = only(findings, "keyword-short"), only(findings, "keyword-common")
+    assert [(f.file, f.line, f.severity) for f in short] == [("p/rules.yaml", line, "warning")]
+    assert "one-character keyword '水'" in short[0].message
+    assert [(f.file, f.line) for f in common] == [("p/rules.yaml", line)]
+    assert "keyword '问题' is too common" in common[0].message
+    assert short[0].rule == common[0].rule != ""
+
+
+def test_a_keyword_most_of_the_corpus_holds_is_warned_of_with_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    pack = make_pack(tmp_path, replace={"rules.yaml": "[宅基地] => [宅基地, 村里]"})
+    corpus = tmp_path / "corpus.jsonl"
+    texts = ["村里的路坏了", "村里排水不通", "村里宅基地纠纷", "邻居吵架", "工资拖欠"]
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": str(i), "text": t, "category": "x"}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(texts)
+        ),
+        "utf-8",
+    )
+    assert cli.main(["lint", str(pack)]) == 0
+    assert "[keyword-too-common]" not in capsys.readouterr().out
+    assert cli.main(["lint", str(pack), "--corpus", str(corpus)]) == 0
+    out = [x for x in capsys.readouterr().out.splitlines() if "[keyword-too-common]" in x]
+    line = line_of(pack / "rules.yaml", "[宅基地, 村里]")
+    assert len(out) == 1 and out[0].startswith(f"p/rules.yaml:{line}: classify.homestead: warning: "), out
+    assert "keyword '村里' is in 3 of the corpus's 5 complaints (more than 20%)" in out[0]

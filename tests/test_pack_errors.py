@@ -310,3 +310,127 @@ def test_keywords_that_normalize_alike_compile_and_match(pack_copy: Path) -> Non
         d = Decider(pack, backend=backend, memoize=False)
         assert d.outcome(c).category == "neighbor"
         d.close()
+
+
+# -- test files are checked like rules ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_test_file_starts_with_the_cases_schema_line() -> None:
+    files = sorted([*ROOT.glob("rules/**/*_test.yaml"), *ROOT.glob("tests/packs/**/*_test.yaml")])
+    assert len(files) >= 9
+    for f in files:
+        first = f.read_text("utf-8").splitlines()[0]
+        m = re.fullmatch(r"# yaml-language-server: \$schema=(\S+)", first)
+        assert m, f"{f}: starts with {first!r}"
+        assert (f.parent / m.group(1)).resolve() == ROOT / "service/fenliu/schema/cases.schema.json", f
+
+
+def test_the_cases_schema_is_the_one_the_field_tables_give() -> None:
+    import json
+
+    from fenliu import Decider
+    from fenliu.domain import fields as F
+    from fenliu.domain import model
+    from fenliu.domain.errors import ComplaintError
+    from fenliu.packs import case_schema
+
+    shipped = (ROOT / "service/fenliu/schema/cases.schema.json").read_text("utf-8")
+    assert shipped == case_schema.render(), (
+        "run: python -m fenliu.packs.case_schema > service/fenliu/schema/cases.schema.json"
+    )
+    case = json.loads(shipped)["properties"]["cases"]["items"]["properties"]
+    complaint, expect = case["complaint"]["properties"], case["expect"]["properties"]
+    # every key complaint_from_dict reads, and the derived fields a case may give, and nothing else
+    for key in complaint:
+        if key in model.DERIVED_FIELDS:
+            continue
+        bad = (
+            {"id": "x", "text": "x", key: object()} if key not in ("id", "text") else {"id": "x", "text": "x"}
+        )
+        try:
+            model.complaint_from_dict(bad)
+        except ComplaintError as e:
+            assert all(v.description != "unknown field" for v in e.violations), key
+    with pytest.raises(ComplaintError, match="unknown field"):
+        model.complaint_from_dict({"id": "x", "text": "x", "colour": "RED"})
+    assert set(complaint) == {(f.proto or f.name).split(".", 1)[0] for f in F.COMPLAINT_TABLE}
+    assert set(complaint["region"]["properties"]) == set(model.REGION_FIELDS)
+    assert set(complaint["channel"]["enum"]) == {*model.CHANNELS, model.UNSPECIFIED, "", None}
+    # expect: what the decision's JSON form holds (but ids and the trace), every decision field in it
+    decision = model.complaint_from_dict({"id": "x", "text": "x"})
+    d = Decider(load_pack(ROOT / "tests/packs/base"))
+    try:
+        keys = set(d.decide(decision).to_dict(trace=True)) - {"trace", "notes", "decision_id"}
+    finally:
+        d.close()
+    assert set(expect) == keys
+    assert {f.name for f in F.DECISION_TABLE if f.type.kind != "duration"} <= set(expect)
+    assert set(expect["deadlines"]["properties"]) == set(F.DEADLINE_SLOTS.values())
+    assert expect["color"]["enum"][:-1] == list(F.DECISION_FIELDS["color"].values)
+
+
+CASE_EDITS = {
+    "unknown-expect-field": (
+        "color_test.yaml",
+        "    expect:\n      color: BLUE",
+        "    expect:\n      colour: BLUE",
+        "colour: BLUE",
+        "schema",
+        "unknown key 'colour'; did you mean 'color'?",
+    ),
+    "unknown-complaint-field": (
+        "color_test.yaml",
+        "      people_involved: 2\n",
+        "      people_involvd: 2\n",
+        "people_involvd",
+        "schema",
+        "unknown key 'people_involvd'; did you mean 'people_involved'?",
+    ),
+    "unknown-enum-value": (
+        "funnel_test.yaml",
+        "intent: LITIGATION",
+        "intent: LITIGATON",
+        "LITIGATON",
+        "schema",
+        "did you mean 'LITIGATION'?",
+    ),
+    "unknown-expected-enum-value": (
+        "color_test.yaml",
+        "      color: YELLOW\n",
+        "      color: YELOW\n",
+        "YELOW",
+        "schema",
+        "did you mean 'YELLOW'?",
+    ),
+    "unknown-category": (
+        "categories_test.yaml",
+        "      category: neighbor\n",
+        "      category: neighbour\n",
+        "neighbour",
+        "unknown-value",
+        "expect.category: 'neighbour' is not a code of table 'categories'; did you mean 'neighbor'?",
+    ),
+    "unknown-department": (
+        "categories_test.yaml",
+        "owner_department: justice",
+        "owner_department: justise",
+        "justise",
+        "unknown-value",
+        "did you mean 'justice'?",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASE_EDITS.values(), ids=list(CASE_EDITS))
+def test_check_bad_case_is_refused_at_its_line_with_a_suggestion(
+    pack_copy: Path, capsys: pytest.CaptureFixture[str], case: tuple[str, str, str, str, str, str]
+) -> None:
+    name, old, new, needle, code, message = case
+    f = pack_copy / name
+    replace(f, old, new)
+    status, out = check(pack_copy, capsys)
+    assert status == 1
+    assert_reported(out, f, line_of(f, needle), "-", code)
+    assert message in out, out

@@ -21,6 +21,8 @@ from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
 from fenliu.domain.model import DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
 from fenliu.engine.decider import Decider
+from fenliu.i18n import _
+from fenliu.packs.load import describe
 from fenliu.packs.types import Case, Pack
 
 
@@ -31,12 +33,16 @@ class CaseFailure:
     error: str = ""
 
     def render(self, show_file: Callable[[str], str] = str) -> str:
-        head = f"{show_file(self.case.file)}:{self.case.line}: FAIL {self.case.name}"
+        head = f"{show_file(self.case.file)}:{self.case.line}: " + _("FAIL {case}").format(
+            case=self.case.name
+        )
         if self.error:
             return f"{head}\n    {self.error}"
         lines = [head]
         for name, want, got in self.diffs:
-            lines.append(f"    {name}: expected {_show(want)}, got {_show(got)}")
+            lines.append(
+                f"    {name}: " + _("expected {want}, got {got}").format(want=_show(want), got=_show(got))
+            )
         return "\n".join(lines)
 
 
@@ -80,12 +86,12 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, object, object
     for key, want in case.expect.items():
         if key == "deadlines" and isinstance(want, dict):
             for dname, dwant in want.items():
-                dgot = got["deadlines"].get(dname, "<no such deadline>")
+                dgot = got["deadlines"].get(dname, _("<no such deadline>"))
                 if not _same_instant(dwant, dgot):
                     diffs.append((f"deadlines.{dname}", dwant, dgot))
             continue
         if key not in got or key in ("trace", "notes", "decision_id"):
-            diffs.append((key, want, "<not a decision field>"))
+            diffs.append((key, want, _("<not a decision field>")))
             continue
         value = got[key]
         if key == "co_departments" and _texts(want) and _texts(value):
@@ -134,11 +140,18 @@ def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> C
         try:
             complaint = complaint_from_dict(data, now=now)
         except ComplaintError as e:
-            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {e}"))
+            report.failures.append(
+                CaseFailure(case, [], _("the case's complaint is invalid: {why}").format(why=e))
+            )
             continue
         if bad:
-            why = ", ".join(f"{k} must be {F.COMPLAINT_BY_NAME[k].type.describe()}" for k in bad)
-            report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {why}"))
+            why = ", ".join(
+                _("{field} must be {kind}").format(field=k, kind=describe(F.COMPLAINT_BY_NAME[k].type))
+                for k in bad
+            )
+            report.failures.append(
+                CaseFailure(case, [], _("the case's complaint is invalid: {why}").format(why=why))
+            )
             continue
         if derived:
             complaint = dataclasses.replace(decider.enrichment(complaint), enriched=True, **derived)
@@ -158,7 +171,7 @@ def _cover(report: CaseReport, decision: Decision, pack: Pack) -> None:
         if t.set or (not rule.then and rule.guidance):
             report.fired.add(t.rule)
         for ref in t.table_rows:
-            tname, _, row = ref.partition(".")
+            tname, _sep, row = ref.partition(".")
             report.rows.add((tname, row))
     report.rows.add(("categories", o.category))
     if o.exclusion:

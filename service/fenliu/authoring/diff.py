@@ -36,6 +36,7 @@ from fenliu.domain.model import (
     Suggestion,
     complaint_from_dict,
 )
+from fenliu.i18n import _
 
 if TYPE_CHECKING:
     from fenliu.engine.decider import Decider
@@ -225,15 +226,26 @@ class DiffReport:
         pct = _pct(self.changed, self.complaints)
         out.append(f"# fenliu diff: {_pack(self.old)} → {_pack(self.new)}")
         out.append("")
-        invalid = f"; {self.invalid} invalid line(s) skipped" if self.invalid else ""
-        out.append(f"Corpus `{self.corpus}`: {self.complaints:,} complaints{invalid}.")
-        out.append("")
+        invalid = _("; {n} invalid line(s) skipped").format(n=self.invalid) if self.invalid else ""
         out.append(
-            f"**{self.changed:,} decisions change ({pct})**. Grassroots ratio (village + township among "
-            f"non-excluded): {_ratio_s(self.grassroots_old)} → {_ratio_s(self.grassroots_new)}."
+            _("Corpus `{corpus}`: {n} complaints{invalid}.").format(
+                corpus=self.corpus, n=f"{self.complaints:,}", invalid=invalid
+            )
         )
         out.append("")
-        out.append("| field | changed | share |")
+        out.append(
+            _(
+                "**{n} decisions change ({pct})**. Grassroots ratio (village + township among non-excluded): "
+                "{old} → {new}."
+            ).format(
+                n=f"{self.changed:,}",
+                pct=pct,
+                old=_ratio_s(self.grassroots_old),
+                new=_ratio_s(self.grassroots_new),
+            )
+        )
+        out.append("")
+        out.append(_("| field | changed | share |"))
         out.append("|---|---:|---:|")
         for name, fc in self.fields.items():
             out.append(f"| {name} | {fc.changed:,} | {_pct(fc.changed, self.complaints)} |")
@@ -241,32 +253,40 @@ class DiffReport:
             if not fc.changed:
                 continue
             out.append("")
-            out.append(f"## {name}: {fc.changed:,} changed")
+            out.append(_("## {field}: {n} changed").format(field=name, n=f"{fc.changed:,}"))
             out.append("")
-            out.append("| from | to | count |")
+            out.append(_("| from | to | count |"))
             out.append("|---|---|---:|")
             ordered = _ordered(fc.transitions)
             for (x, y), n in ordered:
                 out.append(f"| {_cell(x)} | {_cell(y)} | {n:,} |")
             if self.examples_per_change:
                 out.append("")
-                out.append("Examples:")
+                out.append(_("Examples:"))
                 out.append("")
-                for (x, y), _ in ordered:
+                for (x, y), _n in ordered:
                     for cid, ex in fc.examples.get((x, y), []):
                         out.append(f"- `{cid}` {_short(x, 60)} → {_short(y, 60)}: {ex}")
         changes = self.rule_changes()
         if changes:
             out.append("")
-            out.append("## Rules that fire differently")
+            out.append(_("## Rules that fire differently"))
             out.append("")
-            out.append("| rule | layer | fired before | fired after |")
+            out.append(_("| rule | layer | fired before | fired after |"))
             out.append("|---|---|---:|---:|")
             for r, layer, a, b in changes:
                 out.append(f"| {r} | {layer} | {a:,} | {b:,} |")
         out.append("")
-        rate = f" ({self.complaints / self.seconds:,.0f} complaints/s)" if self.seconds > 0 else ""
-        out.append(f"_Decided by both packs in {self.seconds:.1f} s{rate}._")
+        rate = (
+            _(" ({n} complaints/s)").format(n=f"{self.complaints / self.seconds:,.0f}")
+            if self.seconds > 0
+            else ""
+        )
+        out.append(
+            _("_Decided by both packs in {seconds} s{rate}._").format(
+                seconds=f"{self.seconds:.1f}", rate=rate
+            )
+        )
         return "\n".join(out) + "\n"
 
 
@@ -305,8 +325,8 @@ def _cell(v: str) -> str:
 
 
 def excerpt(c: Complaint) -> str:
-    text = (
-        " ".join((c.title + " " + c.text).split()) or f"(no text; category_hint {c.category_hint.strip()!r})"
+    text = " ".join((c.title + " " + c.text).split()) or _("(no text; category_hint {hint!r})").format(
+        hint=c.category_hint.strip()
     )
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
 
@@ -343,10 +363,12 @@ class Progress:
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
             line = (
                 f"\r{self.label} [{bar:<{self.width}}] {self.done:,}/{self.total:,} {100 * frac:5.1f}% "
-                f"{rate:,.0f}/s eta {eta:,.0f}s "
+                + _("{rate}/s eta {eta}s ").format(rate=f"{rate:,.0f}", eta=f"{eta:,.0f}")
             )
         else:
-            line = f"\r{self.label} {self.done:,} complaints {rate:,.0f}/s "
+            line = f"\r{self.label} " + _("{n} complaints {rate}/s ").format(
+                n=f"{self.done:,}", rate=f"{rate:,.0f}"
+            )
         self.stream.write(line)
         self.stream.flush()
 
@@ -414,28 +436,30 @@ def _count_lines(path: Path) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("old", help="the pack as it is now (folder)")
-    parser.add_argument("new", help="the changed pack (folder)")
-    parser.add_argument("--corpus", required=True, help="complaints, one JSON object per line")
+    parser.add_argument("old", help=_("the pack as it is now (folder)"))
+    parser.add_argument("new", help=_("the changed pack (folder)"))
+    parser.add_argument("--corpus", required=True, help=_("complaints, one JSON object per line"))
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.add_argument(
         "--examples",
         type=int,
         default=3,
         metavar="N",
-        help="example complaints shown for each from→to change (default 3)",
+        help=_("example complaints shown for each from→to change (default 3)"),
     )
-    parser.add_argument("--out", metavar="FILE", help="write the report here instead of standard output")
+    parser.add_argument("--out", metavar="FILE", help=_("write the report here instead of standard output"))
     parser.add_argument(
         "--progress",
         action="store_true",
         default=None,
-        help="show a progress bar on standard error (default: when it is a terminal)",
+        help=_("show a progress bar on standard error (default: when it is a terminal)"),
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    replay.add_jobs_argument(parser, ", each holding both packs")
+    replay.add_jobs_argument(parser, _(", each holding both packs"))
     parser.add_argument(
-        "--fail-on-change", action="store_true", help="exit with status 3 when any decision changes (for CI)"
+        "--fail-on-change",
+        action="store_true",
+        help=_("exit with status 3 when any decision changes (for CI)"),
     )
 
 
@@ -446,7 +470,7 @@ def _load(path: str) -> Decider | None:
     try:
         return Decider(load_pack(path), cache_size=CACHE_SIZE)
     except PackError as e:
-        print(f"{path}: the pack does not load:", file=sys.stderr)
+        print(f"{path}: " + _("the pack does not load:"), file=sys.stderr)
         for p in e.problems:
             print(f"  {p}", file=sys.stderr)
         return None
@@ -455,10 +479,10 @@ def _load(path: str) -> Decider | None:
 def main(args: argparse.Namespace) -> int:
     corpus = Path(args.corpus)
     if not corpus.is_file():
-        print(f"{args.corpus}: no such corpus file", file=sys.stderr)
+        print(f"{args.corpus}: " + _("no such corpus file"), file=sys.stderr)
         return 2
     if args.examples < 0:
-        print("--examples must be 0 or more", file=sys.stderr)
+        print(_("--examples must be 0 or more"), file=sys.stderr)
         return 2
     old = _load(args.old)
     new = _load(args.new)
@@ -485,7 +509,7 @@ def main(args: argparse.Namespace) -> int:
             else:
                 report = run_diff(old, new, f, corpus=args.corpus, examples=args.examples, progress=progress)
     except UnicodeDecodeError:
-        print(f"{args.corpus}: not UTF-8 text", file=sys.stderr)
+        print(f"{args.corpus}: " + _("not UTF-8 text"), file=sys.stderr)
         return 2
     finally:
         old.close()
@@ -500,7 +524,9 @@ def main(args: argparse.Namespace) -> int:
         Path(tmp).write_text(text, encoding="utf-8")
         os.replace(tmp, args.out)
         print(
-            f"{report.changed:,} of {report.complaints:,} decisions change; report written to {args.out}",
+            _("{n} of {total} decisions change; report written to {file}").format(
+                n=f"{report.changed:,}", total=f"{report.complaints:,}", file=args.out
+            ),
             file=sys.stderr,
         )
     else:

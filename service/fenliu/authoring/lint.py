@@ -17,6 +17,9 @@ shadowed-field         warning   one field of the rule never takes effect (other
 category-unreachable   warning   a row of table ``categories`` that no rule, hint or default can give
 stage-unreachable      warning   a funnel stage no decision can be in
 keyword-shared         warning   one keyword in the rules of two different categories
+keyword-short          warning   a one-character keyword (it matches inside unrelated words)
+keyword-common         warning   a keyword too common to tell complaints apart (的, 问题, 反映 …)
+keyword-too-common     warning   with a corpus: a keyword more than 20% of its complaints hold
 threshold-gap          warning   rules of one stage setting one field by bands of one number leave a
                                  value between the bands uncovered
 lookup-no-row          warning   a lookup's key can take a value the table has no row for
@@ -69,6 +72,7 @@ from fenliu.domain import model
 from fenliu.domain.errors import Problem
 from fenliu.domain.model import DERIVED_FIELDS
 from fenliu.engine import resolution
+from fenliu.i18n import _
 from fenliu.packs._yaml import YamlProblem, YDict, YList, load_yaml
 from fenliu.packs.types import (
     All,
@@ -203,7 +207,7 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
             "",
             "lint-failed",
             WARNING,
-            f"the lint could not analyse this pack ({type(e).__name__})",
+            _("the lint could not analyse this pack ({error})").format(error=type(e).__name__),
         )
         return sorted(ctx.findings)
     checks: list[Callable[[], object]] = [
@@ -214,6 +218,7 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
         lambda: _reach(ctx, analysis),
         lambda: _lookups(ctx, analysis),
         lambda: _vocabulary(ctx, corpus),
+        lambda: _rule_keywords(ctx, corpus),
     ]
     for check in checks:
         try:
@@ -225,7 +230,9 @@ def lint(pack: Pack, compiled: CompiledPack, *, corpus: Sequence[str] = ()) -> l
                 "",
                 "lint-failed",
                 WARNING,
-                f"one of the lint's checks failed on this pack ({type(e).__name__}); its findings are missing",
+                _("one of the lint's checks failed on this pack ({error}); its findings are missing").format(
+                    error=type(e).__name__
+                ),
             )
     return _explain(pack, sorted(set(ctx.findings)))
 
@@ -355,18 +362,32 @@ def _dead(ctx: _Ctx, analysis: Analysis, *, report: bool) -> _Dead:
     if report:
         for rid, why in out.contradiction.items():
             r = pack.rule(rid)
-            ctx.add(r.file, r.line, r.id, "dead-contradiction", ERROR, f"this rule can never fire: {why}")
+            ctx.add(
+                r.file,
+                r.line,
+                r.id,
+                "dead-contradiction",
+                ERROR,
+                _("this rule can never fire: {why}").format(why=why),
+            )
         for rid, hs in out.shadowed.items():
             r = pack.rule(rid)
-            who = ", ".join(f"{h} ({_where(pack.rule(h))}, priority {pack.rule(h).priority})" for h in hs)
+            who = ", ".join(
+                _("{rule} ({where}, priority {priority})").format(
+                    rule=h, where=_where(pack.rule(h)), priority=pack.rule(h).priority
+                )
+                for h in hs
+            )
             ctx.add(
                 r.file,
                 r.line,
                 r.id,
                 "dead-shadowed",
                 ERROR,
-                f"this rule never takes effect: whenever it matches, {who} already set "
-                f"{', '.join(sorted(r.then))}; raise its priority above theirs, narrow theirs, or remove it",
+                _(
+                    "this rule never takes effect: whenever it matches, {who} already set {fields}; raise its "
+                    "priority above theirs, narrow theirs, or remove it"
+                ).format(who=who, fields=", ".join(sorted(r.then))),
             )
         for (rid, slot), hs in out.fields.items():
             r = pack.rule(rid)
@@ -378,7 +399,9 @@ def _dead(ctx: _Ctx, analysis: Analysis, *, report: bool) -> _Dead:
                 r.id,
                 "shadowed-field",
                 WARNING,
-                f"then {slot} never takes effect: whenever this rule matches, {who} set {slot} first",
+                _(
+                    "then {slot} never takes effect: whenever this rule matches, {who} set {slot} first"
+                ).format(slot=slot, who=who),
             )
     return out
 
@@ -414,7 +437,7 @@ def _why_contradiction(r: Rule, pack: Pack, space: Space, compiled: CompiledPack
     )
     for name in fields:
         only = [t for t in leaves if t.field == name]
-        for sp, why in ((raw, "contradict each other"), (space, "")):
+        for sp, contradict in ((raw, True), (space, False)):
             try:
                 box: list[Box] = [{}]
                 for t in only:
@@ -423,21 +446,23 @@ def _why_contradiction(r: Rule, pack: Pack, space: Space, compiled: CompiledPack
                     continue
             except TooComplex:
                 continue
-            tests = " and ".join(f"{t.op} {_fmt_value(t.value)}" for t in only)
-            if why:
-                return f"its tests on {name} ({tests}) {why}"
-            var, _ = sp.test(only[0])
+            tests = _(" and ").join(f"{t.op} {_fmt_value(t.value)}" for t in only)
+            if contradict:
+                return _("its tests on {field} ({tests}) contradict each other").format(
+                    field=name, tests=tests
+                )
+            var, _how = sp.test(only[0])
             can = _describe(sp.domain(var))
-            return (
-                f"it tests {name} ({tests}), but when stage {r.stage} runs {var[2:]} can only be {can} "
-                f"(its default, or what earlier stages set)"
-            )
+            return _(
+                "it tests {field} ({tests}), but when stage {stage} runs {var} can only be {can} "
+                "(its default, or what earlier stages set)"
+            ).format(field=name, tests=tests, stage=r.stage, var=var[2:], can=can)
     try:
         if not raw.dnf(r.when):
-            return "its conditions contradict each other"
+            return _("its conditions contradict each other")
     except TooComplex:
         pass
-    return "its conditions cannot hold together with what earlier stages can set"
+    return _("its conditions cannot hold together with what earlier stages can set")
 
 
 def _plain_conj(c: Cond, tests: list[Test]) -> bool:
@@ -507,7 +532,10 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                 continue
             literal = [s for s in slots if a.then[s].kind == "literal" and b.then[s].kind == "literal"]
             shown = ", ".join(
-                f"{s} ({_show_value(first.then[s])} vs {_show_value(second.then[s])})" for s in slots
+                _("{field} ({a} vs {b})").format(
+                    field=s, a=_show_value(first.then[s]), b=_show_value(second.then[s])
+                )
+                for s in slots
             )
             witness = _confirm(ctx, analysis, overlap, first, second) if literal else None
             if witness is not None:
@@ -517,15 +545,23 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                     second.id,
                     "conflict",
                     ERROR,
-                    f"conflicts with {first.id} ({_where(first)}): both match {witness}, both have priority "
-                    f"{first.priority} and they set {shown}; {first.id} wins only because it comes first. "
-                    f"Give one a higher priority or make their conditions exclusive",
+                    _(
+                        "conflicts with {rule} ({where}): both match {witness}, both have priority {priority} "
+                        "and they set {shown}; {rule} wins only because it comes first. Give one a higher "
+                        "priority or make their conditions exclusive"
+                    ).format(
+                        rule=first.id,
+                        where=_where(first),
+                        witness=witness,
+                        priority=first.priority,
+                        shown=shown,
+                    ),
                 )
             else:
                 why = (
-                    "they may set different values"
+                    _("they may set different values")
                     if not literal
-                    else "no example complaint on which both match could be confirmed"
+                    else _("no example complaint on which both match could be confirmed")
                 )
                 ctx.add(
                     second.file,
@@ -533,9 +569,17 @@ def _conflicts(ctx: _Ctx, analysis: Analysis) -> None:
                     second.id,
                     "possible-conflict",
                     WARNING,
-                    f"may conflict with {first.id} ({_where(first)}): both can match the same complaint "
-                    f"({_describe_box(overlap[0], space)}), both have priority {first.priority}, and they set "
-                    f"{shown}; {why}",
+                    _(
+                        "may conflict with {rule} ({where}): both can match the same complaint ({box}), both "
+                        "have priority {priority}, and they set {shown}; {why}"
+                    ).format(
+                        rule=first.id,
+                        where=_where(first),
+                        box=_describe_box(overlap[0], space),
+                        priority=first.priority,
+                        shown=shown,
+                        why=why,
+                    ),
                 )
 
 
@@ -543,36 +587,38 @@ def _show_value(v: Value) -> str:
     if v.kind == "literal":
         return _fmt_value(v.literal) if not isinstance(v.literal, str) or v.literal else '""'
     if v.kind == "copy":
-        return f"copy of {v.source}"
-    return f"lookup {v.table}.{v.column}"
+        return _("copy of {field}").format(field=v.source)
+    return _("lookup {table}.{column}").format(table=v.table, column=v.column)
 
 
 def _describe_box(box: Box, space: Space | None = None) -> str:
     parts = []
     for var, con in sorted(box.items()):
         if var.startswith("kw:"):
-            parts.append(
-                f"text {'contains' if True in con.values else 'lacks'} '{var[3:]}'"
-                if isinstance(con, Fin)
-                else var
-            )
+            if not isinstance(con, Fin):
+                parts.append(var)
+            elif True in con.values:
+                parts.append(_("text contains '{word}'").format(word=var[3:]))
+            else:
+                parts.append(_("text lacks '{word}'").format(word=var[3:]))
         elif var.startswith("re:"):
-            parts.append(
-                f"pattern {var[3:]!r} {'matches' if isinstance(con, Fin) and True in con.values else 'fails'}"
-            )
+            if isinstance(con, Fin) and True in con.values:
+                parts.append(_("pattern {pattern!r} matches").format(pattern=var[3:]))
+            else:
+                parts.append(_("pattern {pattern!r} fails").format(pattern=var[3:]))
         elif var.startswith("f:"):
             dom = space.domain(var) if space is not None else None
             if isinstance(con, Fin) and isinstance(dom, Fin) and len(con.values) > 5:
                 rest = dom.values - con.values
                 text = (
-                    ("anything but " + _describe(Fin(rest)))
+                    _("anything but {values}").format(values=_describe(Fin(rest)))
                     if len(rest) <= 5
-                    else f"{len(con.values)} values"
+                    else _("{n} values").format(n=len(con.values))
                 )
                 parts.append(f"{var[2:]} {text}")
             else:
                 parts.append(f"{var[2:]} {_describe(con)}")
-    return "; ".join(parts) or "any complaint"
+    return "; ".join(parts) or _("any complaint")
 
 
 def _confirm(ctx: _Ctx, analysis: Analysis, overlap: list[Box], a: Rule, b: Rule) -> str | None:
@@ -739,7 +785,7 @@ def _pattern_example(regex: str) -> str | None:
 
 def _show_complaint(data: Mapping[str, object]) -> str:
     parts = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items() if k != "id"]
-    return "e.g. the complaint {" + ", ".join(parts) + "}"
+    return _("e.g. the complaint {{{fields}}}").format(fields=", ".join(parts))
 
 
 # -- keywords, gaps, reach, lookups -----------------------------------------------------------------
@@ -768,8 +814,8 @@ def _keywords(ctx: _Ctx) -> None:
                     claims.setdefault(w, []).append((r, str(cat.literal), leaf.line))
     pairs: dict[tuple[str, str], list[str]] = {}
     for w, cl in claims.items():
-        for i, (ra, ca, _) in enumerate(cl):
-            for rb, cb, _ in cl[i + 1 :]:
+        for i, (ra, ca, _da) in enumerate(cl):
+            for rb, cb, _db in cl[i + 1 :]:
                 if ca != cb:
                     first, second = (ra, rb) if ra.order < rb.order else (rb, ra)
                     pairs.setdefault((first.id, second.id), []).append(w)
@@ -778,23 +824,34 @@ def _keywords(ctx: _Ctx) -> None:
         line = _first_line(b.when, _has_words(frozenset(words)), b.line)
         ca, cb = a.then["category"].literal, b.then["category"].literal
         if a.stage != b.stage:
-            who = "the later stage's rule decides"
+            who = _("the later stage's rule decides")
         elif a.priority != b.priority:
             hi = a if a.priority > b.priority else b
-            who = (
-                f"{hi.then['category'].literal} wins (priority {max(a.priority, b.priority)} > "
-                f"{min(a.priority, b.priority)}), so for {cb if hi is a else ca} these words decide nothing"
+            who = _(
+                "{winner} wins (priority {high} > {low}), so for {loser} these words decide nothing"
+            ).format(
+                winner=hi.then["category"].literal,
+                high=max(a.priority, b.priority),
+                low=min(a.priority, b.priority),
+                loser=cb if hi is a else ca,
             )
         else:
-            who = f"same priority: {ca} wins only because {a.id} comes first"
+            who = _("same priority: {category} wins only because {rule} comes first").format(
+                category=ca, rule=a.id
+            )
         ctx.add(
             b.file,
             line,
             b.id,
             "keyword-shared",
             WARNING,
-            f"keyword{'s' if len(words) > 1 else ''} {', '.join(repr(w) for w in words)} "
-            f"also classif{'y' if len(words) > 1 else 'ies'} as {ca} in {a.id} ({_where(a)}); {who}",
+            (
+                _("keywords {words} also classify as {category} in {rule} ({where}); {who}")
+                if len(words) > 1
+                else _("keyword {words} also classifies as {category} in {rule} ({where}); {who}")
+            ).format(
+                words=", ".join(repr(w) for w in words), category=ca, rule=a.id, where=_where(a), who=who
+            ),
         )
 
 
@@ -860,8 +917,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-separator",
                     WARNING,
-                    f"{e.category}: {w!r} holds a separator; it matches only with the separator in the text "
-                    "(give each word its own entry, or list them in together: words)",
+                    f"{e.category}: "
+                    + _(
+                        "{word!r} holds a separator; it matches only with the separator in the text "
+                        "(give each word its own entry, or list them in together: words)"
+                    ).format(word=w),
                 )
         if e.kind == "against":
             continue
@@ -875,8 +935,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-short-term",
                     WARNING,
-                    f"{e.category}: one-character term {norm!r} matches inside unrelated words "
-                    "(use a longer word, or a together entry)",
+                    f"{e.category}: "
+                    + _(
+                        "one-character term {word!r} matches inside unrelated words (use a longer word, or a "
+                        "together entry)"
+                    ).format(word=norm),
                 )
             elif norm in COMMON_WORDS:
                 ctx.add(
@@ -885,7 +948,10 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                     "",
                     "lexicon-common-term",
                     WARNING,
-                    f"{e.category}: {norm!r} is too common to tell a category (put it in a together entry)",
+                    f"{e.category}: "
+                    + _("{word!r} is too common to tell a category (put it in a together entry)").format(
+                        word=norm
+                    ),
                 )
     for word, es in by_word.items():
         cats = {e.category for e in es}
@@ -902,8 +968,11 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                 "",
                 "lexicon-shared-term",
                 WARNING,
-                f"{later.category}: {word!r} weighs {later.weight:g} here and in {others}: "
-                "it tells neither category apart (weigh it more where it belongs)",
+                f"{later.category}: "
+                + _(
+                    "{word!r} weighs {weight} here and in {others}: it tells neither category apart (weigh it "
+                    "more where it belongs)"
+                ).format(word=word, weight=f"{later.weight:g}", others=others),
             )
     if not corpus:
         return
@@ -920,8 +989,70 @@ def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
                 "",
                 "lexicon-too-common",
                 WARNING,
-                f"{e.category}: {word!r} is in {n} of the corpus's {len(texts)} complaints; it tells no category",
+                f"{e.category}: "
+                + _("{word!r} is in {n} of the corpus's {total} complaints; it tells no category").format(
+                    word=word, n=n, total=len(texts)
+                ),
             )
+
+
+#: A keyword of a rule that the texts of more than this share of a corpus hold decides for too many.
+#: (A rule's keyword decides alone, where a lexicon term only weighs: its share is set lower.)
+KEYWORD_CORPUS_SHARE: Final = 0.2
+
+
+def _rule_keywords(ctx: _Ctx, corpus: Sequence[str]) -> None:
+    """Rules' ``keywords:``: one-character and very common words (the lexicon's checks), and, with a
+    corpus, words more than :data:`KEYWORD_CORPUS_SHARE` of its complaints hold."""
+    texts = [normalize_text(t) for t in corpus]
+    share: dict[str, int] = {}
+    for r in ctx.pack.rules:
+        for leaf in iter_tests(r.when):
+            if not isinstance(leaf, Keywords):
+                continue
+            for w in dict.fromkeys(leaf.words):
+                norm = normalize_text(w)
+                if len(norm) == 1:
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-short",
+                        WARNING,
+                        _(
+                            "one-character keyword {word!r} matches inside unrelated words (use a longer word, "
+                            "or test two words with all:)"
+                        ).format(word=norm),
+                    )
+                elif norm in COMMON_WORDS:
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-common",
+                        WARNING,
+                        _(
+                            "keyword {word!r} is too common to tell complaints apart (use a more specific word)"
+                        ).format(word=norm),
+                    )
+                if not texts or not norm:
+                    continue
+                if norm not in share:
+                    share[norm] = sum(1 for t in texts if norm in t)
+                if share[norm] > KEYWORD_CORPUS_SHARE * len(texts):
+                    ctx.add(
+                        r.file,
+                        leaf.line,
+                        r.id,
+                        "keyword-too-common",
+                        WARNING,
+                        _(
+                            "keyword {word!r} is in {n} of the corpus's {total} complaints (more than {pct}); "
+                            "it decides for too many"
+                        ).format(
+                            word=norm, n=share[norm], total=len(texts), pct=f"{KEYWORD_CORPUS_SHARE:.0%}"
+                        ),
+                    )
 
 
 def _gaps(ctx: _Ctx) -> None:
@@ -952,7 +1083,7 @@ def _gaps(ctx: _Ctx) -> None:
         if len(members) < 2:
             continue
         integer = members[0][1].integer
-        union = num([iv for _, b in members for iv in b.ivs], integer)
+        union = num([iv for _k, b in members for iv in b.ivs], integer)
         dom = _COMPLAINT_DOMAINS.get(var[2:])
         for lo_iv, hi_iv in zip(union.ivs, union.ivs[1:], strict=False):
             gap = num([(lo_iv[2], not lo_iv[3], hi_iv[0], not hi_iv[1])], integer)
@@ -971,9 +1102,11 @@ def _gaps(ctx: _Ctx) -> None:
                 at.id,
                 "threshold-gap",
                 WARNING,
-                f"{var[2:]} {_describe(gap)} is covered by no rule of stage {stage} that sets {slot} by "
-                f"{var[2:]}: the band below ends in {below_s}, the band above starts here; "
-                f"such complaints get {slot} from other rules or the default",
+                _(
+                    "{field} {gap} is covered by no rule of stage {stage} that sets {slot} by {field}: the band "
+                    "below ends in {below}, the band above starts here; such complaints get {slot} from other "
+                    "rules or the default"
+                ).format(field=var[2:], gap=_describe(gap), stage=stage, slot=slot, below=below_s),
             )
 
 
@@ -992,8 +1125,10 @@ def _reach(ctx: _Ctx, analysis: Analysis) -> None:
                     code,
                     "category-unreachable",
                     WARNING,
-                    f"category '{code}' is set by no rule that can take effect, is not the default, and "
-                    f"no hint can give it: no complaint can end in it (add a classify rule for it)",
+                    _(
+                        "category '{category}' is set by no rule that can take effect, is not the default, and "
+                        "no hint can give it: no complaint can end in it (add a classify rule for it)"
+                    ).format(category=code),
                 )
     stages = final.domain(_fvar("stage"))
     if isinstance(stages, Fin) and t is not None:
@@ -1005,8 +1140,10 @@ def _reach(ctx: _Ctx, analysis: Analysis) -> None:
                     s,
                     "stage-unreachable",
                     WARNING,
-                    f"no decision can be in funnel stage {s}: no category enters there and no rule that "
-                    f"can take effect sets stage {s}",
+                    _(
+                        "no decision can be in funnel stage {stage}: no category enters there and no rule "
+                        "that can take effect sets stage {stage}"
+                    ).format(stage=s),
                 )
 
 
@@ -1038,8 +1175,10 @@ def _lookups(ctx: _Ctx, analysis: Analysis) -> None:
                     r.id,
                     "lookup-no-row",
                     WARNING,
-                    f"then {slot}: table {v.table} has no row for {table.key} {', '.join(missing)}, which "
-                    f"a decision can carry here; the lookup then leaves {slot} unchanged",
+                    _(
+                        "then {slot}: table {table} has no row for {key} {values}, which a decision can carry "
+                        "here; the lookup then leaves {slot} unchanged"
+                    ).format(slot=slot, table=v.table, key=table.key, values=", ".join(missing)),
                 )
 
 
@@ -1074,7 +1213,7 @@ def _explain(pack: Pack, findings: list[Problem]) -> list[Problem]:
                         f.line,
                         f.rule,
                         f.code,
-                        f"{f.message} (reason: {e.get('reason', '')})",
+                        f.message + _(" (reason: {reason})").format(reason=e.get("reason", "")),
                         EXPLAINED,
                     )
                     break
@@ -1088,9 +1227,16 @@ def _explain(pack: Pack, findings: list[Problem]) -> list[Problem]:
                     lines[i] if i < len(lines) else 0,
                     str(e.get("rule", "")),
                     "unused-explanation",
-                    f"explained_warnings names {e.get('code')}"
-                    f"{' for ' + str(e['rule']) if e.get('rule') else ''}, which the lint no longer "
-                    f"reports; remove the entry",
+                    (
+                        _(
+                            "explained_warnings names {code} for {rule}, which the lint no longer reports; "
+                            "remove the entry"
+                        )
+                        if e.get("rule")
+                        else _(
+                            "explained_warnings names {code}, which the lint no longer reports; remove the entry"
+                        )
+                    ).format(code=e.get("code"), rule=e.get("rule", "")),
                     WARNING,
                 )
             )
@@ -1121,6 +1267,8 @@ def render_findings(findings: list[Problem], show: Callable[[Problem], str], *, 
     errors = sum(f.severity == ERROR for f in findings)
     warnings = sum(f.severity == WARNING for f in findings)
     explained = sum(f.severity == EXPLAINED for f in findings)
-    tail = f", {explained} explained" if explained else ""
-    lines.append(f"{errors} error(s), {warnings} warning(s){tail}")
+    tail = _(", {n} explained").format(n=explained) if explained else ""
+    lines.append(
+        _("{errors} error(s), {warnings} warning(s)").format(errors=errors, warnings=warnings) + tail
+    )
     return "\n".join(lines)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TextIO, TypedDict, TypeVar, cast
 
 from fenliu.domain.errors import ComplaintError
+from fenliu.i18n import _
 
 if TYPE_CHECKING:
     from fenliu.authoring.diff import DiffReport, Progress
@@ -73,7 +74,9 @@ def add_jobs_argument(parser: argparse.ArgumentParser, what: str) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"worker processes{what} (default: the number of CPUs; 1: this process only)",
+        help=_("worker processes{what} (default: the number of CPUs; 1: this process only)").format(
+            what=what
+        ),
     )
 
 

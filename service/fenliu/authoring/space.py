@@ -16,6 +16,7 @@ from typing import Any, Final
 from fenliu.compiling.compiler import normalize_text
 from fenliu.domain import fields as F
 from fenliu.domain import model
+from fenliu.i18n import _
 from fenliu.packs.types import All, Cond, Keywords, Not, Pack, Pattern, Test
 
 #: Largest disjunctive normal form the lint builds for one question; past it the question is skipped
@@ -182,10 +183,11 @@ def _describe(c: Con) -> str:
                 parts.append(f"{_fmt(lo)}–{_fmt(hi)}")
             else:
                 parts.append(f"{'[' if li else '('}{_fmt(lo)}, {_fmt(hi)}{']' if hi_in else ')'}")
-        return " or ".join(parts) or "nothing"
+        return _(" or ").join(parts) or _("nothing")
     if isinstance(c, Fin):
-        return ", ".join(sorted(_fmt(v) for v in c.values)) or "nothing"
-    return ("one of " if c.pos else "anything but ") + ", ".join(sorted(repr(v) for v in c.values))
+        return ", ".join(sorted(_fmt(v) for v in c.values)) or _("nothing")
+    values = ", ".join(sorted(repr(v) for v in c.values))
+    return (_("one of {values}") if c.pos else _("anything but {values}")).format(values=values)
 
 
 def _fmt(v: Atom) -> str:
@@ -283,7 +285,7 @@ class Space:
         return _opaque(t), Fin(frozenset({True}))
 
     def _column_test(self, t: Test) -> tuple[str, Con]:
-        tname, _, col = t.field.partition(".")
+        tname, _sep, col = t.field.partition(".")
         table = self.pack.tables[tname]
         key_dom = self.domain(_fvar(table.key))
         if not isinstance(key_dom, Fin):

@@ -72,6 +72,27 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return _("; did you mean '{word}'?").format(word=close[0]) if close else ""
 
 
+def describe(ftype: F.FieldType) -> str:
+    """What a value of ``ftype`` is, in the reader's language."""
+    if ftype.kind == "enum":
+        return _("one of {values}").format(values=", ".join(ftype.values))
+    if ftype.kind == "code":
+        return _("a code of table '{table}'").format(table=ftype.table)
+    if ftype.kind == "codes":
+        return _("a list of codes of table '{table}'").format(table=ftype.table)
+    return _(_TYPE_WORDS.get(ftype.kind, ftype.kind))
+
+
+_TYPE_WORDS: Final = {
+    "int": N_("a whole number"),
+    "number": N_("a number"),
+    "bool": N_("true or false"),
+    "text": N_("text"),
+    "duration": N_("a duration such as 2h or 15d, or none"),
+    "time": N_("a time"),
+}
+
+
 class _Collector:
     def __init__(self, limits: Limits | None = None) -> None:
         self.problems: list[Problem] = []
@@ -88,7 +109,7 @@ MAX_MESSAGE: Final = 300
 
 def _one_line(message: str) -> str:
     """A message quotes at most one line of a pack file, and not much of it."""
-    first, newline, _ = message.partition("\n")
+    first, newline, _rest = message.partition("\n")
     if newline or len(first) > MAX_MESSAGE:
         return first[:MAX_MESSAGE] + " …"
     return first
@@ -100,13 +121,13 @@ def _unquoted(message: str, instance: object) -> str:
     if len(shown) <= 60 or shown not in message:
         return message
     if isinstance(instance, str):
-        what = f"a text of {len(instance)} characters"
+        what = _("a text of {n} characters").format(n=len(instance))
     elif isinstance(instance, dict):
-        what = f"a mapping of {len(instance)} keys"
+        what = _("a mapping of {n} keys").format(n=len(instance))
     elif isinstance(instance, list):
-        what = f"a list of {len(instance)} items"
+        what = _("a list of {n} items").format(n=len(instance))
     else:
-        what = "the value"
+        what = _("the value")
     return message.replace(shown, what)
 
 
@@ -156,7 +177,7 @@ def _in_plain_words(err: jsonschema.ValidationError) -> str:
         missing = [k for k in value if isinstance(err.instance, dict) and k not in err.instance]
         return _("'{key}:' is missing here").format(key=missing[0] if missing else value[0])
     if err.validator == "enum":
-        choices = [str(c) for c in value]
+        choices = [str(c) for c in value if c not in (None, "")]
         return _("{it} must be one of {choices}, not {found}").format(
             it=it, choices=", ".join(choices), found=_shown(err.instance)
         ) + _suggest(str(err.instance), choices)
@@ -185,7 +206,7 @@ def _validate_schema(doc: Yaml, schema_name: str, rel: str, out: _Collector) -> 
             item = doc["rules"][path[1]]
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 rule = item["id"]
-        where = ".".join(str(p) for p in path) or "(top level)"
+        where = ".".join(str(p) for p in path) or _("(top level)")
         msg = _unquoted(_in_plain_words(err), err.instance)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = list(err.schema.get("properties", {}))
@@ -252,28 +273,42 @@ def _read_file(
     """
     target = os.path.realpath(path)
     if not _inside(target, root):
-        out.add(rel, 0, "", "outside-pack", "a symbolic link that leaves the pack folder; it is not read")
+        out.add(rel, 0, "", "outside-pack", _("a symbolic link that leaves the pack folder; it is not read"))
         return None
     try:
         fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        out.add(rel, 0, "", "unreadable", f"cannot read the file: {e.strerror or type(e).__name__}")
+        out.add(
+            rel,
+            0,
+            "",
+            "unreadable",
+            _("cannot read the file: {why}").format(why=e.strerror or type(e).__name__),
+        )
         return None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            out.add(rel, 0, "", "not-a-file", "not a regular file; it is not read")
+            out.add(rel, 0, "", "not-a-file", _("not a regular file; it is not read"))
             return None
         if limit is not None:  # a file with a limit of its own (the text model), not in the total
             if st.st_size > limit:
                 out.add(
-                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                    rel,
+                    0,
+                    "",
+                    "too-large",
+                    _("the file exceeds {size} (the limit for a model file)").format(size=_mib(limit)),
                 )
                 return None
             data = f.read(limit + 1)
             if len(data) > limit:
                 out.add(
-                    rel, 0, "", "too-large", f"the file exceeds {_mib(limit)} (the limit for a model file)"
+                    rel,
+                    0,
+                    "",
+                    "too-large",
+                    _("the file exceeds {size} (the limit for a model file)").format(size=_mib(limit)),
                 )
                 return None
             return data
@@ -296,9 +331,9 @@ def _over_limit(f: BinaryIO, rel: str, out: _Collector, budget: int) -> None:
     head = f.read(min(budget, out.limits.file_bytes) + 1)
     line = head.count(b"\n") + 1 if head else 0
     if budget < out.limits.file_bytes:
-        msg = f"the pack's files exceed {_mib(out.limits.total_bytes)} in all (the limit)"
+        msg = _("the pack's files exceed {size} in all (the limit)").format(size=_mib(out.limits.total_bytes))
     else:
-        msg = f"the file exceeds {_mib(out.limits.file_bytes)} (the limit for one file)"
+        msg = _("the file exceeds {size} (the limit for one file)").format(size=_mib(out.limits.file_bytes))
     out.add(rel, line, "", "too-large", msg)
     if budget < out.limits.file_bytes:
         out.bytes_read = out.limits.total_bytes + 1  # nothing more is read
@@ -340,7 +375,7 @@ def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
                     0,
                     "",
                     "outside-pack",
-                    "a symbolic link that leaves the pack folder; it is not read",
+                    _("a symbolic link that leaves the pack folder; it is not read"),
                 )
         files.extend(base / n for n in names if n.endswith((".yaml", ".yml")))
     files.sort(key=lambda p: p.relative_to(root).as_posix())
@@ -350,7 +385,7 @@ def _pack_files(root: Path, rel_root: Path, out: _Collector) -> list[Path]:
             0,
             "",
             "too-many-files",
-            f"the pack has more than {out.limits.files} .yaml files (the limit); none is read",
+            _("the pack has more than {n} .yaml files (the limit); none is read").format(n=out.limits.files),
         )
         return []
     out.files_seen += len(files)
@@ -367,13 +402,15 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
             1,
             "",
             "extends-cycle",
-            f"packs extend each other in a cycle: {chain}",
+            _("packs extend each other in a cycle: {chain}").format(chain=chain),
         )
         return []
     manifest_path = root / "pack.yaml"
     mrel = str(rel_root / "pack.yaml")
     if not manifest_path.is_file() and not manifest_path.is_symlink():
-        out.add(mrel, 0, "", "no-manifest", "a pack folder needs a pack.yaml (name, revision, description)")
+        out.add(
+            mrel, 0, "", "no-manifest", _("a pack folder needs a pack.yaml (name, revision, description)")
+        )
         return []
     manifest_data = _read_file(manifest_path, root, mrel, out)
     if manifest_data is None:
@@ -392,7 +429,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                 manifest.line_of("extends"),
                 "",
                 "extends-missing",
-                f"extends '{manifest['extends']}': no pack.yaml there",
+                _("extends '{path}': no pack.yaml there").format(path=manifest["extends"]),
             )
             return []
         layers = _load_layers(base, out, (*seen, root), base_rel)
@@ -422,7 +459,7 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
                     1,
                     "",
                     "nested-pack",
-                    "a pack.yaml below the pack folder; packs do not nest (use extends)",
+                    _("a pack.yaml below the pack folder; packs do not nest (use extends)"),
                 )
             continue
         doc = _read_yaml(data, rel, out)
@@ -466,7 +503,7 @@ def load_pack(path: str | Path, *, limits: Limits | None = None) -> Pack:
     root = Path(path)
     out = _Collector(limits)
     if not root.is_dir():
-        raise PackError([Problem(str(path), 0, "", "no-pack", "not a folder")])
+        raise PackError([Problem(str(path), 0, "", "no-pack", _("not a folder"))])
     base_rel = root.resolve().parent
     layers = _load_layers(root, out, (), base_rel)
     if not layers:
@@ -546,7 +583,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                         tdoc.line,
                         "",
                         "duplicate-table",
-                        f"table '{tname}' is already defined in {defined[(layer.name, tname)]}",
+                        _("table '{table}' is already defined in {file}").format(
+                            table=tname, file=defined[(layer.name, tname)]
+                        ),
                     )
                     continue
                 defined[(layer.name, tname)] = rel
@@ -558,7 +597,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                             tdoc.line_of("key"),
                             "",
                             "table-key",
-                            f"table '{tname}' is keyed by '{t.key}' in {t.file}, not '{tdoc['key']}'",
+                            _("table '{table}' is keyed by '{key}' in {file}, not '{other}'").format(
+                                table=tname, key=t.key, file=t.file, other=tdoc["key"]
+                            ),
                         )
                         continue
                 else:
@@ -595,7 +636,8 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                         removals.line_of(ri) if isinstance(removals, YList) else doc.line_of("remove_rules"),
                         rid,
                         "remove-missing",
-                        f"remove_rules names '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                        _("remove_rules names '{rule}', which no base pack defines").format(rule=rid)
+                        + _suggest(rid, rules),
                     )
             for i, rdoc in enumerate(doc.get("rules") or []):
                 rid = rdoc["id"]
@@ -607,7 +649,8 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                             line,
                             rid,
                             "override-missing",
-                            f"override of rule '{rid}', which no base pack defines{_suggest(rid, rules)}",
+                            _("override of rule '{rule}', which no base pack defines").format(rule=rid)
+                            + _suggest(rid, rules),
                         )
                         continue
                     rules[rid] = (rdoc, rel, layer.name)
@@ -615,10 +658,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                 if rid in rules:
                     prev = rules[rid]
                     where = f"{prev[1]}:{prev[0].line}"
-                    hint = " (to replace a base rule, add override: true)" if prev[2] != layer.name else ""
-                    out.add(
-                        rel, line, rid, "duplicate-rule", f"rule id '{rid}' is already used at {where}{hint}"
-                    )
+                    hint = _(" (to replace a base rule, add override: true)") if prev[2] != layer.name else ""
+                    msg = _("rule id '{rule}' is already used at {where}").format(rule=rid, where=where)
+                    out.add(rel, line, rid, "duplicate-rule", msg + hint)
                     duplicates.append((rdoc, rel, layer.name))
                     continue
                 rules[rid] = (rdoc, rel, layer.name)
@@ -643,10 +685,11 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                 line,
                 "",
                 "unknown-field",
-                f"defaults: '{k}' is not a decision field{_suggest(k, F.DECISION_FIELDS)}",
+                _("defaults: '{field}' is not a decision field").format(field=k)
+                + _suggest(k, F.DECISION_FIELDS),
             )
             continue
-        ok, why = checker.fits(F.DECISION_FIELDS[k], v, allow_empty=True)
+        ok, why, _unknown = checker.fits(F.DECISION_FIELDS[k], v, allow_empty=True)
         if not ok:
             out.add(rel, line, "", "type-mismatch", f"defaults: {k}: {why}")
     if "categories" in tables and defaults.get("category") not in tables["categories"].rows:
@@ -655,7 +698,9 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
             0,
             "",
             "default-category",
-            f"the default category '{defaults.get('category')}' is not a row of table categories",
+            _("the default category '{category}' is not a row of table categories").format(
+                category=defaults.get("category")
+            ),
         )
 
     cases: list[Case] = []
@@ -665,9 +710,14 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
             line = doc["cases"].line_of(i)
             if c["name"] in names:
                 out.add(
-                    rel, line, "", "duplicate-case", f"case name '{c['name']}' is used twice in this file"
+                    rel,
+                    line,
+                    "",
+                    "duplicate-case",
+                    _("case name '{case}' is used twice in this file").format(case=c["name"]),
                 )
             names.add(c["name"])
+            _check_case_codes(c, rel, checker, out)
             cases.append(
                 Case(
                     str(c["name"]),
@@ -688,7 +738,8 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
                     c.line,
                     rid,
                     "unknown-rule",
-                    f"case '{c.name}' names rule '{rid}', which does not exist{_suggest(rid, known)}",
+                    _("case '{case}' names rule '{rule}', which does not exist").format(case=c.name, rule=rid)
+                    + _suggest(rid, known),
                 )
 
     lexicon = _lexicon(layers, tables, out)
@@ -720,6 +771,21 @@ def _assemble(layers: list[_Layer], out: _Collector) -> Pack | None:
     )
 
 
+def _check_case_codes(c: YDict, rel: str, checker: _RuleChecker, out: _Collector) -> None:
+    """The codes a case gives or expects (category, departments …) are rows of the pack's tables."""
+    for part, table in (("complaint", F.COMPLAINT_FIELDS), ("expect", F.DECISION_FIELDS)):
+        doc = c[part]
+        for key, v in doc.items():
+            ftype = table.get(key)
+            if ftype is None or ftype.kind not in ("code", "codes") or v is None or key == "category_hint":
+                continue
+            ok, why, _unknown = checker.fits(ftype, v, allow_empty=True)
+            if not ok:
+                line = doc.line_of(key) if isinstance(doc, YDict) else c.line
+                where = _("case '{case}'").format(case=c["name"])
+                out.add(rel, line, "", "unknown-value", f"{where}: {part}.{key}: {why}")
+
+
 def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) -> tuple[LexiconEntry, ...]:
     """Every layer's lexicon files; an extending layer's file for a category replaces the base's."""
     cats = tables["categories"].rows if "categories" in tables else {}
@@ -735,7 +801,8 @@ def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) ->
                     lex.line_of("category"),
                     "",
                     "lexicon-category",
-                    f"lexicon of '{cat}', which is not a category{_suggest(cat, cats)}",
+                    _("lexicon of '{category}', which is not a category").format(category=cat)
+                    + _suggest(cat, cats),
                 )
                 continue
             if (layer.name, cat) in where:
@@ -744,7 +811,9 @@ def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) ->
                     lex.line,
                     "",
                     "lexicon-duplicate",
-                    f"the lexicon of '{cat}' is already in {where[(layer.name, cat)]}",
+                    _("the lexicon of '{category}' is already in {file}").format(
+                        category=cat, file=where[(layer.name, cat)]
+                    ),
                 )
                 continue
             where[(layer.name, cat)] = rel
@@ -758,7 +827,11 @@ def _lexicon(layers: list[_Layer], tables: dict[str, Table], out: _Collector) ->
                     words = tuple(str(w).strip() for w in raw)
                     if any(not w for w in words):
                         out.add(
-                            rel, line, "", "lexicon-empty", f"{key}[{i}]: an empty word matches everything"
+                            rel,
+                            line,
+                            "",
+                            "lexicon-empty",
+                            _("{key}[{i}]: an empty word matches everything").format(key=key, i=i),
                         )
                         continue
                     entries.append(
@@ -812,10 +885,19 @@ def _texts(v: Yaml) -> dict[str, str]:
     return {str(k): str(x) for k, x in v.items()}
 
 
+_COLUMN_WORDS: Final = {"owner": N_("owner department"), "entry_stage": N_("entry stage")}
+
+
 def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> None:
     for tname in F.REQUIRED_TABLES:
         if tname not in tables:
-            out.add(manifest, 0, "", "missing-table", f"the pack has no table '{tname}' (required)")
+            out.add(
+                manifest,
+                0,
+                "",
+                "missing-table",
+                _("the pack has no table '{table}' (required)").format(table=tname),
+            )
     depts = tables["departments"].rows if "departments" in tables else {}
     checker = _RuleChecker(tables, (), out)
     for tname, cols in F.REQUIRED_TABLES.items():
@@ -826,18 +908,26 @@ def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> N
             rel, line = t.row_lines[row_key]
             for col, ftype in cols.items():
                 if col not in row:
-                    what = {"owner": "owner department", "entry_stage": "entry stage"}.get(col, "value")
+                    what = _(_COLUMN_WORDS.get(col, N_("value")))
                     out.add(
                         rel,
                         line,
                         row_key,
                         "missing-column",
-                        f"{tname} row '{row_key}' has no {what} (column '{col}')",
+                        _("{table} row '{row}' has no {what} (column '{column}')").format(
+                            table=tname, row=row_key, what=what, column=col
+                        ),
                     )
                     continue
-                ok, why = checker.fits(ftype, row[col])
+                ok, why, _unknown = checker.fits(ftype, row[col])
                 if not ok:
-                    out.add(rel, line, row_key, "type-mismatch", f"{tname} row '{row_key}': {col}: {why}")
+                    out.add(
+                        rel,
+                        line,
+                        row_key,
+                        "type-mismatch",
+                        _("{table} row '{row}'").format(table=tname, row=row_key) + f": {col}: {why}",
+                    )
     if "categories" in tables:
         t = tables["categories"]
         for row_key, row in t.rows.items():
@@ -849,7 +939,10 @@ def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> N
                         line,
                         row_key,
                         "unknown-value",
-                        f"categories row '{row_key}': co_departments: '{d}' is not a department{_suggest(str(d), depts)}",
+                        _("categories row '{row}': co_departments: '{value}' is not a department").format(
+                            row=row_key, value=d
+                        )
+                        + _suggest(str(d), depts),
                     )
     for t in tables.values():
         for row_key, row in t.rows.items():
@@ -865,7 +958,9 @@ def _check_tables(tables: dict[str, Table], out: _Collector, manifest: str) -> N
                         line,
                         row_key,
                         "deadline-too-long",
-                        f"{t.name} row '{row_key}': {col} {v} exceeds the statutory 60 days",
+                        _("{table} row '{row}': {column} {value} exceeds the statutory 60 days").format(
+                            table=t.name, row=row_key, column=col, value=v
+                        ),
                     )
 
 
@@ -895,65 +990,89 @@ class _RuleChecker:
         self.out.add(self.file, line, self.rule_id, code, msg)
 
     # -- types ----------------------------------------------------------------------------------------
-    def fits(self, ftype: F.FieldType, v: Any, *, allow_empty: bool = False) -> tuple[bool, str]:
+    def fits(self, ftype: F.FieldType, v: Any, *, allow_empty: bool = False) -> tuple[bool, str, bool]:
+        """Whether ``v`` is a value of ``ftype``; if not, why, and whether it is an unknown code or value
+        (rather than a value of the wrong type)."""
         k = ftype.kind
         if k == "bool":
-            return (isinstance(v, bool), f"must be true or false, not {v!r}")
+            return (isinstance(v, bool), _("must be true or false, not {value!r}").format(value=v), False)
         if k in ("int", "number"):
             okn = isinstance(v, int | float) and not isinstance(v, bool)
             if okn and k == "int" and isinstance(v, float) and not v.is_integer():
-                return (False, f"must be a whole number, not {v!r}")
-            return (okn, f"is a number; {v!r} is {'text' if isinstance(v, str) else type(v).__name__}")
+                return (False, _("must be a whole number, not {value!r}").format(value=v), False)
+            if isinstance(v, str):
+                return (okn, _("is a number; {value!r} is text").format(value=v), False)
+            return (okn, _("is a number; {value!r} is {kind}").format(value=v, kind=type(v).__name__), False)
         if k == "text":
-            return (isinstance(v, str), f"is text; {v!r} is not (quote it)")
+            return (isinstance(v, str), _("is text; {value!r} is not (quote it)").format(value=v), False)
         if k == "enum":
             if not isinstance(v, str):
-                return (False, f"must be {ftype.describe()}, not {v!r}")
+                return (
+                    False,
+                    _("must be {kind}, not {value!r}").format(kind=describe(ftype), value=v),
+                    False,
+                )
             if v not in ftype.values and not (allow_empty and v == ""):
-                return (False, f"'{v}' is not {ftype.describe()}{_suggest(v, ftype.values)}")
-            return (True, "")
+                why = _("'{value}' is not {kind}").format(value=v, kind=describe(ftype))
+                return (False, why + _suggest(v, ftype.values), False)
+            return (True, "", False)
         if k == "code":
             rows = self.tables[ftype.table].rows if ftype.table in self.tables else {}
             if not isinstance(v, str):
-                return (False, f"must be {ftype.describe()}, not {v!r}")
+                return (
+                    False,
+                    _("must be {kind}, not {value!r}").format(kind=describe(ftype), value=v),
+                    False,
+                )
             if v == "" and allow_empty:
-                return (True, "")
+                return (True, "", False)
             if rows and v not in rows:
-                return (False, f"'{v}' is not {ftype.describe()}{_suggest(v, rows)}")
-            return (True, "")
+                why = _("'{value}' is not {kind}").format(value=v, kind=describe(ftype))
+                return (False, why + _suggest(v, rows), True)
+            return (True, "", False)
         if k == "codes":
             if not isinstance(v, list | tuple):
-                return (False, f"must be {ftype.describe()}")
+                return (False, _("must be {kind}").format(kind=describe(ftype)), False)
             for x in v:
-                ok, why = self.fits(F.FieldType("code", table=ftype.table), x)
+                ok, why, unknown = self.fits(F.FieldType("code", table=ftype.table), x)
                 if not ok:
-                    return (False, why)
-            return (True, "")
+                    return (False, why, unknown)
+            return (True, "", False)
         if k == "duration":
             try:
                 hours = F.parse_duration(v)
-            except ValueError as e:
-                return (False, str(e))
+            except ValueError:
+                return (False, _("a duration is written like 2h or 15d, or none"), False)
             if hours is not None and hours > 60 * 24:
-                return (False, f"{v} exceeds the statutory 60 days")
-            return (True, "")
-        return (False, f"unknown type {k}")
+                return (False, _("{value} exceeds the statutory 60 days").format(value=v), False)
+            return (True, "", False)
+        return (False, _("unknown type {kind}").format(kind=k), False)
 
     def field_type(self, name: str, line: int) -> F.FieldType | None:
         if name in F.COMPLAINT_FIELDS:
             return F.COMPLAINT_FIELDS[name]
         if name in F.DECISION_FIELDS:
             if F.DECISION_FIELDS[name].kind == "codes":
-                self.err(line, "untestable-field", f"'{name}' is a list and cannot be tested in when")
+                self.err(
+                    line,
+                    "untestable-field",
+                    _("'{field}' is a list and cannot be tested in when").format(field=name),
+                )
                 return None
             if F.DECISION_FIELDS[name].kind == "duration":
                 self.err(
-                    line, "untestable-field", f"'{name}' is a deadline duration and cannot be tested in when"
+                    line,
+                    "untestable-field",
+                    _("'{field}' is a deadline duration and cannot be tested in when").format(field=name),
                 )
                 return None
             return F.DECISION_FIELDS[name]
         if name in ("title", "text"):
-            self.err(line, "text-field", f"'{name}' is tested with keywords: or pattern:, not compared")
+            self.err(
+                line,
+                "text-field",
+                _("'{field}' is tested with keywords: or pattern:, not compared").format(field=name),
+            )
             return None
         if "." in name and name.split(".", 1)[0] in self.tables:
             tname, col = name.split(".", 1)
@@ -962,13 +1081,20 @@ class _RuleChecker:
                 self.err(
                     line,
                     "bad-table-field",
-                    f"table '{tname}' is keyed by '{t.key}', not a decision field; its columns cannot be tested",
+                    _(
+                        "table '{table}' is keyed by '{key}', not a decision field; its columns cannot be tested"
+                    ).format(table=tname, key=t.key),
                 )
                 return None
             values = [row[col] for row in t.rows.values() if col in row]
             if not values:
                 cols = {c for row in t.rows.values() for c in row}
-                self.err(line, "unknown-field", f"table '{tname}' has no column '{col}'{_suggest(col, cols)}")
+                self.err(
+                    line,
+                    "unknown-field",
+                    _("table '{table}' has no column '{column}'").format(table=tname, column=col)
+                    + _suggest(col, cols),
+                )
                 return None
             if all(isinstance(x, bool) for x in values):
                 return F.FieldType("bool")
@@ -977,11 +1103,15 @@ class _RuleChecker:
             if all(isinstance(x, str) for x in values):
                 return F.FieldType("text")
             self.err(
-                line, "untestable-field", f"column '{name}' mixes types or holds lists; it cannot be tested"
+                line,
+                "untestable-field",
+                _("column '{column}' mixes types or holds lists; it cannot be tested").format(column=name),
             )
             return None
         known = [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS]
-        self.err(line, "unknown-field", f"unknown field '{name}'{_suggest(name, known)}")
+        self.err(
+            line, "unknown-field", _("unknown field '{field}'").format(field=name) + _suggest(name, known)
+        )
         return None
 
     # -- conditions -----------------------------------------------------------------------------------
@@ -990,7 +1120,7 @@ class _RuleChecker:
             self.err(
                 line,
                 "schema",
-                "a condition is a mapping (field: value, all:, any:, not:, keywords:, pattern:)",
+                _("a condition is a mapping (field: value, all:, any:, not:, keywords:, pattern:)"),
             )
             return None
         items: list[Cond] = []
@@ -1014,18 +1144,26 @@ class _RuleChecker:
             elif key == "keywords":
                 words = tuple(str(w).strip() for w in val)
                 if any(not w for w in words):
-                    self.err(kline, "empty-keyword", "a keyword is empty")
+                    self.err(kline, "empty-keyword", _("a keyword is empty"))
                     ok = False
                     continue
                 dup = sorted({w for w in words if words.count(w) > 1})
                 if dup:
-                    self.err(kline, "duplicate-keyword", "keyword listed twice: " + ", ".join(dup))
+                    self.err(
+                        kline,
+                        "duplicate-keyword",
+                        _("keyword listed twice: {words}").format(words=", ".join(dup)),
+                    )
                 c = Keywords(words, kline)
             elif key == "pattern":
                 try:
                     re.compile(val)
                 except re.error as e:
-                    self.err(kline, "bad-regex", f"pattern is not a valid regular expression: {e}")
+                    self.err(
+                        kline,
+                        "bad-regex",
+                        _("pattern is not a valid regular expression: {why}").format(why=e),
+                    )
                     ok = False
                     continue
                 c = Pattern(val, kline)
@@ -1044,7 +1182,9 @@ class _RuleChecker:
             self.err(
                 line,
                 "bad-operator",
-                f"'{name}' is an engine operator; write field: {{op: value}} with op one of {', '.join(OPERATORS)}",
+                _(
+                    "'{name}' is an engine operator; write field: {{op: value}} with op one of {operators}"
+                ).format(name=name, operators=", ".join(OPERATORS)),
             )
             return None
         ftype = self.field_type(name, line)
@@ -1052,7 +1192,9 @@ class _RuleChecker:
             return None
         if not isinstance(val, dict):
             if isinstance(val, list):
-                self.err(line, "bad-operator", f"{name}: a list needs an operator: {{in: [...]}}")
+                self.err(
+                    line, "bad-operator", f"{name}: " + _("a list needs an operator: {{in: [...]}}").format()
+                )
                 return None
             return self._leaf(name, ftype, "eq", val, line)
         tests: list[Cond] = []
@@ -1062,12 +1204,15 @@ class _RuleChecker:
                 self.err(
                     oline,
                     "bad-operator",
-                    f"{name}: unknown operator '{op}'{_suggest(op.lstrip('$'), OPERATORS)} (operators: {', '.join(OPERATORS)})",
+                    f"{name}: "
+                    + _("unknown operator '{op}'").format(op=op)
+                    + _suggest(op.lstrip("$"), OPERATORS)
+                    + _(" (operators: {operators})").format(operators=", ".join(OPERATORS)),
                 )
                 return None
             if op == "between":
                 if not (isinstance(v, list) and len(v) == 2):
-                    self.err(oline, "bad-operator", f"{name}: between takes [low, high]")
+                    self.err(oline, "bad-operator", f"{name}: " + _("between takes [low, high]"))
                     return None
                 lo, hi = v
                 a = self._leaf(name, ftype, "gte", lo, oline)
@@ -1075,7 +1220,11 @@ class _RuleChecker:
                 if a is None or b is None:
                     return None
                 if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
-                    self.err(oline, "empty-range", f"{name}: between [{lo}, {hi}] is empty")
+                    self.err(
+                        oline,
+                        "empty-range",
+                        f"{name}: " + _("between [{low}, {high}] is empty").format(low=lo, high=hi),
+                    )
                     return None
                 tests += [a, b]
                 continue
@@ -1087,33 +1236,43 @@ class _RuleChecker:
 
     def _leaf(self, name: str, ftype: F.FieldType, op: str, v: Any, line: int) -> Test | None:
         if op in NUMERIC_OPS and not ftype.numeric:
-            self.err(line, "type-mismatch", f"{name} is {ftype.describe()}; '{op}' compares numbers")
+            self.err(
+                line,
+                "type-mismatch",
+                _("{field} is {kind}; '{op}' compares numbers").format(
+                    field=name, kind=describe(ftype), op=op
+                ),
+            )
             return None
         if op in ("in", "not_in"):
             if not isinstance(v, list):
-                self.err(line, "bad-operator", f"{name}: {op} takes a list")
+                self.err(line, "bad-operator", f"{name}: " + _("{op} takes a list").format(op=op))
                 return None
             for x in v:
-                ok, why = self.fits(ftype, x, allow_empty=True)
+                ok, why, unknown = self.fits(ftype, x, allow_empty=True)
                 if not ok:
-                    self.err(
-                        line, "type-mismatch" if "not a" not in why else "unknown-value", f"{name}: {why}"
-                    )
+                    self.err(line, "unknown-value" if unknown else "type-mismatch", f"{name}: {why}")
                     return None
             if len(v) > 500:
                 self.err(
                     line,
                     "engine-too-many-tests",
-                    f"{name}: {op} lists {len(v)} values; the engine hangs past 512 tests on one field",
+                    f"{name}: "
+                    + _("{op} lists {n} values; the engine hangs past 512 tests on one field").format(
+                        op=op, n=len(v)
+                    ),
                 )
                 return None
             return Test(name, op, tuple(v), line)
         if ftype.kind == "bool" and op not in ("eq", "ne"):
-            self.err(line, "type-mismatch", f"{name} is true or false; use {name}: true")
+            self.err(
+                line, "type-mismatch", _("{field} is true or false; use {field}: true").format(field=name)
+            )
             return None
-        ok, why = self.fits(ftype, v, allow_empty=True)
+        ok, why, unknown = self.fits(ftype, v, allow_empty=True)
         if not ok:
-            code = "unknown-value" if ("is not one of" in why or "is not a code" in why) else "type-mismatch"
+            unknown = unknown or (ftype.kind == "enum" and isinstance(v, str))
+            code = "unknown-value" if unknown else "type-mismatch"
             self.err(line, code, f"{name}: {why}")
             return None
         return Test(name, op, v, line)
@@ -1134,31 +1293,43 @@ class _RuleChecker:
                         self.err(
                             line,
                             "unknown-field",
-                            f"then {slot}: copy of unknown field '{src}'{_suggest(src, [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS])}",
+                            f"then {slot}: "
+                            + _("copy of unknown field '{field}'").format(field=src)
+                            + _suggest(src, [*F.COMPLAINT_FIELDS, *F.DECISION_FIELDS]),
                         )
                     return None
                 if not _compatible(st, ftype):
                     self.err(
                         line,
                         "type-mismatch",
-                        f"then {slot}: cannot copy '{src}' ({st.describe()}) into {slot} ({ftype.describe()})",
+                        f"then {slot}: "
+                        + _("cannot copy '{field}' ({kind}) into {slot} ({slot_kind})").format(
+                            field=src, kind=describe(st), slot=slot, slot_kind=describe(ftype)
+                        ),
                     )
                     return None
                 return Value("copy", source=src, line=line)
             if "lookup" in node and set(node) <= {"lookup", "add"}:
                 spec = str(node["lookup"])
-                tname, _, col = spec.partition(".")
+                tname, _sep, col = spec.partition(".")
                 t = self.tables.get(tname)
                 if t is None:
                     self.err(
-                        line, "bad-lookup", f"then {slot}: no table '{tname}'{_suggest(tname, self.tables)}"
+                        line,
+                        "bad-lookup",
+                        f"then {slot}: "
+                        + _("no table '{table}'").format(table=tname)
+                        + _suggest(tname, self.tables),
                     )
                     return None
                 if t.key not in F.DECISION_FIELDS:
                     self.err(
                         line,
                         "bad-lookup",
-                        f"then {slot}: table '{tname}' is keyed by '{t.key}', not a decision field",
+                        f"then {slot}: "
+                        + _("table '{table}' is keyed by '{key}', not a decision field").format(
+                            table=tname, key=t.key
+                        ),
                     )
                     return None
                 cols = {c for row in t.rows.values() for c in row}
@@ -1166,13 +1337,15 @@ class _RuleChecker:
                     self.err(
                         line,
                         "bad-lookup",
-                        f"then {slot}: table '{tname}' has no column '{col}'{_suggest(col, cols)}",
+                        f"then {slot}: "
+                        + _("table '{table}' has no column '{column}'").format(table=tname, column=col)
+                        + _suggest(col, cols),
                     )
                     return None
                 already_checked = col in F.REQUIRED_TABLES.get(tname, {})
                 for rk, row in t.rows.items():
                     if not already_checked and col in row and row[col] is not None:
-                        ok, why = self.fits(ftype, row[col], allow_empty=True)
+                        ok, why, _unknown = self.fits(ftype, row[col], allow_empty=True)
                         if not ok:
                             rrel, rline = t.row_lines[rk]
                             self.out.add(
@@ -1180,15 +1353,18 @@ class _RuleChecker:
                                 rline,
                                 rk,
                                 "type-mismatch",
-                                f"{tname} row '{rk}': {col} is looked up into {slot} by rule '{self.rule_id}': {why}",
+                                _(
+                                    "{table} row '{row}': {column} is looked up into {slot} by rule '{rule}'"
+                                ).format(table=tname, row=rk, column=col, slot=slot, rule=self.rule_id)
+                                + f": {why}",
                             )
                             return None
                 add = tuple(node.get("add") or ())
                 if add:
                     if ftype.kind != "codes":
-                        self.err(line, "bad-lookup", f"then {slot}: add: is only for lists")
+                        self.err(line, "bad-lookup", f"then {slot}: " + _("add: is only for lists"))
                         return None
-                    ok, why = self.fits(ftype, list(add))
+                    ok, why, _unknown = self.fits(ftype, list(add))
                     if not ok:
                         self.err(line, "unknown-value", f"then {slot}: add: {why}")
                         return None
@@ -1196,13 +1372,14 @@ class _RuleChecker:
             self.err(
                 line,
                 "bad-value",
-                f"then {slot}: a value is a literal, {{copy: field}} or {{lookup: table.column}}",
+                f"then {slot}: "
+                + _("a value is a literal, {{copy: field}} or {{lookup: table.column}}").format(),
             )
             return None
         lit: Any = node
-        ok, why = self.fits(ftype, lit, allow_empty=True)
+        ok, why, unknown = self.fits(ftype, lit, allow_empty=True)
         if not ok:
-            self.err(line, "type-mismatch" if "not a" not in why else "unknown-value", f"then {slot}: {why}")
+            self.err(line, "unknown-value" if unknown else "type-mismatch", f"then {slot}: {why}")
             return None
         if ftype.kind == "codes":
             lit = tuple(lit)
@@ -1218,20 +1395,23 @@ class _RuleChecker:
             self.err(
                 doc.line_of("stage"),
                 "unknown-stage",
-                f"stage '{stage}' is not one of {', '.join(self.stages)}{_suggest(stage, self.stages)}",
+                _("stage '{stage}' is not one of {stages}").format(stage=stage, stages=", ".join(self.stages))
+                + _suggest(stage, self.stages),
             )
         when = self.cond(doc["when"], doc.line_of("when")) if "when" in doc else ALWAYS
         then: dict[str, Value] = {}
         tdoc = doc["then"]
         if not tdoc and not doc.get("guidance"):
-            self.err(doc.line_of("then"), "empty-then", "then sets nothing and the rule has no guidance")
+            self.err(doc.line_of("then"), "empty-then", _("then sets nothing and the rule has no guidance"))
         for slot, vnode in tdoc.items():
             sline = tdoc.line_of(slot)
             if slot not in F.DECISION_FIELDS:
                 self.err(
                     sline,
                     "unknown-field",
-                    f"then: '{slot}' is not a decision field{_suggest(slot, F.DECISION_FIELDS)}",
+                    "then: "
+                    + _("'{field}' is not a decision field").format(field=slot)
+                    + _suggest(slot, F.DECISION_FIELDS),
                 )
                 continue
             v = self.value(slot, vnode, sline)
@@ -1243,7 +1423,9 @@ class _RuleChecker:
                 names = {fname for _, fname, _, _ in string.Formatter().parse(guidance) if fname is not None}
             except ValueError as e:
                 self.err(
-                    doc.line_of("guidance"), "bad-guidance", f"guidance: {e} (write {{{{ and }}}} for braces)"
+                    doc.line_of("guidance"),
+                    "bad-guidance",
+                    "guidance: " + _("{why} (write {{{{ and }}}} for braces)").format(why=e),
                 )
                 names = set()
             for n in sorted(names):
@@ -1251,7 +1433,10 @@ class _RuleChecker:
                     self.err(
                         doc.line_of("guidance"),
                         "bad-guidance",
-                        f"guidance: unknown placeholder {{{n}}}{_suggest(n, _PLACEHOLDERS)} (allowed: {', '.join(_PLACEHOLDERS)})",
+                        "guidance: "
+                        + _("unknown placeholder {{{name}}}").format(name=n)
+                        + _suggest(n, _PLACEHOLDERS)
+                        + _(" (allowed: {names})").format(names=", ".join(_PLACEHOLDERS)),
                     )
         if len(self.out.problems) > before or when is None:
             return None
