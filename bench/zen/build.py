@@ -205,7 +205,10 @@ def build(pack: Pack) -> dict[str, Any]:
         rows.append((["", "", "", "", cell], [_s(str(r.then["category"].literal))]))
     rows.append((["", "", "", "", ""], ['"unclassified"']))
     g.table(
-        "classify", ["hint_code", "model_agrees", "text_confident", "model_confident", "text"], ["category"], rows
+        "classify",
+        ["hint_code", "model_agrees", "text_confident", "model_confident", "text"],
+        ["category"],
+        rows,
     )
     # The text is read only to classify: drop it, so that later nodes (and their trace) do not carry it.
     g.expressions(
