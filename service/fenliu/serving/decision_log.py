@@ -29,12 +29,14 @@ from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fenliu.domain import fields as F
 from fenliu.domain import model
 from fenliu.domain.personal import mask
-from fenliu.serving import metrics
+
+if TYPE_CHECKING:
+    from fenliu.serving.metrics import Metrics
 
 __all__ = [
     "FORMAT_VERSION",
@@ -194,6 +196,7 @@ class DecisionLog:
         backups: int,
         hash_key: bytes,
         redact_text: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         if not isinstance(hash_key, bytes | bytearray) or len(hash_key) < MIN_KEY_BYTES:
             raise ValueError(f"hash_key must be at least {MIN_KEY_BYTES} bytes")
@@ -203,6 +206,7 @@ class DecisionLog:
         self.max_bytes = max_bytes
         self.backups = backups
         self.redact_text = redact_text
+        self._metrics = metrics
         self._key = bytes(hash_key)
         self._lock_path = Path(str(self.path) + ".lock")
         self._lock = threading.Lock()
@@ -310,7 +314,8 @@ class DecisionLog:
                 },
             )
         with suppress(Exception):  # metrics must never break logging
-            metrics.record_decision_log_error()
+            if self._metrics is not None:
+                self._metrics.record_decision_log_error()
 
     def close(self) -> None:
         with self._lock:

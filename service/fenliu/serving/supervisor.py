@@ -39,10 +39,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fenliu.serving.config import ServeConfig
 from fenliu.serving.logs import setup_logging
+
+if TYPE_CHECKING:
+    from fenliu.serving.metrics import Metrics
 
 log = logging.getLogger("fenliu.supervisor")
 
@@ -201,6 +204,7 @@ class Extensions:
     triage: Any
     observers: list[Any] = field(default_factory=list)
     interceptors: list[Any] = field(default_factory=list)
+    metrics: Metrics | None = None
 
 
 @dataclass
@@ -209,24 +213,27 @@ class MetricsEndpoint:
 
     server: Any = None
     folder: str | None = None
+    metrics: Metrics | None = None
 
 
-def build_extensions(config: ServeConfig, triage: Any) -> Extensions:
+def build_extensions(config: ServeConfig, triage: Any, metrics: Metrics | None = None) -> Extensions:
     """Called in each serving process once its pack is loaded: metrics and the decision log.
 
     With ``--metrics-address``: decision, rule-firing, pack and gRPC metrics (``fenliu.serving.metrics``); the
     engine is timed. With ``--decision-log PATH``: every decision as a JSON line, personal data
     keyed-hashed (``fenliu.serving.decision_log``; the key from ``--decision-log-key-file`` or
-    ``$FENLIU_DECISION_LOG_KEY``).
+    ``$FENLIU_DECISION_LOG_KEY``). The metrics are recorded into ``metrics`` (the single process's,
+    which its endpoint serves), or into a new :class:`~fenliu.serving.metrics.Metrics` (a worker's).
     """
     ext = Extensions(triage)
     if config.metrics_address:
-        from fenliu.serving import metrics
+        from fenliu.serving.metrics import Metrics, TimedTriage
 
-        metrics.watch(triage)
-        ext.triage = metrics.TimedTriage(triage)
-        ext.observers.append(metrics.observer)
-        ext.interceptors.append(metrics.server_interceptor())
+        m = ext.metrics = metrics if metrics is not None else Metrics()
+        m.watch(triage)
+        ext.triage = TimedTriage(triage, m)
+        ext.observers.append(m.observer)
+        ext.interceptors.append(m.server_interceptor())
     if config.decision_log:
         from fenliu.serving.decision_log import DecisionLog, load_hash_key
 
@@ -237,6 +244,7 @@ def build_extensions(config: ServeConfig, triage: Any) -> Extensions:
                 backups=int(config.decision_log_backups),
                 hash_key=load_hash_key(config.decision_log_key_file),
                 redact_text=not config.decision_log_keep_text,
+                metrics=ext.metrics,
             )
         )
     return ext
@@ -255,9 +263,11 @@ def on_supervisor_start(config: ServeConfig, *, workers: int) -> MetricsEndpoint
 
     if workers > 1:
         endpoint.folder = tempfile.mkdtemp(prefix="fenliu-metrics-")
-        metrics.prepare_multiprocess(endpoint.folder)
+        endpoint.metrics = metrics.prepare_multiprocess(endpoint.folder)
+    else:
+        endpoint.metrics = metrics.Metrics()
     tls = config.metrics_tls
-    endpoint.server, port = metrics.start_metrics_http(
+    endpoint.server, port = endpoint.metrics.start_http(
         config.metrics_address,
         certfile=config.tls_cert if tls else None,
         keyfile=config.tls_key if tls else None,
@@ -288,18 +298,18 @@ def on_supervisor_stop(endpoint: MetricsEndpoint) -> None:
         endpoint.folder = None
 
 
-def on_worker_exit(pid: int, *, crashed: bool, metrics_on: bool) -> None:
+def on_worker_exit(pid: int, *, crashed: bool, metrics: Metrics | None) -> None:
     """Called in the supervisor when a worker has exited; ``crashed`` when it died unasked."""
-    if not metrics_on:
+    if metrics is None:
         return
-    from fenliu.serving import metrics
-
     metrics.mark_worker_dead(pid)
     if crashed:
         metrics.record_worker_restart()
 
 
-def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metrics_on: bool = False) -> Any:
+def on_reload_signal(
+    triage: Any, rules: str | None, *, triggers: int = 1, metrics: Metrics | None = None
+) -> Any:
     """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
 
     ``triggers``: how many reload requests (signals, changes) this one reload serves.
@@ -314,9 +324,7 @@ def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metri
         log.error("reload_failed", exc_info=True, extra={"rules": rules})
         return None
     ms = round((time.monotonic() - started) * 1000, 1)
-    if metrics_on:
-        from fenliu.serving import metrics
-
+    if metrics is not None:
         metrics.record_reload(bool(getattr(result, "ok", False)), getattr(result, "pack", None))
     if getattr(result, "ok", False):
         pack = result.pack
@@ -433,11 +441,13 @@ def serve_in_process(
     watch_parent: bool = False,
     watch_rules: bool = False,
     on_pack: Callable[[Any], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code.
 
     ``on_pack(triage)`` is called once a pack is live: after loading, and after each reload that
-    changed it.
+    changed it. ``metrics``: where to record (the single process's, which its endpoint serves); a new one
+    with ``--metrics-address`` when not given.
     """
     from fenliu.domain.errors import PackError
     from fenliu.serving import server as srv
@@ -451,14 +461,14 @@ def serve_in_process(
     except OSError as e:
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
-    ext = build_extensions(config, triage)
+    ext = build_extensions(config, triage, metrics)
     matters = None
     if config.store:  # the matter store and its numerical libraries only when it is used
         from fenliu.matter import StoreError
         from fenliu.serving.matters import open_matters
 
         try:
-            matters = open_matters(config, metrics_on=bool(config.metrics_address))
+            matters = open_matters(config, metrics=ext.metrics)
         except (StoreError, ValueError, OSError) as e:
             log.error("matter_store_unusable", extra={"error": str(e)})
             return 2
@@ -487,9 +497,7 @@ def serve_in_process(
     stop = _StopFlag()
 
     def reload_now(triggers: int) -> None:
-        result = on_reload_signal(
-            triage, config.rules, triggers=triggers, metrics_on=bool(config.metrics_address)
-        )
+        result = on_reload_signal(triage, config.rules, triggers=triggers, metrics=ext.metrics)
         if on_pack is not None and getattr(result, "ok", False) and not getattr(result, "unchanged", False):
             on_pack(triage)
 
@@ -610,6 +618,7 @@ class Supervisor:
         self.stopping = ""
         self.hup = False
         self.label = ""
+        self.metrics: Metrics | None = None  # the supervisor's own (restarts, dead workers' gauges)
         from fenliu.packs.sealed import Seal
 
         self.seal = Seal()  # the pack that is serving, for the workers that replace dead ones
@@ -691,7 +700,7 @@ class Supervisor:
             if w.conn is not None:
                 with contextlib.suppress(OSError):
                     w.conn.close()
-            on_worker_exit(w.pid, crashed=not self.stopping, metrics_on=bool(self.config.metrics_address))
+            on_worker_exit(w.pid, crashed=not self.stopping, metrics=self.metrics)
             if self.stopping:
                 continue
             self.crashes[index] = self.crashes.get(index, 0) + 1 if lived < YOUNG else 0
@@ -770,7 +779,7 @@ class Supervisor:
                     "worker_exited",
                     extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
                 )
-            on_worker_exit(w.pid, crashed=False, metrics_on=bool(self.config.metrics_address))
+            on_worker_exit(w.pid, crashed=False, metrics=self.metrics)
         log.info("shutdown_complete")
 
 
@@ -848,7 +857,12 @@ def serve(config: ServeConfig) -> int:
 
         try:
             return serve_in_process(
-                config, config.address, reuse_port=False, on_ready=ready, watch_rules=True
+                config,
+                config.address,
+                reuse_port=False,
+                on_ready=ready,
+                watch_rules=True,
+                metrics=endpoint.metrics,
             )
         finally:
             claim.release()
@@ -881,6 +895,7 @@ def serve(config: ServeConfig) -> int:
     try:
         log.info("supervisor_started", extra={"address": address, "workers": workers})
         endpoint = on_supervisor_start(config, workers=workers)
+        sup.metrics = endpoint.metrics
         if not sup.start_all():
             sup.stopping = sup.stopping or "startup_failed"
             sup.shutdown(0.0)
