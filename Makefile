@@ -40,7 +40,7 @@ messages: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output --no-wrap \
 	  --project fenliu -o $(LOCALE)/fenliu.pot service/fenliu
 	$(VENV)/bin/pybabel update -i $(LOCALE)/fenliu.pot -d $(LOCALE) -D fenliu -l zh_CN \
-	  --no-location --no-wrap --ignore-obsolete --omit-header
+	  --no-wrap --ignore-obsolete --no-fuzzy-matching
 
 proto:
 	rm -f $(PROTO_STAMP)
