@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
 from fenliu.domain.errors import ComplaintError, FieldViolation
 from fenliu.domain.personal import looks_personal, malformed_personal_fields
+
+#: JSON-shaped data (what ``json.loads`` gives, what ``json.dumps`` and ``to_dict`` give back): nested
+#: values are read-only views, so that a ``dict[str, str]`` or a ``list[Json]`` is one.
+JsonValue: TypeAlias = "str | int | float | bool | None | Sequence[JsonValue] | Mapping[str, JsonValue]"
+#: A JSON object.
+Json: TypeAlias = dict[str, JsonValue]
 
 #: Local time of the banner: a timestamp without an offset is read in this zone.
 LOCAL_TZ: Final = timezone(timedelta(hours=8))
