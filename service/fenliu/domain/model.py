@@ -22,7 +22,7 @@ from fenliu.domain.personal import looks_personal, malformed_personal_fields
 
 #: JSON-shaped data (what ``json.loads`` gives, what ``json.dumps`` and ``to_dict`` give back): nested
 #: values are read-only views, so that a ``dict[str, str]`` or a ``list[Json]`` is one.
-JsonValue: TypeAlias = "str | int | float | bool | None | Sequence[JsonValue] | Mapping[str, JsonValue]"
+JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 #: A JSON object.
 Json: TypeAlias = dict[str, JsonValue]
 
