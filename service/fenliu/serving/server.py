@@ -144,7 +144,9 @@ def _status(code: grpc.StatusCode, message: str, *details: _message.Message) -> 
     return st
 
 
-def invalid_complaint_status(violations: Sequence[FieldViolation], prefix: str = "complaint.") -> status_pb2.Status:
+def invalid_complaint_status(
+    violations: Sequence[FieldViolation], prefix: str = "complaint."
+) -> status_pb2.Status:
     """INVALID_ARGUMENT with one BadRequest naming every bad field and one ErrorInfo."""
     bad = error_details_pb2.BadRequest()
     names: list[str] = []
@@ -450,9 +452,7 @@ class TriageServicer:
         finally:
             self.counters.finish()
 
-    def TriageStream(
-        self, requests: Iterator[TriageCall], context: grpc.ServicerContext
-    ) -> Iterator[bytes]:
+    def TriageStream(self, requests: Iterator[TriageCall], context: grpc.ServicerContext) -> Iterator[bytes]:
         self.counters.start()
         try:
             for index, request in enumerate(requests):
