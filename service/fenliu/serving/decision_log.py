@@ -36,6 +36,8 @@ from fenliu.domain import model
 from fenliu.domain.personal import mask
 
 if TYPE_CHECKING:
+    import grpc
+
     from fenliu.serving.metrics import Metrics
 
 __all__ = [
@@ -116,7 +118,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         ) from None
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: object) -> object:
     """A JSON-ready copy of ``v`` whose every string is masked (:func:`fenliu.domain.personal.mask`)."""
     if isinstance(v, str):
         return mask(v)
@@ -136,8 +138,8 @@ _NOT_LOGGED: Final = frozenset(
 _PERSONAL: Final = tuple(f.proto.split(".", 1)[1] for f in F.COMPLAINT_TABLE if f.personal)
 
 
-def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, object]:
+    out: dict[str, object] = {}
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
         if f.name in _NOT_LOGGED:  # derived ones are in the decision (suggestions, notes)
@@ -274,7 +276,11 @@ class DecisionLog:
         return True
 
     def __call__(
-        self, method: str, complaint: model.Complaint | None, decision: model.Decision | None, code: Any
+        self,
+        method: str,
+        complaint: model.Complaint | None,
+        decision: model.Decision | None,
+        code: grpc.StatusCode,
     ) -> None:
         """Use the log as a servicer observer: writes each decision, ignores failed items."""
         del method, code

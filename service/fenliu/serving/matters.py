@@ -73,7 +73,7 @@ def _unreachable(e: StoreError) -> bool:
 class _LateStore:
     """A store not reached at start: every call is unavailable until a background attempt opens it."""
 
-    def __init__(self, url: str, settings: MatchSettings, on_open: Any) -> None:
+    def __init__(self, url: str, settings: MatchSettings, on_open: Callable[[], None]) -> None:
         self.settings = settings
         self._url = url
         self._store: MatterStore | None = None

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -66,6 +66,9 @@ from fenliu.domain import model
 if TYPE_CHECKING:
     from fenliu.engine.decider import Decider
     from fenliu.serving.runtime import PackInfo, ReloadResult, Triage
+    from fenliu.serving.server import Continuation
+
+_T = TypeVar("_T")
 
 __all__ = [
     "MULTIPROC_ENV",
@@ -657,8 +660,8 @@ def _split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
-def _code_of(context: Any, exc: BaseException | None) -> str:
-    code: Any = None
+def _code_of(context: grpc.ServicerContext, exc: BaseException | None) -> str:
+    code: grpc.StatusCode | None = None
     try:
         code = context.code()
     except Exception:  # an interceptor must never break a call
@@ -708,13 +711,13 @@ class _Call:
         self.m.grpc_seconds.labels(*self.labels).observe(time.perf_counter() - self.start)
 
 
-def _counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
+def _counted(requests: Iterator[_T], call: _Call) -> Iterator[_T]:
     for r in requests:
         call.received()
         yield r
 
 
-def _stream_out(responses: Iterable[Any], context: Any, call: _Call) -> Iterator[Any]:
+def _stream_out(responses: Iterable[_T], context: grpc.ServicerContext, call: _Call) -> Iterator[_T]:
     try:
         for r in responses:
             call.sent()
@@ -746,14 +749,14 @@ def _finish_normally(call: _Call, code: str, reply: bool = False) -> None:
         call.pending = code
 
 
-def _client_cancelled(context: Any) -> bool:
+def _client_cancelled(context: grpc.ServicerContext) -> bool:
     # grpc's server keeps whether the client cancelled in the RPC state ("cancelled"), and offers no
     # public way to ask once the RPC is over (is_active() is then False either way).
     state = getattr(context, "_state", None)
     return getattr(state, "client", None) == "cancelled"
 
 
-def _on_termination(context: Any, call: _Call) -> None:
+def _on_termination(context: grpc.ServicerContext, call: _Call) -> None:
     """Streams are finished when the RPC terminates: as the handler ended, or CANCELLED."""
 
     def done() -> None:
@@ -773,7 +776,9 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         m = self._metrics
         if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
@@ -797,7 +802,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             m.grpc_started.labels(*labels).inc()
             return _Call(m, labels, time.perf_counter())
 
-        def unary_reply(call: _Call, context: Any, fn: Callable[[], Any]) -> Any:
+        def unary_reply(call: _Call, context: grpc.ServicerContext, fn: Callable[[], _T]) -> _T:
             try:
                 response = fn()
             except BaseException as e:
@@ -806,12 +811,14 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             _finish_normally(call, _code_of(context, None), reply=True)
             return response
 
-        def deferred(call: _Call, context: Any) -> _Call:
+        def deferred(call: _Call, context: grpc.ServicerContext) -> _Call:
             call.lock = threading.Lock()
             _on_termination(context, call)
             return call
 
-        def stream_reply(call: _Call, context: Any, fn: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+        def stream_reply(
+            call: _Call, context: grpc.ServicerContext, fn: Callable[[], Iterable[_T]]
+        ) -> Iterator[_T]:
             deferred(call, context)
             try:
                 responses = fn()
@@ -823,7 +830,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if not req_stream and not resp_stream:
             inner_uu = handler.unary_unary
 
-            def unary_unary(request: Any, context: Any) -> Any:
+            def unary_unary(request: object, context: grpc.ServicerContext) -> object:
                 call = begin()
                 call.received()
                 return unary_reply(call, context, lambda: inner_uu(request, context))
@@ -834,7 +841,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if req_stream and not resp_stream:
             inner_su = handler.stream_unary
 
-            def stream_unary(requests: Iterator[Any], context: Any) -> Any:
+            def stream_unary(requests: Iterator[object], context: grpc.ServicerContext) -> object:
                 call = deferred(begin(), context)
                 return unary_reply(call, context, lambda: inner_su(_counted(requests, call), context))
 
@@ -844,7 +851,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if not req_stream:
             inner_us = handler.unary_stream
 
-            def unary_stream(request: Any, context: Any) -> Iterator[Any]:
+            def unary_stream(request: object, context: grpc.ServicerContext) -> Iterator[object]:
                 call = begin()
                 call.received()
                 return stream_reply(call, context, lambda: inner_us(request, context))
@@ -854,7 +861,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             )
         inner_ss = handler.stream_stream
 
-        def stream_stream(requests: Iterator[Any], context: Any) -> Iterator[Any]:
+        def stream_stream(requests: Iterator[object], context: grpc.ServicerContext) -> Iterator[object]:
             call = begin()
             return stream_reply(call, context, lambda: inner_ss(_counted(requests, call), context))
 

@@ -39,13 +39,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from types import FrameType
+from typing import TYPE_CHECKING, Final
 
 from fenliu.serving.config import ServeConfig
 from fenliu.serving.logs import setup_logging
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+    from wsgiref.simple_server import WSGIServer
+
+    import grpc
+
     from fenliu.serving.metrics import Metrics
+    from fenliu.serving.reload import PackWatcher
+    from fenliu.serving.runtime import ReloadResult, Triage
+    from fenliu.serving.server import Observer, TriageEngine
 
 log = logging.getLogger("fenliu.supervisor")
 
@@ -201,9 +211,9 @@ def _with_port(address: str, port: int) -> str:
 class Extensions:
     """What a worker serves with: the engine (maybe wrapped) and the servicer's observers and interceptors."""
 
-    triage: Any
-    observers: list[Any] = field(default_factory=list)
-    interceptors: list[Any] = field(default_factory=list)
+    triage: TriageEngine
+    observers: list[Observer] = field(default_factory=list)
+    interceptors: list[grpc.ServerInterceptor] = field(default_factory=list)
     metrics: Metrics | None = None
 
 
@@ -211,12 +221,12 @@ class Extensions:
 class MetricsEndpoint:
     """The supervisor's (or single process's) ``/metrics`` server and multiprocess folder, if any."""
 
-    server: Any = None
+    server: WSGIServer | None = None
     folder: str | None = None
     metrics: Metrics | None = None
 
 
-def build_extensions(config: ServeConfig, triage: Any, metrics: Metrics | None = None) -> Extensions:
+def build_extensions(config: ServeConfig, triage: Triage, metrics: Metrics | None = None) -> Extensions:
     """Called in each serving process once its pack is loaded: metrics and the decision log.
 
     With ``--metrics-address``: decision, rule-firing, pack and gRPC metrics (``fenliu.serving.metrics``); the
@@ -308,8 +318,8 @@ def on_worker_exit(pid: int, *, crashed: bool, metrics: Metrics | None) -> None:
 
 
 def on_reload_signal(
-    triage: Any, rules: str | None, *, triggers: int = 1, metrics: Metrics | None = None
-) -> Any:
+    triage: Triage, rules: str | None, *, triggers: int = 1, metrics: Metrics | None = None
+) -> ReloadResult | None:
     """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
 
     ``triggers``: how many reload requests (signals, changes) this one reload serves.
@@ -359,7 +369,7 @@ def on_reload_signal(
 # One worker
 
 
-def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Any:
+def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Triage:
     """The pack to serve: the supervisor's sealed copy of the serving pack if given, else ``rules``.
 
     A sealed copy already passed every gate as the pack it copies, byte for byte: it is loaded without
@@ -387,7 +397,7 @@ def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Any
     return Triage.from_path(rules) if rules else Triage.empty()
 
 
-def _pack_label(triage: Any) -> str:
+def _pack_label(triage: TriageEngine) -> str:
     info = triage.info()
     return f"{info.name}@{info.revision}" if info is not None else "no rule pack (NOT_SERVING)"
 
@@ -399,11 +409,11 @@ class _StopFlag:
 
 
 def _install_worker_signals(stop: _StopFlag, on_hup: Callable[[], None]) -> None:
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
         stop.signal = signal.Signals(signum).name
         stop.event.set()
 
-    def _hup(_signum: int, _frame: Any) -> None:
+    def _hup(_signum: int, _frame: FrameType | None) -> None:
         on_hup()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -440,7 +450,7 @@ def serve_in_process(
     on_ready: Callable[[int, str], None],
     watch_parent: bool = False,
     watch_rules: bool = False,
-    on_pack: Callable[[Any], None] | None = None,
+    on_pack: Callable[[Triage], None] | None = None,
     metrics: Metrics | None = None,
 ) -> int:
     """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code.
@@ -547,7 +557,7 @@ def serve_in_process(
     return 0
 
 
-def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> Any:
+def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> PackWatcher | None:
     """Reload on changes to the rules folder (and the base packs it extends), unless --no-watch."""
     if not config.rules or not config.watch:
         return None
@@ -556,7 +566,7 @@ def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> Any:
     return PackWatcher(config.rules, on_change).start()
 
 
-def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> None:
+def _worker_entry(config: ServeConfig, index: int, address: str, conn: Connection) -> None:
     """Target of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
     setup_logging(config.log_level)
@@ -567,7 +577,7 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> N
         with sending:
             conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
 
-    def live(triage: Any) -> None:  # the supervisor seals what this worker serves
+    def live(triage: Triage) -> None:  # the supervisor seals what this worker serves
         from fenliu.packs.sealed import sources_of
 
         decider = triage.decider
@@ -598,8 +608,8 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> N
 @dataclass
 class _Worker:
     index: int
-    process: Any
-    conn: Any
+    process: BaseProcess
+    conn: Connection | None
     started: float
     ready: bool = False
     pid: int = 0
@@ -641,11 +651,13 @@ class Supervisor:
         return w
 
     def _read_ready(self, w: _Worker) -> None:
+        conn = w.conn
+        assert conn is not None, "read only when its connection is ready"
         try:
-            msg = w.conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             with contextlib.suppress(OSError):
-                w.conn.close()
+                conn.close()
             w.conn = None
             return
         if isinstance(msg, dict) and isinstance(msg.get("pack"), dict):
@@ -736,7 +748,7 @@ class Supervisor:
     def run(self, wakeup_fd: int) -> None:
         """Watch the workers until a stop signal."""
         while not self.stopping:
-            waitables: list[Any] = [wakeup_fd]
+            waitables: list[Connection | int] = [wakeup_fd]
             for w in self.workers.values():
                 waitables.append(w.process.sentinel)
                 if w.conn is not None:
@@ -883,10 +895,10 @@ def serve(config: ServeConfig) -> int:
     os.set_blocking(wfd, False)
     old_wakeup = signal.set_wakeup_fd(wfd)
 
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
         sup.stopping = sup.stopping or signal.Signals(signum).name
 
-    def _hup(_signum: int, _frame: Any) -> None:
+    def _hup(_signum: int, _frame: FrameType | None) -> None:
         sup.hup = True
 
     signal.signal(signal.SIGTERM, _stop)
