@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from fenliu.domain.model import DERIVED_FIELDS, UNCLASSIFIED, Complaint, Suggestion, TextEvidence
 from fenliu.engine.text import Lexicon, TextModel, complaint_text, decide_lexicon, pack_model, softmax_top
@@ -38,6 +38,8 @@ from fenliu.packs.types import Pack
 MAX_SUGGESTIONS = 3
 #: How many candidate categories the trace shows.
 TRACE_CANDIDATES = 5
+
+_V = TypeVar("_V")
 
 
 class Enricher(Protocol):
@@ -53,26 +55,27 @@ class Enricher(Protocol):
         ...
 
 
-class Store(Protocol):
-    """State an enricher reads (and may record): values by key. Keys are never personal data in clear."""
+class Store(Protocol[_V]):
+    """State an enricher reads (and may record): values (of type ``_V``) by key. Keys are never personal
+    data in clear."""
 
-    def get(self, key: str) -> Any | None: ...
+    def get(self, key: str) -> _V | None: ...
 
-    def put(self, key: str, value: Any) -> None: ...
+    def put(self, key: str, value: _V) -> None: ...
 
 
-class MemoryStore:
+class MemoryStore(Generic[_V]):
     """A :class:`Store` in a dict, safe from many threads: for tests and single-process trials."""
 
     def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+        self._data: dict[str, _V] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> _V | None:
         with self._lock:
             return self._data.get(key)
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, value: _V) -> None:
         with self._lock:
             self._data[key] = value
 
