@@ -20,6 +20,9 @@ are never personal data in clear (hash them first, :mod:`fenliu.domain.personal`
 Enrichers of the reference pack: :class:`LexiconEnricher` (``text_category``, ``text_confident``)
 and, when the pack has a model, :class:`ModelEnricher` (``model_category``, ``model_confident``,
 ``model_agrees``). A pack without a lexicon has no enrichers and decides exactly as before.
+
+Module state: none. ``_with_derived`` is a function compiled once from the complaint's fields; state
+an enricher needs is in its own :class:`Store`.
 """
 
 from __future__ import annotations
