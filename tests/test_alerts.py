@@ -66,8 +66,7 @@ def rule_groups() -> list[dict[str, Any]]:
 
 def fenliu_metric_names() -> set[str]:
     """Sample names fenliu exposes (a histogram ``x`` as ``x_bucket``, ``x_sum``, ``x_count``)."""
-    metrics.reset()
-    text = metrics.exposition().decode()
+    text = metrics.Metrics().exposition().decode()
     names: set[str] = set()
     for m in re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.M):
         name, kind = m.groups()

@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,9 @@ def triage() -> Triage:
     return Triage.from_path(PACK)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_metrics() -> Iterator[None]:
-    metrics.reset()
-    yield
-    metrics.reset()
+@pytest.fixture
+def m() -> metrics.Metrics:
+    return metrics.Metrics()
 
 
 def decide(triage: Triage, data: dict[str, Any]) -> tuple[Complaint, Decision]:
@@ -134,10 +131,14 @@ def test_observer_form_logs_decisions_and_skips_failed_items(triage: Triage, tmp
 
 
 def test_write_failure_is_counted_not_raised(
-    triage: Triage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    triage: Triage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    m: metrics.Metrics,
 ) -> None:
     c, d = decide(triage, {"id": "A-4", "text": "邻居排水纠纷", "complainant": PERSON})
-    log = DecisionLog(tmp_path / "d.jsonl", max_bytes=0, backups=0, hash_key=KEY)
+    log = DecisionLog(tmp_path / "d.jsonl", max_bytes=0, backups=0, hash_key=KEY, metrics=m)
 
     def full(fd: int, data: Any) -> int:
         raise OSError(28, "No space left on device")
@@ -146,7 +147,7 @@ def test_write_failure_is_counted_not_raised(
     assert log.write(d, c) is False
     monkeypatch.undo()
     assert log.errors == 1
-    assert b"fenliu_decision_log_errors_total 1.0" in metrics.exposition()
+    assert b"fenliu_decision_log_errors_total 1.0" in m.exposition()
     assert all(v not in caplog.text for v in PERSON.values())
     log.close()
 
@@ -243,7 +244,7 @@ def test_processes_share_one_rotated_log_without_losing_or_tearing_lines(
 
 
 def test_personal_data_appears_neither_in_the_decision_log_nor_in_metrics(
-    triage: Triage, tmp_path: Path
+    triage: Triage, tmp_path: Path, m: metrics.Metrics
 ) -> None:
     people = [
         {"name": NAME, "id_number": ID_NUMBER, "phone": PHONE},
@@ -259,11 +260,11 @@ def test_personal_data_appears_neither_in_the_decision_log_nor_in_metrics(
                 triage, {"id": f"{n}", "text": text, "people_involved": i * 10, "complainant": person}
             )
             log.write(d, c)
-            metrics.observer("Triage", c, d, grpc.StatusCode.OK)
+            m.observer("Triage", c, d, grpc.StatusCode.OK)
             n += 1
     log.close()
     logged = path.read_text(encoding="utf-8")
-    exposed = metrics.exposition().decode()
+    exposed = m.exposition().decode()
     assert len(logged.splitlines()) == n
     assert "fenliu_decisions_total{" in exposed
     for person in people:

@@ -310,9 +310,9 @@ def test_matter_serving_two_replicas_share_one_postgresql(pg_server: PgServer, t
 # Metrics: history unavailable, 多头访, the store's time; townships only, never finer
 
 
-def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+def _samples(m: metrics.Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     out: dict[tuple[tuple[str, str], ...], float] = {}
-    for fam in text_string_to_metric_families(metrics.exposition().decode()):
+    for fam in text_string_to_metric_families(m.exposition().decode()):
         for s in fam.samples:
             if s.name == name:
                 out[tuple(sorted(s.labels.items()))] = s.value
@@ -320,9 +320,9 @@ def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 def test_matter_serving_metrics_count_by_township_never_finer(triage: Triage, tmp_path: Path) -> None:
-    metrics.reset()
+    m = metrics.Metrics()
     matters = _matters(tmp_path, store_deadline_ms=20.0)
-    matters.metrics_on = True
+    matters.metrics = m
     try:
         with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
             _triage(stub, _complaint("t-1", GRASS))
@@ -338,25 +338,21 @@ def test_matter_serving_metrics_count_by_township_never_finer(triage: Triage, tm
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()
-        assert _samples("fenliu_matter_multi_door_decisions_total") == {(("township", TWP),): 1.0}
-        assert _samples("fenliu_matter_history_unavailable_total") == {(("township", TWP),): 1.0}
-        assert _samples("fenliu_matter_store_seconds_count") == {(): 2.0}
-        assert VIL.encode() not in metrics.exposition()
+        assert _samples(m, "fenliu_matter_multi_door_decisions_total") == {(("township", TWP),): 1.0}
+        assert _samples(m, "fenliu_matter_history_unavailable_total") == {(("township", TWP),): 1.0}
+        assert _samples(m, "fenliu_matter_store_seconds_count") == {(): 2.0}
+        assert VIL.encode() not in m.exposition()
     finally:
         matters.close()
-        metrics.reset()
 
 
 def test_matter_serving_township_label_is_nine_digits_or_none() -> None:
-    metrics.reset()
-    try:
-        assert metrics.township_label({"township_code": TWP}) == TWP
-        assert metrics.township_label({"village_code": VIL}) == TWP
-        assert metrics.township_label({"banner_code": BANNER, "township_code": "104"}) == TWP
-        assert metrics.township_label({"township_code": "104"}) == metrics.NONE
-        assert metrics.township_label({}) == metrics.NONE
-    finally:
-        metrics.reset()
+    m = metrics.Metrics()
+    assert m.township_label({"township_code": TWP}) == TWP
+    assert m.township_label({"village_code": VIL}) == TWP
+    assert m.township_label({"banner_code": BANNER, "township_code": "104"}) == TWP
+    assert m.township_label({"township_code": "104"}) == metrics.NONE
+    assert m.township_label({}) == metrics.NONE
 
 
 # ----------------------------------------------------------------------------------------------------

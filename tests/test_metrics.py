@@ -53,41 +53,40 @@ def triage() -> Triage:
     return Triage.from_path(PACK)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_metrics() -> Iterator[None]:
+@pytest.fixture
+def m() -> metrics.Metrics:
+    """A test's own metrics, in a registry of their own."""
     assert metrics.MULTIPROC_ENV not in os.environ, "a test left multiprocess mode on"
-    metrics.reset()
-    yield
-    metrics.reset()
+    return metrics.Metrics()
 
 
 def decisions(triage: Triage) -> list[Decision]:
     return [triage.decide(complaint_from_dict(c)) for c in COMPLAINTS]
 
 
-def samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+def samples(m: metrics.Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """Samples of one sample name (e.g. ``fenliu_decisions_total``) in the current exposition."""
     out: dict[tuple[tuple[str, str], ...], float] = {}
-    for fam in text_string_to_metric_families(metrics.exposition().decode()):
+    for fam in text_string_to_metric_families(m.exposition().decode()):
         for s in fam.samples:
             if s.name == name:
                 out[tuple(sorted(s.labels.items()))] = s.value
     return out
 
 
-def total(name: str, **match: str) -> float:
-    return sum(v for k, v in samples(name).items() if all(dict(k).get(a) == b for a, b in match.items()))
+def total(m: metrics.Metrics, name: str, **match: str) -> float:
+    return sum(v for k, v in samples(m, name).items() if all(dict(k).get(a) == b for a, b in match.items()))
 
 
 # ----------------------------------------------------------------------------------------------------
 # Decisions
 
 
-def test_observe_decision_counts_every_decision_with_its_codes(triage: Triage) -> None:
+def test_observe_decision_counts_every_decision_with_its_codes(triage: Triage, m: metrics.Metrics) -> None:
     ds = decisions(triage)
     for d in ds:
-        metrics.observe_decision(d)
-    got = samples("fenliu_decisions_total")
+        m.observe_decision(d)
+    got = samples(m, "fenliu_decisions_total")
     assert sum(got.values()) == len(ds)
     for d in ds:
         o = d.outcome
@@ -103,21 +102,21 @@ def test_observe_decision_counts_every_decision_with_its_codes(triage: Triage) -
         assert got[tuple(sorted(want.items()))] >= 1
     excluded = {dict(k)["exclusion"] for k in got if dict(k)["excluded"] == "true"}
     assert excluded == {"judicial", "misconduct_or_crime", "terminated", "duplicate"}
-    firings = samples("fenliu_rule_firings_total")
+    firings = samples(m, "fenliu_rule_firings_total")
     assert sum(firings.values()) == sum(len(d.outcome.trace) for d in ds)
     assert all(dict(k)["layer"] == "wushen" for k in firings)
 
 
-def test_grassroots_ratio_is_computable_from_decisions(triage: Triage) -> None:
+def test_grassroots_ratio_is_computable_from_decisions(triage: Triage, m: metrics.Metrics) -> None:
     ds = decisions(triage)
     for d in ds:
-        metrics.observe_decision(d)
+        m.observe_decision(d)
     kept = [d for d in ds if not d.outcome.excluded]
     want = sum(d.outcome.tier in ("VILLAGE", "TOWNSHIP") for d in kept) / len(kept)
-    num = total("fenliu_decisions_total", excluded="false", tier="VILLAGE") + total(
-        "fenliu_decisions_total", excluded="false", tier="TOWNSHIP"
+    num = total(m, "fenliu_decisions_total", excluded="false", tier="VILLAGE") + total(
+        m, "fenliu_decisions_total", excluded="false", tier="TOWNSHIP"
     )
-    den = total("fenliu_decisions_total", excluded="false")
+    den = total(m, "fenliu_decisions_total", excluded="false")
     assert num / den == pytest.approx(want)
 
 
@@ -141,10 +140,10 @@ def _weird(d: Decision) -> Decision:
     return replace(d, outcome=o2)
 
 
-def test_unexpected_label_values_are_counted_as_other(triage: Triage) -> None:
+def test_unexpected_label_values_are_counted_as_other(triage: Triage, m: metrics.Metrics) -> None:
     d = triage.decide(complaint_from_dict(COMPLAINTS[0]))
-    metrics.observe_decision(_weird(d))
-    (labels,) = samples("fenliu_decisions_total")
+    m.observe_decision(_weird(d))
+    (labels,) = samples(m, "fenliu_decisions_total")
     assert dict(labels) == {
         "category": "other",
         "color": "other",
@@ -154,55 +153,55 @@ def test_unexpected_label_values_are_counted_as_other(triage: Triage) -> None:
         "excluded": "true",
         "exclusion": "other",
     }
-    firings = {dict(k)["rule"]: dict(k)["layer"] for k in samples("fenliu_rule_firings_total")}
+    firings = {dict(k)["rule"]: dict(k)["layer"] for k in samples(m, "fenliu_rule_firings_total")}
     assert firings == {"other": "other", "classify.neighbor": "wushen"}
 
 
-def test_codes_outside_the_loaded_pack_are_counted_as_other(triage: Triage) -> None:
+def test_codes_outside_the_loaded_pack_are_counted_as_other(triage: Triage, m: metrics.Metrics) -> None:
     assert triage.decider is not None
-    metrics.set_pack(triage.decider.pack)
+    m.set_pack(triage.decider.pack)
     d = triage.decide(complaint_from_dict(COMPLAINTS[0]))
     o = replace(
         d.outcome,
         category="looks_like_a_code",
         explanation=Given((TraceEntry("classify.not_in_pack", "classify", "wushen", "x.yaml", 1, 0, {}),)),
     )
-    metrics.observe_decision(replace(d, outcome=o))
-    metrics.observe_decision(d)
-    cats = {dict(k)["category"] for k in samples("fenliu_decisions_total")}
+    m.observe_decision(replace(d, outcome=o))
+    m.observe_decision(d)
+    cats = {dict(k)["category"] for k in samples(m, "fenliu_decisions_total")}
     assert cats == {"other", d.outcome.category}
-    rules = {dict(k)["rule"] for k in samples("fenliu_rule_firings_total")}
+    rules = {dict(k)["rule"] for k in samples(m, "fenliu_rule_firings_total")}
     assert "other" in rules and "classify.not_in_pack" not in rules
 
 
-def test_label_cardinality_is_bounded(triage: Triage) -> None:
+def test_label_cardinality_is_bounded(triage: Triage, m: metrics.Metrics) -> None:
     d = triage.decide(complaint_from_dict(COMPLAINTS[0]))
     for i in range(500):
-        metrics.observe_decision(replace(d, outcome=replace(d.outcome, category=f"code_{i}")))
-    cats = {dict(k)["category"] for k in samples("fenliu_decisions_total")}
+        m.observe_decision(replace(d, outcome=replace(d.outcome, category=f"code_{i}")))
+    cats = {dict(k)["category"] for k in samples(m, "fenliu_decisions_total")}
     assert len(cats) <= 65 and "other" in cats
 
 
-def test_decision_timer_and_timed_triage_fill_the_histogram(triage: Triage) -> None:
-    with metrics.decision_timer():
+def test_decision_timer_and_timed_triage_fill_the_histogram(triage: Triage, m: metrics.Metrics) -> None:
+    with m.decision_timer():
         pass
-    timed = metrics.TimedTriage(triage)
+    timed = metrics.TimedTriage(triage, m)
     timed.decide(complaint_from_dict(COMPLAINTS[0]))
-    metrics.observe_decision(triage.decide(complaint_from_dict(COMPLAINTS[1])), seconds=0.002)
-    assert total("fenliu_decision_seconds_count") == 3
+    m.observe_decision(triage.decide(complaint_from_dict(COMPLAINTS[1])), seconds=0.002)
+    assert total(m, "fenliu_decision_seconds_count") == 3
     assert timed.info() is triage.info()
 
 
-def test_observer_counts_decisions_and_failed_items(triage: Triage) -> None:
+def test_observer_counts_decisions_and_failed_items(triage: Triage, m: metrics.Metrics) -> None:
     d = triage.decide(complaint_from_dict(COMPLAINTS[0]))
-    metrics.observer("Triage", None, d, grpc.StatusCode.OK)
-    metrics.observer("TriageStream", None, None, grpc.StatusCode.INVALID_ARGUMENT)
-    metrics.observer("/fenliu.v1.TriageService/Triage", None, None, grpc.StatusCode.UNAVAILABLE)
-    metrics.observer("免费 text", None, None, "not a code")
-    assert total("fenliu_decisions_total") == 1
+    m.observer("Triage", None, d, grpc.StatusCode.OK)
+    m.observer("TriageStream", None, None, grpc.StatusCode.INVALID_ARGUMENT)
+    m.observer("/fenliu.v1.TriageService/Triage", None, None, grpc.StatusCode.UNAVAILABLE)
+    m.observer("免费 text", None, None, "not a code")
+    assert total(m, "fenliu_decisions_total") == 1
     errs = {
         (dict(k)["grpc_method"], dict(k)["grpc_code"]): v
-        for k, v in samples("fenliu_decision_errors_total").items()
+        for k, v in samples(m, "fenliu_decision_errors_total").items()
     }
     assert errs == {
         ("TriageStream", "INVALID_ARGUMENT"): 1,
@@ -215,45 +214,45 @@ def test_observer_counts_decisions_and_failed_items(triage: Triage) -> None:
 # Pack, reloads, workers
 
 
-def test_pack_info_follows_the_pack_and_reloads_are_counted() -> None:
-    assert total("fenliu_pack_loaded") == 0
-    assert samples("fenliu_pack_reloads_total") == {
+def test_pack_info_follows_the_pack_and_reloads_are_counted(m: metrics.Metrics) -> None:
+    assert total(m, "fenliu_pack_loaded") == 0
+    assert samples(m, "fenliu_pack_reloads_total") == {
         (("outcome", "ok"),): 0.0,
         (("outcome", "refused"),): 0.0,
     }
-    metrics.set_pack(PackId("wushen", "1", "aaaa"))
-    metrics.record_reload(False)
-    metrics.record_reload(True, PackId("wushen", "2", "bbbb"))
-    metrics.record_reload(True, PackId("wushen", "has spaces", "cccc"))
-    info = {(dict(k)["revision"], dict(k)["digest"]): v for k, v in samples("fenliu_pack_info").items()}
+    m.set_pack(PackId("wushen", "1", "aaaa"))
+    m.record_reload(False)
+    m.record_reload(True, PackId("wushen", "2", "bbbb"))
+    m.record_reload(True, PackId("wushen", "has spaces", "cccc"))
+    info = {(dict(k)["revision"], dict(k)["digest"]): v for k, v in samples(m, "fenliu_pack_info").items()}
     assert info == {("1", "aaaa"): 0, ("2", "bbbb"): 0, ("other", "cccc"): 1}
-    assert total("fenliu_pack_loaded") == 1
-    assert total("fenliu_pack_reloads_total", outcome="ok") == 2
-    assert total("fenliu_pack_reloads_total", outcome="refused") == 1
-    metrics.set_pack(None)
-    assert total("fenliu_pack_loaded") == 0
+    assert total(m, "fenliu_pack_loaded") == 1
+    assert total(m, "fenliu_pack_reloads_total", outcome="ok") == 2
+    assert total(m, "fenliu_pack_reloads_total", outcome="refused") == 1
+    m.set_pack(None)
+    assert total(m, "fenliu_pack_loaded") == 0
 
 
-def test_watch_sets_pack_info_from_the_triage(triage: Triage) -> None:
-    metrics.watch(triage)
+def test_watch_sets_pack_info_from_the_triage(triage: Triage, m: metrics.Metrics) -> None:
+    m.watch(triage)
     info = triage.info()
     assert info is not None
-    assert samples("fenliu_pack_info") == {
+    assert samples(m, "fenliu_pack_info") == {
         (("digest", info.digest), ("name", info.name), ("revision", info.revision)): 1.0
     }
 
 
-def test_worker_restarts_by_reason() -> None:
-    metrics.record_worker_restart()
-    metrics.record_worker_restart(planned=True)
-    metrics.record_worker_restart(planned=True)
-    assert total("fenliu_worker_restarts_total", reason="crashed") == 1
-    assert total("fenliu_worker_restarts_total", reason="rolled") == 2
+def test_worker_restarts_by_reason(m: metrics.Metrics) -> None:
+    m.record_worker_restart()
+    m.record_worker_restart(planned=True)
+    m.record_worker_restart(planned=True)
+    assert total(m, "fenliu_worker_restarts_total", reason="crashed") == 1
+    assert total(m, "fenliu_worker_restarts_total", reason="rolled") == 2
 
 
-def test_start_metrics_http_serves_exposition_on_a_free_port(triage: Triage) -> None:
-    metrics.observe_decision(triage.decide(complaint_from_dict(COMPLAINTS[0])))
-    server, port = metrics.start_metrics_http("127.0.0.1:0")
+def test_start_metrics_http_serves_exposition_on_a_free_port(triage: Triage, m: metrics.Metrics) -> None:
+    m.observe_decision(triage.decide(complaint_from_dict(COMPLAINTS[0])))
+    server, port = m.start_http("127.0.0.1:0")
     try:
         assert port > 0
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
@@ -263,9 +262,9 @@ def test_start_metrics_http_serves_exposition_on_a_free_port(triage: Triage) -> 
         server.server_close()
 
 
-def test_start_metrics_http_rejects_an_address_without_port() -> None:
+def test_start_metrics_http_rejects_an_address_without_port(m: metrics.Metrics) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
-        metrics.start_metrics_http("localhost")
+        m.start_http("localhost")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,8 +307,8 @@ def _handlers() -> grpc.GenericRpcHandler:
 
 
 @pytest.fixture
-def channel() -> Iterator[grpc.Channel]:
-    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[metrics.server_interceptor()])
+def channel(m: metrics.Metrics) -> Iterator[grpc.Channel]:
+    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[m.server_interceptor()])
     server.add_generic_rpc_handlers((_handlers(),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -325,16 +324,16 @@ def _rpc(name: str) -> dict[str, str]:
     return {"grpc_service": SERVICE, "grpc_method": name}
 
 
-def _wait_handled(n: float) -> None:
+def _wait_handled(m: metrics.Metrics, n: float) -> None:
     # The server records "handled" after the client has its answer: wait for it briefly.
     ev = threading.Event()
     for _ in range(500):  # 10 s
-        if total("grpc_server_handled_total") >= n:
+        if total(m, "grpc_server_handled_total") >= n:
             return
         ev.wait(0.02)
 
 
-def test_interceptor_records_unary_calls_by_code(channel: grpc.Channel) -> None:
+def test_interceptor_records_unary_calls_by_code(channel: grpc.Channel, m: metrics.Metrics) -> None:
     unary = channel.unary_unary(f"/{SERVICE}/Unary")
     assert unary(b"hi", timeout=10) == b"hi"
     with pytest.raises(grpc.RpcError) as bad:
@@ -343,18 +342,18 @@ def test_interceptor_records_unary_calls_by_code(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as boom:
         unary(b"boom", timeout=10)
     assert boom.value.code() == grpc.StatusCode.UNKNOWN
-    _wait_handled(3)
+    _wait_handled(m, 3)
     rpc = {"grpc_type": "unary", **_rpc("Unary")}
-    assert total("grpc_server_started_total", **rpc) == 3
-    assert total("grpc_server_handled_total", grpc_code="OK", **rpc) == 1
-    assert total("grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **rpc) == 1
-    assert total("grpc_server_handled_total", grpc_code="UNKNOWN", **rpc) == 1
-    assert total("grpc_server_msg_received_total", **rpc) == 3
-    assert total("grpc_server_msg_sent_total", **rpc) == 1
-    assert total("grpc_server_handling_seconds_count", **rpc) == 3
+    assert total(m, "grpc_server_started_total", **rpc) == 3
+    assert total(m, "grpc_server_handled_total", grpc_code="OK", **rpc) == 1
+    assert total(m, "grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **rpc) == 1
+    assert total(m, "grpc_server_handled_total", grpc_code="UNKNOWN", **rpc) == 1
+    assert total(m, "grpc_server_msg_received_total", **rpc) == 3
+    assert total(m, "grpc_server_msg_sent_total", **rpc) == 1
+    assert total(m, "grpc_server_handling_seconds_count", **rpc) == 3
 
 
-def test_interceptor_records_streams(channel: grpc.Channel) -> None:
+def test_interceptor_records_streams(channel: grpc.Channel, m: metrics.Metrics) -> None:
     ss = channel.unary_stream(f"/{SERVICE}/ServerStream")
     assert list(ss(b"a", timeout=10)) == [b"a\x00", b"a\x01", b"a\x02"]
     with pytest.raises(grpc.RpcError) as fail:
@@ -364,27 +363,29 @@ def test_interceptor_records_streams(channel: grpc.Channel) -> None:
     assert cs(iter([b"x", b"y", b"z"]), timeout=10) == b"xyz"
     bidi = channel.stream_stream(f"/{SERVICE}/Bidi")
     assert list(bidi(iter([b"1", b"2"]), timeout=10)) == [b"1", b"1", b"2", b"2"]
-    _wait_handled(4)
+    _wait_handled(m, 4)
 
     s = {"grpc_type": "server_stream", **_rpc("ServerStream")}
-    assert total("grpc_server_handled_total", grpc_code="OK", **s) == 1
-    assert total("grpc_server_handled_total", grpc_code="INTERNAL", **s) == 1
-    assert total("grpc_server_msg_sent_total", **s) == 4  # 3, then 1 before the failure
-    assert total("grpc_server_msg_received_total", **s) == 2
+    assert total(m, "grpc_server_handled_total", grpc_code="OK", **s) == 1
+    assert total(m, "grpc_server_handled_total", grpc_code="INTERNAL", **s) == 1
+    assert total(m, "grpc_server_msg_sent_total", **s) == 4  # 3, then 1 before the failure
+    assert total(m, "grpc_server_msg_received_total", **s) == 2
     c = {"grpc_type": "client_stream", **_rpc("ClientStream")}
-    assert total("grpc_server_msg_received_total", **c) == 3
-    assert total("grpc_server_msg_sent_total", **c) == 1
-    assert total("grpc_server_handled_total", grpc_code="OK", **c) == 1
+    assert total(m, "grpc_server_msg_received_total", **c) == 3
+    assert total(m, "grpc_server_msg_sent_total", **c) == 1
+    assert total(m, "grpc_server_handled_total", grpc_code="OK", **c) == 1
     b = {"grpc_type": "bidi_stream", **_rpc("Bidi")}
-    assert total("grpc_server_msg_received_total", **b) == 2
-    assert total("grpc_server_msg_sent_total", **b) == 4
-    assert total("grpc_server_handled_total", grpc_code="OK", **b) == 1
-    assert total("grpc_server_handling_seconds_count", **b) == 1
+    assert total(m, "grpc_server_msg_received_total", **b) == 2
+    assert total(m, "grpc_server_msg_sent_total", **b) == 4
+    assert total(m, "grpc_server_handled_total", grpc_code="OK", **b) == 1
+    assert total(m, "grpc_server_handling_seconds_count", **b) == 1
 
 
-def _cancel_after_first(call_with: Callable[[Iterator[bytes]], Any], read_first: bool) -> None:
+def _cancel_after_first(
+    m: metrics.Metrics, call_with: Callable[[Iterator[bytes]], Any], read_first: bool
+) -> None:
     gate = threading.Event()
-    received = total("grpc_server_msg_received_total")
+    received = total(m, "grpc_server_msg_received_total")
 
     def requests() -> Iterator[bytes]:
         yield b"1"
@@ -394,7 +395,7 @@ def _cancel_after_first(call_with: Callable[[Iterator[bytes]], Any], read_first:
     if read_first:
         assert next(call) == b"1"
     else:
-        while total("grpc_server_msg_received_total") < received + 1:
+        while total(m, "grpc_server_msg_received_total") < received + 1:
             gate.wait(0.002)
     call.cancel()
     gate.set()
@@ -405,34 +406,40 @@ def _cancel_after_first(call_with: Callable[[Iterator[bytes]], Any], read_first:
 CANCELLATIONS = 200
 
 
-def test_interceptor_records_every_cancelled_bidi_stream_once_as_cancelled(channel: grpc.Channel) -> None:
+def test_interceptor_records_every_cancelled_bidi_stream_once_as_cancelled(
+    channel: grpc.Channel, m: metrics.Metrics
+) -> None:
     bidi = channel.stream_stream(f"/{SERVICE}/Bidi")
     for n in range(1, CANCELLATIONS + 1):
-        _cancel_after_first(lambda reqs: bidi(reqs, timeout=10), read_first=True)
-        _wait_handled(n)
+        _cancel_after_first(m, lambda reqs: bidi(reqs, timeout=10), read_first=True)
+        _wait_handled(m, n)
     b = {"grpc_type": "bidi_stream", **_rpc("Bidi")}
-    assert total("grpc_server_handled_total", **b) == CANCELLATIONS
-    assert total("grpc_server_handled_total", grpc_code="CANCELLED", **b) == CANCELLATIONS
-    assert total("grpc_server_handling_seconds_count", **b) == CANCELLATIONS
+    assert total(m, "grpc_server_handled_total", **b) == CANCELLATIONS
+    assert total(m, "grpc_server_handled_total", grpc_code="CANCELLED", **b) == CANCELLATIONS
+    assert total(m, "grpc_server_handling_seconds_count", **b) == CANCELLATIONS
 
 
-def test_interceptor_records_a_cancelled_client_stream_as_cancelled(channel: grpc.Channel) -> None:
+def test_interceptor_records_a_cancelled_client_stream_as_cancelled(
+    channel: grpc.Channel, m: metrics.Metrics
+) -> None:
     cs = channel.stream_unary(f"/{SERVICE}/ClientStream")
     for n in range(1, 51):
-        _cancel_after_first(lambda reqs: cs.future(reqs, timeout=10), read_first=False)
-        _wait_handled(n)
+        _cancel_after_first(m, lambda reqs: cs.future(reqs, timeout=10), read_first=False)
+        _wait_handled(m, n)
     c = {"grpc_type": "client_stream", **_rpc("ClientStream")}
-    assert total("grpc_server_handled_total", **c) == 50
-    assert total("grpc_server_handled_total", grpc_code="CANCELLED", **c) == 50
-    assert total("grpc_server_msg_sent_total", **c) == 0
+    assert total(m, "grpc_server_handled_total", **c) == 50
+    assert total(m, "grpc_server_handled_total", grpc_code="CANCELLED", **c) == 50
+    assert total(m, "grpc_server_msg_sent_total", **c) == 0
 
 
-def test_interceptor_does_not_take_unknown_method_names_as_labels(channel: grpc.Channel) -> None:
+def test_interceptor_does_not_take_unknown_method_names_as_labels(
+    channel: grpc.Channel, m: metrics.Metrics
+) -> None:
     probe = channel.unary_unary("/evil.Service/张三13800138000")
     with pytest.raises(grpc.RpcError) as e:
         probe(b"", timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    handled = samples("grpc_server_handled_total")
+    handled = samples(m, "grpc_server_handled_total")
     assert {(dict(k)["grpc_service"], dict(k)["grpc_method"], dict(k)["grpc_code"]) for k in handled} == {
         ("unknown", "unknown", "UNIMPLEMENTED")
     }
@@ -450,15 +457,16 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
         from fenliu import complaint_from_dict
         from fenliu import Triage
         t = Triage.from_path(pack_dir)
-        metrics.watch(t)
+        m = metrics.Metrics()
+        m.watch(t)
         for i in range(n):
-            metrics.observe_decision(t.decide(complaint_from_dict({"id": str(i), "text": "邻居排水纠纷"})))
-        metrics.record_reload(False)
+            m.observe_decision(t.decide(complaint_from_dict({"id": str(i), "text": "邻居排水纠纷"})))
+        m.record_reload(False)
 
     if __name__ == "__main__":
         directory, pack_dir = sys.argv[1], sys.argv[2]
-        metrics.prepare_multiprocess(directory)
-        server, port = metrics.start_metrics_http("127.0.0.1:0")
+        m = metrics.prepare_multiprocess(directory)
+        server, port = m.start_http("127.0.0.1:0")
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=worker, args=(n, pack_dir)) for n in (5, 7, 11)]
         for p in procs:
@@ -466,11 +474,11 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
         for p in procs:
             p.join(120)
         before = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        metrics.mark_worker_dead(procs[0].pid)
-        metrics.record_worker_restart()
+        m.mark_worker_dead(procs[0].pid)
+        m.record_worker_restart()
         after_one = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         for p in procs[1:]:
-            metrics.mark_worker_dead(p.pid)
+            m.mark_worker_dead(p.pid)
         after_all = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         server.shutdown()
         print(json.dumps({"before": before, "after_one": after_one, "after_all": after_all,
@@ -525,3 +533,12 @@ def test_several_worker_processes_are_summed_and_dead_ones_dropped_from_live_gau
     assert _sum(after_all, "fenliu_pack_loaded") == 0
     assert _sum(after_all, "fenliu_pack_info") == 0
     assert _sum(after_all, "fenliu_decisions_total") == 23
+
+
+def test_each_metrics_object_keeps_its_own_values(triage: Triage, m: metrics.Metrics) -> None:
+    other = metrics.Metrics()
+    m.observe_decision(triage.decide(complaint_from_dict(COMPLAINTS[0])))
+    m.record_worker_restart()
+    assert total(m, "fenliu_decisions_total") == 1
+    assert total(other, "fenliu_decisions_total") == 0
+    assert total(other, "fenliu_worker_restarts_total") == 0

@@ -2,8 +2,8 @@
 
 A small "supervisor" process (the fixture below) switches fenliu.serving.metrics to multiprocess mode, serves
 the metrics endpoint, and spawns two workers. Each worker loads the Wushen pack and serves the real
-gRPC service (``fenliu.serving.server.create_server``) with ``metrics.observer`` and
-``metrics.server_interceptor()``. The test sends complaints over gRPC, starts ``prometheus`` (random
+gRPC service (``fenliu.serving.server.create_server``) with a ``Metrics``'s ``observer`` and
+``server_interceptor()``. The test sends complaints over gRPC, starts ``prometheus`` (random
 port on 127.0.0.1, temporary storage, 1 s scrape and rule evaluation, the project's recording and
 alert rules), and reads back through ``/api/v1/query``: the number of decisions, the gRPC call count,
 the grassroots ratio from its recording rule, the pack in service, and every dashboard query.
@@ -74,10 +74,11 @@ SUPERVISOR = textwrap.dedent(
         from fenliu.serving import metrics, server
         from fenliu import Triage
         triage = Triage.from_path(pack)
-        metrics.watch(triage)
+        m = metrics.Metrics()
+        m.watch(triage)
         srv, port = server.create_server(
-            "127.0.0.1:0", metrics.TimedTriage(triage),
-            observers=[metrics.observer], interceptors=[metrics.server_interceptor()],
+            "127.0.0.1:0", metrics.TimedTriage(triage, m),
+            observers=[m.observer], interceptors=[m.server_interceptor()],
         )
         srv.start()
         ports.put(port)
@@ -89,8 +90,8 @@ SUPERVISOR = textwrap.dedent(
     if __name__ == "__main__":
         from fenliu.serving import metrics
         directory, pack = sys.argv[1], sys.argv[2]
-        metrics.prepare_multiprocess(directory)
-        http, port = metrics.start_metrics_http("127.0.0.1:0")
+        m = metrics.prepare_multiprocess(directory)
+        http, port = m.start_http("127.0.0.1:0")
         ctx = multiprocessing.get_context("spawn")
         ports, stop = ctx.Queue(), ctx.Event()
         procs = [ctx.Process(target=worker, args=(pack, ports, stop)) for _ in range(2)]
@@ -104,7 +105,7 @@ SUPERVISOR = textwrap.dedent(
             p.join(30)
             if p.is_alive():
                 p.kill()
-            metrics.mark_worker_dead(p.pid)
+            m.mark_worker_dead(p.pid)
         http.shutdown()
     """
 )

@@ -113,7 +113,7 @@ def test_decision_log_write_failure_is_an_event_with_the_path(tmp_path: Path) ->
 
 
 def test_metrics_address_without_host_is_local_and_is_local_tells() -> None:
-    server, port = metrics.start_metrics_http(":0")
+    server, port = metrics.Metrics().start_http(":0")
     try:
         assert server.server_address[0] == "127.0.0.1" and port > 0
     finally:

@@ -23,12 +23,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fenliu.domain.errors import ComplaintError, PackError, Problem
 from fenliu.i18n import _
+
+if TYPE_CHECKING:
+    from fenliu.domain.model import Decision
+    from fenliu.engine.decider import Decider
 
 
 def _display(problem: Problem, pack_path: str) -> str:
@@ -61,7 +65,7 @@ def missing_folder(path: str) -> str | None:
     return _("{path}: no such folder").format(path=path)
 
 
-def _load(pack_path: str, out: TextIO) -> Any:
+def _load(pack_path: str, out: TextIO) -> Decider | None:
     from fenliu.engine.decider import Decider
     from fenliu.packs.load import load_pack
 
@@ -147,7 +151,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_complaints(source: TextIO) -> Iterator[tuple[int, Any]]:
+def _read_complaints(source: TextIO) -> Iterator[tuple[int, object]]:
     text = source.read()
     stripped = text.strip()
     if not stripped:
@@ -237,19 +241,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if bad else 0  # 1: some complaints were refused (as `fenliu call`); 2: could not run
 
 
-def _shown_file(pack_path: str) -> Any:
+def _shown_file(pack_path: str) -> Callable[[str], str]:
     """How a rule's file (relative to the pack's parent folder) is shown: relative to the cwd."""
     base = Path(pack_path).resolve().parent
     return lambda file: os.path.relpath(base / file)
 
 
-def _explain_table(decider: Any, decision: Any, pack_path: str) -> str:
+def _explain_table(decider: Decider, decision: Decision, pack_path: str) -> str:
     from fenliu.authoring.explain import render_decision
 
     return render_decision(decision, {r.id: r for r in decider.pack.rules}, _shown_file(pack_path))
 
 
-def _read_complaint_arg(spec: str) -> Any:
+def _read_complaint_arg(spec: str) -> object:
     """``fenliu explain``'s COMPLAINT: the JSON itself, a file, or - for standard input."""
     if spec == "-":
         text = sys.stdin.read()
@@ -302,7 +306,7 @@ def _jobs(args: argparse.Namespace) -> int:
     return max(1, args.jobs) if args.jobs is not None else default_jobs()
 
 
-def _eval_parallel(args: argparse.Namespace, decider: Any) -> int | None:
+def _eval_parallel(args: argparse.Namespace, decider: Decider) -> int | None:
     """``fenliu eval`` of a JSON Lines file on every core (fenliu.replay); None when the file is one
     JSON document or list, which is read whole."""
     from fenliu.authoring import replay
@@ -374,7 +378,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     return run_call(args)
 
 
-def _text_command(run: Any, pack: str) -> int:
+def _text_command(run: Callable[[], int], pack: str) -> int:
     try:
         return int(run())
     except PackError as e:

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
 from fenliu.domain.errors import ComplaintError, FieldViolation
 from fenliu.domain.personal import looks_personal, malformed_personal_fields
+
+#: JSON-shaped data (what ``json.loads`` gives, what ``json.dumps`` and ``to_dict`` give back): nested
+#: values are read-only views, so that a ``dict[str, str]`` or a ``list[Json]`` is one.
+JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+#: A JSON object.
+Json: TypeAlias = dict[str, JsonValue]
 
 #: Local time of the banner: a timestamp without an offset is read in this zone.
 LOCAL_TZ: Final = timezone(timedelta(hours=8))
@@ -243,7 +249,7 @@ class Complaint:
         return getattr(self, name)
 
 
-def _type_name(v: Any) -> str:
+def _type_name(v: object) -> str:
     if isinstance(v, bool):
         return "boolean"
     if isinstance(v, int | float):
@@ -290,7 +296,7 @@ def _closest(value: str, allowed: tuple[str, ...]) -> str:
     return f"; did you mean {near[0]}?" if near else ""
 
 
-def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
+def complaint_from_dict(data: object, *, now: datetime | None = None) -> Complaint:
     """Validate and normalize a complaint given as a JSON-like mapping.
 
     Raises :class:`ComplaintError` listing *every* bad field. Messages name fields and allowed values,
@@ -456,7 +462,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     return Complaint(received_at=received_at, received_at_given=given, **out)
 
 
-def _receiving_point(point: Mapping[Any, Any], bad: list[FieldViolation]) -> dict[str, str] | None:
+def _receiving_point(point: Mapping[object, object], bad: list[FieldViolation]) -> dict[str, str] | None:
     """The receiving point's code and level, or None (and a violation per bad field)."""
     given: dict[str, str] = {}
     ok = True
@@ -607,8 +613,8 @@ class TraceEntry:
     matched_keywords: tuple[str, ...] = ()
     table_rows: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
+    def to_dict(self) -> Json:
+        d: Json = {
             "rule": self.rule,
             "stage": self.stage,
             "layer": self.layer,
@@ -709,7 +715,7 @@ class Outcome:
         """(trace index, the rule's keywords) for the trace entries whose rule has keywords."""
         return self.explanation.keyword_rules()
 
-    def _shown(self) -> tuple[Any, ...]:
+    def _shown(self) -> tuple[object, ...]:
         return (*(getattr(self, f.name) for f in _OUTCOME_FIELDS), self.trace)
 
     def __eq__(self, other: object) -> bool:
@@ -760,7 +766,7 @@ class Decision:
     personal_notes: tuple[str, ...] = ()
     #: What the matter store knew of the complaint's matter (``Recognition.to_dict`` and ``multi_door``);
     #: ``None`` when the service keeps no matters.
-    matter: Mapping[str, Any] | None = None
+    matter: Mapping[str, JsonValue] | None = None
     #: The receiving point that owns the matter (首接: ``code``, ``level``), when one is known.
     owning_point: Mapping[str, str] | None = None
 

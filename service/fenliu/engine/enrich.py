@@ -20,6 +20,9 @@ are never personal data in clear (hash them first, :mod:`fenliu.domain.personal`
 Enrichers of the reference pack: :class:`LexiconEnricher` (``text_category``, ``text_confident``)
 and, when the pack has a model, :class:`ModelEnricher` (``model_category``, ``model_confident``,
 ``model_agrees``). A pack without a lexicon has no enrichers and decides exactly as before.
+
+Module state: none. ``_with_derived`` is a function compiled once from the complaint's fields; state
+an enricher needs is in its own :class:`Store`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from fenliu.domain.model import DERIVED_FIELDS, UNCLASSIFIED, Complaint, Suggestion, TextEvidence
 from fenliu.engine.text import Lexicon, TextModel, complaint_text, decide_lexicon, pack_model, softmax_top
@@ -38,6 +41,8 @@ from fenliu.packs.types import Pack
 MAX_SUGGESTIONS = 3
 #: How many candidate categories the trace shows.
 TRACE_CANDIDATES = 5
+
+_V = TypeVar("_V")
 
 
 class Enricher(Protocol):
@@ -53,26 +58,27 @@ class Enricher(Protocol):
         ...
 
 
-class Store(Protocol):
-    """State an enricher reads (and may record): values by key. Keys are never personal data in clear."""
+class Store(Protocol[_V]):
+    """State an enricher reads (and may record): values (of type ``_V``) by key. Keys are never personal
+    data in clear."""
 
-    def get(self, key: str) -> Any | None: ...
+    def get(self, key: str) -> _V | None: ...
 
-    def put(self, key: str, value: Any) -> None: ...
+    def put(self, key: str, value: _V) -> None: ...
 
 
-class MemoryStore:
+class MemoryStore(Generic[_V]):
     """A :class:`Store` in a dict, safe from many threads: for tests and single-process trials."""
 
     def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+        self._data: dict[str, _V] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> _V | None:
         with self._lock:
             return self._data.get(key)
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, value: _V) -> None:
         with self._lock:
             self._data[key] = value
 

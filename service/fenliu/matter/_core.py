@@ -130,7 +130,7 @@ class Sighting:
             keys.add(f"scope:{self.scope}")  # content links only within one scope
         return tuple(sorted(keys))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> model.Json:
         return {
             "complaint_id": self.complaint_id,
             "received_at": self.received_at,
@@ -173,8 +173,8 @@ class Evidence:
     field: str = ""  # for identity: id_number or phone
     similarity: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "complaint_id": self.complaint_id}
+    def to_dict(self) -> model.Json:
+        d: model.Json = {"kind": self.kind, "complaint_id": self.complaint_id}
         if self.field:
             d["field"] = self.field
         if self.similarity is not None:
@@ -196,7 +196,7 @@ class MatterFacts:
     first_received_at: int = 0
     earlier_decision_ids: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> model.Json:
         return {
             "prior_complaints": self.prior_complaints,
             "channels": list(self.channels),
@@ -244,8 +244,8 @@ class Recognition:
             "matter_linked_by": ",".join(self.linked_by),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"history_available": self.available}
+    def to_dict(self) -> model.Json:
+        d: model.Json = {"history_available": self.available}
         if self.available:
             d.update(
                 matter_id=self.matter_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
 from fenliu.matter import _match
 from fenliu.matter._core import DAY, MatchSettings, SchemaTooNew, Sighting
@@ -72,15 +72,21 @@ MIGRATIONS: Final = (Migration(1, "matters, complaints, identity hashes, scope b
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
+#: A value bound to a statement's placeholder.
+SqlValue: TypeAlias = str | int | float | bytes | None
+
+
 class Cursor(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+    """What the shared SQL needs of a DB-API cursor (sqlite3's, psycopg's). Rows are the driver's."""
+
+    def execute(self, sql: str, params: Sequence[SqlValue] = ..., /) -> object: ...
 
     def fetchall(self) -> list[Any]: ...
 
     def fetchone(self) -> Any: ...
 
 
-def schema_version(cur: Any) -> int:
+def schema_version(cur: Cursor) -> int:
     cur.execute("SELECT max(version) FROM fenliu_schema")
     row = cur.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
@@ -94,7 +100,7 @@ def check_version(found: int, shown_url: str) -> None:
         )
 
 
-def migrate(cur: Any, d: Dialect, shown_url: str) -> list[int]:
+def migrate(cur: Cursor, d: Dialect, shown_url: str) -> list[int]:
     """Apply the missing migrations inside the caller's transaction; return the versions applied."""
     cur.execute("CREATE TABLE IF NOT EXISTS fenliu_schema (version INTEGER NOT NULL)")
     found = schema_version(cur)
@@ -130,7 +136,7 @@ class SqlTx:
         row = self.cur.fetchone()
         return None if row is None else (str(row[0]), int(row[1]))
 
-    def _candidates(self, sql: str, params: Sequence[Any]) -> list[_match.Candidate]:
+    def _candidates(self, sql: str, params: Sequence[SqlValue]) -> list[_match.Candidate]:
         self.cur.execute(self.q(sql), params)
         found: dict[str, tuple[Any, set[str]]] = {}
         for tag, *rest in self.cur.fetchall():
@@ -156,7 +162,7 @@ class SqlTx:
 
     def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
         parts: list[str] = []
-        params: list[Any] = []
+        params: list[SqlValue] = []
         hashes = [h for _, h in s.identities]
         if hashes:
             marks = ",".join("?" * len(hashes))
@@ -264,7 +270,7 @@ INSERT_COMPLAINT: Final = (
 )
 
 
-def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
+def complaint_params(s: Sighting, matter_id: str) -> tuple[SqlValue, ...]:
     return (
         s.complaint_id,
         matter_id,
@@ -282,7 +288,7 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
     )
 
 
-def matter_rows(cur: Any, d: Dialect, matter_id: str) -> list[dict[str, Any]]:
+def matter_rows(cur: Cursor, d: Dialect, matter_id: str) -> list[dict[str, Any]]:
     sql = (
         "SELECT complaint_id, received_at, channel, point, level, decision_id FROM complaints "
         "WHERE matter_id = ? ORDER BY received_at, complaint_id"
@@ -292,7 +298,7 @@ def matter_rows(cur: Any, d: Dialect, matter_id: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
 
 
-def _refresh(cur: Any, d: Dialect, matters: Iterable[str]) -> None:
+def _refresh(cur: Cursor, d: Dialect, matters: Iterable[str]) -> None:
     """After deletions: a matter with no complaint left goes; the others get their first receiver again."""
     p = d.param
     for m in sorted(set(matters)):
@@ -312,7 +318,7 @@ def _refresh(cur: Any, d: Dialect, matters: Iterable[str]) -> None:
             )
 
 
-def delete_seqs(cur: Any, d: Dialect, seqs: Sequence[int]) -> int:
+def delete_seqs(cur: Cursor, d: Dialect, seqs: Sequence[int]) -> int:
     p = d.param
     matters: set[str] = set()
     for i in range(0, len(seqs), 500):
@@ -344,13 +350,13 @@ def delete_seqs(cur: Any, d: Dialect, seqs: Sequence[int]) -> int:
     return len(seqs)
 
 
-def purge(cur: Any, d: Dialect, settings: MatchSettings, now: int) -> int:
+def purge(cur: Cursor, d: Dialect, settings: MatchSettings, now: int) -> int:
     cutoff = now - settings.retention_days * DAY
     cur.execute(f"SELECT seq FROM complaints WHERE received_at < {d.param}", (cutoff,))
     return delete_seqs(cur, d, [int(r[0]) for r in cur.fetchall()])
 
 
-def forget(cur: Any, d: Dialect, hashes: Sequence[str]) -> int:
+def forget(cur: Cursor, d: Dialect, hashes: Sequence[str]) -> int:
     if not hashes:
         return 0
     marks = ",".join([d.param] * len(hashes))
@@ -360,10 +366,10 @@ def forget(cur: Any, d: Dialect, hashes: Sequence[str]) -> int:
 
 @dataclass
 class BulkRows:
-    matters: list[tuple[Any, ...]]
-    complaints: list[tuple[Any, ...]]
-    identities: list[tuple[Any, ...]]
-    buckets: list[tuple[Any, ...]]
+    matters: list[tuple[SqlValue, ...]]
+    complaints: list[tuple[SqlValue, ...]]
+    identities: list[tuple[SqlValue, ...]]
+    buckets: list[tuple[str, int, bytes]]  # scope, bucket, records
 
 
 def bulk_rows(items: Iterable[tuple[Sighting, str]], last_seq: int) -> BulkRows:

@@ -19,7 +19,7 @@ import dataclasses
 import time
 from typing import Any, Final
 
-from fenliu.domain.model import MATTER_FIELDS, UNSPECIFIED, Complaint, Decision
+from fenliu.domain.model import MATTER_FIELDS, UNSPECIFIED, Complaint, Decision, Json
 from fenliu.matter._core import (
     MatterStore,
     Recognition,
@@ -76,7 +76,7 @@ def with_matter(c: Complaint, rec: Recognition) -> Complaint:
     return dataclasses.replace(c, **rec.fields())
 
 
-def matter_part(rec: Recognition) -> dict[str, Any]:
+def matter_part(rec: Recognition) -> Json:
     """The decision's ``matter`` part: the recognition's explainable answer and whether it is 多头访."""
     return {**rec.to_dict(), "multi_door": is_multi_door(rec)}
 

@@ -47,7 +47,7 @@ class LinkReport:
     def pairs(self) -> int:
         return self.tp + self.fp + self.fn + self.tn
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> model.Json:
         return {
             "pairs": self.pairs,
             "precision": round(self.precision, 4),

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from fenliu.matter import _match, _sql
@@ -92,7 +93,7 @@ class PostgresStore:
             raise StoreError(f"cannot reach the matter store {self.url}: {_one_line(e)}") from None
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
+    def _tx(self) -> Iterator[psycopg.Cursor[TupleRow]]:
         try:
             with (
                 self.pool.connection(timeout=self._timeout) as conn,

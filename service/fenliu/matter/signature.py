@@ -69,14 +69,14 @@ def signature(text: str) -> bytes:
     return np.array([min(len(sh), 0xFFFF)], dtype="<u2").tobytes() + low.tobytes()
 
 
-def unpack(block: bytes) -> np.ndarray[Any, np.dtype[np.uint16]]:
+def unpack(block: bytes) -> np.ndarray[tuple[int, ...], np.dtype[np.uint16]]:
     """Concatenated signatures as an array of rows (shingle count, then the values)."""
     return np.frombuffer(block, dtype="<u2").reshape(-1, NUM_PERM + 1)
 
 
 def similarities(
-    sig: bytes, many: np.ndarray[Any, np.dtype[np.uint16]]
-) -> np.ndarray[Any, np.dtype[np.float64]]:
+    sig: bytes, many: np.ndarray[tuple[int, ...], np.dtype[np.uint16]]
+) -> np.ndarray[tuple[int, ...], np.dtype[np.float64]]:
     """The containment of ``sig`` against each row of ``many`` (see :func:`unpack`). ``sig`` and the rows
     may be cut to the same prefix (the count and the first values): a coarser estimate."""
     if len(sig) < 4 or len(sig) % 2 or len(many) == 0 or many.shape[1] != len(sig) // 2:
@@ -86,7 +86,9 @@ def similarities(
     na = float(mine[0])
     nb = many[:, 0].astype(np.float64)
     inter = j * (na + nb) / (1.0 + j)
-    out: np.ndarray[Any, np.dtype[np.float64]] = np.minimum(1.0, inter / np.maximum(1.0, np.minimum(na, nb)))
+    out: np.ndarray[tuple[int, ...], np.dtype[np.float64]] = np.minimum(
+        1.0, inter / np.maximum(1.0, np.minimum(na, nb))
+    )
     return out
 
 

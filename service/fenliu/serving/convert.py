@@ -9,6 +9,9 @@ instead, accepting and building exactly what that validation would.
 
 A decision goes the other way from :meth:`fenliu.domain.model.Decision.to_dict`, so that gRPC and
 ``fenliu eval`` always say the same thing; :func:`decision_from_proto` gives that JSON form back.
+
+State: the one module-level mutable object, ``_TEMPLATES``, is a bounded, locked cache of a pure
+function (an outcome's proto part, keyed by what it shows); dropping it changes no answer.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import math
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import Message
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.domain import fields as F
@@ -43,6 +48,9 @@ from fenliu.domain.model import (
     Complainant,
     Complaint,
     Decision,
+    Json,
+    JsonValue,
+    Outcome,
     case_id_ok,
     complaint_from_dict,
     parse_timestamp,
@@ -51,18 +59,24 @@ from fenliu.domain.model import (
 )
 
 if TYPE_CHECKING:
-    from fenliu.serving.runtime import ReloadAttempt
+    from google._upb._message import EnumDescriptor as UpbEnumDescriptor
+
+    from fenliu.serving.runtime import PackInfo, ReloadAttempt
+
+#: An enum's descriptor, as the pure-Python or the upb protobuf runtime gives it.
+AnyEnumDescriptor: TypeAlias = "EnumDescriptor | UpbEnumDescriptor"
 
 
-def _enum_of(name: str) -> Any:
+def _enum_of(name: str) -> EnumTypeWrapper:
     """The proto enum that carries the complaint field ``name`` (where the field table says it goes)."""
     enum = pb.Complaint.DESCRIPTOR.fields_by_name[F.COMPLAINT_BY_NAME[name].proto].enum_type
     assert enum is not None, name
-    return getattr(pb, enum.name)
+    wrapper: EnumTypeWrapper = getattr(pb, enum.name)
+    return wrapper
 
 
 #: Complaint field → the proto enum that carries it (the field table's enum fields).
-COMPLAINT_ENUM_TYPES: Final[dict[str, Any]] = {
+COMPLAINT_ENUM_TYPES: Final[dict[str, EnumTypeWrapper]] = {
     name: _enum_of(name) for name in F.complaint_fields(kind="enum")
 }
 #: The proto Complaint's submessages of text fields, and the names within them (the field table's).
@@ -70,7 +84,7 @@ REGION_FIELDS: Final = F.complaint_fields(top="region")
 COMPLAINANT_FIELDS: Final = F.complaint_fields(top="complainant")
 _COMPLAINT_BOOLS: Final = F.complaint_fields(kind="bool")
 #: Decision field → the proto enum that carries it.
-DECISION_ENUM_TYPES: Final[dict[str, Any]] = {
+DECISION_ENUM_TYPES: Final[dict[str, EnumTypeWrapper]] = {
     "color": pb.Color,
     "tier": pb.Tier,
     "approach": pb.Approach,
@@ -87,25 +101,28 @@ class ConversionError(ValueError):
     """A value from the engine that the proto cannot carry (a bug in a pack or in fenliu)."""
 
 
-def _prefix(enum: EnumDescriptor) -> str:
+def _prefix(enum: AnyEnumDescriptor) -> str:
     zero = enum.values_by_number[0].name
     return zero[: -len("UNSPECIFIED")]
 
 
-def enum_name(enum: EnumDescriptor, number: int) -> str | None:
+def enum_name(enum: AnyEnumDescriptor | None, number: int) -> str | None:
     """The contract's name of a proto enum number: ``None`` for 0, :data:`UNKNOWN_ENUM` if unknown."""
     if number == 0:
         return None
+    assert enum is not None, "an enum field has its enum type"
     value = enum.values_by_number.get(number)
     if value is None:
         return UNKNOWN_ENUM
     return str(value.name[len(_prefix(enum)) :])
 
 
-def enum_number(enum: Any, name: str | None) -> Any:
-    """The proto number of a contract enum name (``None`` or empty: 0)."""
+def enum_number(enum: AnyEnumDescriptor | None, name: str | None) -> Any:
+    """The proto number of a contract enum name (``None`` or empty: 0): an ``int``, untyped
+    because protoc's stubs give each enum field its own ``int`` subclass."""
     if not name:
         return 0
+    assert enum is not None, "an enum field has its enum type"
     value = enum.values_by_name.get(_prefix(enum) + name) or enum.values_by_name.get(name)
     if value is None:
         raise ConversionError(f"{enum.full_name} has no value {name}")
@@ -122,9 +139,9 @@ _TYPE_STRING: Final = FieldDescriptor.TYPE_STRING
 _TYPE_BYTES: Final = FieldDescriptor.TYPE_BYTES
 
 
-def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation]) -> str | None:
+def _string(msg: Message, name: str, path: str, bad: list[FieldViolation]) -> str | None:
     """A string field's value (None when empty). Reads bytes fields too (see server's byte mirror)."""
-    value = getattr(msg, fd.name)
+    value = getattr(msg, name)
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -134,24 +151,29 @@ def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation])
     return str(value) if value else None
 
 
-def _submessage(msg: Any, path: str, bad: list[FieldViolation]) -> dict[str, str]:
+def _allowed(enum: AnyEnumDescriptor | None) -> str:
+    assert enum is not None, "an enum field has its enum type"
+    return ", ".join(v.name for v in enum.values if v.number)
+
+
+def _submessage(msg: Message, path: str, bad: list[FieldViolation]) -> dict[str, str]:
     out: dict[str, str] = {}
     for fd in msg.DESCRIPTOR.fields:
         if fd.type == _TYPE_ENUM:  # the receiving point's level
             name = enum_name(fd.enum_type, getattr(msg, fd.name))
             if name == UNKNOWN_ENUM:
-                allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
+                allowed = _allowed(fd.enum_type)
                 bad.append(FieldViolation(f"{path}.{fd.name}", f"unknown enum number; allowed: {allowed}"))
             elif name is not None:
                 out[fd.name] = name
             continue
-        v = _string(msg, fd, f"{path}.{fd.name}", bad)
+        v = _string(msg, fd.name, f"{path}.{fd.name}", bad)
         if v is not None:
             out[fd.name] = v
     return out
 
 
-def _timestamp(ts: Any) -> str | None:
+def _timestamp(ts: timestamp_pb2.Timestamp) -> str | None:
     try:
         if not 0 <= ts.nanos <= 999_999_999:
             return None
@@ -160,7 +182,7 @@ def _timestamp(ts: Any) -> str | None:
         return None
 
 
-def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViolation]]:
+def complaint_dict_from_proto(msg: Message) -> tuple[Json, list[FieldViolation]]:
     """The JSON form of a proto complaint, and the violations the JSON form cannot express (strings
     that are not UTF-8, enum numbers this version does not know, timestamps out of range).
 
@@ -168,7 +190,7 @@ def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViola
     fields that are set are read (``ListFields``): proto3 leaves the rest at their zero values, which
     the JSON form leaves out.
     """
-    out: dict[str, Any] = {}
+    out: Json = {}
     bad: list[FieldViolation] = []
     for fd, value in msg.ListFields():
         name = fd.name
@@ -187,12 +209,12 @@ def complaint_dict_from_proto(msg: Any) -> tuple[dict[str, Any], list[FieldViola
         elif ftype == _TYPE_ENUM:
             enum_value = enum_name(fd.enum_type, value)
             if enum_value == UNKNOWN_ENUM:
-                allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
+                allowed = _allowed(fd.enum_type)
                 bad.append(FieldViolation(name, f"unknown enum number; allowed: {allowed}"))
             elif enum_value is not None:
                 out[name] = enum_value
         elif ftype in (_TYPE_STRING, _TYPE_BYTES):
-            s = _string(msg, fd, name, bad)
+            s = _string(msg, name, name, bad)
             if s is not None:
                 out[name] = s
         elif (isinstance(value, float) and math.isnan(value)) or value:  # bool, int64, double
@@ -222,7 +244,7 @@ _SECONDS_MIN: Final = int((EARLIEST_RECEIVED_AT - _EPOCH).total_seconds())
 _SECONDS_MAX: Final = int((LATEST_RECEIVED_AT.replace(microsecond=0) - _EPOCH).total_seconds())
 
 
-def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
+def _plain_strings(msg: Message, names: tuple[str, ...], limit: int) -> dict[str, str] | None:
     """The string fields of a submessage that are not blank, or None if one is too long or holds a NUL."""
     out: dict[str, str] = {}
     for name in names:
@@ -241,7 +263,7 @@ _TIER_NAMES: Final[dict[int, str]] = {
 }
 
 
-def _plain_point(msg: Any) -> dict[str, str] | None:
+def _plain_point(msg: pb.ReceivingPoint) -> dict[str, str] | None:
     """The receiving point as :func:`fenliu.domain.model.complaint_from_dict` builds it, or None when it
     is not plainly valid (the full validation then names what is wrong)."""
     code, level = msg.code, _TIER_NAMES.get(msg.level)
@@ -262,7 +284,7 @@ def _plain_point(msg: Any) -> dict[str, str] | None:
     return point
 
 
-def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
+def _complaint_if_plainly_valid(msg: Message, now: datetime | None) -> Complaint | None:
     """The complaint, when every field is plainly valid; ``None`` sends it to the full validation.
 
     The common case, read straight from the message's fields: what it accepts, and the complaint it
@@ -327,13 +349,13 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
     return Complaint(**kw)
 
 
-def complaint_from_proto(msg: Any, *, now: datetime | None = None) -> Complaint:
+def complaint_from_proto(msg: Message, *, now: datetime | None = None) -> Complaint:
     """Validate a proto complaint. Raises :class:`ComplaintError` naming every bad field."""
     plain = _complaint_if_plainly_valid(msg, now)
     return plain if plain is not None else _complaint_from_proto_fully(msg, now)
 
 
-def _complaint_from_proto_fully(msg: Any, now: datetime | None) -> Complaint:
+def _complaint_from_proto_fully(msg: Message, now: datetime | None) -> Complaint:
     """The full validation: the JSON form, validated by :func:`complaint_from_dict`."""
     data, bad = complaint_dict_from_proto(msg)
     try:
@@ -346,7 +368,7 @@ def _complaint_from_proto_fully(msg: Any, now: datetime | None) -> Complaint:
     return complaint
 
 
-def complaint_to_proto(data: Mapping[str, Any]) -> Any:
+def complaint_to_proto(data: Mapping[str, Any]) -> pb.Complaint:
     """A ``fenliu.v1.Complaint`` from the complaint's JSON form (for clients and tests).
 
     Expects well-typed values; unknown keys raise :class:`ConversionError`.
@@ -381,7 +403,7 @@ def complaint_to_proto(data: Mapping[str, Any]) -> Any:
 # Decision: Decision.to_dict → proto → JSON form
 
 
-def _to_value(v: Any) -> Any:
+def _to_value(v: object) -> struct_pb2.Value:
     out = struct_pb2.Value()
     if v is None:
         out.null_value = struct_pb2.NULL_VALUE
@@ -404,7 +426,7 @@ def _to_value(v: Any) -> Any:
     return out
 
 
-def _from_value(v: Any) -> Any:
+def _from_value(v: struct_pb2.Value) -> JsonValue:
     kind = v.WhichOneof("kind")
     if kind == "bool_value":
         return v.bool_value
@@ -420,16 +442,16 @@ def _from_value(v: Any) -> Any:
     return None
 
 
-def _ts(value: str | datetime) -> Any:
+def _ts(value: str | datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(parse_timestamp(value) if isinstance(value, str) else value)
     return ts
 
 
-def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
+def decision_dict_to_proto(d: Mapping[str, Any]) -> pb.Decision:
     """A ``fenliu.v1.Decision`` from the decision's JSON form (:meth:`Decision.to_dict`)."""
     try:
-        msg: Any = pb.Decision(
+        msg = pb.Decision(
             complaint_id=d["complaint_id"],
             decision_id=d["decision_id"],
             category=d["category"],
@@ -481,17 +503,17 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
     return msg
 
 
-def _point_to_proto(msg: Any, point: Mapping[str, Any]) -> None:
+def _point_to_proto(msg: pb.ReceivingPoint, point: Mapping[str, Any]) -> None:
     msg.SetInParent()
     msg.code = str(point.get("code") or "")
     msg.level = enum_number(pb.Tier.DESCRIPTOR, _tier(point.get("level")))
 
 
-def _tier(level: Any) -> str | None:
+def _tier(level: object) -> str | None:
     return None if not level or level == UNSPECIFIED else str(level)
 
 
-def matter_to_proto(msg: Any, m: Mapping[str, Any]) -> None:
+def matter_to_proto(msg: pb.Matter, m: Mapping[str, Any]) -> None:
     """Fill a ``fenliu.v1.Matter`` from the decision's ``matter`` part (its JSON form)."""
     msg.SetInParent()
     msg.history_available = bool(m.get("history_available"))
@@ -521,9 +543,9 @@ def matter_to_proto(msg: Any, m: Mapping[str, Any]) -> None:
     msg.earlier_decision_ids.extend(str(x) for x in m.get("earlier_decision_ids") or ())
 
 
-def matter_from_proto(msg: Any) -> dict[str, Any]:
+def matter_from_proto(msg: pb.Matter) -> Json:
     """The JSON form of a ``fenliu.v1.Matter``, as the decision's ``matter`` part gives it."""
-    d: dict[str, Any] = {"history_available": msg.history_available}
+    d: Json = {"history_available": msg.history_available}
     if msg.history_available:
         d.update(
             matter_id=msg.matter_id,
@@ -556,7 +578,7 @@ def matter_from_proto(msg: Any) -> dict[str, Any]:
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
 # times. The proto of an outcome is built and serialized once; a decision copies the message and sets
 # the per-complaint fields, or appends those fields, serialized, to the template's bytes.
-_TEMPLATES: OrderedDict[Any, tuple[Any, Any, bytes]] = OrderedDict()
+_TEMPLATES: OrderedDict[Hashable, tuple[Outcome | None, pb.Decision, bytes]] = OrderedDict()
 _TEMPLATES_MAX: Final = 2048
 _TEMPLATES_LOCK: Final = threading.Lock()
 
@@ -565,12 +587,12 @@ _TEMPLATES_LOCK: Final = threading.Lock()
 _VISIBLE: Final = operator.attrgetter(*[f for f in DECIDED_FIELDS if f != "deadlines"], "guidance", "pack")
 
 
-def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
+def _template(decision: Decision, trace: bool) -> tuple[pb.Decision, bytes]:
     """The outcome's part of the decision: as a message, and serialized."""
     outcome = decision.outcome
     # Without the trace, a decision shows only these fields of its outcome: outcomes that differ only in
     # how they were reached share one template. With the trace, each outcome has its own.
-    key: Any = (id(outcome), True) if trace else _VISIBLE(outcome)
+    key: Hashable = (id(outcome), True) if trace else _VISIBLE(outcome)
     with _TEMPLATES_LOCK:
         hit = _TEMPLATES.get(key)
         if hit is not None and (not trace or hit[0] is outcome):
@@ -597,14 +619,14 @@ def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
     return template, wire
 
 
-def _set_timestamp(ts: Any, when: datetime) -> None:
+def _set_timestamp(ts: timestamp_pb2.Timestamp, when: datetime) -> None:
     seconds = when.timestamp()
     whole = math.floor(seconds)
     ts.seconds = whole
     ts.nanos = when.microsecond * 1000
 
 
-def _own_fields(msg: Any, decision: Decision) -> Any:
+def _own_fields(msg: pb.Decision, decision: Decision) -> pb.Decision:
     """Set the fields that are the complaint's own, not its outcome's."""
     msg.complaint_id = decision.complaint_id
     msg.decision_id = decision.decision_id
@@ -622,9 +644,9 @@ def _own_fields(msg: Any, decision: Decision) -> Any:
     return msg
 
 
-def decision_to_proto(decision: Decision, *, trace: bool = False) -> Any:
+def decision_to_proto(decision: Decision, *, trace: bool = False) -> pb.Decision:
     """A ``fenliu.v1.Decision``; the trace and notes only when ``trace`` is true."""
-    msg: Any = pb.Decision()
+    msg = pb.Decision()
     msg.CopyFrom(_template(decision, trace)[0])
     _own_fields(msg, decision)
     if trace:
@@ -650,18 +672,18 @@ def decision_to_wire(decision: Decision, *, trace: bool = False) -> bytes:
     return _template(decision, False)[1] + own
 
 
-def _iso(ts: Any) -> str:
+def _iso(ts: timestamp_pb2.Timestamp) -> str:
     return str(ts.ToDatetime(tzinfo=UTC).astimezone(LOCAL_TZ).isoformat())
 
 
-def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any]:
+def decision_from_proto(msg: pb.Decision, *, trace: bool | None = None) -> Json:
     """The JSON form of a proto decision, as :meth:`Decision.to_dict` gives it.
 
     Deadlines come back in banner local time (+08:00): the same instants, maybe another offset.
     ``trace`` and ``notes`` are present when ``trace`` is true, or, when it is ``None``, when the
     decision carries any.
     """
-    d: dict[str, Any] = {
+    d: Json = {
         "complaint_id": msg.complaint_id,
         "decision_id": msg.decision_id,
         "category": msg.category,
@@ -700,9 +722,9 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
             else None
         )
     if trace or (trace is None and (msg.trace or msg.notes)):
-        entries: list[dict[str, Any]] = []
+        entries: list[Json] = []
         for t in msg.trace:
-            e: dict[str, Any] = {
+            e: Json = {
                 "rule": t.rule,
                 "stage": t.stage,
                 "layer": t.layer,
@@ -722,7 +744,7 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
     return d
 
 
-def matter_to_response(matter_id: str, rows: Sequence[Mapping[str, Any]]) -> Any:
+def matter_to_response(matter_id: str, rows: Sequence[Mapping[str, Any]]) -> pb.GetMatterResponse:
     """A ``GetMatterResponse`` from the store's rows (``MatterStore.matter``): no personal data in them."""
     resp = pb.GetMatterResponse(matter_id=matter_id)
     for r in rows:
@@ -737,7 +759,7 @@ def matter_to_response(matter_id: str, rows: Sequence[Mapping[str, Any]]) -> Any
     return resp
 
 
-def matter_from_response(resp: Any) -> dict[str, Any]:
+def matter_from_response(resp: pb.GetMatterResponse) -> Json:
     """The JSON form of a ``GetMatterResponse``."""
     return {
         "matter_id": resp.matter_id,
@@ -762,7 +784,7 @@ _RELOAD_OUTCOMES: Final = {
 }
 
 
-def rule_pack_to_proto(info: Any, attempt: ReloadAttempt | None = None) -> Any:
+def rule_pack_to_proto(info: PackInfo, attempt: ReloadAttempt | None = None) -> pb.GetRulePackResponse:
     """A ``GetRulePackResponse`` from the engine's ``PackInfo``."""
     resp = pb.GetRulePackResponse(
         name=info.name,

@@ -29,12 +29,16 @@ from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fenliu.domain import fields as F
 from fenliu.domain import model
 from fenliu.domain.personal import mask
-from fenliu.serving import metrics
+
+if TYPE_CHECKING:
+    import grpc
+
+    from fenliu.serving.metrics import Metrics
 
 __all__ = [
     "FORMAT_VERSION",
@@ -114,7 +118,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         ) from None
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: object) -> object:
     """A JSON-ready copy of ``v`` whose every string is masked (:func:`fenliu.domain.personal.mask`)."""
     if isinstance(v, str):
         return mask(v)
@@ -134,8 +138,8 @@ _NOT_LOGGED: Final = frozenset(
 _PERSONAL: Final = tuple(f.proto.split(".", 1)[1] for f in F.COMPLAINT_TABLE if f.personal)
 
 
-def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, object]:
+    out: dict[str, object] = {}
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
         if f.name in _NOT_LOGGED:  # derived ones are in the decision (suggestions, notes)
@@ -194,6 +198,7 @@ class DecisionLog:
         backups: int,
         hash_key: bytes,
         redact_text: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         if not isinstance(hash_key, bytes | bytearray) or len(hash_key) < MIN_KEY_BYTES:
             raise ValueError(f"hash_key must be at least {MIN_KEY_BYTES} bytes")
@@ -203,6 +208,7 @@ class DecisionLog:
         self.max_bytes = max_bytes
         self.backups = backups
         self.redact_text = redact_text
+        self._metrics = metrics
         self._key = bytes(hash_key)
         self._lock_path = Path(str(self.path) + ".lock")
         self._lock = threading.Lock()
@@ -270,7 +276,11 @@ class DecisionLog:
         return True
 
     def __call__(
-        self, method: str, complaint: model.Complaint | None, decision: model.Decision | None, code: Any
+        self,
+        method: str,
+        complaint: model.Complaint | None,
+        decision: model.Decision | None,
+        code: grpc.StatusCode,
     ) -> None:
         """Use the log as a servicer observer: writes each decision, ignores failed items."""
         del method, code
@@ -310,7 +320,8 @@ class DecisionLog:
                 },
             )
         with suppress(Exception):  # metrics must never break logging
-            metrics.record_decision_log_error()
+            if self._metrics is not None:
+                self._metrics.record_decision_log_error()
 
     def close(self) -> None:
         with self._lock:

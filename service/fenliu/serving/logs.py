@@ -21,8 +21,9 @@ import os
 import sys
 import traceback
 from datetime import UTC, datetime
-from typing import IO, Any, Final
+from typing import IO, Final
 
+from fenliu.domain.model import Json, JsonValue
 from fenliu.domain.personal import looks_personal, mask
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=`` and is written out.
@@ -33,7 +34,7 @@ _STANDARD: Final = frozenset(
 _HANDLER_MARK: Final = "_fenliu_json"
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> JsonValue:
     """A JSON-ready copy of ``value`` whose every string is masked (:func:`fenliu.domain.personal.mask`)."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 10**10:
         return mask(str(value)) if looks_personal(str(value)) else value  # an int typed from a phone
@@ -57,7 +58,7 @@ class JsonFormatter(logging.Formatter):
         ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         message = record.getMessage()
         event = getattr(record, "event", None)
-        out: dict[str, Any] = {
+        out: Json = {
             "ts": ts.replace("+00:00", "Z"),
             "level": record.levelname,
             "event": mask(str(event) if event else message),

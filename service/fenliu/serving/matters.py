@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from fenliu.domain.model import Complaint, Decision
 from fenliu.matter import GuardedStore, MatchSettings, MatterStore, Recognition, StoreError, open_store
 from fenliu.matter._core import Sighting, StoreUnavailable
 from fenliu.matter.enricher import MatterEnricher, is_multi_door
 from fenliu.serving.config import ServeConfig
+
+if TYPE_CHECKING:
+    from fenliu.serving.metrics import Metrics
 
 __all__ = ["Matters", "check_store", "open_matters"]
 
@@ -69,7 +73,7 @@ def _unreachable(e: StoreError) -> bool:
 class _LateStore:
     """A store not reached at start: every call is unavailable until a background attempt opens it."""
 
-    def __init__(self, url: str, settings: MatchSettings, on_open: Any) -> None:
+    def __init__(self, url: str, settings: MatchSettings, on_open: Callable[[], None]) -> None:
         self.settings = settings
         self._url = url
         self._store: MatterStore | None = None
@@ -122,37 +126,31 @@ class Matters:
     a store that is down, slow or busy gives a decision whose history was unavailable."""
 
     def __init__(
-        self, store: GuardedStore, key: bytes, *, metrics_on: bool = False, degraded: bool = False
+        self, store: GuardedStore, key: bytes, *, metrics: Metrics | None = None, degraded: bool = False
     ) -> None:
         self.store = store
         self.enricher = MatterEnricher(store, key)
-        self.metrics_on = metrics_on
+        self.metrics = metrics
         self.degraded = degraded
-        self._listeners: list[Any] = []
-        if metrics_on:
-            from fenliu.serving import metrics
-
+        self._listeners: list[Callable[[bool], None]] = []
+        if metrics is not None:
             metrics.set_matter_store_degraded(degraded)
 
-    def on_change(self, fn: Any) -> None:
+    def on_change(self, fn: Callable[[bool], None]) -> None:
         """Call ``fn(degraded)`` when the store is reached after a degraded start."""
         self._listeners.append(fn)
 
     def _reached(self) -> None:
         self.degraded = False
-        if self.metrics_on:
-            from fenliu.serving import metrics
-
-            metrics.set_matter_store_degraded(False)
+        if self.metrics is not None:
+            self.metrics.set_matter_store_degraded(False)
         for fn in self._listeners:
             fn(False)
 
     def before(self, c: Complaint) -> tuple[Complaint, Recognition]:
         c2, rec, took = self.enricher.recognize(c)
-        if self.metrics_on:
-            from fenliu.serving import metrics
-
-            metrics.record_matter(
+        if self.metrics is not None:
+            self.metrics.record_matter(
                 c.region, available=rec.available, multi_door=is_multi_door(rec), seconds=took
             )
         return c2, rec
@@ -173,7 +171,7 @@ class Matters:
         self.store.close()
 
 
-def open_matters(config: ServeConfig, *, metrics_on: bool = False) -> Matters | None:
+def open_matters(config: ServeConfig, *, metrics: Metrics | None = None) -> Matters | None:
     """The configured matter step, or ``None`` without ``--store``. Raises :class:`StoreError` (or
     ``ValueError`` for the key) with a one-line message when it cannot serve."""
     if not config.store:
@@ -192,7 +190,7 @@ def open_matters(config: ServeConfig, *, metrics_on: bool = False) -> Matters | 
         store = late
         degraded = True
     guarded = GuardedStore(store, config.queue_dir(), deadline_s=float(config.store_deadline_ms) / 1000.0)
-    matters = Matters(guarded, key, metrics_on=metrics_on, degraded=degraded)
+    matters = Matters(guarded, key, metrics=metrics, degraded=degraded)
     if late is not None:
         holder.append(matters)
     return matters

@@ -2,27 +2,37 @@
 
 Every metric is listed, with its type, labels and meaning, in ``docs/metrics.md``.
 
+State
+    Every value lives in a :class:`Metrics` object and the ``CollectorRegistry`` it owns (never
+    prometheus_client's default registry); this module keeps no mutable state of its own (its
+    module-level names are constants and compiled patterns). A serving process makes one
+    :class:`Metrics` and passes it to whatever records; tests make their own.
+
 Several worker processes
     The supervisor calls :func:`prepare_multiprocess` *before* it spawns workers. That points
     ``PROMETHEUS_MULTIPROC_DIR`` at an empty folder; every process (the supervisor too) then keeps its
-    values in memory-mapped files there, and :func:`start_metrics_http`, in the supervisor, serves the
+    values in memory-mapped files there, and :meth:`Metrics.start_http`, in the supervisor, serves the
     sum over all of them (prometheus_client's multiprocess mode). When a worker exits, the supervisor
-    calls :func:`mark_worker_dead` so that its live gauges stop counting. Without
-    :func:`prepare_multiprocess` the metrics live in this process only (tests, a single process).
+    calls :meth:`Metrics.mark_worker_dead` so that its live gauges stop counting. Without
+    :func:`prepare_multiprocess` the metrics live in their :class:`Metrics` object only (tests, a single
+    process).
 
 Labels
     Label values come only from codes: the pack's category, exclusion and rule ids, the enumerations
     of ``fenliu.domain.model``, gRPC method names the server registered. A value that does not look like a
-    code, or is not one of the current pack's codes when the pack is known (:func:`set_pack` with a
-    :class:`fenliu.packs.load.Pack`), or would push a label past its cardinality limit, is counted as
-    ``"other"``. No free text and no personal data ever becomes a label value.
+    code, or is not one of the current pack's codes when the pack is known (:meth:`Metrics.set_pack`
+    with a :class:`fenliu.packs.load.Pack`), or would push a label past its cardinality limit, is counted
+    as ``"other"``. No free text and no personal data ever becomes a label value.
 
 Wiring (who calls what)
-    - supervisor: :func:`prepare_multiprocess`, :func:`start_metrics_http`, :func:`mark_worker_dead`,
-      :func:`record_worker_restart`, and :func:`record_reload` if the supervisor vets new packs;
-    - each serving process: ``create_server(..., observers=[metrics.observer],
-      interceptors=[metrics.server_interceptor()])``, :func:`set_pack` when it has loaded a pack,
-      :func:`record_reload` if it swaps packs itself, and :func:`decision_timer` around the engine call.
+    - supervisor: :func:`prepare_multiprocess` (or ``Metrics()`` with one process),
+      :meth:`Metrics.start_http`, :meth:`Metrics.mark_worker_dead`, :meth:`Metrics.record_worker_restart`,
+      and :meth:`Metrics.record_reload` if the supervisor vets new packs;
+    - each serving process: ``create_server(..., observers=[m.observer],
+      interceptors=[m.server_interceptor()])``, :meth:`Metrics.watch` on its ``Triage``,
+      :meth:`Metrics.record_reload` if it swaps packs itself, :class:`TimedTriage` around the engine,
+      :meth:`Metrics.record_matter` in the matter step and :meth:`Metrics.record_decision_log_error` in
+      the decision log.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import (
@@ -52,25 +63,21 @@ from prometheus_client.exposition import start_http_server
 
 from fenliu.domain import model
 
+if TYPE_CHECKING:
+    from fenliu.engine.decider import Decider
+    from fenliu.serving.runtime import PackInfo, ReloadAttempt, ReloadResult, Triage
+    from fenliu.serving.server import Continuation
+
+_T = TypeVar("_T")
+
 __all__ = [
     "MULTIPROC_ENV",
+    "NONE",
     "OTHER",
+    "Metrics",
     "TimedTriage",
-    "decision_timer",
-    "exposition",
-    "mark_worker_dead",
-    "observe_decision",
-    "observer",
+    "is_local",
     "prepare_multiprocess",
-    "record_decision_log_error",
-    "record_reload",
-    "record_worker_restart",
-    "registry",
-    "reset",
-    "server_interceptor",
-    "set_pack",
-    "start_metrics_http",
-    "watch",
 ]
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -180,11 +187,20 @@ def _enum(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else OTHER
 
 
-class _Metrics:
-    """All of fenliu's metrics, in one registry (so that tests and prepare_multiprocess can rebuild)."""
+class Metrics:
+    """All of fenliu's metrics in one registry this object owns, and what records them.
+
+    A serving process makes one (the supervisor one of its own) and hands it to what records: the
+    servicer (:meth:`observer`, :meth:`server_interceptor`), the engine (:class:`TimedTriage`), the
+    reload path (:meth:`record_reload`), the matter step (:meth:`record_matter`) and the decision log
+    (:meth:`record_decision_log_error`). Tests make their own. In multiprocess mode
+    (:func:`prepare_multiprocess` called first) the values go to the shared folder and
+    :meth:`registry` is the sum over every process's.
+    """
 
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.folder = _multiproc_dir()
+        r = self.own_registry = CollectorRegistry(auto_describe=True)
         grpc_labels = ("grpc_type", "grpc_service", "grpc_method")
         self.grpc_started = Counter(
             "grpc_server_started", "Total number of RPCs started on the server.", grpc_labels, registry=r
@@ -316,20 +332,207 @@ class _Metrics:
         self.pack_lock = threading.Lock()
         self.current_pack: tuple[str, str, str] | None = None
 
+    # ------------------------------------------------------------------------------------------------
+    # Exposition
 
-_state_lock = threading.Lock()
-_state: _Metrics | None = None
+    def registry(self) -> CollectorRegistry:
+        """The registry to expose: the sum over all processes in multiprocess mode, else this object's."""
+        if self.folder is None:
+            return self.own_registry
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg, path=self.folder)  # type: ignore[no-untyped-call]
+        return reg
 
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format, as the HTTP endpoint serves them."""
+        return generate_latest(self.registry())
 
-def _m() -> _Metrics:
-    global _state
-    s = _state
-    if s is None:
-        with _state_lock:
-            if _state is None:
-                _state = _Metrics()
-            s = _state
-    return s
+    def start_http(
+        self,
+        address: str,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        client_cafile: str | None = None,
+    ) -> tuple[WSGIServer, int]:
+        """Serve ``/metrics`` on ``address`` (``HOST:PORT``; ``:PORT`` is 127.0.0.1; port 0 picks a free
+        one) in a daemon thread; HTTPS with ``certfile`` and ``keyfile``, requiring a client certificate
+        signed by ``client_cafile`` when given.
+
+        Returns ``(server, port)``; stop with ``server.shutdown(); server.server_close()``.
+        """
+        host, port = _split_address(address)
+        server, _thread = start_http_server(
+            port,
+            addr=host,
+            registry=self.registry(),
+            certfile=certfile,
+            keyfile=keyfile,
+            client_cafile=client_cafile,
+            client_auth_required=client_cafile is not None,
+        )
+        return server, int(server.server_port)
+
+    def mark_worker_dead(self, pid: int) -> None:
+        """Forget the live gauges of a worker process that has exited (its counters are kept)."""
+        if self.folder is not None:
+            multiprocess.mark_process_dead(pid, self.folder)  # type: ignore[no-untyped-call]
+
+    # ------------------------------------------------------------------------------------------------
+    # Decisions
+
+    def observe_decision(self, decision: model.Decision, seconds: float | None = None) -> None:
+        """Count one decision and the rules that fired for it; ``seconds`` is the engine's time, if known."""
+        o = decision.outcome
+        key = (o.category, o.color, o.tier, o.approach, o.stage, o.excluded, o.exclusion)
+        child = self.decision_children.get(key)
+        if child is None:
+            child = self.decisions.labels(
+                category=self.category(o.category),
+                color=_enum(o.color, model.COLORS),
+                tier=_enum(o.tier, model.TIERS),
+                approach=_enum(o.approach, model.APPROACHES),
+                stage=_enum(o.stage, model.STAGES),
+                excluded="true" if o.excluded else "false",
+                exclusion=self.exclusion(o.exclusion) if o.exclusion and o.exclusion != "NONE" else NONE,
+            )
+            if len(self.decision_children) >= _CHILD_CACHE:
+                self.decision_children.clear()
+            self.decision_children[key] = child
+        child.inc()
+        for fkey in o.rules_fired:
+            firing = self.firing_children.get(fkey)
+            if firing is None:
+                firing = self.rule_firings.labels(rule=self.rule(fkey[0]), layer=self.layer(fkey[1]))
+                if len(self.firing_children) >= _CHILD_CACHE:
+                    self.firing_children.clear()
+                self.firing_children[fkey] = firing
+            firing.inc()
+        if seconds is not None:
+            self.decision_seconds.observe(seconds)
+
+    @contextmanager
+    def decision_timer(self) -> Iterator[None]:
+        """Time the block (the engine call) into ``fenliu_decision_seconds``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.decision_seconds.observe(time.perf_counter() - start)
+
+    def observer(
+        self,
+        method: str,
+        complaint: model.Complaint | None,
+        decision: model.Decision | None,
+        code: grpc.StatusCode | None,
+    ) -> None:
+        """The servicer's per-item observer: counts the decision, or the item's failure by status code.
+
+        ``complaint`` is not looked at (it carries personal data and free text).
+        """
+        del complaint
+        name = getattr(code, "name", None)
+        if decision is not None and name in (None, "OK"):
+            self.observe_decision(decision)
+            return
+        self.decision_errors.labels(
+            grpc_method=self.grpc_method(_method_name(method)), grpc_code=name if name in _CODES else OTHER
+        ).inc()
+
+    def record_decision_log_error(self) -> None:
+        self.decision_log_errors.inc()
+
+    # ------------------------------------------------------------------------------------------------
+    # The matter store
+
+    def township_label(self, region: Mapping[str, str]) -> str:
+        """The township a complaint's region names, as a metric label: the 9-digit township code (from
+        the township's code, or the first 9 digits of the village's), never finer; NONE when neither
+        says."""
+        township = str(region.get("township_code", "") or "")
+        banner = str(region.get("banner_code", "") or "")
+        village = str(region.get("village_code", "") or "")
+        if len(township) == 3 and len(banner) == 6:
+            township = banner + township
+        if len(township) != 9 and len(village) == 12:
+            township = village[:9]
+        return self.township(township) if len(township) == 9 else NONE
+
+    def record_matter(
+        self, region: Mapping[str, str], *, available: bool, multi_door: bool, seconds: float | None
+    ) -> None:
+        """Count one decision's matter step: without history, on a 多头访 matter, and the store's time."""
+        if not available:
+            self.matter_unavailable.labels(township=self.township_label(region)).inc()
+        if multi_door:
+            self.matter_multi_door.labels(township=self.township_label(region)).inc()
+        if seconds is not None and available:
+            self.matter_store_seconds.observe(seconds)
+
+    def set_matter_store_degraded(self, degraded: bool) -> None:
+        self.matter_store_degraded.set(1 if degraded else 0)
+
+    # ------------------------------------------------------------------------------------------------
+    # The rule pack and the workers
+
+    def set_pack(self, pack: _PackLike | None) -> None:
+        """This process now decides with ``pack`` (a PackId, or a loaded Pack, whose codes then bound the
+        labels), or with no pack at all (``None``)."""
+        with self.pack_lock:
+            if pack is None:
+                new = None
+            else:
+                new = (
+                    self.pack_token(str(pack.name)),
+                    self.pack_token(str(pack.revision)),
+                    self.pack_token(str(pack.digest)),
+                )
+            if self.current_pack is not None and self.current_pack != new:
+                self.pack_info.labels(*self.current_pack).set(0)
+            if new is not None:
+                self.pack_info.labels(*new).set(1)
+            self.pack_loaded.set(0 if new is None else 1)
+            self.current_pack = new
+            vocab = _vocabulary(pack) if pack is not None else None
+            if vocab is not None:
+                categories, exclusions, rule_ids, layers = vocab
+                self.category.allow(categories)
+                self.exclusion.allow(exclusions or None)
+                self.rule.allow(rule_ids)
+                self.layer.allow(layers)
+                self.decision_children.clear()
+                self.firing_children.clear()
+
+    def watch(self, triage: Triage) -> None:
+        """Keep ``fenliu_pack_info``/``fenliu_pack_loaded`` and the label vocabulary in step with the
+        pack of a :class:`fenliu.serving.runtime.Triage` (now and after every reload)."""
+
+        def on_pack(info: PackInfo) -> None:
+            decider = triage.decider
+            pack = decider.pack if decider is not None else None
+            if pack is not None and pack.digest == info.digest:
+                self.set_pack(pack)
+            else:
+                self.set_pack(info)
+
+        triage.add_listener(on_pack)
+
+    def record_reload(self, ok: bool, pack: _PackLike | None = None) -> None:
+        """Count a reload attempt, ``ok`` or refused; when ok, ``pack`` (if given) is what this process
+        uses."""
+        self.pack_reloads.labels(outcome="ok" if ok else "refused").inc()
+        if ok and pack is not None:
+            self.set_pack(pack)
+
+    def record_worker_restart(self, *, planned: bool = False) -> None:
+        """Count a worker replaced by the supervisor: crashed (default) or rolled on purpose
+        (``planned``)."""
+        self.worker_restarts.labels(reason="rolled" if planned else "crashed").inc()
+
+    def server_interceptor(self) -> grpc.ServerInterceptor:
+        """A ``grpc.ServerInterceptor`` recording the ``grpc_server_*`` metrics of every call."""
+        return _Interceptor(self)
 
 
 def _multiproc_dir() -> str | None:
@@ -338,42 +541,27 @@ def _multiproc_dir() -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Processes and exposition
+# Processes
 
 
-def prepare_multiprocess(directory: str | os.PathLike[str]) -> None:
-    """Switch to multiprocess mode, with ``directory`` (created, emptied) holding every process's values.
+def prepare_multiprocess(directory: str | os.PathLike[str]) -> Metrics:
+    """Switch this process to multiprocess mode, with ``directory`` (created, emptied) holding every
+    process's values; returns the supervisor's :class:`Metrics`, whose series (reloads, restarts at 0)
+    exist from the start.
 
     Call it in the supervisor before any worker is started: workers inherit ``PROMETHEUS_MULTIPROC_DIR``
-    (forked or spawned alike). Values recorded in this process before the call are dropped.
+    (forked or spawned alike), and a :class:`Metrics` made there records into the folder. The mode is
+    the process's (an environment variable, and prometheus_client's value class), not an object's.
     """
-    global _state
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     for f in path.glob("*.db"):
         f.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
-    with _state_lock:
-        # prometheus_client picks its value class when first imported; pick again now that the
-        # variable is set (a fresh class also forgets files of an earlier folder).
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-        _state = None
-    _m()  # the supervisor's own series (reloads, restarts at 0) exist from the start
-
-
-def registry() -> CollectorRegistry:
-    """The registry to expose: the sum over all processes in multiprocess mode, else this process's."""
-    d = _multiproc_dir()
-    if d is None:
-        return _m().registry
-    reg = CollectorRegistry()
-    multiprocess.MultiProcessCollector(reg, path=d)  # type: ignore[no-untyped-call]
-    return reg
-
-
-def exposition() -> bytes:
-    """The metrics in Prometheus text format, as the HTTP endpoint serves them."""
-    return generate_latest(registry())
+    # prometheus_client picks its value class when first imported; pick again now that the
+    # variable is set (a fresh class also forgets files of an earlier folder).
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return Metrics()
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -392,149 +580,8 @@ def is_local(address: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def start_metrics_http(
-    address: str, *, certfile: str | None = None, keyfile: str | None = None, client_cafile: str | None = None
-) -> tuple[Any, int]:
-    """Serve ``/metrics`` on ``address`` (``HOST:PORT``; ``:PORT`` is 127.0.0.1; port 0 picks a free
-    one) in a daemon thread; HTTPS with ``certfile`` and ``keyfile``, requiring a client certificate
-    signed by ``client_cafile`` when given.
-
-    Returns ``(server, port)``; stop with ``server.shutdown(); server.server_close()``.
-    """
-    host, port = _split_address(address)
-    _m()
-    server, _thread = start_http_server(
-        port,
-        addr=host,
-        registry=registry(),
-        certfile=certfile,
-        keyfile=keyfile,
-        client_cafile=client_cafile,
-        client_auth_required=client_cafile is not None,
-    )
-    return server, int(server.server_port)
-
-
-def mark_worker_dead(pid: int) -> None:
-    """Forget the live gauges of a worker process that has exited (its counters are kept)."""
-    d = _multiproc_dir()
-    if d is not None:
-        multiprocess.mark_process_dead(pid, d)  # type: ignore[no-untyped-call]
-
-
-def reset() -> None:
-    """Forget every value recorded in this process (single-process mode; meant for tests)."""
-    global _state
-    with _state_lock:
-        _state = None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Decisions
-
-
-def observe_decision(decision: model.Decision, seconds: float | None = None) -> None:
-    """Count one decision and the rules that fired for it; ``seconds`` is the engine's time, if known."""
-    m = _m()
-    o = decision.outcome
-    key = (o.category, o.color, o.tier, o.approach, o.stage, o.excluded, o.exclusion)
-    child = m.decision_children.get(key)
-    if child is None:
-        child = m.decisions.labels(
-            category=m.category(o.category),
-            color=_enum(o.color, model.COLORS),
-            tier=_enum(o.tier, model.TIERS),
-            approach=_enum(o.approach, model.APPROACHES),
-            stage=_enum(o.stage, model.STAGES),
-            excluded="true" if o.excluded else "false",
-            exclusion=m.exclusion(o.exclusion) if o.exclusion and o.exclusion != "NONE" else NONE,
-        )
-        if len(m.decision_children) >= _CHILD_CACHE:
-            m.decision_children.clear()
-        m.decision_children[key] = child
-    child.inc()
-    for fkey in o.rules_fired:
-        firing = m.firing_children.get(fkey)
-        if firing is None:
-            firing = m.rule_firings.labels(rule=m.rule(fkey[0]), layer=m.layer(fkey[1]))
-            if len(m.firing_children) >= _CHILD_CACHE:
-                m.firing_children.clear()
-            m.firing_children[fkey] = firing
-        firing.inc()
-    if seconds is not None:
-        m.decision_seconds.observe(seconds)
-
-
-@contextmanager
-def decision_timer() -> Iterator[None]:
-    """Time the block (the engine call) into ``fenliu_decision_seconds``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        _m().decision_seconds.observe(time.perf_counter() - start)
-
-
 def _method_name(method: str) -> str:
     return method.rsplit("/", 1)[-1]
-
-
-def observer(
-    method: str, complaint: model.Complaint | None, decision: model.Decision | None, code: Any
-) -> None:
-    """The servicer's per-item observer: counts the decision, or the item's failure by status code.
-
-    ``complaint`` is not looked at (it carries personal data and free text).
-    """
-    del complaint
-    name = getattr(code, "name", None)
-    if decision is not None and name in (None, "OK"):
-        observe_decision(decision)
-        return
-    m = _m()
-    m.decision_errors.labels(
-        grpc_method=m.grpc_method(_method_name(method)), grpc_code=name if name in _CODES else OTHER
-    ).inc()
-
-
-def record_decision_log_error() -> None:
-    _m().decision_log_errors.inc()
-
-
-# ----------------------------------------------------------------------------------------------------
-# The matter store
-
-
-def township_label(region: Any) -> str:
-    """The township a complaint's region names, as a metric label: the 9-digit township code (from the
-    township's code, or the first 9 digits of the village's), never finer; NONE when neither says."""
-    township = str(region.get("township_code", "") or "")
-    banner = str(region.get("banner_code", "") or "")
-    village = str(region.get("village_code", "") or "")
-    if len(township) == 3 and len(banner) == 6:
-        township = banner + township
-    if len(township) != 9 and len(village) == 12:
-        township = village[:9]
-    return _m().township(township) if len(township) == 9 else NONE
-
-
-def record_matter(region: Any, *, available: bool, multi_door: bool, seconds: float | None) -> None:
-    """Count one decision's matter step: without history, on a 多头访 matter, and the store's time."""
-    m = _m()
-    if not available:
-        m.matter_unavailable.labels(township=township_label(region)).inc()
-    if multi_door:
-        m.matter_multi_door.labels(township=township_label(region)).inc()
-    if seconds is not None and available:
-        m.matter_store_seconds.observe(seconds)
-
-
-def set_matter_store_degraded(degraded: bool) -> None:
-    _m().matter_store_degraded.set(1 if degraded else 0)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The rule pack and the workers
 
 
 class _PackLike(Protocol):
@@ -546,7 +593,7 @@ class _PackLike(Protocol):
     def digest(self) -> str: ...
 
 
-def _vocabulary(pack: Any) -> tuple[set[str], set[str], set[str], set[str]] | None:
+def _vocabulary(pack: _PackLike) -> tuple[set[str], set[str], set[str], set[str]] | None:
     """Codes a loaded :class:`fenliu.packs.load.Pack` can put in a decision; None for a bare PackId."""
     tables = getattr(pack, "tables", None)
     rules = getattr(pack, "rules", None)
@@ -561,92 +608,43 @@ def _vocabulary(pack: Any) -> tuple[set[str], set[str], set[str], set[str]] | No
     return categories, exclusions, rule_ids, layers
 
 
-def set_pack(pack: _PackLike | None) -> None:
-    """This process now decides with ``pack`` (a PackId, or a loaded Pack, whose codes then bound the
-    labels), or with no pack at all (``None``)."""
-    m = _m()
-    with m.pack_lock:
-        if pack is None:
-            new = None
-        else:
-            new = (
-                m.pack_token(str(pack.name)),
-                m.pack_token(str(pack.revision)),
-                m.pack_token(str(pack.digest)),
-            )
-        if m.current_pack is not None and m.current_pack != new:
-            m.pack_info.labels(*m.current_pack).set(0)
-        if new is not None:
-            m.pack_info.labels(*new).set(1)
-        m.pack_loaded.set(0 if new is None else 1)
-        m.current_pack = new
-        vocab = _vocabulary(pack) if pack is not None else None
-        if vocab is not None:
-            categories, exclusions, rule_ids, layers = vocab
-            m.category.allow(categories)
-            m.exclusion.allow(exclusions or None)
-            m.rule.allow(rule_ids)
-            m.layer.allow(layers)
-            m.decision_children.clear()
-            m.firing_children.clear()
-
-
-def watch(triage: Any) -> None:
-    """Keep ``fenliu_pack_info``/``fenliu_pack_loaded`` and the label vocabulary in step with the
-    pack of a :class:`fenliu.serving.runtime.Triage` (now and after every reload)."""
-
-    def on_pack(info: Any) -> None:
-        pack = getattr(getattr(triage, "decider", None), "pack", None)
-        if pack is not None and getattr(pack, "digest", None) == getattr(info, "digest", None):
-            set_pack(pack)
-        else:
-            set_pack(info)
-
-    _m()
-    triage.add_listener(on_pack)
-
-
 class TimedTriage:
-    """Wraps a :class:`fenliu.serving.runtime.Triage`; its ``decide`` is timed into ``fenliu_decision_seconds``.
+    """Wraps a :class:`fenliu.serving.runtime.Triage`; its ``decide`` is timed into
+    ``fenliu_decision_seconds`` of ``metrics``.
 
     Everything else is the wrapped object's.
     """
 
-    def __init__(self, triage: Any) -> None:
+    def __init__(self, triage: Triage, metrics: Metrics) -> None:
         self._triage = triage
-        self._seconds = _m().decision_seconds
+        self._seconds = metrics.decision_seconds
 
     def decide(self, complaint: model.Complaint) -> model.Decision:
         start = time.perf_counter()
         try:
-            decision: model.Decision = self._triage.decide(complaint)
+            decision = self._triage.decide(complaint)
         finally:
             self._seconds.observe(time.perf_counter() - start)
         return decision
 
-    def info(self) -> Any:
+    def info(self) -> PackInfo | None:
         return self._triage.info()
 
-    def load(self, path: str) -> Any:
+    def last_attempt(self) -> ReloadAttempt | None:
+        return self._triage.last_attempt()
+
+    def load(self, path: str) -> ReloadResult:
         return self._triage.load(path)
 
-    def add_listener(self, fn: Callable[[Any], None]) -> None:
+    def add_listener(self, fn: Callable[[PackInfo], None]) -> None:
         self._triage.add_listener(fn)
 
-    def __getattr__(self, name: str) -> Any:
+    @property
+    def decider(self) -> Decider | None:
+        return self._triage.decider
+
+    def __getattr__(self, name: str) -> object:
         return getattr(self._triage, name)
-
-
-def record_reload(ok: bool, pack: _PackLike | None = None) -> None:
-    """Count a reload attempt, ``ok`` or refused; when ok, ``pack`` (if given) is what this process uses."""
-    _m().pack_reloads.labels(outcome="ok" if ok else "refused").inc()
-    if ok and pack is not None:
-        set_pack(pack)
-
-
-def record_worker_restart(*, planned: bool = False) -> None:
-    """Count a worker replaced by the supervisor: crashed (default) or rolled on purpose (``planned``)."""
-    _m().worker_restarts.labels(reason="rolled" if planned else "crashed").inc()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -665,8 +663,8 @@ def _split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
-def _code_of(context: Any, exc: BaseException | None) -> str:
-    code: Any = None
+def _code_of(context: grpc.ServicerContext, exc: BaseException | None) -> str:
+    code: grpc.StatusCode | None = None
     try:
         code = context.code()
     except Exception:  # an interceptor must never break a call
@@ -685,7 +683,7 @@ def _code_of(context: Any, exc: BaseException | None) -> str:
 
 @dataclass(slots=True)
 class _Call:
-    m: _Metrics
+    m: Metrics
     labels: tuple[str, str, str]
     start: float
     done: bool = False
@@ -716,13 +714,13 @@ class _Call:
         self.m.grpc_seconds.labels(*self.labels).observe(time.perf_counter() - self.start)
 
 
-def _counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
+def _counted(requests: Iterator[_T], call: _Call) -> Iterator[_T]:
     for r in requests:
         call.received()
         yield r
 
 
-def _stream_out(responses: Iterable[Any], context: Any, call: _Call) -> Iterator[Any]:
+def _stream_out(responses: Iterable[_T], context: grpc.ServicerContext, call: _Call) -> Iterator[_T]:
     try:
         for r in responses:
             call.sent()
@@ -754,14 +752,14 @@ def _finish_normally(call: _Call, code: str, reply: bool = False) -> None:
         call.pending = code
 
 
-def _client_cancelled(context: Any) -> bool:
+def _client_cancelled(context: grpc.ServicerContext) -> bool:
     # grpc's server keeps whether the client cancelled in the RPC state ("cancelled"), and offers no
     # public way to ask once the RPC is over (is_active() is then False either way).
     state = getattr(context, "_state", None)
     return getattr(state, "client", None) == "cancelled"
 
 
-def _on_termination(context: Any, call: _Call) -> None:
+def _on_termination(context: grpc.ServicerContext, call: _Call) -> None:
     """Streams are finished when the RPC terminates: as the handler ended, or CANCELLED."""
 
     def done() -> None:
@@ -778,9 +776,14 @@ def _on_termination(context: Any, call: _Call) -> None:
 
 
 class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        m = _m()
+        m = self._metrics
         if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
             labels = ("unary", *_UNKNOWN_RPC)
             m.grpc_started.labels(*labels).inc()
@@ -802,7 +805,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             m.grpc_started.labels(*labels).inc()
             return _Call(m, labels, time.perf_counter())
 
-        def unary_reply(call: _Call, context: Any, fn: Callable[[], Any]) -> Any:
+        def unary_reply(call: _Call, context: grpc.ServicerContext, fn: Callable[[], _T]) -> _T:
             try:
                 response = fn()
             except BaseException as e:
@@ -811,12 +814,14 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             _finish_normally(call, _code_of(context, None), reply=True)
             return response
 
-        def deferred(call: _Call, context: Any) -> _Call:
+        def deferred(call: _Call, context: grpc.ServicerContext) -> _Call:
             call.lock = threading.Lock()
             _on_termination(context, call)
             return call
 
-        def stream_reply(call: _Call, context: Any, fn: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+        def stream_reply(
+            call: _Call, context: grpc.ServicerContext, fn: Callable[[], Iterable[_T]]
+        ) -> Iterator[_T]:
             deferred(call, context)
             try:
                 responses = fn()
@@ -828,7 +833,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if not req_stream and not resp_stream:
             inner_uu = handler.unary_unary
 
-            def unary_unary(request: Any, context: Any) -> Any:
+            def unary_unary(request: object, context: grpc.ServicerContext) -> object:
                 call = begin()
                 call.received()
                 return unary_reply(call, context, lambda: inner_uu(request, context))
@@ -839,7 +844,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if req_stream and not resp_stream:
             inner_su = handler.stream_unary
 
-            def stream_unary(requests: Iterator[Any], context: Any) -> Any:
+            def stream_unary(requests: Iterator[object], context: grpc.ServicerContext) -> object:
                 call = deferred(begin(), context)
                 return unary_reply(call, context, lambda: inner_su(_counted(requests, call), context))
 
@@ -849,7 +854,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if not req_stream:
             inner_us = handler.unary_stream
 
-            def unary_stream(request: Any, context: Any) -> Iterator[Any]:
+            def unary_stream(request: object, context: grpc.ServicerContext) -> Iterator[object]:
                 call = begin()
                 call.received()
                 return stream_reply(call, context, lambda: inner_us(request, context))
@@ -859,15 +864,10 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             )
         inner_ss = handler.stream_stream
 
-        def stream_stream(requests: Iterator[Any], context: Any) -> Iterator[Any]:
+        def stream_stream(requests: Iterator[object], context: grpc.ServicerContext) -> Iterator[object]:
             call = begin()
             return stream_reply(call, context, lambda: inner_ss(_counted(requests, call), context))
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream, handler.request_deserializer, handler.response_serializer
         )
-
-
-def server_interceptor() -> grpc.ServerInterceptor:
-    """A ``grpc.ServerInterceptor`` recording the ``grpc_server_*`` metrics of every call."""
-    return _Interceptor()

@@ -39,7 +39,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 import grpc
 from google.protobuf import (
@@ -58,7 +59,7 @@ from grpc_status import rpc_status
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.domain.errors import ComplaintError, FieldViolation, NoPackError
-from fenliu.domain.model import MAX_ID, Complaint, Decision
+from fenliu.domain.model import MAX_ID, Complaint, Decision, Json
 from fenliu.serving import convert
 from fenliu.serving.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -72,7 +73,13 @@ log = logging.getLogger("fenliu.server")
 
 if TYPE_CHECKING:  # the matter store (and its numerical libraries) is imported only when it is used
     from fenliu.serving.matters import Matters
-    from fenliu.serving.runtime import ReloadAttempt
+    from fenliu.serving.runtime import PackInfo, ReloadAttempt, ReloadResult
+
+#: A decoded request: the message (or its byte mirror, whose fields are the same), or what stands for
+#: one that is not a valid message.
+#: The rest of an interceptor chain: the handler of a call's method, None for an unknown method.
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None]"
+TriageCall: TypeAlias = "pb.TriageRequest | pb.TriageStreamRequest | Undecodable"
 
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
 #: A matter id: ``m-`` and 32 hex digits.
@@ -103,13 +110,13 @@ KEEPALIVE_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
 class TriageEngine(Protocol):
     def decide(self, complaint: Complaint) -> Decision: ...
 
-    def info(self) -> Any: ...
+    def info(self) -> PackInfo | None: ...
 
     def last_attempt(self) -> ReloadAttempt | None: ...
 
-    def load(self, path: str) -> Any: ...
+    def load(self, path: str) -> ReloadResult: ...
 
-    def add_listener(self, fn: Callable[[Any], None]) -> None: ...
+    def add_listener(self, fn: Callable[[PackInfo], None]) -> None: ...
 
 
 #: HOOK (metrics, decision log): called after each item (each unary call, each stream item) with the
@@ -123,14 +130,14 @@ Observer = Callable[[str, Complaint | None, Decision | None, grpc.StatusCode], N
 # Errors as google.rpc.Status
 
 
-def _error_info(reason: str, metadata: dict[str, str] | None = None) -> Any:
+def _error_info(reason: str, metadata: dict[str, str] | None = None) -> error_details_pb2.ErrorInfo:
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
     for k, v in (metadata or {}).items():
         info.metadata[k] = v
     return info
 
 
-def _status(code: grpc.StatusCode, message: str, *details: Any) -> Any:
+def _status(code: grpc.StatusCode, message: str, *details: _message.Message) -> status_pb2.Status:
     st = status_pb2.Status(code=code.value[0], message=message)
     for d in details:
         packed = any_pb2.Any()
@@ -139,7 +146,9 @@ def _status(code: grpc.StatusCode, message: str, *details: Any) -> Any:
     return st
 
 
-def invalid_complaint_status(violations: Sequence[FieldViolation], prefix: str = "complaint.") -> Any:
+def invalid_complaint_status(
+    violations: Sequence[FieldViolation], prefix: str = "complaint."
+) -> status_pb2.Status:
     """INVALID_ARGUMENT with one BadRequest naming every bad field and one ErrorInfo."""
     bad = error_details_pb2.BadRequest()
     names: list[str] = []
@@ -153,7 +162,7 @@ def invalid_complaint_status(violations: Sequence[FieldViolation], prefix: str =
     return _status(grpc.StatusCode.INVALID_ARGUMENT, message, bad, info)
 
 
-def malformed_status(message_type: str) -> Any:
+def malformed_status(message_type: str) -> status_pb2.Status:
     return _status(
         grpc.StatusCode.INVALID_ARGUMENT,
         f"the request is not a valid {message_type} message (protobuf wire format)",
@@ -161,7 +170,7 @@ def malformed_status(message_type: str) -> Any:
     )
 
 
-def no_pack_status() -> Any:
+def no_pack_status() -> status_pb2.Status:
     return _status(
         grpc.StatusCode.UNAVAILABLE,
         "no rule pack is loaded yet; retry later",
@@ -169,7 +178,7 @@ def no_pack_status() -> Any:
     )
 
 
-def matter_id_status() -> Any:
+def matter_id_status() -> status_pb2.Status:
     bad = error_details_pb2.BadRequest()
     bad.field_violations.add(field="matter_id", description="must be a matter id: m- and 32 hex digits")
     return _status(
@@ -180,11 +189,11 @@ def matter_id_status() -> Any:
     )
 
 
-def matter_not_found_status() -> Any:
+def matter_not_found_status() -> status_pb2.Status:
     return _status(grpc.StatusCode.NOT_FOUND, "no such matter", _error_info("MATTER_NOT_FOUND"))
 
 
-def no_matters_status() -> Any:
+def no_matters_status() -> status_pb2.Status:
     return _status(
         grpc.StatusCode.FAILED_PRECONDITION,
         "this service keeps no matters (started without --store)",
@@ -192,7 +201,7 @@ def no_matters_status() -> Any:
     )
 
 
-def matters_unavailable_status() -> Any:
+def matters_unavailable_status() -> status_pb2.Status:
     return _status(
         grpc.StatusCode.UNAVAILABLE,
         "the matter store could not be read; retry later",
@@ -200,7 +209,7 @@ def matters_unavailable_status() -> Any:
     )
 
 
-def engine_failure_status() -> Any:
+def engine_failure_status() -> status_pb2.Status:
     return _status(
         grpc.StatusCode.INTERNAL,
         "the engine failed on this complaint; the failure is logged",
@@ -229,7 +238,7 @@ def _strings_to_bytes(m: descriptor_pb2.DescriptorProto) -> None:
         _strings_to_bytes(nested)
 
 
-def _byte_mirror() -> dict[str, Any]:
+def _byte_mirror() -> dict[str, type[_message.Message]]:
     """Request classes like fenliu.v1's, but with bytes where the proto has strings.
 
     protobuf rejects a whole message whose string field is not UTF-8. Parsing such a message again
@@ -247,8 +256,8 @@ def _byte_mirror() -> dict[str, Any]:
 
 
 def _mirror_classes(
-    fdp: descriptor_pb2.FileDescriptorProto, names: tuple[str, ...], deps: tuple[Any, ...] = ()
-) -> dict[str, Any]:
+    fdp: descriptor_pb2.FileDescriptorProto, names: tuple[str, ...], deps: tuple[ModuleType, ...] = ()
+) -> dict[str, type[_message.Message]]:
     """The messages ``names`` of a mirror file of fenliu.v1, as classes of a pool of their own (the
     default pool, which reflection serves, never sees them)."""
     pool = descriptor_pool.DescriptorPool()
@@ -266,7 +275,7 @@ def _mirror_classes(
 _MIRROR: Final = _byte_mirror()
 
 
-def _wire_mirror() -> dict[str, Any]:
+def _wire_mirror() -> dict[str, type[_message.Message]]:
     """Response classes like fenliu.v1's, but whose ``decision`` is bytes, without the stream's error.
 
     The decision arrives serialized (:func:`fenliu.serving.convert.decision_to_wire`); a submessage and a bytes
@@ -294,16 +303,16 @@ def _wire_mirror() -> dict[str, Any]:
 
 
 _WIRE: Final = _wire_mirror()
-_TRIAGE_RESPONSE: Final = _WIRE["TriageResponse"]
-_STREAM_RESPONSE: Final = _WIRE["TriageStreamResponse"]
+_TRIAGE_RESPONSE: Final[Callable[..., _message.Message]] = _WIRE["TriageResponse"]
+_STREAM_RESPONSE: Final[Callable[..., _message.Message]] = _WIRE["TriageStreamResponse"]
 
 
-def request_deserializer(cls: Any) -> Callable[[bytes], Any]:
+def request_deserializer(cls: type[_message.Message]) -> Callable[[bytes], _message.Message | Undecodable]:
     """Parse ``cls``; on failure try its byte mirror; else return :class:`Undecodable`. Never raises."""
     mirror = _MIRROR.get(cls.DESCRIPTOR.name)
     full_name = str(cls.DESCRIPTOR.full_name)
 
-    def deserialize(data: bytes) -> Any:
+    def deserialize(data: bytes) -> _message.Message | Undecodable:
         try:
             return cls.FromString(data)
         except _message.DecodeError:
@@ -341,15 +350,17 @@ class CallCounters:
             self.finished += 1
 
 
-def _code_of(status: Any) -> grpc.StatusCode:
+def _code_of(status: status_pb2.Status) -> grpc.StatusCode:
     for c in grpc.StatusCode:
         if c.value[0] == status.code:
             return c
     return grpc.StatusCode.UNKNOWN
 
 
-def _safe_id(request: Any) -> str:
+def _safe_id(request: TriageCall) -> str:
     """The complaint's id, if it is one a client may be told back (UTF-8, within the size limit)."""
+    if isinstance(request, Undecodable):
+        return ""
     try:
         raw = request.complaint.id
     except AttributeError:
@@ -391,13 +402,15 @@ class TriageServicer:
             except Exception:
                 log.warning("observer_failed", exc_info=True, extra={"method": method})
 
-    def decide_one(self, request: Any, method: str) -> tuple[bytes | None, str, Any]:
+    def decide_one(
+        self, request: TriageCall, method: str
+    ) -> tuple[bytes | None, str, status_pb2.Status | None]:
         """(serialized decision, complaint id, None) or (None, complaint id, google.rpc.Status), where the
         id is the one a client may be told back ("" if none). Never raises."""
         complaint: Complaint | None = None
         decision: Decision | None = None
         out: bytes | None = None
-        status: Any = None
+        status: status_pb2.Status | None = None
         try:
             if isinstance(request, Undecodable):
                 status = malformed_status(request.message_type)
@@ -431,7 +444,7 @@ class TriageServicer:
 
     # Triage and TriageStream answer serialized messages (their handlers have no serializer).
 
-    def Triage(self, request: Any, context: grpc.ServicerContext) -> bytes:
+    def Triage(self, request: TriageCall, context: grpc.ServicerContext) -> bytes:
         self.counters.start()
         try:
             decision, _cid, status = self.decide_one(request, "Triage")
@@ -441,7 +454,7 @@ class TriageServicer:
         finally:
             self.counters.finish()
 
-    def TriageStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[bytes]:
+    def TriageStream(self, requests: Iterator[TriageCall], context: grpc.ServicerContext) -> Iterator[bytes]:
         self.counters.start()
         try:
             for index, request in enumerate(requests):
@@ -454,11 +467,13 @@ class TriageServicer:
         finally:
             self.counters.finish()
 
-    def GetRulePack(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def GetRulePack(
+        self, request: pb.GetRulePackRequest | Undecodable, context: grpc.ServicerContext
+    ) -> pb.GetRulePackResponse | None:  # None: never, abort_with_status raises
         self.counters.start()
         try:
             if isinstance(request, Undecodable):
-                status: Any = malformed_status(request.message_type)
+                status: status_pb2.Status = malformed_status(request.message_type)
             else:
                 info = self._triage.info()
                 if info is not None:
@@ -467,13 +482,16 @@ class TriageServicer:
                 status = no_pack_status()
             self._notify("GetRulePack", None, None, _code_of(status))
             context.abort_with_status(rpc_status.to_status(status))
+            return None
         finally:
             self.counters.finish()
 
-    def GetMatter(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def GetMatter(
+        self, request: pb.GetMatterRequest | Undecodable, context: grpc.ServicerContext
+    ) -> pb.GetMatterResponse | None:  # None: never, abort_with_status raises
         self.counters.start()
         try:
-            status: Any
+            status: status_pb2.Status
             if isinstance(request, Undecodable):
                 status = malformed_status(request.message_type)
             elif self._matters is None:
@@ -488,6 +506,7 @@ class TriageServicer:
                 status = matters_unavailable_status() if rows is None else matter_not_found_status()
             self._notify("GetMatter", None, None, _code_of(status))
             context.abort_with_status(rpc_status.to_status(status))
+            return None
         finally:
             self.counters.finish()
 
@@ -583,7 +602,7 @@ class StreamGuard:
         while True:
             time.sleep(period)
             now = time.monotonic()
-            idle: list[Any] = []
+            idle: list[grpc.ServicerContext] = []
             with self._lock:
                 for token, (context, last, idles) in list(self._open.items()):
                     if idles and now - last > self.idle_seconds:
@@ -631,7 +650,9 @@ class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, guard: StreamGuard) -> None:
         self.guard = guard
 
-    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler
@@ -639,7 +660,7 @@ class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
         if not handler.request_streaming:  # health Watch: capped, never idle by design
             inner_us = handler.unary_stream
 
-            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            def unary_stream(request: object, context: grpc.ServicerContext) -> Iterator[object]:
                 token = guard.enter(context, idles=False)
                 if token is None:
                     _too_many_streams(context, guard)
@@ -651,7 +672,7 @@ class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
 
             return handler._replace(unary_stream=unary_stream)
 
-        def watched(requests: Iterator[Any], token: int) -> Iterator[Any]:
+        def watched(requests: Iterator[object], token: int) -> Iterator[object]:
             try:
                 for r in requests:
                     guard.touch(token)
@@ -664,7 +685,7 @@ class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.response_streaming:
             inner_ss = handler.stream_stream
 
-            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            def stream_stream(requests: Iterator[object], context: grpc.ServicerContext) -> Iterator[object]:
                 token = guard.enter(context, idles=True)
                 if token is None:
                     _too_many_streams(context, guard)
@@ -679,7 +700,7 @@ class _Capacity(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler._replace(stream_stream=stream_stream)
         inner_su = handler.stream_unary
 
-        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        def stream_unary(requests: Iterator[object], context: grpc.ServicerContext) -> object:
             token = guard.enter(context, idles=True)
             if token is None:
                 _too_many_streams(context, guard)
@@ -700,7 +721,9 @@ class _Pools(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, guard: StreamGuard) -> None:
         self.guard = guard
 
-    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -898,9 +921,9 @@ def banner(
     )
 
 
-def status_to_dict(status: Any) -> dict[str, Any]:
+def status_to_dict(status: status_pb2.Status) -> Json:
     """A google.rpc.Status as JSON: code name, message, bad fields and error reason."""
-    out: dict[str, Any] = {"code": _code_of(status).name, "message": status.message}
+    out: Json = {"code": _code_of(status).name, "message": status.message}
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             br = error_details_pb2.BadRequest()

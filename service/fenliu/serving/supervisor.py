@@ -39,10 +39,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from types import FrameType
+from typing import TYPE_CHECKING, Final
 
 from fenliu.serving.config import ServeConfig
 from fenliu.serving.logs import setup_logging
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+    from wsgiref.simple_server import WSGIServer
+
+    import grpc
+
+    from fenliu.serving.metrics import Metrics
+    from fenliu.serving.reload import PackWatcher
+    from fenliu.serving.runtime import ReloadResult, Triage
+    from fenliu.serving.server import Observer, TriageEngine
 
 log = logging.getLogger("fenliu.supervisor")
 
@@ -198,35 +211,39 @@ def _with_port(address: str, port: int) -> str:
 class Extensions:
     """What a worker serves with: the engine (maybe wrapped) and the servicer's observers and interceptors."""
 
-    triage: Any
-    observers: list[Any] = field(default_factory=list)
-    interceptors: list[Any] = field(default_factory=list)
+    triage: TriageEngine
+    observers: list[Observer] = field(default_factory=list)
+    interceptors: list[grpc.ServerInterceptor] = field(default_factory=list)
+    metrics: Metrics | None = None
 
 
 @dataclass
 class MetricsEndpoint:
     """The supervisor's (or single process's) ``/metrics`` server and multiprocess folder, if any."""
 
-    server: Any = None
+    server: WSGIServer | None = None
     folder: str | None = None
+    metrics: Metrics | None = None
 
 
-def build_extensions(config: ServeConfig, triage: Any) -> Extensions:
+def build_extensions(config: ServeConfig, triage: Triage, metrics: Metrics | None = None) -> Extensions:
     """Called in each serving process once its pack is loaded: metrics and the decision log.
 
     With ``--metrics-address``: decision, rule-firing, pack and gRPC metrics (``fenliu.serving.metrics``); the
     engine is timed. With ``--decision-log PATH``: every decision as a JSON line, personal data
     keyed-hashed (``fenliu.serving.decision_log``; the key from ``--decision-log-key-file`` or
-    ``$FENLIU_DECISION_LOG_KEY``).
+    ``$FENLIU_DECISION_LOG_KEY``). The metrics are recorded into ``metrics`` (the single process's,
+    which its endpoint serves), or into a new :class:`~fenliu.serving.metrics.Metrics` (a worker's).
     """
     ext = Extensions(triage)
     if config.metrics_address:
-        from fenliu.serving import metrics
+        from fenliu.serving.metrics import Metrics, TimedTriage
 
-        metrics.watch(triage)
-        ext.triage = metrics.TimedTriage(triage)
-        ext.observers.append(metrics.observer)
-        ext.interceptors.append(metrics.server_interceptor())
+        m = ext.metrics = metrics if metrics is not None else Metrics()
+        m.watch(triage)
+        ext.triage = TimedTriage(triage, m)
+        ext.observers.append(m.observer)
+        ext.interceptors.append(m.server_interceptor())
     if config.decision_log:
         from fenliu.serving.decision_log import DecisionLog, load_hash_key
 
@@ -237,6 +254,7 @@ def build_extensions(config: ServeConfig, triage: Any) -> Extensions:
                 backups=int(config.decision_log_backups),
                 hash_key=load_hash_key(config.decision_log_key_file),
                 redact_text=not config.decision_log_keep_text,
+                metrics=ext.metrics,
             )
         )
     return ext
@@ -255,9 +273,11 @@ def on_supervisor_start(config: ServeConfig, *, workers: int) -> MetricsEndpoint
 
     if workers > 1:
         endpoint.folder = tempfile.mkdtemp(prefix="fenliu-metrics-")
-        metrics.prepare_multiprocess(endpoint.folder)
+        endpoint.metrics = metrics.prepare_multiprocess(endpoint.folder)
+    else:
+        endpoint.metrics = metrics.Metrics()
     tls = config.metrics_tls
-    endpoint.server, port = metrics.start_metrics_http(
+    endpoint.server, port = endpoint.metrics.start_http(
         config.metrics_address,
         certfile=config.tls_cert if tls else None,
         keyfile=config.tls_key if tls else None,
@@ -288,18 +308,18 @@ def on_supervisor_stop(endpoint: MetricsEndpoint) -> None:
         endpoint.folder = None
 
 
-def on_worker_exit(pid: int, *, crashed: bool, metrics_on: bool) -> None:
+def on_worker_exit(pid: int, *, crashed: bool, metrics: Metrics | None) -> None:
     """Called in the supervisor when a worker has exited; ``crashed`` when it died unasked."""
-    if not metrics_on:
+    if metrics is None:
         return
-    from fenliu.serving import metrics
-
     metrics.mark_worker_dead(pid)
     if crashed:
         metrics.record_worker_restart()
 
 
-def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metrics_on: bool = False) -> Any:
+def on_reload_signal(
+    triage: Triage, rules: str | None, *, triggers: int = 1, metrics: Metrics | None = None
+) -> ReloadResult | None:
     """HOOK (SIGHUP): reload the pack from ``rules``; the old pack keeps serving if it fails.
 
     ``triggers``: how many reload requests (signals, changes) this one reload serves.
@@ -314,9 +334,7 @@ def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metri
         log.error("reload_failed", exc_info=True, extra={"rules": rules})
         return None
     ms = round((time.monotonic() - started) * 1000, 1)
-    if metrics_on:
-        from fenliu.serving import metrics
-
+    if metrics is not None:
         metrics.record_reload(bool(getattr(result, "ok", False)), getattr(result, "pack", None))
     if getattr(result, "ok", False):
         pack = result.pack
@@ -351,7 +369,7 @@ def on_reload_signal(triage: Any, rules: str | None, *, triggers: int = 1, metri
 # One worker
 
 
-def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Any:
+def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Triage:
     """The pack to serve: the supervisor's sealed copy of the serving pack if given, else ``rules``.
 
     A sealed copy already passed every gate as the pack it copies, byte for byte: it is loaded without
@@ -379,7 +397,7 @@ def _load_triage(rules: str | None, sealed: dict[str, str] | None = None) -> Any
     return Triage.from_path(rules) if rules else Triage.empty()
 
 
-def _pack_label(triage: Any) -> str:
+def _pack_label(triage: TriageEngine) -> str:
     info = triage.info()
     return f"{info.name}@{info.revision}" if info is not None else "no rule pack (NOT_SERVING)"
 
@@ -391,11 +409,11 @@ class _StopFlag:
 
 
 def _install_worker_signals(stop: _StopFlag, on_hup: Callable[[], None]) -> None:
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
         stop.signal = signal.Signals(signum).name
         stop.event.set()
 
-    def _hup(_signum: int, _frame: Any) -> None:
+    def _hup(_signum: int, _frame: FrameType | None) -> None:
         on_hup()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -432,12 +450,14 @@ def serve_in_process(
     on_ready: Callable[[int, str], None],
     watch_parent: bool = False,
     watch_rules: bool = False,
-    on_pack: Callable[[Any], None] | None = None,
+    on_pack: Callable[[Triage], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code.
 
     ``on_pack(triage)`` is called once a pack is live: after loading, and after each reload that
-    changed it.
+    changed it. ``metrics``: where to record (the single process's, which its endpoint serves); a new one
+    with ``--metrics-address`` when not given.
     """
     from fenliu.domain.errors import PackError
     from fenliu.serving import server as srv
@@ -451,14 +471,14 @@ def serve_in_process(
     except OSError as e:
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
-    ext = build_extensions(config, triage)
+    ext = build_extensions(config, triage, metrics)
     matters = None
     if config.store:  # the matter store and its numerical libraries only when it is used
         from fenliu.matter import StoreError
         from fenliu.serving.matters import open_matters
 
         try:
-            matters = open_matters(config, metrics_on=bool(config.metrics_address))
+            matters = open_matters(config, metrics=ext.metrics)
         except (StoreError, ValueError, OSError) as e:
             log.error("matter_store_unusable", extra={"error": str(e)})
             return 2
@@ -487,9 +507,7 @@ def serve_in_process(
     stop = _StopFlag()
 
     def reload_now(triggers: int) -> None:
-        result = on_reload_signal(
-            triage, config.rules, triggers=triggers, metrics_on=bool(config.metrics_address)
-        )
+        result = on_reload_signal(triage, config.rules, triggers=triggers, metrics=ext.metrics)
         if on_pack is not None and getattr(result, "ok", False) and not getattr(result, "unchanged", False):
             on_pack(triage)
 
@@ -539,7 +557,7 @@ def serve_in_process(
     return 0
 
 
-def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> Any:
+def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> PackWatcher | None:
     """Reload on changes to the rules folder (and the base packs it extends), unless --no-watch."""
     if not config.rules or not config.watch:
         return None
@@ -548,7 +566,7 @@ def _start_watcher(config: ServeConfig, on_change: Callable[[], None]) -> Any:
     return PackWatcher(config.rules, on_change).start()
 
 
-def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> None:
+def _worker_entry(config: ServeConfig, index: int, address: str, conn: Connection) -> None:
     """Target of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
     setup_logging(config.log_level)
@@ -559,7 +577,7 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> N
         with sending:
             conn.send({"ready": True, "pid": os.getpid(), "port": port, "pack": label})
 
-    def live(triage: Any) -> None:  # the supervisor seals what this worker serves
+    def live(triage: Triage) -> None:  # the supervisor seals what this worker serves
         from fenliu.packs.sealed import sources_of
 
         decider = triage.decider
@@ -590,8 +608,8 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Any) -> N
 @dataclass
 class _Worker:
     index: int
-    process: Any
-    conn: Any
+    process: BaseProcess
+    conn: Connection | None
     started: float
     ready: bool = False
     pid: int = 0
@@ -610,6 +628,7 @@ class Supervisor:
         self.stopping = ""
         self.hup = False
         self.label = ""
+        self.metrics: Metrics | None = None  # the supervisor's own (restarts, dead workers' gauges)
         from fenliu.packs.sealed import Seal
 
         self.seal = Seal()  # the pack that is serving, for the workers that replace dead ones
@@ -632,11 +651,13 @@ class Supervisor:
         return w
 
     def _read_ready(self, w: _Worker) -> None:
+        conn = w.conn
+        assert conn is not None, "read only when its connection is ready"
         try:
-            msg = w.conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             with contextlib.suppress(OSError):
-                w.conn.close()
+                conn.close()
             w.conn = None
             return
         if isinstance(msg, dict) and isinstance(msg.get("pack"), dict):
@@ -691,7 +712,7 @@ class Supervisor:
             if w.conn is not None:
                 with contextlib.suppress(OSError):
                     w.conn.close()
-            on_worker_exit(w.pid, crashed=not self.stopping, metrics_on=bool(self.config.metrics_address))
+            on_worker_exit(w.pid, crashed=not self.stopping, metrics=self.metrics)
             if self.stopping:
                 continue
             self.crashes[index] = self.crashes.get(index, 0) + 1 if lived < YOUNG else 0
@@ -727,7 +748,7 @@ class Supervisor:
     def run(self, wakeup_fd: int) -> None:
         """Watch the workers until a stop signal."""
         while not self.stopping:
-            waitables: list[Any] = [wakeup_fd]
+            waitables: list[Connection | int] = [wakeup_fd]
             for w in self.workers.values():
                 waitables.append(w.process.sentinel)
                 if w.conn is not None:
@@ -770,7 +791,7 @@ class Supervisor:
                     "worker_exited",
                     extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
                 )
-            on_worker_exit(w.pid, crashed=False, metrics_on=bool(self.config.metrics_address))
+            on_worker_exit(w.pid, crashed=False, metrics=self.metrics)
         log.info("shutdown_complete")
 
 
@@ -848,7 +869,12 @@ def serve(config: ServeConfig) -> int:
 
         try:
             return serve_in_process(
-                config, config.address, reuse_port=False, on_ready=ready, watch_rules=True
+                config,
+                config.address,
+                reuse_port=False,
+                on_ready=ready,
+                watch_rules=True,
+                metrics=endpoint.metrics,
             )
         finally:
             claim.release()
@@ -869,10 +895,10 @@ def serve(config: ServeConfig) -> int:
     os.set_blocking(wfd, False)
     old_wakeup = signal.set_wakeup_fd(wfd)
 
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
         sup.stopping = sup.stopping or signal.Signals(signum).name
 
-    def _hup(_signum: int, _frame: Any) -> None:
+    def _hup(_signum: int, _frame: FrameType | None) -> None:
         sup.hup = True
 
     signal.signal(signal.SIGTERM, _stop)
@@ -881,6 +907,7 @@ def serve(config: ServeConfig) -> int:
     try:
         log.info("supervisor_started", extra={"address": address, "workers": workers})
         endpoint = on_supervisor_start(config, workers=workers)
+        sup.metrics = endpoint.metrics
         if not sup.start_all():
             sup.stopping = sup.stopping or "startup_failed"
             sup.shutdown(0.0)
