@@ -102,6 +102,7 @@ class First:
     received_at: int
     point: str
     level: str
+    owner: str = ""  # the owner department of the matter's first decision
 
 
 class Tx(Protocol):
@@ -219,6 +220,7 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
     earlier = sorted((r for r in rows if r.complaint_id != s.complaint_id), key=lambda r: r.received_at)
     prior = [r for r in earlier if r.received_at <= s.received_at]
     seen = [*prior, Row(s.complaint_id, s.received_at, s.channel, s.point, s.level, s.decision_id)]
+    owner = first.owner if first is not None else ""
     f = first if first is not None and first.received_at <= s.received_at else None
     if f is None:
         f = First(s.received_at, s.point, s.level)
@@ -232,6 +234,7 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
         first_level=f.level,
         first_received_at=f.received_at,
         earlier_decision_ids=tuple(r.decision_id for r in prior if r.decision_id),
+        first_owner=owner,
     )
 
 

@@ -1,11 +1,13 @@
 """What the SQLite and PostgreSQL stores share: the schema and its migrations, the SQL of recognition,
 purge and forget. Each store supplies a connection, its placeholder, its types and its way of locking.
 
-Schema (version 1). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
+Schema (version 2). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
 identity hashes and bucket records point at it.
 
     fenliu_schema (version)                                   one row per applied migration
-    matters    (matter_id PK, first_received_at, first_point, first_level)
+    matters    (matter_id PK, first_received_at, first_point, first_level, first_owner)
+                                                              first_owner: the first decision's owner
+                                                              department (version 2)
     complaints (seq PK, complaint_id UNIQUE, matter_id, received_at, channel, point, level,
                 township, village, scope, case_id, decision_id, signature, text NULL)
     identities (hash, field, seq, received_at)                keyed hashes (HMAC) of id number / phone
@@ -67,8 +69,16 @@ class Migration:
     statements: Callable[[Dialect], list[str]]
 
 
+def _v2(d: Dialect) -> list[str]:
+    del d
+    return ["ALTER TABLE matters ADD COLUMN first_owner TEXT NOT NULL DEFAULT ''"]
+
+
 #: Every schema change, in order. A new one is appended here (never edited once released).
-MIGRATIONS: Final = (Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),)
+MIGRATIONS: Final = (
+    Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),
+    Migration(2, "the matter's first owner department", _v2),
+)
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
@@ -207,11 +217,13 @@ class SqlTx:
 
     def first(self, matter_id: str) -> _match.First | None:
         self.cur.execute(
-            self.q("SELECT first_received_at, first_point, first_level FROM matters WHERE matter_id = ?"),
+            self.q(
+                "SELECT first_received_at, first_point, first_level, first_owner FROM matters WHERE matter_id = ?"
+            ),
             (matter_id,),
         )
         row = self.cur.fetchone()
-        return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]))
+        return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
     def new_matter(self, matter_id: str, s: Sighting) -> None:
         self.cur.execute(
@@ -280,6 +292,20 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
         s.signature,
         s.text,
     )
+
+
+def set_decision(cur: Any, d: Dialect, complaint_id: str, decision_id: str, owner: str) -> bool:
+    """A complaint's decision id; the matter's first owner when it has none yet (the first decision's)."""
+    p = d.param
+    cur.execute(f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}", (decision_id, complaint_id))
+    found = bool(cur.rowcount > 0)
+    if found and owner:
+        cur.execute(
+            f"UPDATE matters SET first_owner = {p} WHERE first_owner = '' AND matter_id = "
+            f"(SELECT matter_id FROM complaints WHERE complaint_id = {p})",
+            (owner, complaint_id),
+        )
+    return found
 
 
 def matter_rows(cur: Any, d: Dialect, matter_id: str) -> list[dict[str, Any]]:

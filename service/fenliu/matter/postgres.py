@@ -120,12 +120,9 @@ class PostgresStore:
 
             return _match.record(_sql.SqlTx(cur, _sql.POSTGRESQL, lock), sighting, self.settings)
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE complaints SET decision_id = %s WHERE complaint_id = %s", (decision_id, complaint_id)
-            )
-            return cur.rowcount > 0
+            return _sql.set_decision(cur, _sql.POSTGRESQL, complaint_id, decision_id, owner_department)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._tx() as cur:
@@ -157,7 +154,7 @@ class PostgresStore:
             row = cur.fetchone()
             rows = _sql.bulk_rows(items, int(row[0]) if row else 0)
             for table, data in (
-                ("matters", rows.matters),
+                ("matters (matter_id, first_received_at, first_point, first_level)", rows.matters),
                 ("complaints", rows.complaints),
                 ("identities", rows.identities),
                 ("scope_buckets", rows.buckets),

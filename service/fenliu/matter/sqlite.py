@@ -91,12 +91,9 @@ class SQLiteStore:
         except sqlite3.Error as e:
             raise StoreError(f"matter store {self.url}: {e}") from None
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE complaints SET decision_id = ? WHERE complaint_id = ?", (decision_id, complaint_id)
-            )
-            return cur.rowcount > 0
+            return _sql.set_decision(cur, _sql.SQLITE, complaint_id, decision_id, owner_department)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._tx() as cur:
@@ -125,7 +122,8 @@ class SQLiteStore:
         with self._tx() as cur:
             cur.execute("SELECT coalesce(max(seq), 0) FROM complaints")
             rows = _sql.bulk_rows(items, int(cur.fetchone()[0]))
-            cur.executemany("INSERT OR IGNORE INTO matters VALUES (?, ?, ?, ?)", rows.matters)
+            cur.executemany("INSERT OR IGNORE INTO matters (matter_id, first_received_at, first_point, first_level) "
+                "VALUES (?, ?, ?, ?)", rows.matters)
             cur.executemany(
                 "INSERT INTO complaints (seq, complaint_id, matter_id, received_at, channel, point, level, "
                 "township, village, scope, case_id, decision_id, signature, text) "
