@@ -185,8 +185,13 @@ def test_the_first_decisions_owner_department_is_kept_for_the_matter(make_store:
     assert a.fields()["matter_first_owner"] == ""
     assert store.set_decision("a", "dec-1", "forestry_grassland")
     b = store.record(
-        sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, channel="PHONE",
-                 received_at="2026-03-02T09:00:00+08:00")
+        sighting(
+            "b",
+            GRASS_AGAIN,
+            complainant={"phone": PHONE},
+            channel="PHONE",
+            received_at="2026-03-02T09:00:00+08:00",
+        )
     )
     assert b.matter_id == a.matter_id and b.fields()["matter_first_owner"] == "forestry_grassland"
     assert store.set_decision("b", "dec-2", "township_government")  # a later decision: not the first

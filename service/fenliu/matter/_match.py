@@ -126,6 +126,10 @@ class Tx(Protocol):
 
     def first(self, matter_id: str) -> First | None: ...
 
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
+        """``rows`` and ``first`` together (one statement where the store can)."""
+        ...
+
     def new_matter(self, matter_id: str, s: Sighting) -> None: ...
 
     def set_first(self, matter_id: str, s: Sighting) -> None: ...
@@ -260,7 +264,7 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         return Recognition(
             available=True,
             matter_id=matter_id,
-            facts=facts(s2, tx.rows(matter_id, at - w, at), tx.first(matter_id)),
+            facts=facts(s2, *tx.history(matter_id, at - w, at)),
         )
     chosen = choose(s, candidates(tx, s, s.received_at - w, s.received_at + w, settings), settings)
     if chosen is None:
@@ -269,8 +273,7 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         tx.insert(s, matter_id)
         return Recognition(available=True, matter_id=matter_id, new_matter=True, facts=facts(s, (), None))
     matter_id, evidence = chosen
-    rows = tx.rows(matter_id, s.received_at - w, s.received_at)
-    first = tx.first(matter_id)
+    rows, first = tx.history(matter_id, s.received_at - w, s.received_at)
     if first is None or s.received_at < first.received_at:
         tx.set_first(matter_id, s)
     tx.insert(s, matter_id)

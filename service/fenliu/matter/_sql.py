@@ -225,6 +225,28 @@ class SqlTx:
         row = self.cur.fetchone()
         return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
+        self.cur.execute(
+            self.q(
+                "SELECT m.first_received_at, m.first_point, m.first_level, m.first_owner, c.complaint_id, "
+                "c.received_at, c.channel, c.point, c.level, c.decision_id FROM matters m "
+                "LEFT JOIN complaints c ON c.matter_id = m.matter_id AND c.received_at BETWEEN ? AND ? "
+                "WHERE m.matter_id = ?"
+            ),
+            (since, until, matter_id),
+        )
+        got = self.cur.fetchall()
+        if not got:
+            return [], None
+        r0 = got[0]
+        first = _match.First(int(r0[0]), str(r0[1]), str(r0[2]), str(r0[3]))
+        rows = [
+            _match.Row(str(a), int(b), str(c), str(d), str(e), str(f))
+            for *_, a, b, c, d, e, f in got
+            if a is not None
+        ]
+        return rows, first
+
     def new_matter(self, matter_id: str, s: Sighting) -> None:
         self.cur.execute(
             self.q(
@@ -242,6 +264,22 @@ class SqlTx:
         )
 
     def insert(self, s: Sighting, matter_id: str) -> None:
+        if self.d.name == "postgresql":  # one statement, one round trip: the row, its hashes, its record
+            rec = _match.record_bytes(0, s.received_at, s.signature)[8:] if s.scope and s.signature else b""
+            self.cur.execute(
+                PG_INSERT_ALL,
+                (
+                    *complaint_params(s, matter_id),
+                    s.received_at,
+                    [h for _, h in s.identities],
+                    [f for f, _ in s.identities],
+                    s.scope,
+                    _match.bucket_of(s.received_at),
+                    rec,
+                    bool(rec),
+                ),
+            )
+            return
         self.cur.execute(self.q(INSERT_COMPLAINT + " RETURNING seq"), complaint_params(s, matter_id))
         seq = int(self.cur.fetchone()[0])
         for field, h in s.identities:
@@ -276,6 +314,26 @@ INSERT_COMPLAINT: Final = (
 )
 
 
+def _le_bytes(expr: str) -> str:
+    """SQL for the 8 little-endian bytes of the bigint ``expr`` (a bucket record starts with the seq)."""
+    out = "'\\x0000000000000000'::bytea"
+    for i in range(8):
+        out = f"set_byte({out}, {i}, (({expr} >> {8 * i}) & 255)::int)"
+    return out
+
+
+#: PostgreSQL: a complaint's row, its identity hashes and its scope-bucket record in one statement.
+PG_INSERT_ALL: Final = (
+    "WITH c AS (" + INSERT_COMPLAINT.replace("?", "%s") + " RETURNING seq), "
+    "i AS (INSERT INTO identities (hash, field, seq, received_at) "
+    "SELECT t.h, t.f, c.seq, %s FROM c, unnest(%s::text[], %s::text[]) AS t(h, f)), "
+    "b AS (INSERT INTO scope_buckets (scope, bucket, data) "
+    f"SELECT %s, %s, {_le_bytes('c.seq')} || %s::bytea FROM c WHERE %s "
+    "ON CONFLICT (scope, bucket) DO UPDATE SET data = scope_buckets.data || excluded.data) "
+    "SELECT seq FROM c"
+)
+
+
 def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
     return (
         s.complaint_id,
@@ -297,7 +355,9 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[Any, ...]:
 def set_decision(cur: Any, d: Dialect, complaint_id: str, decision_id: str, owner: str) -> bool:
     """A complaint's decision id; the matter's first owner when it has none yet (the first decision's)."""
     p = d.param
-    cur.execute(f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}", (decision_id, complaint_id))
+    cur.execute(
+        f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}", (decision_id, complaint_id)
+    )
     found = bool(cur.rowcount > 0)
     if found and owner:
         cur.execute(

@@ -79,6 +79,9 @@ class _MemoryTx:
     def first(self, matter_id: str) -> _match.First | None:
         return self.st.firsts.get(matter_id)
 
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
+        return self.rows(matter_id, since, until), self.first(matter_id)
+
     def new_matter(self, matter_id: str, s: Sighting) -> None:
         self.set_first(matter_id, s)
 
