@@ -106,7 +106,10 @@ class First:
 
 
 class Tx(Protocol):
-    def lock(self, keys: Sequence[str]) -> None: ...
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        """Take ``s``'s locks (:meth:`Sighting.lock_keys`) before anything is read. A store may send its
+        first reads for ``s`` (``existing``, ``linked``, ``scope_block`` for this window) with them."""
+        ...
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
         """(matter id, received_at) of a complaint already stored."""
@@ -255,8 +258,8 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
     """Look up ``s``'s matter and write ``s``, inside ``tx`` (which the caller commits)."""
     if s.text is not None and not settings.keep_text:
         s = dataclasses.replace(s, text=None)
-    tx.lock(s.lock_keys())
     w = settings.window_seconds
+    tx.start(s, s.received_at - w, s.received_at + w)
     done = tx.existing(s.complaint_id)
     if done is not None:  # the same complaint again (a retry, a replayed queue): nothing is written
         matter_id, at = done

@@ -130,20 +130,35 @@ class SqlTx:
     def q(self, sql: str) -> str:
         return sql if self.d.param == "?" else sql.replace("?", "%s")
 
-    def lock(self, keys: Sequence[str]) -> None:
-        self._lock(keys)
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        del since, until
+        self._lock(s.lock_keys())
+
+    EXISTING: Final = "SELECT matter_id, received_at FROM complaints WHERE complaint_id = ?"
+    SCOPE_BLOCK: Final = (
+        "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
+    )
+
+    @staticmethod
+    def existing_of(rows: list[Any]) -> tuple[str, int] | None:
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    @staticmethod
+    def block_of(rows: list[Any]) -> bytes:
+        return b"".join(bytes(r[0]) for r in rows)
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
-        self.cur.execute(
-            self.q("SELECT matter_id, received_at FROM complaints WHERE complaint_id = ?"), (complaint_id,)
-        )
-        row = self.cur.fetchone()
-        return None if row is None else (str(row[0]), int(row[1]))
+        self.cur.execute(self.q(self.EXISTING), (complaint_id,))
+        return self.existing_of(self.cur.fetchall())
 
     def _candidates(self, sql: str, params: Sequence[Any]) -> list[_match.Candidate]:
         self.cur.execute(self.q(sql), params)
+        return self.candidates_of(self.cur.fetchall())
+
+    @staticmethod
+    def candidates_of(rows: list[Any]) -> list[_match.Candidate]:
         found: dict[str, tuple[Any, set[str]]] = {}
-        for tag, *rest in self.cur.fetchall():
+        for tag, *rest in rows:
             entry = found.setdefault(rest[1], (rest, set()))
             entry[1].add(str(tag))
         out = []
@@ -165,6 +180,12 @@ class SqlTx:
         return out
 
     def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
+        query = self.linked_query(s, since, until)
+        return self._candidates(*query) if query else []
+
+    @staticmethod
+    def linked_query(s: Sighting, since: int, until: int) -> tuple[str, list[Any]] | None:
+        """The query of complaints sharing an identity hash or the case id (``?`` marks), or None."""
         parts: list[str] = []
         params: list[Any] = []
         hashes = [h for _, h in s.identities]
@@ -181,20 +202,19 @@ class SqlTx:
             )
             params += [s.case_id, since, until]
         if not parts:
-            return []
-        return self._candidates(
+            return None
+        return (
             f"SELECT x.tag, {CANDIDATE_COLUMNS} FROM ({' UNION ALL '.join(parts)}) x JOIN complaints c ON c.seq = x.seq",
             params,
         )
 
     def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
-        sql = "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
         params = (scope, first_bucket, last_bucket)
         if self.d.name == "postgresql":  # bytea in binary: no hex to decode
-            self.cur.execute(self.q(sql), params, binary=True)
+            self.cur.execute(self.q(self.SCOPE_BLOCK), params, binary=True)
         else:
-            self.cur.execute(sql, params)
-        return b"".join(bytes(r[0]) for r in self.cur.fetchall())
+            self.cur.execute(self.SCOPE_BLOCK, params)
+        return self.block_of(self.cur.fetchall())
 
     def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
         marks = ",".join("?" * len(seqs))

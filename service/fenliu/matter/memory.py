@@ -22,8 +22,8 @@ class _MemoryTx:
     def __init__(self, store: MemoryStore) -> None:
         self.st = store
 
-    def lock(self, keys: Sequence[str]) -> None:
-        del keys  # the store's one lock is held for the whole recording
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        del s, since, until  # the store's one lock is held for the whole recording
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
         s = self.st.complaints.get(complaint_id)
