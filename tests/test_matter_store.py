@@ -391,3 +391,14 @@ def test_two_processes_at_the_same_moment_make_one_matter(make_store: Any, perso
     store = make_store()
     assert store.count_matters() == rounds
     assert all(len(store.matter(m)) == 2 for m in set(a))
+
+
+def test_the_one_step_minhash_equals_datasketchs_value_for_value() -> None:
+    from bench import corpus
+
+    from fenliu.matter import signature as sig
+
+    texts = [f"{c.get('title', '')}\n{c.get('text', '')}" for c in corpus.generate(400, seed=3)]
+    texts += [GRASS, GRASS_AGAIN, WAGE, "", "！！", "a", "的的的", "ＡＢＣ１２３ abc"]
+    for t in texts:
+        assert sig.signature(t) == sig.signature_reference(t)
