@@ -402,3 +402,14 @@ def test_the_one_step_minhash_equals_datasketchs_value_for_value() -> None:
     texts += [GRASS, GRASS_AGAIN, WAGE, "", "！！", "a", "的的的", "ＡＢＣ１２３ abc"]
     for t in texts:
         assert sig.signature(t) == sig.signature_reference(t)
+
+
+def test_the_closest_candidates_are_a_stable_sorts_first_ones() -> None:
+    import numpy as np
+
+    from fenliu.matter._match import top
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        v = np.round(rng.random(int(rng.integers(1, 3000))), int(rng.integers(1, 4)))  # many ties
+        assert (top(v, 16) == np.argsort(-v, kind="stable")[:16]).all()

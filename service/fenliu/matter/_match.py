@@ -31,7 +31,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -166,8 +166,20 @@ def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchS
         recs = recs[np.argsort(-recs["at"], kind="stable")[: settings.content_scan_limit]]
     sims = sig.similarities(s.signature[: 2 * (PREFIX + 1)], recs["sig"])
     # the prefix is coarse: its ranking, not its value, is used; the most alike are compared in full
-    hits = np.argsort(-sims, kind="stable")[:CONTENT_CANDIDATES]
-    return [int(x) for x in recs["seq"][hits]]
+    return [int(x) for x in recs["seq"][top(sims, CONTENT_CANDIDATES)]]
+
+
+def top(values: np.ndarray[Any, np.dtype[np.float64]], k: int) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """The indexes of the ``k`` largest values, largest first, ties in index order: the first ``k`` of
+    a stable sort by descending value, without sorting them all."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    kth = np.partition(values, len(values) - k)[len(values) - k]  # the k-th largest
+    above = np.flatnonzero(values > kth)
+    tied = np.flatnonzero(values == kth)[: k - len(above)]
+    chosen = np.concatenate((above, tied))  # both in index order
+    order: np.ndarray[Any, np.dtype[np.intp]] = chosen[np.argsort(-values[chosen], kind="stable")]
+    return order
 
 
 def _similarities(s: Sighting, cands: Sequence[Candidate]) -> list[float]:

@@ -118,7 +118,7 @@ def similarities(
     if len(sig) < 4 or len(sig) % 2 or len(many) == 0 or many.shape[1] != len(sig) // 2:
         return np.zeros(len(many))
     mine = np.frombuffer(sig, dtype="<u2")
-    j = (many[:, 1:] == mine[1:]).mean(axis=1)
+    j = np.count_nonzero(many[:, 1:] == mine[1:], axis=1) / (many.shape[1] - 1)  # the share equal
     na = float(mine[0])
     nb = many[:, 0].astype(np.float64)
     inter = j * (na + nb) / (1.0 + j)
