@@ -1,6 +1,7 @@
 """The matter store under a million matters: what one lookup-and-write costs (part ``matters``).
 
     python -m bench.matter_store [--matters 1000000] [--lookups 3000] [--backends sqlite,postgresql]
+                                 [--grpc-seconds 8]
 
 Fills a fresh store with ``--matters`` matters of one complaint each (bulk load: ``load()``, executemany on
 SQLite, COPY on PostgreSQL), spread over the three years of retention across 78 villages of 6 townships,
@@ -9,7 +10,10 @@ each with an id-number and a phone hash; their signatures are those of the bench
 committed — of ``--lookups`` new complaints: a third by a person already in the store (an identity
 link), a third by a new person in other words of an existing complaint's village (content compared
 against the village's half-year), a third new matters. Wall-clock time per call, in this process;
-p50, p99 and the worst.
+p50, p99, p99.9 and the worst, with the load average before and after.
+
+Then the gRPC throughput of ``fenliu serve`` (2 workers, unary, ``bench.grpc_load``) with a fresh SQLite
+store and without one, alternating, twice each: the goal is within 15 % (``--grpc-seconds 0``: not run).
 
 PostgreSQL is a private server started for the run (Debian's package, as in the tests), with fsync on.
 SQLite is a file in a temporary folder (WAL, synchronous=NORMAL, the store's settings).
@@ -100,6 +104,7 @@ def fill(store: Any, n: int, sigs: list[bytes], chunk_weeks: int = 8) -> float:
 
 def lookups(store: Any, n: int, matters: int, sigs: list[bytes]) -> dict[str, Any]:
     rng = random.Random(11)
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     times: list[float] = []
     cpu: list[float] = []
     linked = 0
@@ -121,16 +126,22 @@ def lookups(store: Any, n: int, matters: int, sigs: list[bytes]) -> dict[str, An
     return {
         "cpu_p50_ms": cpu[len(cpu) // 2] * 1000,
         "cpu_p99_ms": cpu[int(len(cpu) * 0.99)] * 1000,
+        "load_before": load_before,
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "lookups": n,
         "linked": linked,
         "p50_ms": ms[len(ms) // 2],
         "p99_ms": ms[int(len(ms) * 0.99)],
+        "p999_ms": ms[min(len(ms) - 1, int(len(ms) * 0.999))],
         "max_ms": ms[-1],
     }
 
 
-def run(matters: int, n_lookups: int, backends: list[str], pool: int = 20_000) -> dict[str, Any]:
+def run(
+    matters: int, n_lookups: int, backends: list[str], pool: int = 20_000, grpc_seconds: float = 8.0
+) -> dict[str, Any]:
+    """The store's recording cost per backend, then (``grpc_seconds`` > 0) the gRPC throughput of
+    ``fenliu serve`` with the store on and off (:func:`grpc_compare`)."""
     sigs = signatures(pool)
     out: dict[str, Any] = {"matters": matters, "pool": len(sigs), "backends": {}}
     for backend in backends:
@@ -170,7 +181,8 @@ def run(matters: int, n_lookups: int, backends: list[str], pool: int = 20_000) -
                 if name.startswith(backend):
                     print(
                         f"{name}: {count:,} matters filled in {seconds:.0f} s ({matters / seconds:,.0f}/s); "
-                        f"record p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms "
+                        f"record p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                        f"p99.9 {r['p999_ms']:.2f} ms, max {r['max_ms']:.1f} ms "
                         f"({r['linked']} of {n_lookups} linked)",
                         flush=True,
                     )
@@ -178,6 +190,8 @@ def run(matters: int, n_lookups: int, backends: list[str], pool: int = 20_000) -
             if pg is not None:
                 pg.close()
             shutil.rmtree(tmp, ignore_errors=True)
+    if grpc_seconds > 0:
+        out["grpc"] = grpc_compare(grpc_seconds)
     return out
 
 
@@ -188,17 +202,88 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"## The matter store with {result['matters']:,} matters (`bench/matter_store.py`)",
         "",
-        "| backend | fill (bulk) | record p50 | record p99 | worst | CPU p50 / p99 (this process) | load | goal (p99) | |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        "| backend | fill (bulk) | record p50 | record p99 | p99.9 | worst | CPU p50 / p99 (this process) "
+        "| load (before → after) | goal (p99) | |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for b, r in result["backends"].items():
         goal = GOALS_MS.get(b.split()[0], 0.0)
         lines.append(
             f"| {b} | {r['fill_seconds']:.0f} s ({r['fill_rate']:,.0f}/s) | {r['p50_ms']:.2f} ms | "
-            f"{r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms | {r['cpu_p50_ms']:.2f} / {r['cpu_p99_ms']:.2f} ms | "
-            f"{r['load']} | {goal:g} ms | {'PASS' if r['p99_ms'] <= goal else 'MISS'} |"
+            f"{r['p99_ms']:.2f} ms | {r['p999_ms']:.2f} ms | {r['max_ms']:.1f} ms | "
+            f"{r['cpu_p50_ms']:.2f} / {r['cpu_p99_ms']:.2f} ms | {r['load_before']} → {r['load']} | "
+            f"{goal:g} ms | {'PASS' if r['p99_ms'] <= goal else 'MISS'} |"
         )
+    grpc = result.get("grpc")
+    if grpc:
+        lines += [
+            "",
+            "| `fenliu serve` (unary, 2 workers) | requests/s | p50 | p99 | server CPU per request | load |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, g in grpc["runs"].items():
+            lines.append(
+                f"| {name} | {g['rps']:,.0f} | {g['p50_ms']:.2f} ms | {g['p99_ms']:.2f} ms | "
+                f"{g['cpu_us']:.0f} µs | {g['load']} |"
+            )
+            if "stored" in g:
+                lines.append(
+                    f"| (in the store by the end: {g['stored']:,.0f} of {g['requests']:,.0f} measured calls "
+                    "and the warm-up's) | | | | | |"
+                )
+        lines.append(f"\nstore on / off: {grpc['ratio']:.3f} (goal ≥ 0.85)")
     return "\n".join(lines)
+
+
+def grpc_compare(seconds: float = 8.0, workers: int = 2, rounds: int = 2) -> dict[str, Any]:
+    """The gRPC throughput of ``fenliu serve`` with the store (a fresh SQLite file) and without it, the
+    two alternating ``rounds`` times; each client sends distinct complaints (a corpus larger than a
+    run's requests), so every call with the store on is a new recording, not an idempotent repeat."""
+    from bench.grpc_load import ServerProcess, run_load
+
+    tmp = Path(tempfile.mkdtemp(prefix="fenliu-bench-grpc-matters-"))
+    key = tmp / "key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        for rnd in range(rounds):
+            for name in ("store off", "store on (SQLite)"):
+                server = ServerProcess("fenliu", workers)
+                if name != "store off":
+                    server.cmd += [
+                        "--store",
+                        f"sqlite:///{tmp / f'matters-{rnd}.db'}",
+                        "--store-key-file",
+                        str(key),
+                        "--store-queue-dir",
+                        str(tmp / f"queue-{rnd}"),
+                    ]
+                with server:
+                    r = run_load(server, "unary", seconds=seconds, corpus_n=6000, salt=rnd)
+                g = runs.setdefault(name, {"rps": [], "p50_ms": [], "p99_ms": [], "cpu_us": [], "load": []})
+                g["rps"].append(r.rps)
+                g["p50_ms"].append(r.p50_ms)
+                g["p99_ms"].append(r.p99_ms)
+                g["cpu_us"].append(r.cpu_us_per_request)
+                g["load"].append(" ".join(f"{x:.1f}" for x in os.getloadavg()))
+                if name != "store off":  # how many calls the store took (the rest: deadline missed, queued)
+                    import sqlite3
+
+                    conn = sqlite3.connect(tmp / f"matters-{rnd}.db")
+                    stored = int(conn.execute("SELECT count(*) FROM complaints").fetchone()[0])
+                    conn.close()
+                    g.setdefault("stored", []).append(stored)
+                    g.setdefault("requests", []).append(r.requests)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = {
+        name: {k: (v if k == "load" else sum(v) / len(v)) for k, v in g.items()} for name, g in runs.items()
+    }
+    for g in out.values():
+        g["load"] = "; ".join(g["load"])
+    on, off = out["store on (SQLite)"]["rps"], out["store off"]["rps"]
+    return {"runs": out, "ratio": on / off if off else 0.0, "seconds": seconds, "rounds": rounds}
 
 
 def main() -> int:
@@ -208,8 +293,12 @@ def main() -> int:
     ap.add_argument("--pool", type=int, default=20_000)
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument(
+        "--grpc-seconds", type=float, default=8.0, help="per gRPC load with the store on and off (0: none)"
+    )
     args = ap.parse_args()
-    result = run(args.matters, args.lookups, args.backends.split(","), args.pool)
+    backends = [b for b in args.backends.split(",") if b]
+    result = run(args.matters, args.lookups, backends, args.pool, args.grpc_seconds)
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

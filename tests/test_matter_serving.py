@@ -136,6 +136,39 @@ def test_matter_serving_two_channels_one_matter_and_the_first_receiver(served: t
     assert PHONE not in json.dumps(again, ensure_ascii=False)
 
 
+def test_matter_serving_a_second_door_keeps_the_first_decisions_owner(served: tuple[Any, Matters]) -> None:
+    stub, _ = served
+    # The village point reads it as a land-rights matter (the front end's category): natural resources.
+    first = _triage(
+        stub,
+        _complaint(
+            "o-1", GRASS, category_hint="land_rights", receiving_point={"code": VIL, "level": "VILLAGE"}
+        ),
+    )
+    assert first["owner_department"] == "natural_resources"
+    alone = _triage(  # the same words from someone else, elsewhere: the category's owner
+        stub,
+        _complaint("o-x", GRASS_AGAIN, complainant={"phone": "13911112222"}, region={"banner_code": BANNER}),
+    )
+    assert alone["matter"]["new_matter"] is True
+    grass_owner = alone["owner_department"]
+    assert grass_owner != "natural_resources"
+    # The same person phones the banner's centre: 多头访, and the first decision's owner keeps it.
+    again = _triage(
+        stub,
+        _complaint(
+            "o-2",
+            GRASS_AGAIN,
+            channel="PHONE",
+            received_tier="BANNER",
+            receiving_point={"code": BANNER, "level": "BANNER"},
+            received_at="2026-03-08T10:00:00+08:00",
+        ),
+    )
+    assert again["matter"]["matter_id"] == first["matter"]["matter_id"] and again["matter"]["multi_door"]
+    assert again["owner_department"] == "natural_resources"  # route.multi_door.owner, not the grassland's
+
+
 def test_matter_serving_get_matter_lists_complaints_without_personal_data(
     served: tuple[Any, Matters],
 ) -> None:

@@ -179,6 +179,55 @@ def test_recording_again_is_idempotent_and_decisions_are_listed(make_store: Any)
 
 
 @per_backend
+def test_the_first_decisions_owner_department_is_kept_for_the_matter(make_store: Any) -> None:
+    store = make_store()
+    a = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
+    assert a.fields()["matter_first_owner"] == ""
+    assert store.set_decision("a", "dec-1", "forestry_grassland")
+    b = store.record(
+        sighting(
+            "b",
+            GRASS_AGAIN,
+            complainant={"phone": PHONE},
+            channel="PHONE",
+            received_at="2026-03-02T09:00:00+08:00",
+        )
+    )
+    assert b.matter_id == a.matter_id and b.fields()["matter_first_owner"] == "forestry_grassland"
+    assert store.set_decision("b", "dec-2", "township_government")  # a later decision: not the first
+    early = store.record(  # an earlier complaint arriving late: the first receiver changes, the owner not
+        sighting("early", GRASS, complainant={"phone": PHONE}, received_at="2026-02-20T09:00:00+08:00")
+    )
+    assert early.matter_id == a.matter_id and early.facts.first_owner == "forestry_grassland"
+    c = store.record(
+        sighting("c", GRASS, complainant={"phone": PHONE}, received_at="2026-03-05T09:00:00+08:00")
+    )
+    assert c.facts.first_owner == "forestry_grassland" and c.facts.prior_complaints == 3
+    new = store.record(sighting("other", WAGE, complainant={"phone": "13900000000"}))
+    assert new.new_matter and new.facts.first_owner == ""
+
+
+def test_a_version_1_sqlite_store_is_migrated_to_the_first_owner(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE fenliu_schema (version INTEGER NOT NULL)")
+    for stmt in _sql.MIGRATIONS[0].statements(_sql.SQLITE):
+        conn.execute(stmt)
+    conn.execute("INSERT INTO fenliu_schema VALUES (1)")
+    conn.commit()
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.applied == [2] and store.schema_version() == 2  # type: ignore[attr-defined]
+        store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
+        assert store.set_decision("a", "dec-1", "natural_resources")
+        b = store.record(sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, channel="PHONE"))
+        assert b.facts.first_owner == "natural_resources"
+    finally:
+        store.close()
+
+
+@per_backend
 def test_first_receiver_is_the_earliest_even_when_it_arrives_late(make_store: Any) -> None:
     store = make_store()
     store.record(
@@ -342,3 +391,25 @@ def test_two_processes_at_the_same_moment_make_one_matter(make_store: Any, perso
     store = make_store()
     assert store.count_matters() == rounds
     assert all(len(store.matter(m)) == 2 for m in set(a))
+
+
+def test_the_one_step_minhash_equals_datasketchs_value_for_value() -> None:
+    from bench import corpus
+
+    from fenliu.matter import signature as sig
+
+    texts = [f"{c.get('title', '')}\n{c.get('text', '')}" for c in corpus.generate(400, seed=3)]
+    texts += [GRASS, GRASS_AGAIN, WAGE, "", "！！", "a", "的的的", "ＡＢＣ１２３ abc"]
+    for t in texts:
+        assert sig.signature(t) == sig.signature_reference(t)
+
+
+def test_the_closest_candidates_are_a_stable_sorts_first_ones() -> None:
+    import numpy as np
+
+    from fenliu.matter._match import top
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        v = np.round(rng.random(int(rng.integers(1, 3000))), int(rng.integers(1, 4)))  # many ties
+        assert (top(v, 16) == np.argsort(-v, kind="stable")[:16]).all()

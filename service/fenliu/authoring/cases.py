@@ -109,8 +109,8 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, object, object
     return diffs
 
 
-def _code(pack: Pack, v: str) -> bool:
-    return v == "" or v in pack.categories
+def _code(pack: Pack, table: str, v: str) -> bool:
+    return v == "" or (table in pack.tables and v in pack.tables[table].rows)
 
 
 def _derived_ok(pack: Pack, name: str, v: object) -> bool:
@@ -123,7 +123,7 @@ def _derived_ok(pack: Pack, name: str, v: object) -> bool:
     if t.kind == "enum":
         return v in t.values
     if t.kind == "code":
-        return isinstance(v, str) and _code(pack, v)
+        return isinstance(v, str) and _code(pack, t.table, v)
     return isinstance(v, str)
 
 

@@ -173,6 +173,7 @@ COMPLAINT_TABLE: Final[tuple[ComplaintField, ...]] = (
     _derived("matter_first_point", _TEXT, "", "首接受理点"),
     _derived("matter_first_level", _enum(model.TIERS), model.UNSPECIFIED, "首接层级"),
     _derived("matter_linked_by", _TEXT, "", "关联依据"),
+    _derived("matter_first_owner", FieldType("code", table="departments"), "", "首接牵头部门"),
 )
 
 #: Complaint fields rules may test (title and text only through `keywords` / `pattern`).

@@ -239,6 +239,7 @@ class Complaint:
     matter_first_point: str = ""
     matter_first_level: str = UNSPECIFIED
     matter_linked_by: str = ""
+    matter_first_owner: str = ""
     evidence: TextEvidence | None = None
     enriched: bool = False
 
@@ -533,6 +534,7 @@ MATTER_FIELDS: Final = (
     "matter_first_point",
     "matter_first_level",
     "matter_linked_by",
+    "matter_first_owner",
 )
 #: Every derived complaint field: the text enrichers' and the matter step's.
 DERIVED_FIELDS: Final = (*TEXT_DERIVED_FIELDS, *MATTER_FIELDS)

@@ -195,6 +195,7 @@ class MatterFacts:
     first_level: str = model.UNSPECIFIED
     first_received_at: int = 0
     earlier_decision_ids: tuple[str, ...] = ()
+    first_owner: str = ""  # the owner department of the matter's first decision (set_decision)
 
     def to_dict(self) -> model.Json:
         return {
@@ -242,6 +243,7 @@ class Recognition:
             "matter_first_point": f.first_point,
             "matter_first_level": f.first_level,
             "matter_linked_by": ",".join(self.linked_by),
+            "matter_first_owner": f.first_owner,
         }
 
     def to_dict(self) -> model.Json:
@@ -269,7 +271,10 @@ class MatterStore(Protocol):
 
     def record(self, sighting: Sighting) -> Recognition: ...
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool: ...
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+        """Write a complaint's decision id; the first non-empty ``owner_department`` written for a
+        matter is kept as its first owner (``matter_first_owner``)."""
+        ...
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         """A matter's complaints (id, time, channel, point, level, decision), oldest first; [] if none."""

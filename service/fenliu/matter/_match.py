@@ -31,7 +31,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -102,10 +102,14 @@ class First:
     received_at: int
     point: str
     level: str
+    owner: str = ""  # the owner department of the matter's first decision
 
 
 class Tx(Protocol):
-    def lock(self, keys: Sequence[str]) -> None: ...
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        """Take ``s``'s locks (:meth:`Sighting.lock_keys`) before anything is read. A store may send its
+        first reads for ``s`` (``existing``, ``linked``, ``scope_block`` for this window) with them."""
+        ...
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
         """(matter id, received_at) of a complaint already stored."""
@@ -124,6 +128,10 @@ class Tx(Protocol):
     def rows(self, matter_id: str, since: int, until: int) -> list[Row]: ...
 
     def first(self, matter_id: str) -> First | None: ...
+
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
+        """``rows`` and ``first`` together (one statement where the store can)."""
+        ...
 
     def new_matter(self, matter_id: str, s: Sighting) -> None: ...
 
@@ -158,8 +166,20 @@ def alike_in_scope(tx: Tx, s: Sighting, since: int, until: int, settings: MatchS
         recs = recs[np.argsort(-recs["at"], kind="stable")[: settings.content_scan_limit]]
     sims = sig.similarities(s.signature[: 2 * (PREFIX + 1)], recs["sig"])
     # the prefix is coarse: its ranking, not its value, is used; the most alike are compared in full
-    hits = np.argsort(-sims, kind="stable")[:CONTENT_CANDIDATES]
-    return [int(x) for x in recs["seq"][hits]]
+    return [int(x) for x in recs["seq"][top(sims, CONTENT_CANDIDATES)]]
+
+
+def top(values: np.ndarray[Any, np.dtype[np.float64]], k: int) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """The indexes of the ``k`` largest values, largest first, ties in index order: the first ``k`` of
+    a stable sort by descending value, without sorting them all."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    kth = np.partition(values, len(values) - k)[len(values) - k]  # the k-th largest
+    above = np.flatnonzero(values > kth)
+    tied = np.flatnonzero(values == kth)[: k - len(above)]
+    chosen = np.concatenate((above, tied))  # both in index order
+    order: np.ndarray[Any, np.dtype[np.intp]] = chosen[np.argsort(-values[chosen], kind="stable")]
+    return order
 
 
 def _similarities(s: Sighting, cands: Sequence[Candidate]) -> list[float]:
@@ -219,6 +239,7 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
     earlier = sorted((r for r in rows if r.complaint_id != s.complaint_id), key=lambda r: r.received_at)
     prior = [r for r in earlier if r.received_at <= s.received_at]
     seen = [*prior, Row(s.complaint_id, s.received_at, s.channel, s.point, s.level, s.decision_id)]
+    owner = first.owner if first is not None else ""
     f = first if first is not None and first.received_at <= s.received_at else None
     if f is None:
         f = First(s.received_at, s.point, s.level)
@@ -232,6 +253,7 @@ def facts(s: Sighting, rows: Sequence[Row], first: First | None) -> MatterFacts:
         first_level=f.level,
         first_received_at=f.received_at,
         earlier_decision_ids=tuple(r.decision_id for r in prior if r.decision_id),
+        first_owner=owner,
     )
 
 
@@ -248,8 +270,8 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
     """Look up ``s``'s matter and write ``s``, inside ``tx`` (which the caller commits)."""
     if s.text is not None and not settings.keep_text:
         s = dataclasses.replace(s, text=None)
-    tx.lock(s.lock_keys())
     w = settings.window_seconds
+    tx.start(s, s.received_at - w, s.received_at + w)
     done = tx.existing(s.complaint_id)
     if done is not None:  # the same complaint again (a retry, a replayed queue): nothing is written
         matter_id, at = done
@@ -257,7 +279,7 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         return Recognition(
             available=True,
             matter_id=matter_id,
-            facts=facts(s2, tx.rows(matter_id, at - w, at), tx.first(matter_id)),
+            facts=facts(s2, *tx.history(matter_id, at - w, at)),
         )
     chosen = choose(s, candidates(tx, s, s.received_at - w, s.received_at + w, settings), settings)
     if chosen is None:
@@ -266,8 +288,7 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         tx.insert(s, matter_id)
         return Recognition(available=True, matter_id=matter_id, new_matter=True, facts=facts(s, (), None))
     matter_id, evidence = chosen
-    rows = tx.rows(matter_id, s.received_at - w, s.received_at)
-    first = tx.first(matter_id)
+    rows, first = tx.history(matter_id, s.received_at - w, s.received_at)
     if first is None or s.received_at < first.received_at:
         tx.set_first(matter_id, s)
     tx.insert(s, matter_id)

@@ -1,11 +1,13 @@
 """What the SQLite and PostgreSQL stores share: the schema and its migrations, the SQL of recognition,
 purge and forget. Each store supplies a connection, its placeholder, its types and its way of locking.
 
-Schema (version 1). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
+Schema (version 2). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
 identity hashes and bucket records point at it.
 
     fenliu_schema (version)                                   one row per applied migration
-    matters    (matter_id PK, first_received_at, first_point, first_level)
+    matters    (matter_id PK, first_received_at, first_point, first_level, first_owner)
+                                                              first_owner: the first decision's owner
+                                                              department (version 2)
     complaints (seq PK, complaint_id UNIQUE, matter_id, received_at, channel, point, level,
                 township, village, scope, case_id, decision_id, signature, text NULL)
     identities (hash, field, seq, received_at)                keyed hashes (HMAC) of id number / phone
@@ -67,8 +69,16 @@ class Migration:
     statements: Callable[[Dialect], list[str]]
 
 
+def _v2(d: Dialect) -> list[str]:
+    del d
+    return ["ALTER TABLE matters ADD COLUMN first_owner TEXT NOT NULL DEFAULT ''"]
+
+
 #: Every schema change, in order. A new one is appended here (never edited once released).
-MIGRATIONS: Final = (Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),)
+MIGRATIONS: Final = (
+    Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),
+    Migration(2, "the matter's first owner department", _v2),
+)
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
@@ -84,6 +94,9 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
     def fetchone(self) -> Any: ...
+
+    @property
+    def rowcount(self) -> int: ...
 
 
 def schema_version(cur: Cursor) -> int:
@@ -126,20 +139,35 @@ class SqlTx:
     def q(self, sql: str) -> str:
         return sql if self.d.param == "?" else sql.replace("?", "%s")
 
-    def lock(self, keys: Sequence[str]) -> None:
-        self._lock(keys)
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        del since, until
+        self._lock(s.lock_keys())
+
+    EXISTING: Final = "SELECT matter_id, received_at FROM complaints WHERE complaint_id = ?"
+    SCOPE_BLOCK: Final = (
+        "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
+    )
+
+    @staticmethod
+    def existing_of(rows: list[Any]) -> tuple[str, int] | None:
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    @staticmethod
+    def block_of(rows: list[Any]) -> bytes:
+        return b"".join(bytes(r[0]) for r in rows)
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
-        self.cur.execute(
-            self.q("SELECT matter_id, received_at FROM complaints WHERE complaint_id = ?"), (complaint_id,)
-        )
-        row = self.cur.fetchone()
-        return None if row is None else (str(row[0]), int(row[1]))
+        self.cur.execute(self.q(self.EXISTING), (complaint_id,))
+        return self.existing_of(self.cur.fetchall())
 
     def _candidates(self, sql: str, params: Sequence[SqlValue]) -> list[_match.Candidate]:
         self.cur.execute(self.q(sql), params)
+        return self.candidates_of(self.cur.fetchall())
+
+    @staticmethod
+    def candidates_of(rows: list[Any]) -> list[_match.Candidate]:
         found: dict[str, tuple[Any, set[str]]] = {}
-        for tag, *rest in self.cur.fetchall():
+        for tag, *rest in rows:
             entry = found.setdefault(rest[1], (rest, set()))
             entry[1].add(str(tag))
         out = []
@@ -161,6 +189,12 @@ class SqlTx:
         return out
 
     def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
+        query = self.linked_query(s, since, until)
+        return self._candidates(*query) if query else []
+
+    @staticmethod
+    def linked_query(s: Sighting, since: int, until: int) -> tuple[str, list[Any]] | None:
+        """The query of complaints sharing an identity hash or the case id (``?`` marks), or None."""
         parts: list[str] = []
         params: list[SqlValue] = []
         hashes = [h for _, h in s.identities]
@@ -177,20 +211,19 @@ class SqlTx:
             )
             params += [s.case_id, since, until]
         if not parts:
-            return []
-        return self._candidates(
+            return None
+        return (
             f"SELECT x.tag, {CANDIDATE_COLUMNS} FROM ({' UNION ALL '.join(parts)}) x JOIN complaints c ON c.seq = x.seq",
             params,
         )
 
     def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
-        sql = "SELECT data FROM scope_buckets WHERE scope = ? AND bucket BETWEEN ? AND ? ORDER BY bucket DESC"
         params = (scope, first_bucket, last_bucket)
         if self.d.name == "postgresql":  # bytea in binary: no hex to decode
-            self.cur.execute(self.q(sql), params, binary=True)
+            self.cur.execute(self.q(self.SCOPE_BLOCK), params, binary=True)
         else:
-            self.cur.execute(sql, params)
-        return b"".join(bytes(r[0]) for r in self.cur.fetchall())
+            self.cur.execute(self.SCOPE_BLOCK, params)
+        return self.block_of(self.cur.fetchall())
 
     def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
         marks = ",".join("?" * len(seqs))
@@ -213,11 +246,35 @@ class SqlTx:
 
     def first(self, matter_id: str) -> _match.First | None:
         self.cur.execute(
-            self.q("SELECT first_received_at, first_point, first_level FROM matters WHERE matter_id = ?"),
+            self.q(
+                "SELECT first_received_at, first_point, first_level, first_owner FROM matters WHERE matter_id = ?"
+            ),
             (matter_id,),
         )
         row = self.cur.fetchone()
-        return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]))
+        return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
+        self.cur.execute(
+            self.q(
+                "SELECT m.first_received_at, m.first_point, m.first_level, m.first_owner, c.complaint_id, "
+                "c.received_at, c.channel, c.point, c.level, c.decision_id FROM matters m "
+                "LEFT JOIN complaints c ON c.matter_id = m.matter_id AND c.received_at BETWEEN ? AND ? "
+                "WHERE m.matter_id = ?"
+            ),
+            (since, until, matter_id),
+        )
+        got = self.cur.fetchall()
+        if not got:
+            return [], None
+        r0 = got[0]
+        first = _match.First(int(r0[0]), str(r0[1]), str(r0[2]), str(r0[3]))
+        rows = [
+            _match.Row(str(a), int(b), str(c), str(d), str(e), str(f))
+            for *_, a, b, c, d, e, f in got
+            if a is not None
+        ]
+        return rows, first
 
     def new_matter(self, matter_id: str, s: Sighting) -> None:
         self.cur.execute(
@@ -236,6 +293,22 @@ class SqlTx:
         )
 
     def insert(self, s: Sighting, matter_id: str) -> None:
+        if self.d.name == "postgresql":  # one statement, one round trip: the row, its hashes, its record
+            rec = _match.record_bytes(0, s.received_at, s.signature)[8:] if s.scope and s.signature else b""
+            self.cur.execute(
+                PG_INSERT_ALL,
+                (
+                    *complaint_params(s, matter_id),
+                    s.received_at,
+                    [h for _, h in s.identities],
+                    [f for f, _ in s.identities],
+                    s.scope,
+                    _match.bucket_of(s.received_at),
+                    rec,
+                    bool(rec),
+                ),
+            )
+            return
         self.cur.execute(self.q(INSERT_COMPLAINT + " RETURNING seq"), complaint_params(s, matter_id))
         seq = int(self.cur.fetchone()[0])
         for field, h in s.identities:
@@ -270,6 +343,26 @@ INSERT_COMPLAINT: Final = (
 )
 
 
+def _le_bytes(expr: str) -> str:
+    """SQL for the 8 little-endian bytes of the bigint ``expr`` (a bucket record starts with the seq)."""
+    out = "'\\x0000000000000000'::bytea"
+    for i in range(8):
+        out = f"set_byte({out}, {i}, (({expr} >> {8 * i}) & 255)::int)"
+    return out
+
+
+#: PostgreSQL: a complaint's row, its identity hashes and its scope-bucket record in one statement.
+PG_INSERT_ALL: Final = (
+    "WITH c AS (" + INSERT_COMPLAINT.replace("?", "%s") + " RETURNING seq), "
+    "i AS (INSERT INTO identities (hash, field, seq, received_at) "
+    "SELECT t.h, t.f, c.seq, %s FROM c, unnest(%s::text[], %s::text[]) AS t(h, f)), "
+    "b AS (INSERT INTO scope_buckets (scope, bucket, data) "
+    f"SELECT %s, %s, {_le_bytes('c.seq')} || %s::bytea FROM c WHERE %s "
+    "ON CONFLICT (scope, bucket) DO UPDATE SET data = scope_buckets.data || excluded.data) "
+    "SELECT seq FROM c"
+)
+
+
 def complaint_params(s: Sighting, matter_id: str) -> tuple[SqlValue, ...]:
     return (
         s.complaint_id,
@@ -286,6 +379,22 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[SqlValue, ...]:
         s.signature,
         s.text,
     )
+
+
+def set_decision(cur: Cursor, d: Dialect, complaint_id: str, decision_id: str, owner: str) -> bool:
+    """A complaint's decision id; the matter's first owner when it has none yet (the first decision's)."""
+    p = d.param
+    cur.execute(
+        f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}", (decision_id, complaint_id)
+    )
+    found = bool(cur.rowcount > 0)
+    if found and owner:
+        cur.execute(
+            f"UPDATE matters SET first_owner = {p} WHERE first_owner = '' AND matter_id = "
+            f"(SELECT matter_id FROM complaints WHERE complaint_id = {p})",
+            (owner, complaint_id),
+        )
+    return found
 
 
 def matter_rows(cur: Cursor, d: Dialect, matter_id: str) -> list[dict[str, Any]]:

@@ -64,10 +64,12 @@ class MatterEnricher:
         derived["_matter"] = rec
 
     def after(self, c: Complaint, decision: Decision, rec: Recognition) -> Decision:
-        """Write the decision id to the store (best effort) and attach the ``matter`` part and the
-        owning point to the decision."""
+        """Write the decision id to the store (best effort), with its owner department (kept as the
+        matter's first owner when it has none; not for an excluded complaint, whose owner is the body
+        it is referred to), and attach the ``matter`` part and the owning point to the decision."""
         if rec.available:
-            self.store.set_decision(c.id, decision.decision_id)
+            o = decision.outcome
+            self.store.set_decision(c.id, decision.decision_id, "" if o.excluded else o.owner_department)
         return dataclasses.replace(decision, matter=matter_part(rec), owning_point=owning_point(c, rec))
 
 

@@ -99,9 +99,9 @@ class GuardedStore:
         self._wake.set()
         return Recognition.unavailable()
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
         try:
-            return self.store.set_decision(complaint_id, decision_id)
+            return self.store.set_decision(complaint_id, decision_id, owner_department)
         except Exception:
             return False
 

@@ -6,6 +6,7 @@ one lock; it forgets everything when the process ends.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ class _MemoryTx:
     def __init__(self, store: MemoryStore) -> None:
         self.st = store
 
-    def lock(self, keys: Sequence[str]) -> None:
-        del keys  # the store's one lock is held for the whole recording
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        del s, since, until  # the store's one lock is held for the whole recording
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
         s = self.st.complaints.get(complaint_id)
@@ -78,11 +79,15 @@ class _MemoryTx:
     def first(self, matter_id: str) -> _match.First | None:
         return self.st.firsts.get(matter_id)
 
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
+        return self.rows(matter_id, since, until), self.first(matter_id)
+
     def new_matter(self, matter_id: str, s: Sighting) -> None:
         self.set_first(matter_id, s)
 
     def set_first(self, matter_id: str, s: Sighting) -> None:
-        self.st.firsts[matter_id] = _match.First(s.received_at, s.point, s.level)
+        old = self.st.firsts.get(matter_id)
+        self.st.firsts[matter_id] = _match.First(s.received_at, s.point, s.level, old.owner if old else "")
 
     def insert(self, s: Sighting, matter_id: str) -> None:
         st = self.st
@@ -129,11 +134,15 @@ class MemoryStore:
         with self._lock:
             return _match.record(_MemoryTx(self), sighting, self.settings)
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
         with self._lock:
             if complaint_id not in self.complaints:
                 return False
             self.decisions[complaint_id] = decision_id
+            m = self.matter_of[complaint_id]
+            f = self.firsts.get(m)
+            if owner_department and f is not None and not f.owner:
+                self.firsts[m] = dataclasses.replace(f, owner=owner_department)
             return True
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
@@ -174,7 +183,8 @@ class MemoryStore:
                 self.firsts.pop(m, None)
             else:
                 f = min(left, key=lambda x: x.received_at)
-                self.firsts[m] = _match.First(f.received_at, f.point, f.level)
+                old = self.firsts.get(m)
+                self.firsts[m] = _match.First(f.received_at, f.point, f.level, old.owner if old else "")
         return len(ids)
 
     def purge(self, *, now: int | None = None) -> int:

@@ -108,25 +108,11 @@ class PostgresStore:
 
     def record(self, sighting: Sighting) -> Recognition:
         with self._tx() as cur:
-            if not self._sync:
-                cur.execute("SET LOCAL synchronous_commit = off")
+            return _match.record(_PgTx(cur, synchronous_commit=self._sync), sighting, self.settings)
 
-            def lock(keys: Sequence[str]) -> None:
-                ids = sorted({lock_id(k) for k in keys})
-                cur.execute(
-                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS t(k)",
-                    (ids,),
-                )
-                cur.fetchall()
-
-            return _match.record(_sql.SqlTx(cur, _sql.POSTGRESQL, lock), sighting, self.settings)
-
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE complaints SET decision_id = %s WHERE complaint_id = %s", (decision_id, complaint_id)
-            )
-            return cur.rowcount > 0
+            return _sql.set_decision(cur, _sql.POSTGRESQL, complaint_id, decision_id, owner_department)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._tx() as cur:
@@ -158,7 +144,7 @@ class PostgresStore:
             row = cur.fetchone()
             rows = _sql.bulk_rows(items, int(row[0]) if row else 0)
             for table, data in (
-                ("matters", rows.matters),
+                ("matters (matter_id, first_received_at, first_point, first_level)", rows.matters),
                 ("complaints", rows.complaints),
                 ("identities", rows.identities),
                 ("scope_buckets", rows.buckets),
@@ -174,6 +160,66 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+
+_LOCK: Final = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS t(k)"
+
+
+class _PgTx(_sql.SqlTx):
+    """The recording's transaction on PostgreSQL. Its first step is one round trip (psycopg's pipeline
+    mode): the advisory locks, then the complaint id, the identity and case-id candidates and the
+    village's bucket records, each read by its own statement *after* the locks are held (in READ
+    COMMITTED each statement sees what was committed when it starts, so the reads see whatever a
+    recording that held the locks before committed)."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], *, synchronous_commit: bool) -> None:
+        super().__init__(cur, _sql.POSTGRESQL, _no_lock)
+        self._sync = synchronous_commit
+        self._existing: tuple[str, tuple[str, int] | None] | None = None
+        self._linked: tuple[tuple[str, int, int], list[_match.Candidate]] | None = None
+        self._block: tuple[tuple[str, int, int], bytes] | None = None
+
+    def start(self, s: Sighting, since: int, until: int) -> None:
+        conn = self.cur.connection
+        ids = sorted({lock_id(k) for k in s.lock_keys()})
+        linked = self.linked_query(s, since, until)
+        scope = (s.scope, _match.bucket_of(since), _match.bucket_of(until))
+        with conn.pipeline():
+            if not self._sync:
+                conn.cursor().execute("SET LOCAL synchronous_commit = off")
+            conn.cursor().execute(_LOCK, (ids,))
+            c_exist = conn.cursor()
+            c_exist.execute(self.q(self.EXISTING), (s.complaint_id,))
+            c_linked = conn.cursor() if linked else None
+            if c_linked is not None and linked is not None:
+                c_linked.execute(self.q(linked[0]), linked[1])
+            c_block = conn.cursor(binary=True) if s.scope and s.signature else None
+            if c_block is not None:
+                c_block.execute(self.q(self.SCOPE_BLOCK), scope)
+        self._existing = (s.complaint_id, self.existing_of(c_exist.fetchall()))
+        key = (s.complaint_id, since, until)
+        self._linked = (key, self.candidates_of(c_linked.fetchall()) if c_linked is not None else [])
+        if c_block is not None:
+            self._block = (scope, self.block_of(c_block.fetchall()))
+
+    def existing(self, complaint_id: str) -> tuple[str, int] | None:
+        if self._existing is not None and self._existing[0] == complaint_id:
+            return self._existing[1]
+        return super().existing(complaint_id)
+
+    def linked(self, s: Sighting, since: int, until: int) -> list[_match.Candidate]:
+        if self._linked is not None and self._linked[0] == (s.complaint_id, since, until):
+            return self._linked[1]
+        return super().linked(s, since, until)
+
+    def scope_block(self, scope: str, first_bucket: int, last_bucket: int) -> bytes:
+        if self._block is not None and self._block[0] == (scope, first_bucket, last_bucket):
+            return self._block[1]
+        return super().scope_block(scope, first_bucket, last_bucket)
+
+
+def _no_lock(keys: Sequence[str]) -> None:
+    del keys  # _PgTx.start takes the locks
 
 
 def _one_line(e: BaseException) -> str:

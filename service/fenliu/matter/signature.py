@@ -18,6 +18,7 @@ cannot be turned back into the text. This module knows nothing of stores or comp
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -57,8 +58,43 @@ def _prototype() -> MinHash:
     return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
 
 
+@lru_cache(maxsize=1)
+def _permutations() -> tuple[np.ndarray[Any, np.dtype[np.uint32]], np.ndarray[Any, np.dtype[np.uint32]]]:
+    a, b = _prototype().permutations
+    return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
+
+
+def _fmix32(hv: np.ndarray[Any, np.dtype[np.uint32]]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    """MurmurHash3's 32-bit finalizer, as datasketch's ``affine32`` scheme pre-mixes each hash."""
+    hv = hv ^ (hv >> np.uint32(16))
+    hv = hv * np.uint32(0x85EBCA6B)
+    hv = hv ^ (hv >> np.uint32(13))
+    hv = hv * np.uint32(0xC2B2AE35)
+    out: np.ndarray[Any, np.dtype[np.uint32]] = hv ^ (hv >> np.uint32(16))
+    return out
+
+
+def minhash_values(sh: set[str]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    """The MinHash of the shingles: datasketch's ``MinHash(num_perm, seed, scheme="affine32")`` with
+    its default hash (the first 4 bytes of SHA-1, little-endian), computed in one step; equal value
+    for value to ``MinHash.update_batch`` (a test compares them)."""
+    hv = np.frombuffer(b"".join([hashlib.sha1(x.encode()).digest()[:4] for x in sh]), dtype="<u4")
+    a, b = _permutations()
+    out: np.ndarray[Any, np.dtype[np.uint32]] = (_fmix32(hv.astype(np.uint32))[:, None] * a + b).min(axis=0)
+    return out
+
+
 def signature(text: str) -> bytes:
     """The signature of ``text`` (``SIG_BYTES`` bytes), or b"" when it has no letter or digit."""
+    sh = shingles(text)
+    if not sh:
+        return b""
+    low = (minhash_values(sh) & np.uint32(0xFFFF)).astype("<u2")
+    return np.array([min(len(sh), 0xFFFF)], dtype="<u2").tobytes() + low.tobytes()
+
+
+def signature_reference(text: str) -> bytes:
+    """:func:`signature` through datasketch's own ``update_batch`` (slower; the reference for tests)."""
     sh = shingles(text)
     if not sh:
         return b""
@@ -82,7 +118,7 @@ def similarities(
     if len(sig) < 4 or len(sig) % 2 or len(many) == 0 or many.shape[1] != len(sig) // 2:
         return np.zeros(len(many))
     mine = np.frombuffer(sig, dtype="<u2")
-    j = (many[:, 1:] == mine[1:]).mean(axis=1)
+    j = np.count_nonzero(many[:, 1:] == mine[1:], axis=1) / (many.shape[1] - 1)  # the share equal
     na = float(mine[0])
     nb = many[:, 0].astype(np.float64)
     inter = j * (na + nb) / (1.0 + j)

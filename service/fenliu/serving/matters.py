@@ -100,8 +100,8 @@ class _LateStore:
     def record(self, sighting: Sighting) -> Recognition:
         return self._live().record(sighting)
 
-    def set_decision(self, complaint_id: str, decision_id: str) -> bool:
-        return self._live().set_decision(complaint_id, decision_id)
+    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+        return self._live().set_decision(complaint_id, decision_id, owner_department)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         return self._live().matter(matter_id)
