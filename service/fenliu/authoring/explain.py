@@ -25,7 +25,6 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from fenliu.compiling.compiler import (
     CompiledPack,
@@ -61,7 +60,7 @@ class Failed:
     negated: bool = False
     field: str = ""
     op: str = ""
-    expected: Any = None
+    expected: object = None
     actual: FactValue = None
     hidden: bool = False  # the value seen is shaped like personal data: not shown
     words: tuple[str, ...] = ()
@@ -74,7 +73,7 @@ class RuleExplained:
     rule: Rule
     fired: bool
     failed: Failed | None = None  # not fired: why
-    set: Mapping[str, Any] | None = None  # fired: what it set
+    set: Mapping[str, object] | None = None  # fired: what it set
     overruled: Mapping[str, str] | None = None  # fired: the fields it lost, and to which rule
     found: tuple[str, ...] = ()  # fired: the keywords of its `keywords` conditions that were found
 
@@ -218,11 +217,11 @@ def _why(c: Cond, fact: Fact, cp: CompiledPack, present: frozenset[str], *, nega
 # Rendering
 
 
-def _json(v: Any) -> str:
+def _json(v: object) -> str:
     return json.dumps(list(v) if isinstance(v, tuple) else v, ensure_ascii=False)
 
 
-def _plain(v: Any) -> str:
+def _plain(v: object) -> str:
     """A value a rule set, as the trace shows it, without quotes."""
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_plain(x) for x in v) + "]"

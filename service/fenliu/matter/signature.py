@@ -22,10 +22,14 @@ import hashlib
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 from datasketch import MinHash
+
+#: What the MinHash arithmetic works on: arrays of 32-bit unsigned integers.
+U32: TypeAlias = npt.NDArray[np.uint32]
 
 __all__ = ["NUM_PERM", "SIG_BYTES", "shingles", "signature", "similarities", "similarity", "unpack"]
 
@@ -59,28 +63,28 @@ def _prototype() -> MinHash:
 
 
 @lru_cache(maxsize=1)
-def _permutations() -> tuple[np.ndarray[Any, np.dtype[np.uint32]], np.ndarray[Any, np.dtype[np.uint32]]]:
+def _permutations() -> tuple[U32, U32]:
     a, b = _prototype().permutations
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
-def _fmix32(hv: np.ndarray[Any, np.dtype[np.uint32]]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+def _fmix32(hv: U32) -> U32:
     """MurmurHash3's 32-bit finalizer, as datasketch's ``affine32`` scheme pre-mixes each hash."""
     hv = hv ^ (hv >> np.uint32(16))
     hv = hv * np.uint32(0x85EBCA6B)
     hv = hv ^ (hv >> np.uint32(13))
     hv = hv * np.uint32(0xC2B2AE35)
-    out: np.ndarray[Any, np.dtype[np.uint32]] = hv ^ (hv >> np.uint32(16))
+    out: U32 = hv ^ (hv >> np.uint32(16))
     return out
 
 
-def minhash_values(sh: set[str]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+def minhash_values(sh: set[str]) -> U32:
     """The MinHash of the shingles: datasketch's ``MinHash(num_perm, seed, scheme="affine32")`` with
     its default hash (the first 4 bytes of SHA-1, little-endian), computed in one step; equal value
     for value to ``MinHash.update_batch`` (a test compares them)."""
     hv = np.frombuffer(b"".join([hashlib.sha1(x.encode()).digest()[:4] for x in sh]), dtype="<u4")
     a, b = _permutations()
-    out: np.ndarray[Any, np.dtype[np.uint32]] = (_fmix32(hv.astype(np.uint32))[:, None] * a + b).min(axis=0)
+    out: U32 = (_fmix32(hv.astype(np.uint32))[:, None] * a + b).min(axis=0)
     return out
 
 
