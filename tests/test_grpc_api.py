@@ -484,12 +484,18 @@ def test_call_command_prints_decision_and_errors(target: str, capsys: pytest.Cap
     assert run_call(parser.parse_args([sample, "--address", target, "--trace"])) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["complaint_id"] == "cli-1" and out["category"] == "neighbor" and out["trace"]
+    # refused before it is sent, every bad field named as `fenliu eval` names it
     assert run_call(parser.parse_args(['{"text": "x", "people_involved": -1}', "--address", target])) == 1
     err = json.loads(capsys.readouterr().out)
-    assert err["code"] == "INVALID_ARGUMENT"
-    assert {v["field"] for v in err["field_violations"]} == {"complaint.id", "complaint.people_involved"}
-    batch = json.dumps([{"id": "b1", "text": "邻居"}, {"id": "b2"}], ensure_ascii=False)
+    assert err["error"] == "INVALID_ARGUMENT"
+    assert {v["field"] for v in err["field_violations"]} == {"id", "people_involved"}
+    # a list: the invalid item is refused here, the valid ones still go over the stream
+    batch = json.dumps([{"id": "b0"}, {"id": "b1", "text": "邻居"}], ensure_ascii=False)
     assert run_call(parser.parse_args([batch, "--address", target])) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines[0]["decision"]["complaint_id"] == "b1"
-    assert lines[1]["complaint_id"] == "b2" and lines[1]["error"]["code"] == "INVALID_ARGUMENT"
+    assert (
+        lines[0]["index"] == 0
+        and lines[0]["complaint_id"] == "b0"
+        and lines[0]["error"] == "INVALID_ARGUMENT"
+    )
+    assert lines[1]["index"] == 1 and lines[1]["decision"]["complaint_id"] == "b1"

@@ -331,18 +331,19 @@ def run_status(args: argparse.Namespace) -> int:
     return 1 if outcome == "RELOAD_OUTCOME_REFUSED" else 0
 
 
-def _refused_here(items: list[Any], many: bool) -> bool:
+def _refused_here(items: list[Any], many: bool) -> set[int]:
     """Validate the complaints before sending them, as the service would: each invalid one is printed
-    with every bad field, in the form `fenliu eval` prints (``index`` for an item of a list)."""
+    with every bad field, in the form `fenliu eval` prints (``index`` for an item of a list); the
+    indexes of those refused."""
     from fenliu.domain.errors import ComplaintError
     from fenliu.domain.model import complaint_from_dict
 
-    refused = False
+    refused: set[int] = set()
     for i, item in enumerate(items):
         try:
             complaint_from_dict(item)
         except ComplaintError as e:
-            refused = True
+            refused.add(i)
             err: dict[str, Any] = {
                 "error": "INVALID_ARGUMENT",
                 "field_violations": [{"field": v.field, "description": v.description} for v in e.violations],
@@ -363,9 +364,11 @@ def run_call(args: argparse.Namespace) -> int:
     try:
         data = {} if args.matter is not None else _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
-        if args.matter is None and _refused_here(items, isinstance(data, list)):
+        refused = set() if args.matter is not None else _refused_here(items, isinstance(data, list))
+        if refused and (not isinstance(data, list) or len(refused) == len(items)):
             return 1
-        complaints = [] if args.matter is not None else [convert.complaint_to_proto(d) for d in items]
+        sent = [i for i in range(len(items)) if i not in refused]  # a list's valid items still go
+        complaints = [] if args.matter is not None else [convert.complaint_to_proto(items[i]) for i in sent]
     except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
@@ -405,10 +408,10 @@ def run_call(args: argparse.Namespace) -> int:
         try:
             for item in stub.TriageStream(requests, timeout=args.timeout):
                 if item.HasField("decision"):
-                    out = {"index": item.index, "decision": convert.decision_from_proto(item.decision)}
+                    out = {"index": sent[item.index], "decision": convert.decision_from_proto(item.decision)}
                 else:
                     out = {
-                        "index": item.index,
+                        "index": sent[item.index] if item.index < len(sent) else item.index,
                         "complaint_id": item.complaint_id,
                         "error": status_to_dict(item.error),
                     }
@@ -417,7 +420,7 @@ def run_call(args: argparse.Namespace) -> int:
         except grpc.RpcError as e:
             print(json.dumps({"code": e.code().name, "message": e.details()}), file=sys.stderr)
             return 2
-        return worst
+        return max(worst, 1 if refused else 0)
 
 
 def main(argv: list[str] | None = None) -> int:
