@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PACK   ?= rules/wushen
 ADDRESS ?= 127.0.0.1:50051
+METRICS_ADDRESS ?= 127.0.0.1:9464
 WORKERS ?= 2
 STAMP  := $(VENV)/.fenliu-setup
 PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
@@ -65,6 +66,7 @@ run: setup
 	@mkdir -p $(STATE_DIR) && chmod 700 $(STATE_DIR)
 	@test -s $(STATE_DIR)/hash.key || (umask 077 && head -c 32 /dev/urandom | base64 > $(STATE_DIR)/hash.key)
 	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS) \
+	  --metrics-address $(METRICS_ADDRESS) \
 	  --store sqlite:///$(abspath $(STATE_DIR))/matters.db --store-key-file $(STATE_DIR)/hash.key
 
 test: setup node-deps prometheus postgresql

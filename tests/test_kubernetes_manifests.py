@@ -796,6 +796,8 @@ def _deployment_args(mount: Path, state: Path, secrets: Path) -> list[str]:
         flag, _, value = a.partition("=")
         if flag in ("--address", "--metrics-address"):
             value = "127.0.0.1:0" if flag == "--address" else ""
+        if value == "$(FENLIU_STORE_URL)":  # the kubelet expands it from the Secret: here a file stands
+            value = f"sqlite:///{state}/matters.db"  # for the PostgreSQL the replicas share
         for mp, name in sorted(paths.items(), key=lambda p: -len(p[0])):
             if value.startswith(mp + "/"):
                 value = str(here[name]) + value[len(mp) :]

@@ -60,6 +60,7 @@ from grpc_status import rpc_status
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.domain.errors import ComplaintError, FieldViolation, NoPackError
 from fenliu.domain.model import MAX_ID, Complaint, Decision, Json
+from fenliu.i18n import _
 from fenliu.serving import convert
 from fenliu.serving.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -883,8 +884,11 @@ def banner(
     pack: str,
     tls: TlsFiles | None,
     control_pid: int | None = None,
+    *,
+    metrics_url: str = "",
 ) -> str:
-    """What ``fenliu serve`` prints once it is ready: where it listens and how to call it."""
+    """What ``fenliu serve`` prints once it is ready: where it listens, how to call it, where its
+    metrics are, how to ask what it serves."""
     host = address.rsplit(":", 1)[0] or "127.0.0.1"
     if host in ("0.0.0.0", "[::]", "::", ""):
         host = "127.0.0.1"
@@ -916,6 +920,13 @@ def banner(
             f"    fenliu call --address {target}{tls_flags} --trace '{sample}'",
             f"    grpcurl {grpcurl_flags} -d '{grpcurl_body}' {target} fenliu.v1.TriageService/Triage",
             f"    node tests/node/client.js {target} '{sample}'",
+            "  " + _("what it serves, its last reload:") + f" fenliu status {target}{tls_flags}",
+            "  "
+            + (
+                _("metrics:") + f" {metrics_url}"
+                if metrics_url
+                else _("metrics: not served (--metrics-address 127.0.0.1:9464 serves them)")
+            ),
             f"  reload the pack: kill -HUP {control}; stop: Ctrl-C or kill -TERM {control}",
         ]
     )

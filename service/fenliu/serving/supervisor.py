@@ -224,6 +224,7 @@ class MetricsEndpoint:
     server: WSGIServer | None = None
     folder: str | None = None
     metrics: Metrics | None = None
+    url: str = ""  # where /metrics is served ("" when it is not)
 
 
 def build_extensions(config: ServeConfig, triage: Triage, metrics: Metrics | None = None) -> Extensions:
@@ -284,6 +285,9 @@ def on_supervisor_start(config: ServeConfig, *, workers: int) -> MetricsEndpoint
         client_cafile=config.tls_client_ca if tls else None,
     )
     log.info("metrics_serving", extra={"address": config.metrics_address, "port": port, "tls": bool(tls)})
+    host = config.metrics_address.rsplit(":", 1)[0] or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::") else host
+    endpoint.url = f"{'https' if tls else 'http'}://{host}:{port}/metrics"
     if config.tls_cert and not tls and not metrics.is_local(config.metrics_address):
         log.warning(
             "metrics_plaintext",
@@ -853,7 +857,9 @@ def serve(config: ServeConfig) -> int:
             return 2
 
     def announce(port: int, label: str, pids: list[int]) -> None:
-        print(srv.banner(config.address, port, workers, pids, label, tls), flush=True)
+        print(
+            srv.banner(config.address, port, workers, pids, label, tls, metrics_url=endpoint.url), flush=True
+        )
 
     claim = AddressClaim(config.address)
     if workers == 1:
