@@ -61,7 +61,8 @@ def test_cli_eval_json_lines_with_trace_and_bad_lines(tmp_path: Path) -> None:
     p = run("eval", str(WUSHEN), str(f), "--trace")
     assert p.returncode == 2  # some complaints were refused
     out = [json.loads(x) for x in p.stdout.splitlines()]
-    assert out[0]["complaint_id"] == "a" and out[0]["trace"][0]["rule"] == "classify.lexicon"
+    assert out[0]["complaint_id"] == "a" and out[0]["category"] == "neighbor"
+    assert out[0]["trace"][0]["rule"] == "classify.agree"  # the lexicon's best, named by the model too
     assert out[1]["error"] == "INVALID_ARGUMENT" and out[1]["line"] == 2
     assert {v["field"] for v in out[2]["field_violations"]} == {"people_involved", "intent", "text"}
     assert out[2]["complaint_id"] == "b"

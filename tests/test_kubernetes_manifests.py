@@ -619,8 +619,10 @@ BROKEN: dict[str, tuple[Mutation, str]] = {
         "not reachable from outside the pod",
     ),
     "a flag serve does not have": (
-        _edit("deployment.yaml", lambda d: _container(d)["args"].append("--store=$(FENLIU_STORE_URL)")),
-        "--store is not a flag of `fenliu serve`",
+        _edit(
+            "deployment.yaml", lambda d: _container(d)["args"].append("--matter-store=$(FENLIU_STORE_URL)")
+        ),
+        "--matter-store is not a flag of `fenliu serve`",
     ),
     "a flag value its parser refuses": (
         _edit("deployment.yaml", _set_arg("--workers", "two")),

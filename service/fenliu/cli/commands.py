@@ -362,6 +362,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from fenliu.cli.serve import run_status
+
+    return run_status(args)
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     from fenliu.cli.serve import run_call
 
@@ -557,6 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_call_arguments(p)
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "status", help=_("the pack a running service serves, and what happened at its last reload")
+    )
+    from fenliu.cli.serve import add_status_arguments
+
+    add_status_arguments(p)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("store", help=_("the matter store: migrate, purge, forget, link-eval"))
     from fenliu.matter.cli import add_arguments as store_args

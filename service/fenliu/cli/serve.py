@@ -12,13 +12,14 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from google.rpc import code_pb2
 from grpc_status import rpc_status
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.i18n import N_, _
 from fenliu.serving import convert
 from fenliu.serving.config import (
     DEFAULT_ADDRESS,
@@ -241,6 +242,95 @@ def _read_input(spec: str) -> Any:
     return json.loads(text)
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel | None:
+    """A channel to ``args.address``: TLS when a CA or client certificate is given. ``None`` (said on
+    stderr) when a certificate file cannot be read."""
+    if not (args.tls_ca or args.tls_cert):
+        return grpc.insecure_channel(args.address)
+    try:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+        )
+    except OSError as e:
+        print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
+        return None
+    return grpc.secure_channel(args.address, creds)
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "address", nargs="?", default=DEFAULT_ADDRESS, metavar="HOST:PORT", help=_("default %(default)s")
+    )
+    parser.add_argument("--json", action="store_true", help=_("JSON instead of text"))
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--tls-ca", metavar="PEM", help=_("CA of the server's certificate (enables TLS)"))
+    parser.add_argument("--tls-cert", metavar="PEM", help=_("client certificate (mutual TLS)"))
+    parser.add_argument("--tls-key", metavar="PEM", help=_("client private key (mutual TLS)"))
+
+
+_OUTCOME_WORDS: Final = {
+    "RELOAD_OUTCOME_LOADED": N_("loaded: this pack now serves"),
+    "RELOAD_OUTCOME_REFUSED": N_("refused: the pack above keeps serving"),
+    "RELOAD_OUTCOME_UNCHANGED": N_("unchanged: the folder holds the pack that serves"),
+    "RELOAD_OUTCOME_UNSPECIFIED": N_("not known"),
+}
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``fenliu status``: the pack a service serves and its last reload. 0 served and the last reload
+    loaded (or found nothing new), 1 the last reload was refused, 2 the service could not be asked."""
+    from google.protobuf.json_format import MessageToDict
+
+    from fenliu._proto.fenliu.v1 import triage_pb2_grpc
+
+    channel = _channel(args)
+    if channel is None:
+        return 2
+    with channel:
+        try:
+            resp = triage_pb2_grpc.TriageServiceStub(channel).GetRulePack(
+                pb.GetRulePackRequest(), timeout=args.timeout
+            )
+        except grpc.RpcError as e:
+            print(
+                _("fenliu status: cannot ask {address}: {code} {details}").format(
+                    address=args.address, code=e.code().name, details=e.details() or ""
+                ),
+                file=sys.stderr,
+            )
+            return 2
+    last = resp.last_reload
+    outcome = pb.ReloadOutcome.Name(last.outcome)
+    if args.json:
+        print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), ensure_ascii=False, indent=2))
+    else:
+        loaded = resp.loaded_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(
+            _("serving: {name} {revision} ({digest}), loaded {at}, {rules} rules").format(
+                name=resp.name, revision=resp.revision, digest=resp.digest, at=loaded, rules=resp.rule_count
+            )
+        )
+        if resp.HasField("last_reload"):
+            at = last.at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
+            print(_("last reload: {at}: {outcome}").format(at=at, outcome=_(_OUTCOME_WORDS[outcome])))
+            if last.HasField("pack") and last.pack.digest != resp.digest:
+                print(
+                    "  "
+                    + _("it read: {name} {revision} ({digest})").format(
+                        name=last.pack.name, revision=last.pack.revision, digest=last.pack.digest
+                    )
+                )
+            for p in last.problems:
+                print("  " + _("problem: {problem}").format(problem=p))
+            for f in last.changed_files:
+                print("  " + _("changed: {file}").format(file=f))
+            for w in last.warnings:
+                print("  " + _("warning: {warning}").format(warning=w))
+    return 1 if outcome == "RELOAD_OUTCOME_REFUSED" else 0
+
+
 def run_call(args: argparse.Namespace) -> int:
     """``fenliu call``: 0 decided (or the matter found), 1 rejected (INVALID_ARGUMENT, an unknown matter:
     NOT_FOUND), 2 any other failure."""
@@ -253,19 +343,9 @@ def run_call(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
-    if args.tls_ca or args.tls_cert:
-        try:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
-                private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-                certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-            )
-        except OSError as e:
-            print(json.dumps({"error": f"cannot read {e.filename}: {e.strerror}"}), file=sys.stderr)
-            return 2
-        channel = grpc.secure_channel(args.address, creds)
-    else:
-        channel = grpc.insecure_channel(args.address)
+    channel = _channel(args)
+    if channel is None:
+        return 2
     with channel:
         stub = triage_pb2_grpc.TriageServiceStub(channel)
         if args.matter is not None:

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
@@ -49,6 +49,9 @@ from fenliu.domain.model import (
     point_code_ok,
     region_code_ok,
 )
+
+if TYPE_CHECKING:
+    from fenliu.serving.runtime import ReloadAttempt
 
 
 def _enum_of(name: str) -> Any:
@@ -752,7 +755,14 @@ def matter_from_response(resp: Any) -> dict[str, Any]:
     }
 
 
-def rule_pack_to_proto(info: Any) -> Any:
+_RELOAD_OUTCOMES: Final = {
+    "LOADED": pb.RELOAD_OUTCOME_LOADED,
+    "REFUSED": pb.RELOAD_OUTCOME_REFUSED,
+    "UNCHANGED": pb.RELOAD_OUTCOME_UNCHANGED,
+}
+
+
+def rule_pack_to_proto(info: Any, attempt: ReloadAttempt | None = None) -> Any:
     """A ``GetRulePackResponse`` from the engine's ``PackInfo``."""
     resp = pb.GetRulePackResponse(
         name=info.name,
@@ -763,4 +773,17 @@ def rule_pack_to_proto(info: Any) -> Any:
     )
     loaded_at: datetime = info.loaded_at
     resp.loaded_at.FromDatetime(loaded_at if loaded_at.tzinfo else loaded_at.replace(tzinfo=UTC))
+    if attempt is not None:
+        last = resp.last_reload
+        last.at.FromDatetime(attempt.at)
+        last.outcome = _RELOAD_OUTCOMES[attempt.outcome]
+        if attempt.pack is not None:
+            last.pack.CopyFrom(
+                pb.RulePackId(
+                    name=attempt.pack.name, revision=attempt.pack.revision, digest=attempt.pack.digest
+                )
+            )
+        last.problems.extend(attempt.problems)
+        last.changed_files.extend(attempt.changed_files)
+        last.warnings.extend(attempt.warnings)
     return resp

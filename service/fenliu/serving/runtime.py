@@ -8,12 +8,15 @@ digest the decision carries.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from fenliu.authoring.cases import run_cases
 from fenliu.domain.errors import NoPackError, PackError, Problem
@@ -37,6 +40,47 @@ class PackInfo:
     @property
     def id(self) -> PackId:
         return PackId(self.name, self.revision, self.digest)
+
+
+#: At most this many problems of a refused attempt are kept (``GetRulePack`` carries them).
+MAX_PROBLEMS: Final = 50
+#: Files larger than this are not hashed for "the files that changed" (no pack file is this large).
+_HASH_LIMIT: Final = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadAttempt:
+    """The last attempt of a process to load its rules folder: at start, on a change, on SIGHUP."""
+
+    at: datetime
+    outcome: str  # "LOADED", "REFUSED" or "UNCHANGED"
+    pack: PackId | None  # the pack it read, when it read far enough to know it
+    problems: tuple[str, ...] = ()
+    changed_files: tuple[str, ...] = ()  # against the pack that served before
+    warnings: tuple[str, ...] = ()
+
+
+def file_hashes(path: str | Path) -> dict[str, str]:
+    """Every regular file under ``path`` (links to folders not followed) → its SHA-256, by relative name."""
+    root = Path(path)
+    out: dict[str, str] = {}
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            f = Path(folder) / name
+            if name.startswith(".") or f.is_symlink() or not f.is_file() or f.stat().st_size > _HASH_LIMIT:
+                continue
+            try:
+                out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
+            except OSError:
+                continue
+        if len(out) > 5_000:
+            break
+    return out
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> tuple[str, ...]:
+    return tuple(sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n)))
 
 
 @dataclass(slots=True)
@@ -108,6 +152,10 @@ class Triage:
         self._swap = threading.Lock()
         self._listeners: list[Callable[[PackInfo], None]] = []
         self._memoize = memoize
+        self._files: dict[str, str] = file_hashes(path) if decider and path else {}
+        self._last: ReloadAttempt | None = (
+            ReloadAttempt(datetime.now(UTC), "LOADED", decider.id) if decider is not None else None
+        )
 
     @classmethod
     def empty(cls, *, memoize: bool = True) -> Triage:
@@ -138,6 +186,10 @@ class Triage:
     def info(self) -> PackInfo | None:
         return self._info
 
+    def last_attempt(self) -> ReloadAttempt | None:
+        """What happened at the last attempt to load the rules folder (``None`` before any)."""
+        return self._last
+
     @property
     def decider(self) -> Decider | None:
         return self._decider
@@ -152,7 +204,14 @@ class Triage:
         """Prepare the pack at ``path`` and swap it in if it passes every gate."""
         with self._swap:
             decider, result = prepare(path, memoize=self._memoize)
+            files = file_hashes(path)
+            changed = changed_files(self._files, files)
+            now = datetime.now(UTC)
             if decider is None:
+                problems = [str(p) for p in result.problems] + result.failures
+                self._last = ReloadAttempt(
+                    now, "REFUSED", result.pack, tuple(problems[:MAX_PROBLEMS]), changed
+                )
                 log.warning(
                     "pack refused",
                     extra={
@@ -166,9 +225,26 @@ class Triage:
             if old is not None and old.id == decider.id:
                 decider.close()
                 result.unchanged = True
+                self._last = ReloadAttempt(now, "UNCHANGED", decider.id)
                 return result
+            warnings: tuple[str, ...] = ()
+            if old is not None and old.id.name == decider.id.name and old.id.revision == decider.id.revision:
+                warnings = (
+                    f"the rules changed but the revision stayed {decider.id.revision}: give the pack a new "
+                    "revision (pack.yaml), so that each decision names the rules that made it",
+                )
+                log.warning(
+                    "pack changed without a new revision",
+                    extra={
+                        "event": "pack_revision_kept",
+                        "revision": decider.id.revision,
+                        "files": list(changed),
+                    },
+                )
             self._decider = decider
             self._info = self._make_info(decider, str(path))
+            self._files = files
+            self._last = ReloadAttempt(now, "LOADED", decider.id, (), changed, warnings)
             info = self._info
             if old is not None:
                 old.close()

@@ -72,6 +72,7 @@ log = logging.getLogger("fenliu.server")
 
 if TYPE_CHECKING:  # the matter store (and its numerical libraries) is imported only when it is used
     from fenliu.serving.matters import Matters
+    from fenliu.serving.runtime import ReloadAttempt
 
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
 #: A matter id: ``m-`` and 32 hex digits.
@@ -103,6 +104,8 @@ class TriageEngine(Protocol):
     def decide(self, complaint: Complaint) -> Decision: ...
 
     def info(self) -> Any: ...
+
+    def last_attempt(self) -> ReloadAttempt | None: ...
 
     def load(self, path: str) -> Any: ...
 
@@ -460,7 +463,7 @@ class TriageServicer:
                 info = self._triage.info()
                 if info is not None:
                     self._notify("GetRulePack", None, None, grpc.StatusCode.OK)
-                    return convert.rule_pack_to_proto(info)
+                    return convert.rule_pack_to_proto(info, self._triage.last_attempt())
                 status = no_pack_status()
             self._notify("GetRulePack", None, None, _code_of(status))
             context.abort_with_status(rpc_status.to_status(status))
