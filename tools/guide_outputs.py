@@ -216,9 +216,11 @@ def write(guide: str) -> int:
     changed = 0
     new_outputs: dict[int, list[str]] = {}
     for command, real in outcomes(guide):
-        if not matches(command.shown, real):
+        if matches(command.shown, real):
+            new_outputs[command.line] = command.shown  # timings kept as shown: no churn
+        else:
             changed += 1
-        new_outputs[command.line] = refreshed(command.shown, real)
+            new_outputs[command.line] = refreshed(command.shown, real)
     out: list[str] = []
     skip = False
     for i, line in enumerate(lines):
