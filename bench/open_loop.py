@@ -11,7 +11,8 @@ the benchmark corpus, each sent once) are built before the start.
 
 starts ``fenliu serve --workers 2`` with everything a deployment turns on (:func:`everything_on`: the
 decision log, metrics scraped as Prometheus would, the reference pack's text model, and the SQLite
-matter store when ``fenliu serve`` has ``--store``) and prints the result as JSON.
+matter store when ``fenliu serve`` has ``--store``), then the same loads on a plain ``fenliu serve``
+(nothing turned on: what turning it all on costs), and prints the result as JSON.
 """
 
 from __future__ import annotations
@@ -286,27 +287,34 @@ def measure(
     warmup: float,
     store: str = "auto",
     workers: int = 2,
+    plain: bool = True,
     log: Any = None,
 ) -> dict[str, Any]:
-    """``fenliu serve --workers N`` with everything on, one open-loop load per rate, in order."""
+    """``fenliu serve --workers N`` with everything on, one open-loop load per rate, in order; then, with
+    ``plain``, the same loads on ``fenliu serve`` with nothing turned on (what turning it on costs)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="fenliu-bench-latency-") as tmp:
         extra, on = everything_on(Path(tmp), store)
-        out: dict[str, Any] = {"on": on, "workers": workers, "runs": []}
-        with ServerProcess("fenliu", workers, log_path=str(Path(tmp) / "serve.log"), extra=extra) as server:
-            out["start_to_serving"] = server.start_to_serving
-            for k, rate in enumerate(rates):
-                r = run(
-                    server, rate, seconds=seconds, warmup=warmup, seed=k + 1, metrics_url=on["metrics_url"]
-                )
-                out["runs"].append(r)
-                if log:
-                    log(
-                        f"  open loop {rate:.0f}/s: achieved {r['achieved_rps']:.0f}/s, p50 {r['p50_ms']:.2f} ms, "
-                        f"p99 {r['p99_ms']:.2f} ms, p99.9 {r['p999_ms']:.2f} ms, errors {r['errors']}, "
-                        f"client send lag p99 {r['send_lag_p99_ms']:.2f} ms"
-                    )
+        out: dict[str, Any] = {"on": on, "workers": workers, "runs": [], "plain": []}
+        configs = [("runs", extra, on["metrics_url"])] + ([("plain", [], None)] if plain else [])
+        for name, args, metrics_url in configs:
+            with ServerProcess(
+                "fenliu", workers, log_path=str(Path(tmp) / f"serve-{name}.log"), extra=args
+            ) as server:
+                if name == "runs":
+                    out["start_to_serving"] = server.start_to_serving
+                for k, rate in enumerate(rates):
+                    r = run(server, rate, seconds=seconds, warmup=warmup, seed=k + 1, metrics_url=metrics_url)
+                    out[name].append(r)
+                    if log:
+                        log(
+                            f"  open loop {rate:.0f}/s, {'everything on' if name == 'runs' else 'nothing on'}: "
+                            f"achieved {r['achieved_rps']:.0f}/s, p50 {r['p50_ms']:.2f} ms, "
+                            f"p99 {r['p99_ms']:.2f} ms, p99.9 {r['p999_ms']:.2f} ms, errors {r['errors']}, "
+                            f"client late p99 {r['send_lag_p99_ms']:.2f} ms, "
+                            f"server CPU {r['server_cpu_us']:.0f} µs/request"
+                        )
         logged = Path(tmp) / "decisions.jsonl"
         out["decision_log_lines"] = (
             sum(1 for _ in logged.open("rb")) if logged.is_file() else 0
@@ -321,9 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--store", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument("--no-plain", action="store_true", help="without the loads on a plain fenliu serve")
     args = ap.parse_args(argv)
     rates = tuple(args.rate or (300.0, 600.0))
-    r = measure(rates, seconds=args.seconds, warmup=args.warmup, store=args.store, workers=args.workers)
+    r = measure(
+        rates,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        store=args.store,
+        workers=args.workers,
+        plain=not args.no_plain,
+    )
     print(json.dumps(r, indent=1))
     return 0
 

@@ -729,13 +729,14 @@ def _latency_section(r: Run) -> list[str]:
         f"{lat['workers']}`, unary, trace off, {r.s['latency_seconds']:g} s measured after "
         f"{r.s['latency_warmup']:g} s at the same rate)",
         "",
-        "| offered rate | achieved | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | most in flight | "
-        "client late p99 ms | server CPU µs/request |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | rate (offered) | achieved | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | "
+        "most in flight | client late p99 ms | server CPU µs/request |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for x in lat["runs"]:
+    rows = [("everything on", x) for x in lat["runs"]] + [("nothing on", x) for x in lat.get("plain", ())]
+    for what, x in rows:
         out.append(
-            f"| {x['rate']:.0f}/s ({x['offered_rps']:.0f}) | {x['achieved_rps']:.0f}/s | {x['sent']:,} | "
+            f"| {what} | {x['rate']:.0f}/s ({x['offered_rps']:.0f}) | {x['achieved_rps']:.0f}/s | {x['sent']:,} | "
             f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['p999_ms']:.2f} | {x['max_ms']:.1f} | "
             f"{x['errors']}{' ' + str(x['error_codes']) if x['error_codes'] else ''} | {x['max_in_flight']} | "
             f"{x['send_lag_p99_ms']:.2f} | {x['server_cpu_us']:.0f} |"
@@ -757,7 +758,10 @@ def _latency_section(r: Run) -> list[str]:
         "Each request is sent at its scheduled time whatever the answers (grpc.aio, one task per call, "
         "8 connections from one client process), and its latency runs from the scheduled time to the "
         "answer, so a queue in the server, or a client late in sending (*client late*), counts in it. "
-        "The schedule is seeded exponential gaps; every request is a complaint sent once.",
+        "The schedule is seeded exponential gaps; every request is a complaint sent once. *nothing on*: "
+        "the same loads on a plain `fenliu serve --workers 2` started after it (no decision log, no metrics; "
+        "the pack's text model is in the pack either way), to show what turning the rest on costs. The "
+        "goals use *everything on*.",
         "",
     ]
     return out

@@ -276,6 +276,7 @@ def test_latency_part_tiny() -> None:
     assert r["workers"] == 2 and len(r["runs"]) == 1 and r["runs"][0]["errors"] == 0
     assert r["decision_log_lines"] >= r["runs"][0]["ok"] > 0
     assert r["on"]["decision_log"] and r["on"]["text_model"]
+    assert len(r["plain"]) == 1 and r["plain"][0]["errors"] == 0
 
 
 def test_generated_lexicon_has_exactly_the_terms_asked(tmp_path: Path) -> None:
