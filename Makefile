@@ -40,7 +40,7 @@ messages: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output --no-wrap \
 	  --project fenliu -o $(LOCALE)/fenliu.pot service/fenliu
 	$(VENV)/bin/pybabel update -i $(LOCALE)/fenliu.pot -d $(LOCALE) -D fenliu -l zh_CN \
-	  --no-location --no-wrap --ignore-obsolete --omit-header
+	  --no-wrap --ignore-obsolete --no-fuzzy-matching
 
 proto:
 	rm -f $(PROTO_STAMP)
@@ -59,8 +59,13 @@ prometheus:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || bash scripts/install-postgresql.sh
 
+# The matter store of `make run`: an SQLite file, its queue and its hash key under $(STATE_DIR).
+STATE_DIR ?= .fenliu-state
 run: setup
-	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS)
+	@mkdir -p $(STATE_DIR) && chmod 700 $(STATE_DIR)
+	@test -s $(STATE_DIR)/hash.key || (umask 077 && head -c 32 /dev/urandom | base64 > $(STATE_DIR)/hash.key)
+	$(VENV)/bin/fenliu serve --rules $(PACK) --address $(ADDRESS) --workers $(WORKERS) \
+	  --store sqlite:///$(abspath $(STATE_DIR))/matters.db --store-key-file $(STATE_DIR)/hash.key
 
 test: setup node-deps prometheus postgresql
 	$(MAKE) --no-print-directory lint

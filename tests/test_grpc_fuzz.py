@@ -113,6 +113,7 @@ case_ids = st.one_of(good_case_ids, good_case_ids, texts, personal)  # valid hal
 good_codes = st.sampled_from(["150626", "150626100", "150626100201", "001", " 150626 "])
 bad_codes = st.sampled_from(["15062", "1506261", "1506261002"])  # digits, but of no code's length
 region_codes = st.one_of(good_codes, good_codes, good_codes, good_codes, bad_codes, texts, personal)
+point_codes = st.one_of(good_codes, good_codes, bad_codes, texts, personal)
 ints = st.one_of(st.integers(-3, 50), st.integers(-(2**63), 2**63 - 1))
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 2e6))
 enum_numbers = st.one_of(st.integers(0, 8), st.integers(-(2**31), 2**31 - 1))
@@ -143,6 +144,12 @@ def complaints(draw: st.DrawFn) -> Any:
         for f in ("banner_code", "township_code", "village_code"):
             if draw(st.booleans()):
                 setattr(c.region, f, draw(region_codes))
+    if draw(st.integers(0, 3)) == 0:
+        c.receiving_point.SetInParent()
+        if draw(st.booleans()):
+            c.receiving_point.code = draw(point_codes)
+        if draw(st.booleans()):
+            c.receiving_point.level = draw(st.one_of(st.integers(0, 4), enum_numbers))
     if draw(st.booleans()):
         c.complainant.SetInParent()
         for f in ("name", "id_number", "phone"):
@@ -178,6 +185,11 @@ def _must_be_named(c: Any) -> set[str]:
         code = getattr(c.region, f).strip()
         if code and not (code.isascii() and code.isdigit() and len(code) in lengths):
             named.add(f"complaint.region.{f}")
+    if c.receiving_point.level not in pb.Tier.DESCRIPTOR.values_by_number:
+        named.add("complaint.receiving_point.level")
+    point = c.receiving_point.code.strip()
+    if point and not (point.isascii() and point.isdigit() and len(point) in (6, 9, 12)):
+        named.add("complaint.receiving_point.code")
     case = c.existing_case_id.strip()
     if case and (re.fullmatch(r"1[3-9][0-9]{9}|[0-9]{17}[0-9Xx]|[0-9]{15}", case) or " " in case):
         named.add("complaint.existing_case_id")

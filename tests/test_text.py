@@ -7,17 +7,30 @@ durable_rules engine and, for the model, a model really trained with scikit-lear
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fenliu import Decider, Pack, PackError, Triage, complaint_from_dict, load_pack
 from fenliu.authoring.train import Labelled, fit
 from fenliu.cli import commands as cli
+from fenliu.compiling.compiler import normalize_text
 from fenliu.engine.enrich import enrichment_for
-from fenliu.engine.text import Lexicon, decide_lexicon, load_model, ngrams
+from fenliu.engine.text import (
+    Lexicon,
+    TextModel,
+    complaint_text,
+    decide_lexicon,
+    load_model,
+    ngrams,
+    pack_model,
+)
 from fenliu.packs.types import LexiconEntry
 
 # A small labelled corpus of our own (the shipped one is corpus/labelled.jsonl): four categories,
@@ -365,7 +378,8 @@ def test_model_words_in_the_trace_never_show_digits(pack_copy: Path) -> None:
     )
     for note in d.to_dict(trace=True)["notes"]:
         if note.startswith("model "):
-            pushed = [w.rsplit(" ", 1)[0] for w in note.split(": ", 1)[1].split(", ") if w]
+            # "n-gram +0.31, n-gram +0.12, …" (an n-gram may hold a comma)
+            pushed = re.findall(r"(.+?) [+-]\d+\.\d\d(?:, |$)", note.split(": ", 1)[1])
             assert pushed
             assert not any(ch.isdigit() for w in pushed for ch in w), pushed
 
@@ -525,3 +539,149 @@ def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights
     np.savez(misfit, **dict(arrays, lexicon_weights=arrays["lexicon_weights"][:, :3]))
     with pytest.raises(ModelError, match="lexicon weights"):
         load_model(misfit, pack_name=pack.name, categories=pack.categories)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fast paths against plain readings of the same definitions
+
+
+def _plain_vector(model: TextModel, text: str) -> tuple[Any, Any]:
+    """The model's features as the definition reads: every n-gram of :func:`ngrams` in the vocabulary,
+    counted; TF-IDF with sublinear term frequency (as scikit-learn computes it, float32), L2-normalized."""
+    counts = Counter(model.vocabulary[g] for g in ngrams(text) if g in model.vocabulary)
+    if not counts:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
+    order = sorted(counts)
+    idx = np.array(order, dtype=np.intp)
+    tf = np.array([counts[j] for j in order], dtype=np.float32)
+    vals = ((1.0 + np.log(tf)) * model.idf[idx]).astype(np.float32)
+    norm = float(np.sqrt(vals @ vals))
+    return idx, (vals / np.float32(norm)) if norm else vals
+
+
+def _plain_found(lexicon: Lexicon, text: str) -> list[int]:
+    """The lexicon's entries found, as the definition reads: a term or against-word anywhere in the
+    text, a together-entry's words all in one sentence."""
+    sentences = re.split(r"[。!?;\n]", text)
+    out = []
+    for i, e in enumerate(lexicon.entries):
+        words = [normalize_text(w) for w in e.words]
+        together = any(all(w in s for w in words) for s in sentences)
+        if together if e.kind == "together" else words[0] in text:
+            out.append(i)
+    return out
+
+
+def _train_texts() -> list[str]:
+    from fenliu.authoring.train import read_labelled, train_split
+
+    corpus = Path(__file__).resolve().parents[1] / "corpus" / "labelled.jsonl"
+    items = train_split(read_labelled(corpus.read_text("utf-8").splitlines()))
+    return [complaint_text(x.title, x.text) for x in items]
+
+
+#: Texts the corpus lacks: digits, runs of whitespace, letters outside the basic plane, a word repeated
+#: more often than the precomputed term frequencies reach, nothing the model knows.
+_ODD = [
+    "",
+    " ",
+    "\n\n",
+    "0",
+    "电话13912345678，身份证1502271990",
+    "工钱  \t 没给\u3000老板",
+    "𠀀𠀁 老板 𡘙",
+    "欠薪" * 400,
+    "xyz",
+    "老板欠工钱。" * 3,
+]
+
+
+def test_model_features_and_probabilities_equal_a_plain_reading_bit_for_bit(wushen: Pack) -> None:
+    model = pack_model(wushen)
+    assert model is not None
+    lexicon = Lexicon(wushen.lexicon)
+    for text in [*_train_texts(), *_ODD]:
+        idx, vals = model.vector(text)
+        want_idx, want_vals = _plain_vector(model, text)
+        assert idx.tolist() == want_idx.tolist(), text
+        assert vals.tobytes() == want_vals.tobytes(), text
+        scores = [(s.category, s.score) for s in lexicon.score(text)]
+        # the probabilities as the model computed them before its features were found this way
+        z = model.intercept + want_vals @ model.weights[want_idx] if len(want_idx) else model.intercept.copy()
+        lex = model.lexicon_vector(scores)
+        if lex.any():
+            z = z + lex @ model.lexicon_weights
+        e = np.exp(z - z.max())
+        assert model.predict(text, scores).tobytes() == (e / e.sum()).astype(np.float64).tobytes(), text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="老板欠工钱没给撞车离婚草场 0123456789ab\n。!?;，𠀀", max_size=80))
+def test_model_features_equal_a_plain_reading_on_any_text(wushen: Pack, text: str) -> None:
+    model = pack_model(wushen)
+    assert model is not None
+    idx, vals = model.vector(text)
+    want_idx, want_vals = _plain_vector(model, text)
+    assert idx.tolist() == want_idx.tolist()
+    assert vals.tobytes() == want_vals.tobytes()
+
+
+def test_model_whose_features_are_numbered_in_another_order_reads_the_same(wushen: Pack) -> None:
+    model = pack_model(wushen)
+    assert model is not None
+    n = len(model.vocabulary)
+    perm = np.random.default_rng(0).permutation(n)  # feature j of the model is feature perm[j] here
+    shuffled = TextModel(
+        model.classes,
+        {g: int(perm[j]) for g, j in model.vocabulary.items()},
+        model.idf[np.argsort(perm)],
+        model.weights[np.argsort(perm)],
+        model.intercept,
+        model.meta,
+    )
+    for text in _train_texts()[:300]:
+        idx, vals = shuffled.vector(text)
+        want_idx, want_vals = _plain_vector(shuffled, text)
+        assert idx.tolist() == want_idx.tolist() and vals.tobytes() == want_vals.tobytes()
+
+
+def test_lexicon_finds_what_a_plain_reading_finds(wushen: Pack) -> None:
+    lexicon = Lexicon(wushen.lexicon)
+    together = 0
+    for text in [*_train_texts(), *_ODD, "拖欠工资。老板不给", "老板拖着不给。"]:
+        found = lexicon.found(text)
+        assert found == _plain_found(lexicon, text), text
+        together += any(lexicon.entries[i].kind == "together" for i in found)
+    assert together > 100  # the corpus exercises the together-entries
+
+
+def test_enrichment_outputs_are_the_plain_readings_outputs(wushen: Pack) -> None:
+    """The enricher's fields and evidence from the fast paths equal those computed from the plain
+    readings above (the model's probabilities, the lexicon's entries), on the train split."""
+    decider = Decider(wushen, backend="durable")
+    model = pack_model(wushen)
+    assert model is not None
+    lexicon = Lexicon(wushen.lexicon)
+    for n, text in enumerate(_train_texts()[:400]):
+        c = decider.enrichment(complaint_from_dict({"id": f"e{n}", "text": text}))
+        ids = _plain_found(lexicon, text)
+        assert ids == lexicon.found(text)
+        want = model.predict(text, [(s.category, s.score) for s in lexicon.score(text)])
+        top = sorted(range(len(want)), key=lambda i: (-want[i], i))[:4]
+        assert c.evidence is not None
+        assert c.evidence.model == tuple((model.classes[i], round(float(want[i]), 4)) for i in top)
+        best = model.classes[top[0]]
+        assert c.model_category == ("" if best == "unclassified" else best)
+
+
+def test_training_is_deterministic_whatever_the_order_of_the_corpus(wushen: Pack) -> None:
+    items = _labelled()
+    one, two = fit(items, wushen), fit(list(reversed(items)), wushen)
+    assert one.vocabulary == two.vocabulary and one.classes == two.classes
+    for a, b in (
+        (one.weights, two.weights),
+        (one.intercept, two.intercept),
+        (one.idf, two.idf),
+        (one.lexicon_weights, two.lexicon_weights),
+    ):
+        assert a.tobytes() == b.tobytes()

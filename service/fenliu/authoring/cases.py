@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import DERIVED_BOOLS, DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
+from fenliu.domain.model import DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
 from fenliu.engine.decider import Decider
 from fenliu.packs.types import Case, Pack
 
@@ -107,6 +107,20 @@ def _code(pack: Pack, v: str) -> bool:
     return v == "" or v in pack.categories
 
 
+def _derived_ok(pack: Pack, name: str, v: object) -> bool:
+    """Whether a case gives a derived field a value of its type (the field table's)."""
+    t = F.COMPLAINT_BY_NAME[name].type
+    if t.kind == "bool":
+        return isinstance(v, bool)
+    if t.kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if t.kind == "enum":
+        return v in t.values
+    if t.kind == "code":
+        return isinstance(v, str) and _code(pack, v)
+    return isinstance(v, str)
+
+
 def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> CaseReport:
     report = CaseReport()
     for case in pack.cases:
@@ -115,23 +129,15 @@ def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> C
         data.setdefault("id", case.name[:100])
         # A case may give fields the enrichers derive (text_category, model_confident, ...): the
         # enrichers run, then the given values replace theirs.
-        # checked below to be true/false or a category code: the complaint's own types
         derived: dict[str, Any] = {k: data.pop(k) for k in DERIVED_FIELDS if k in data}
-        bad = [
-            k
-            for k, v in derived.items()
-            if not isinstance(v, bool if k in DERIVED_BOOLS else str)
-            or (k not in DERIVED_BOOLS and not _code(pack, str(v)))
-        ]
+        bad = [k for k, v in derived.items() if not _derived_ok(pack, k, v)]
         try:
             complaint = complaint_from_dict(data, now=now)
         except ComplaintError as e:
             report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {e}"))
             continue
         if bad:
-            why = ", ".join(
-                f"{k} must be {'true or false' if k in DERIVED_BOOLS else 'a category code'}" for k in bad
-            )
+            why = ", ".join(f"{k} must be {F.COMPLAINT_BY_NAME[k].type.describe()}" for k in bad)
             report.failures.append(CaseFailure(case, [], f"the case's complaint is invalid: {why}"))
             continue
         if derived:

@@ -224,12 +224,12 @@ class TextMemo:
     enrichment gives, its derived fields taken from the first complaint of that text."""
 
     def __init__(self, enrichment: Enrichment, size: int = TEXT_CACHE) -> None:
-        from fenliu.domain.model import DERIVED_FIELDS
+        from fenliu.domain.model import TEXT_DERIVED_FIELDS
         from fenliu.engine.enrich import _with_derived
 
         self.enrichment = enrichment
         self.size = size
-        self._fields = (*DERIVED_FIELDS, "evidence")
+        self._fields = (*TEXT_DERIVED_FIELDS, "evidence")
         self._rebuild = _with_derived
         self._seen: dict[tuple[str, str, str], dict[str, object]] = {}
         self.hits = 0

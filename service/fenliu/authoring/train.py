@@ -35,7 +35,9 @@ from fenliu.packs.types import Pack
 #: Regularization (inverse strength) of the logistic regression; chosen by cross-validation on the
 #: train split (docs/text.md).
 C = 20.0
-MIN_DF = 2
+#: An n-gram is a feature when at least this many complaints of the train split have it (chosen by
+#: cross-validation on the train split, docs/text.md: 3 reads as well as 2 with two thirds fewer features).
+MIN_DF = 3
 #: The lexicon's category scores enter the model as extra features, each times this (a lexicon score
 #: of 10 weighs about as much as a fifth of the text's normalized n-grams); chosen by cross-validation
 #: on the train split (docs/text.md). 0: the model reads the n-grams only.
@@ -82,9 +84,16 @@ def train_split(items: list[Labelled]) -> list[Labelled]:
 
 
 def fit(
-    items: list[Labelled], pack: Pack, *, c: float = C, lexicon_scale: float = LEXICON_SCALE
+    items: list[Labelled],
+    pack: Pack,
+    *,
+    c: float = C,
+    lexicon_scale: float = LEXICON_SCALE,
+    min_df: int = MIN_DF,
+    class_weight: str | None = None,
 ) -> TextModel:
-    """Learn a model from ``items`` (every one of them: choose the split before)."""
+    """Learn a model from ``items`` (every one of them: choose the split before). Deterministic: the
+    same complaints, in whatever order, give the same model (they are read in the order of their ids)."""
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -93,14 +102,15 @@ def fit(
     bad = sorted({x.category for x in items if x.category not in known})
     if bad:
         raise ValueError(f"the corpus names categories the pack does not have: {', '.join(bad[:5])}")
+    items = sorted(items, key=lambda x: (x.id, x.category, x.title, x.text))
     texts = [complaint_text(x.title, x.text) for x in items]
-    vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=MIN_DF, dtype=np.float32)
+    vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=min_df, dtype=np.float32)
     matrix = vec.fit_transform(texts)
     lexicon = Lexicon(pack.lexicon) if pack.lexicon and lexicon_scale > 0 else None
     lex_cats: tuple[str, ...] = lexicon.categories if lexicon is not None else ()
     if lexicon is not None:
         matrix = sp.hstack([matrix, sp.csr_matrix(lexicon_features(lexicon, texts, lexicon_scale))]).tocsr()
-    clf = LogisticRegression(C=c, max_iter=2000)
+    clf = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight)
     clf.fit(matrix, [x.category for x in items])
     n = len(vec.vocabulary_)
     coef = np.asarray(clf.coef_.T, dtype=np.float32)
@@ -112,7 +122,7 @@ def fit(
         "ngram_range": list(NGRAM_RANGE),
         "trained_on": len(items),
         "c": c,
-        "min_df": MIN_DF,
+        "min_df": min_df,
         "lexicon_scale": lexicon_scale if lex_cats else 0.0,
     }
     return TextModel(
@@ -140,6 +150,45 @@ def lexicon_features(lexicon: Lexicon, texts: list[str], scale: float) -> npt.ND
     return out
 
 
+def cross_validate(items: list[Labelled], pack: Pack, *, folds: int = 5, **settings: Any) -> dict[str, float]:
+    """``folds``-fold cross-validation of :func:`fit` with ``settings`` on ``items`` (the train split):
+    the share whose most probable category is right (``top``); with the pack's ``model_confidence``,
+    the model alone (``model``: right; ``model_wrong``: a wrong category) and the lexicon and model
+    together as the reference pack combines them (``both``, ``both_wrong``: the lexicon's category
+    when it is confident, else the model's when it is confident, else unclassified). Stratified folds,
+    shuffled with a fixed seed: the same items give the same numbers."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from fenliu.engine.text import decide_lexicon
+
+    items = sorted(items, key=lambda x: (x.id, x.category, x.title, x.text))
+    labels = [x.category for x in items]
+    texts = [complaint_text(x.title, x.text) for x in items]
+    lexicon = Lexicon(pack.lexicon) if pack.lexicon else None
+    t = pack.text
+    lexicon_says = [
+        decide_lexicon(lexicon.score(x), t.threshold, t.margin) if lexicon else ("", False) for x in texts
+    ]
+    n = {"top": 0, "model": 0, "model_wrong": 0, "both": 0, "both_wrong": 0}
+    split = StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels)
+    for train_idx, test_idx in split:
+        model = fit([items[i] for i in train_idx], pack, **settings)
+        for i in test_idx:
+            scores = [(s.category, s.score) for s in lexicon.score(texts[i])] if lexicon else []
+            probs = model.predict(texts[i], scores)
+            best = model.classes[int(np.argmax(probs))]
+            said = best if best != UNCLASSIFIED and probs.max() >= t.model_confidence else UNCLASSIFIED
+            cat, confident = lexicon_says[i]
+            both = cat if confident else said
+            want = labels[i]
+            n["top"] += best == want
+            n["model"] += said == want
+            n["model_wrong"] += said not in (want, UNCLASSIFIED)
+            n["both"] += both == want
+            n["both_wrong"] += both not in (want, UNCLASSIFIED)
+    return {k: v / len(items) for k, v in n.items()}
+
+
 def main(pack_path: str, corpus: str, out: str = "", c: float = C) -> int:
     from fenliu.packs.load import load_pack
 
@@ -155,3 +204,46 @@ def main(pack_path: str, corpus: str, out: str = "", c: float = C) -> int:
     if not pack.text.model:
         print(f"add to {pack_path}/pack.yaml:  text: {{model: {target.name}}}")
     return 0
+
+
+#: The settings ``python -m fenliu.authoring.train PACK CORPUS`` compares (docs/text.md shows its table).
+CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("n-grams in 2+ complaints, C 20 (before)", {"min_df": 2}),
+    ("n-grams in 1+ complaints", {"min_df": 1}),
+    ("n-grams in 3+ complaints (chosen)", {}),
+    ("n-grams in 4+ complaints", {"min_df": 4}),
+    ("3+, C 10", {"c": 10.0}),
+    ("3+, C 50", {"c": 50.0}),
+    ("3+, classes weighted by their rarity", {"class_weight": "balanced"}),
+    ("3+, without the lexicon's scores", {"lexicon_scale": 0.0}),
+)
+
+
+def cv_table(pack_path: str, corpus: str, folds: int = 5) -> str:
+    """The cross-validation of :data:`CANDIDATES` on the corpus's train split, as a Markdown table."""
+    from fenliu.packs.load import load_pack
+
+    pack = load_pack(pack_path)
+    items = train_split(read_labelled(Path(corpus).read_text("utf-8").splitlines()))
+    rows = [
+        f"{folds}-fold cross-validation on the train split ({len(items)} complaints; "
+        f"model_confidence {pack.text.model_confidence}, threshold {pack.text.threshold:g}, "
+        f"margin {pack.text.margin:g}):",
+        "",
+        "| settings | most probable | model | model: wrong department | both | both: wrong department |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, settings in CANDIDATES:
+        r = cross_validate(items, pack, folds=folds, **settings)
+        rows.append(
+            f"| {name} | {r['top']:.1%} | {r['model']:.1%} | {r['model_wrong']:.1%} "
+            f"| {r['both']:.1%} | {r['both_wrong']:.1%} |"
+        )
+        print(rows[-1], flush=True)
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(cv_table(sys.argv[1], sys.argv[2]))

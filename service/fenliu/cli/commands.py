@@ -3,6 +3,7 @@
     fenliu check PACK                    every error at once, as file:line: rule-id: message
     fenliu test PACK [--coverage]        run the pack's cases; expected-versus-got; coverage
     fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
+    fenliu explain PACK COMPLAINT        why each rule fired or did not ([--rule ID] [--stage NAME])
     fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
     fenliu verify PACK                   what a reload does: fails exactly when the server would refuse
     fenliu fmt PACK [--check]            rewrite input-method punctuation, tabs, trailing spaces, GBK
@@ -190,7 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     decider = _load(args.pack, sys.stderr)
     if decider is None:
         return 1
-    if args.file not in (None, "-") and _jobs(args) > 1:
+    if args.file not in (None, "-") and _jobs(args) > 1 and not args.explain:
         parallel = _eval_parallel(args, decider)
         if parallel is not None:
             return parallel
@@ -205,6 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     bad = 0
     indent = 2 if args.pretty else None
+    tables = 0
     for n, item in complaints:
         if isinstance(item, _BadJson):
             bad += 1
@@ -227,8 +229,71 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(json.dumps(err, ensure_ascii=False), flush=True)
             continue
         decision = decider.decide(complaint)
+        if args.explain:
+            print(("\n" if tables else "") + _explain_table(decider, decision, args.pack), flush=True)
+            tables += 1
+            continue
         print(json.dumps(decision.to_dict(trace=args.trace), ensure_ascii=False, indent=indent), flush=True)
     return 2 if bad else 0
+
+
+def _shown_file(pack_path: str) -> Any:
+    """How a rule's file (relative to the pack's parent folder) is shown: relative to the cwd."""
+    base = Path(pack_path).resolve().parent
+    return lambda file: os.path.relpath(base / file)
+
+
+def _explain_table(decider: Any, decision: Any, pack_path: str) -> str:
+    from fenliu.authoring.explain import render_decision
+
+    return render_decision(decision, {r.id: r for r in decider.pack.rules}, _shown_file(pack_path))
+
+
+def _read_complaint_arg(spec: str) -> Any:
+    """``fenliu explain``'s COMPLAINT: the JSON itself, a file, or - for standard input."""
+    if spec == "-":
+        text = sys.stdin.read()
+    elif spec.lstrip().startswith(("{", "[")):
+        text = spec
+    else:
+        text = Path(spec).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from fenliu.authoring import explain
+    from fenliu.domain.model import complaint_from_dict
+
+    decider = _load(args.pack, sys.stderr)
+    if decider is None:
+        return 1
+    unknown = explain.unknown_selection(decider.pack, args.rule, args.stage)
+    if unknown is not None:
+        print(f"fenliu explain: {unknown}", file=sys.stderr)
+        return 2
+    try:
+        data = _read_complaint_arg(args.complaint)
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"fenliu explain: {_unreadable(args.complaint, e)}", file=sys.stderr)
+        return 2
+    except (json.JSONDecodeError, RecursionError) as e:
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        print("fenliu explain: " + _("not JSON: {reason}").format(reason=msg), file=sys.stderr)
+        return 2
+    shown = _shown_file(args.pack)
+    texts = []
+    for item in data if isinstance(data, list) else [data]:
+        try:
+            complaint = complaint_from_dict(item)
+        except ComplaintError as e:
+            for v in e.violations:
+                print(f"fenliu explain: {v.field}: {v.description}", file=sys.stderr)
+            return 2
+        texts.append(
+            explain.render(explain.explain(decider, complaint, rule=args.rule, stage=args.stage), shown)
+        )
+    print("\n\n".join(texts))
+    return 0
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -428,8 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help=_("a JSON / JSON Lines file, or - for standard input (default)"))
     p.add_argument("--trace", action="store_true", help=_("include the rule trace"))
     p.add_argument("--pretty", action="store_true", help=_("indent the JSON"))
+    p.add_argument(
+        "--explain", action="store_true", help=_("a table per decision: stage, rule, file:line, what it set")
+    )
     add_jobs_argument(p, " for a JSON Lines file")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("explain", help=_("why each rule fired or did not, for a complaint"))
+    p.add_argument("pack")
+    p.add_argument(
+        "complaint", help=_("the complaint: a JSON file, - for standard input, or the JSON itself")
+    )
+    p.add_argument("--rule", metavar="ID", help=_("only this rule"))
+    p.add_argument("--stage", metavar="NAME", help=_("only the rules of this stage"))
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("lint", help=_("find conflicts, dead rules, gaps and other authoring mistakes"))
     p.add_argument("pack")

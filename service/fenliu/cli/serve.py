@@ -25,8 +25,11 @@ from fenliu.serving.config import (
     DEFAULT_DECISION_LOG_BACKUPS,
     DEFAULT_DECISION_LOG_MAX_BYTES,
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_MATTER_WINDOW_DAYS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_STREAMS,
+    DEFAULT_STATE_DIR,
+    DEFAULT_STORE_DEADLINE_MS,
     DEFAULT_STREAM_IDLE_SECONDS,
     DEFAULT_THREADS,
     ConfigError,
@@ -139,6 +142,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(  # the default since the log redacts free text unless told otherwise
         "--decision-log-redact-text", action="store_true", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default="none",
+        help="remember matters in this store: sqlite:///PATH (every worker shares the file), "
+        "postgresql://… (replicas share it), memory:, or none (the default; `make run` uses "
+        f"sqlite:///{DEFAULT_STATE_DIR}/matters.db)",
+    )
+    parser.add_argument(
+        "--store-key-file",
+        metavar="FILE",
+        help="HMAC key for the id numbers and phones the store keeps (else --decision-log-key-file, "
+        "else $FENLIU_DECISION_LOG_KEY)",
+    )
+    parser.add_argument(
+        "--matter-window-days",
+        type=int,
+        default=DEFAULT_MATTER_WINDOW_DAYS,
+        metavar="N",
+        help="earlier complaints this many days around a new one may be its matter",
+    )
+    parser.add_argument(
+        "--store-deadline-ms",
+        type=float,
+        default=DEFAULT_STORE_DEADLINE_MS,
+        metavar="MS",
+        help="a lookup-and-write taking longer answers 'history unavailable' (the complaint is queued)",
+    )
+    parser.add_argument(
+        "--store-degraded-ok",
+        action="store_true",
+        help="start when the store cannot be reached (decisions say history was unavailable, health and "
+        "metrics say degraded) and keep trying it; without it, refuse to start",
+    )
+    parser.add_argument(
+        "--store-queue-dir",
+        metavar="DIR",
+        help="where complaints the store could not take wait (default: PATH.queue beside an SQLite "
+        f"file, else {DEFAULT_STATE_DIR}/matter-queue)",
+    )
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
 
 
@@ -147,6 +190,8 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     settings that do not go together)."""
     names = {f.name for f in dataclasses.fields(ServeConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
+    if given.get("store") in ("none", ""):
+        given["store"] = None
     config = ServeConfig(**given)
     try:
         config.tls()
@@ -175,6 +220,9 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--address", metavar="HOST:PORT", default=DEFAULT_ADDRESS, help="default %(default)s")
     parser.add_argument("--trace", action="store_true", help="ask for the trace")
+    parser.add_argument(
+        "--matter", metavar="MATTER_ID", help="instead of a complaint: the matter's complaints (GetMatter)"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     parser.add_argument("--tls-ca", metavar="PEM", help="CA of the server's certificate (enables TLS)")
     parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
@@ -194,13 +242,14 @@ def _read_input(spec: str) -> Any:
 
 
 def run_call(args: argparse.Namespace) -> int:
-    """``fenliu call``: 0 decided, 1 rejected (INVALID_ARGUMENT), 2 any other failure."""
+    """``fenliu call``: 0 decided (or the matter found), 1 rejected (INVALID_ARGUMENT, an unknown matter:
+    NOT_FOUND), 2 any other failure."""
     from fenliu._proto.fenliu.v1 import triage_pb2_grpc
 
     try:
-        data = _read_input(args.complaint)
+        data = {} if args.matter is not None else _read_input(args.complaint)
         items = data if isinstance(data, list) else [data]
-        complaints = [convert.complaint_to_proto(d) for d in items]
+        complaints = [] if args.matter is not None else [convert.complaint_to_proto(d) for d in items]
     except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         print(json.dumps({"error": f"cannot read the complaint: {type(e).__name__}: {e}"}), file=sys.stderr)
         return 2
@@ -219,6 +268,18 @@ def run_call(args: argparse.Namespace) -> int:
         channel = grpc.insecure_channel(args.address)
     with channel:
         stub = triage_pb2_grpc.TriageServiceStub(channel)
+        if args.matter is not None:
+            try:
+                found = stub.GetMatter(pb.GetMatterRequest(matter_id=args.matter), timeout=args.timeout)
+            except grpc.RpcError as e:
+                st = rpc_status.from_call(e)
+                err = (
+                    status_to_dict(st) if st is not None else {"code": e.code().name, "message": e.details()}
+                )
+                print(json.dumps(err, ensure_ascii=False, indent=2))
+                return 1 if err["code"] in ("INVALID_ARGUMENT", "NOT_FOUND") else 2
+            print(json.dumps(convert.matter_from_response(found), ensure_ascii=False, indent=2))
+            return 0
         if not isinstance(data, list):
             try:
                 resp = stub.Triage(

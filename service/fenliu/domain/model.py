@@ -71,6 +71,14 @@ COMPLAINT_INTS: Final = ("people_involved", "repeat_visits")
 COMPLAINT_FLOATS: Final = ("amount_yuan",)
 REGION_FIELDS: Final = ("banner_code", "township_code", "village_code")
 COMPLAINANT_FIELDS: Final = ("name", "id_number", "phone")
+#: The receiving point (服务中心 / 服务站 / 服务点): its region code and its level.
+RECEIVING_POINT_FIELDS: Final = ("code", "level")
+#: A receiving point's code by its level: the banner's centre, a township's station, a village's point.
+POINT_CODE_LENGTHS: Final[dict[str, int]] = {"BANNER": 6, "TOWNSHIP": 9, "VILLAGE": 12}
+POINT_CODE_FORMAT: Final = (
+    "must be an administrative-division code of 6 (banner centre), 9 (township station) "
+    "or 12 (village point) digits"
+)
 
 #: Documented size limits (characters). See docs/api.md.
 MAX_ID = 128
@@ -106,6 +114,7 @@ _KINDS: Final[dict[str, str]] = {
     **{name: "float" for name in COMPLAINT_FLOATS},
     "region": "region",
     "complainant": "complainant",
+    "receiving_point": "receiving_point",
     "received_at": "received_at",
 }
 #: Region codes are administrative-division codes (行政区划代码): digits, 6 for a banner (150626),
@@ -201,6 +210,8 @@ class Complaint:
     existing_case_id: str = ""
     region: Mapping[str, str] = field(default_factory=dict)
     complainant: Complainant = field(default_factory=Complainant)
+    #: ``code`` and ``level`` of the receiving point, when the front end names it.
+    receiving_point: Mapping[str, str] = field(default_factory=dict)
     received_at_given: bool = True
     # Derived by the pack's enrichers (fenliu.engine.enrich) from the title and text, before the engine runs;
     # never sent by a client. ``enriched``: the derived fields are final (given by a test case, or
@@ -210,6 +221,18 @@ class Complaint:
     model_category: str = ""
     model_confident: bool = False
     model_agrees: bool = False
+    # Derived by the matter step (fenliu.matter.enricher) from the matter store, before the engine; the
+    # defaults are a complaint with no history (no store, or the store did not answer).
+    matter_history_available: bool = False
+    matter_id: str = ""
+    matter_prior_complaints: int = 0
+    matter_channel_count: int = 0
+    matter_point_count: int = 0
+    matter_level_count: int = 0
+    matter_days_since_first: int = 0
+    matter_first_point: str = ""
+    matter_first_level: str = UNSPECIFIED
+    matter_linked_by: str = ""
     evidence: TextEvidence | None = None
     enriched: bool = False
 
@@ -262,7 +285,7 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
         kind = _KINDS.get(name) if isinstance(name, str) else None
         if kind is None:
             bad.append(FieldViolation(_key_name(name), "unknown field"))
-        elif v is None or kind in ("region", "complainant", "received_at"):
+        elif v is None or kind in ("region", "complainant", "receiving_point", "received_at"):
             continue  # absent; the structured fields are read below
         elif kind == "str":
             if not isinstance(v, str):
@@ -369,6 +392,15 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
                     pdata[k] = v
             out["complainant"] = Complainant(**pdata)
 
+    point = data.get("receiving_point")
+    if point is not None:
+        if not isinstance(point, Mapping):
+            bad.append(FieldViolation("receiving_point", f"must be an object, not {_type_name(point)}"))
+        else:
+            rp = _receiving_point(point, bad)
+            if rp is not None:
+                out["receiving_point"] = rp
+
     received_at: datetime | None = None
     ra = data.get("received_at")
     if ra is not None:
@@ -396,15 +428,78 @@ def complaint_from_dict(data: Any, *, now: datetime | None = None) -> Complaint:
     return Complaint(received_at=received_at, received_at_given=given, **out)
 
 
-#: Complaint fields the enrichers derive (rules test them like any other; a test case may give them).
-DERIVED_FIELDS: Final = (
+def _receiving_point(point: Mapping[Any, Any], bad: list[FieldViolation]) -> dict[str, str] | None:
+    """The receiving point's code and level, or None (and a violation per bad field)."""
+    given: dict[str, str] = {}
+    ok = True
+    for k, v in point.items():
+        if k not in RECEIVING_POINT_FIELDS:
+            bad.append(FieldViolation(f"receiving_point.{_key_name(k)}", "unknown field"))
+            ok = False
+        elif v is None or v == "" or (k == "level" and v == UNSPECIFIED):
+            continue
+        elif not isinstance(v, str):
+            bad.append(FieldViolation(f"receiving_point.{k}", f"must be a string, not {_type_name(v)}"))
+            ok = False
+        elif not v.strip():
+            continue  # whitespace only: absent
+        elif k == "level":
+            if v not in TIERS:
+                bad.append(
+                    FieldViolation("receiving_point.level", "unknown value; allowed: " + ", ".join(TIERS))
+                )
+                ok = False
+            else:
+                given[k] = v
+        elif len(v) > MAX_CODE or _SURROGATE.search(v) or "\x00" in v or not point_code_ok(v.strip()):
+            bad.append(FieldViolation("receiving_point.code", POINT_CODE_FORMAT))
+            ok = False
+        else:
+            given[k] = v.strip()
+    if not ok:
+        return None
+    code, level = given.get("code", ""), given.get("level", "")
+    if code and level and len(code) != POINT_CODE_LENGTHS[level]:
+        bad.append(
+            FieldViolation(
+                "receiving_point.code", f"must have {POINT_CODE_LENGTHS[level]} digits at level {level}"
+            )
+        )
+        return None
+    if code and not level:
+        given["level"] = next(lv for lv, n in POINT_CODE_LENGTHS.items() if n == len(code))
+    return given
+
+
+def point_code_ok(code: str) -> bool:
+    """Whether ``code`` has the shape of a receiving point's code (6, 9 or 12 ASCII digits)."""
+    return code.isascii() and code.isdigit() and len(code) in POINT_CODE_LENGTHS.values()
+
+
+#: Complaint fields the text enrichers derive (rules test them like any other; a test case may give them).
+TEXT_DERIVED_FIELDS: Final = (
     "text_category",
     "text_confident",
     "model_category",
     "model_confident",
     "model_agrees",
 )
-DERIVED_BOOLS: Final = ("text_confident", "model_confident", "model_agrees")
+#: Complaint fields the matter step derives from the matter store (a test case may give them).
+MATTER_FIELDS: Final = (
+    "matter_history_available",
+    "matter_id",
+    "matter_prior_complaints",
+    "matter_channel_count",
+    "matter_point_count",
+    "matter_level_count",
+    "matter_days_since_first",
+    "matter_first_point",
+    "matter_first_level",
+    "matter_linked_by",
+)
+#: Every derived complaint field: the text enrichers' and the matter step's.
+DERIVED_FIELDS: Final = (*TEXT_DERIVED_FIELDS, *MATTER_FIELDS)
+DERIVED_BOOLS: Final = ("text_confident", "model_confident", "model_agrees", "matter_history_available")
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,6 +727,11 @@ class Decision:
     evidence: TextEvidence | None = None
     #: Notes on the complainant's fields that are given but malformed (their names, never their values).
     personal_notes: tuple[str, ...] = ()
+    #: What the matter store knew of the complaint's matter (``Recognition.to_dict`` and ``multi_door``);
+    #: ``None`` when the service keeps no matters.
+    matter: Mapping[str, Any] | None = None
+    #: The receiving point that owns the matter (首接: ``code``, ``level``), when one is known.
+    owning_point: Mapping[str, str] | None = None
 
     @property
     def suggestions(self) -> tuple[Suggestion, ...]:
@@ -686,6 +786,9 @@ class Decision:
             "rule_pack": o.pack.to_dict(),
             "suggestions": [x.to_dict() for x in self.suggestions],
         }
+        if self.matter is not None:
+            d["matter"] = dict(self.matter)
+            d["owning_point"] = dict(self.owning_point) if self.owning_point else None
         if trace:
             d["trace"] = [t.to_dict() for t in o.trace]
             for entry, words in zip(d["trace"], self.matched_keywords, strict=False):

@@ -734,9 +734,14 @@ def _trace_entry(rule: Rule, part: _Part) -> TraceEntry:
     )
 
 
-def _hashable(v: FactValue | list[str]) -> FactValue:
-    """A default as a decision field holds it: lists as tuples (nodes are found by their fields)."""
-    return tuple(v) if isinstance(v, list) else v
+def _hashable(v: object) -> FactValue:
+    """A default as a decision field holds it: lists as tuples (nodes are found by their fields). The
+    pack's loader has checked each default against its field's type."""
+    if isinstance(v, list | tuple):
+        return tuple(str(x) for x in v)
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    raise TypeError(f"a default of type {type(v).__name__}")
 
 
 def _seconds(v: FactValue) -> int:

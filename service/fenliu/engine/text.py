@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import ahocorasick_rs
 import numpy as np
@@ -43,6 +43,9 @@ from fenliu.packs.types import LexiconEntry, Pack
 _SENTENCE_END: Final = re.compile(r"[。!?;\n]")
 
 _DIGITS: Final = re.compile(r"[0-9]")
+_HAS_DIGIT: Final = _DIGITS.search
+_MAX: Final = np.maximum.reduce
+_SUM: Final = np.add.reduce
 #: What the trace never shows of the model's n-grams: digits, Latin letters (pieces of ids, phones).
 _SHAPED: Final = re.compile(r"[0-9a-z]")
 
@@ -62,9 +65,9 @@ def complaint_text(title: str, text: str) -> str:
 # The lexicon
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """A category's score in one text, and the entries that made it."""
+class Scored(NamedTuple):
+    """A category's score in one text, and the entries that made it (a tuple: made for every
+    category found in every complaint, it is built at a tuple's cost)."""
 
     category: str
     score: float
@@ -108,36 +111,32 @@ class Lexicon:
         self._order = {c: n for n, c in enumerate(self.categories)}
 
     def found(self, text: str) -> list[int]:
-        """The entries that count in a normalized text (indexes into ``entries``)."""
+        """The entries that count in a normalized text (indexes into ``entries``, ascending)."""
         if not text or self._automaton is None:
             return []
         hits = self._automaton.find_matches_as_indexes(text, overlapping=True)
         if not hits:
             return []
+        single, joint = self._single, self._joint
         out: set[int] = set()
-        joint: dict[int, set[int]] = {}  # together-entry -> the sentences where one of its words is
-        ends: list[int] | None = None
-        seen_words: dict[int, set[int]] = {}  # word -> sentences it is in (only for together words)
+        starts: dict[int, list[int]] = {}  # a word of a together-entry -> where it was found
         for w, start, _end in hits:
-            for i in self._single[w]:
-                out.add(i)
-            if self._joint[w]:
-                if ends is None:
-                    ends = [m.start() for m in _SENTENCE_END.finditer(text)]
-                seen_words.setdefault(w, set()).add(bisect.bisect_left(ends, start))
-                for i in self._joint[w]:
-                    joint.setdefault(i, set())
-        for i in joint:
-            need = self._needs[i]
-            if not all(w in seen_words for w in need):
-                continue
-            common: set[int] | None = None
-            for w in need:
-                common = set(seen_words[w]) if common is None else common & seen_words[w]
-                if not common:
-                    break
-            if common:
-                out.add(i)
+            if single[w]:
+                out.update(single[w])
+            if joint[w]:
+                starts.setdefault(w, []).append(start)
+        if starts:
+            candidates = {i for w in starts for i in joint[w]}
+            ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+            if not ends:  # one sentence: a together-entry counts when all its words are found
+                out.update(i for i in candidates if self._needs[i] <= starts.keys())
+            else:
+                # word -> the sentences it is in (a sentence: the text up to and with its end)
+                seen = {w: {bisect.bisect_left(ends, x) for x in xs} for w, xs in starts.items()}
+                for i in candidates:
+                    need = self._needs[i]
+                    if need <= seen.keys() and set.intersection(*(seen[w] for w in need)):
+                        out.add(i)
         return sorted(out)
 
     def score(self, text: str) -> list[Scored]:
@@ -170,9 +169,24 @@ def decide_lexicon(scored: Sequence[Scored], threshold: float, margin: float) ->
 # ---------------------------------------------------------------------------------------------------
 # The text model
 
+#: :func:`_gram_key`: the first character's code point shifted by this, or'ed with the second's plus 1.
+_SHIFT: Final = 22
 
-def _key(g: str) -> int:
-    return ord(g) if len(g) == 1 else ((ord(g[0]) + 1) << 21) | ord(g[1])
+
+def _sublinear_tf(n: int) -> npt.NDArray[np.float32]:
+    """``1 + log(count)`` in float32 for the counts 0 .. n-1 (0 is never looked up), computed as
+    scikit-learn computes it (``np.log`` over float32 counts, then 1 added)."""
+    out = np.arange(n, dtype=np.float32)
+    out[0] = 1.0
+    np.log(out, out=out)
+    out += np.float32(1.0)
+    return out
+
+
+def _gram_key(g: str) -> int:
+    """An n-gram of 1 or 2 characters as an integer that sorts as the n-gram does (a character sorts
+    before every pair it begins)."""
+    return (ord(g[0]) << _SHIFT) | (ord(g[1]) + 1 if len(g) > 1 else 0)
 
 
 def ngrams(text: str) -> list[str]:
@@ -208,17 +222,24 @@ class TextModel:
     )
     lexicon_scale: float = 0.0
     _features: tuple[str, ...] = ()
-    # The n-grams as integers, sorted (a character: its code point; two: (first + 1) << 21 | second),
-    # and the feature each one is: a text's n-grams are looked up all at once (np.searchsorted).
-    _keys: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    _key_feature: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    # Each n-gram as an integer that sorts as the n-gram does (:func:`_gram_key`), in ascending order,
+    # and the feature each one is: a text's n-grams are looked up all at once (np.searchsorted). A
+    # model trained here numbers its features in that same order (scikit-learn sorts its vocabulary),
+    # so the position found is the feature (``_key_feature`` is then ``None``).
+    _keys: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _key_feature: npt.NDArray[np.intp] | None = None
     _lexicon_row: dict[str, int] = field(default_factory=dict)
+    _sublinear: npt.NDArray[np.float32] = field(default_factory=lambda: _sublinear_tf(256))
 
     def __post_init__(self) -> None:
-        keys = np.array([_key(g) for g in self.vocabulary], dtype=np.uint64)
+        keys = np.array([_gram_key(g) for g in self.vocabulary], dtype=np.int64)
         feats = np.array(list(self.vocabulary.values()), dtype=np.intp)
-        order = np.argsort(keys)
-        self._keys, self._key_feature = keys[order], feats[order]
+        order = np.argsort(keys, kind="stable")
+        # a last key above every n-gram's: a search never runs past the end
+        self._keys = np.append(keys[order], np.int64(np.iinfo(np.int64).max))
+        feats = feats[order]
+        in_order = bool((feats == np.arange(len(feats))).all())
+        self._key_feature = None if in_order else feats
         self._lexicon_row = {c: i for i, c in enumerate(self.lexicon)}
 
     def lexicon_vector(self, scores: Iterable[tuple[str, float]]) -> npt.NDArray[np.float32]:
@@ -232,24 +253,40 @@ class TextModel:
         return out
 
     def vector(self, text: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        """The text's features: (indexes, TF-IDF values, L2-normalized; sublinear term frequency).
-        The n-grams are those of :func:`ngrams`, found as integers (``tests/test_text.py``)."""
-        s = _DIGITS.sub("0", " ".join(text.split()))
-        if not s or not len(self._keys):
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
-        cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        grams = np.concatenate((cps, ((cps[:-1] + 1) << np.uint64(21)) | cps[1:]))
+        """The text's features: (indexes, ascending; TF-IDF values, L2-normalized; sublinear term
+        frequency). The n-grams are those of :func:`ngrams`, as integers (:func:`_gram_key`), sorted,
+        looked up at once and counted as runs (``tests/test_text.py`` holds this equal, bit for bit,
+        to a plain count of :func:`ngrams`)."""
+        s = " ".join(text.split())
         keys = self._keys
-        pos = np.searchsorted(keys, grams)
-        pos[pos >= len(keys)] = 0
-        found = self._key_feature[pos[keys[pos] == grams]]
-        if not len(found):
+        if not s or len(keys) < 2:
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
-        idx, counts = np.unique(found, return_counts=True)
-        tf = counts.astype(np.float32)
-        vals: npt.NDArray[np.float32] = ((1.0 + np.log(tf)) * self.idf[idx]).astype(np.float32)
-        norm = float(np.sqrt(vals @ vals))
-        return idx, (vals / np.float32(norm)) if norm else vals
+        if _HAS_DIGIT(s):
+            s = _DIGITS.sub("0", s)
+        cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        first = cps << _SHIFT
+        grams = np.concatenate((first, first[:-1] | (cps[1:] + 1)))
+        grams.sort()
+        pos = keys.searchsorted(grams)
+        hit = pos[keys[pos] == grams]
+        if not len(hit):
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
+        if self._key_feature is not None:  # features numbered in another order than their n-grams
+            hit = np.sort(self._key_feature[hit])
+        # hit is sorted: each run of one feature is its count
+        edge = np.empty(len(hit) + 1, dtype=np.bool_)
+        edge[0] = edge[-1] = True
+        np.not_equal(hit[1:], hit[:-1], out=edge[1:-1])
+        bounds = edge.nonzero()[0]
+        idx: npt.NDArray[np.intp] = hit[bounds[:-1]].astype(np.intp, copy=False)
+        counts = bounds[1:] - bounds[:-1]
+        table = self._sublinear
+        if len(grams) >= len(table) and int(counts.max()) >= len(table):  # a very long text
+            table = _sublinear_tf(int(counts.max()) + 1)
+        vals: npt.NDArray[np.float32] = table[counts] * self.idf[idx]
+        # the norm in float32 (a float32 rounded from the float64 root is the float32 root)
+        norm = np.float32(math.sqrt(float(vals @ vals)))
+        return idx, (vals / norm) if norm else vals
 
     def predict(self, text: str, lexicon: Iterable[tuple[str, float]] = ()) -> npt.NDArray[np.float64]:
         """The probability of each class (in ``classes`` order); ``lexicon``: the text's lexicon scores,
@@ -257,11 +294,16 @@ class TextModel:
         idx, vals = self.vector(text)
         z = self.intercept + vals @ self.weights[idx] if len(idx) else self.intercept.copy()
         if self.lexicon:
-            lex = self.lexicon_vector(lexicon)
-            if lex.any():
+            row = self._lexicon_row
+            found = [(row[cat], score) for cat, score in lexicon if score > 0 and cat in row]
+            if found:  # the lexicon features, as lexicon_vector makes them
+                lex = np.zeros(len(self.lexicon), dtype=np.float32)
+                for i, score in found:
+                    lex[i] = score * self.lexicon_scale
                 z = z + lex @ self.lexicon_weights
-        e = np.exp(z - z.max())
-        out: npt.NDArray[np.float64] = (e / e.sum()).astype(np.float64)
+        # z.max() and e.sum() without their wrappers: the same reductions
+        e = np.exp(z - _MAX(z))
+        out: npt.NDArray[np.float64] = (e / _SUM(e)).astype(np.float64)
         return out
 
     def explain(self, text: str, cls: int, top: int = 5) -> tuple[tuple[str, float], ...]:
@@ -388,6 +430,6 @@ def pack_model(pack: Pack) -> TextModel | None:
 
 def softmax_top(probs: npt.NDArray[np.float64], classes: Sequence[str], n: int) -> list[tuple[str, float]]:
     """The ``n`` most probable classes, best first (ties: the classes' order)."""
+    order: list[int] = np.argsort(-probs, kind="stable")[:n].tolist()
     p: list[float] = probs.tolist()
-    order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:n]
     return [(classes[i], p[i]) for i in order if not math.isnan(p[i])]

@@ -29,6 +29,7 @@ from fenliu.matter._core import (
     StoreError,
     StoreUnavailable,
     identity_hashes,
+    receiving_level,
     receiving_point,
     sighting_from_complaint,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "StoreUnavailable",
     "identity_hashes",
     "open_store",
+    "receiving_level",
     "receiving_point",
     "sighting_from_complaint",
 ]

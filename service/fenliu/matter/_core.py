@@ -36,6 +36,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "identity_hashes",
+    "receiving_level",
     "receiving_point",
     "sighting_from_complaint",
 ]
@@ -308,12 +309,21 @@ def identity_hashes(complainant: model.Complainant, key: bytes) -> tuple[tuple[s
 
 
 def receiving_point(complaint: model.Complaint) -> str:
-    """The receiving point's code: the complaint's region code at the level that received it
-    (village point, township station, banner centre); empty when the level or that code is unknown."""
+    """The receiving point's code: the complaint's own ``receiving_point`` when the front end names it,
+    else its region code at the level that received it (village point, township station, banner
+    centre); empty when neither is known."""
+    given = complaint.receiving_point.get("code", "")
+    if given:
+        return given
     code = {"VILLAGE": "village_code", "TOWNSHIP": "township_code", "BANNER": "banner_code"}.get(
         complaint.received_tier, ""
     )
     return complaint.region.get(code, "") if code else ""
+
+
+def receiving_level(complaint: model.Complaint) -> str:
+    """The receiving point's level: the complaint's own ``receiving_point.level``, else ``received_tier``."""
+    return complaint.receiving_point.get("level", "") or complaint.received_tier
 
 
 def sighting_from_complaint(
@@ -334,7 +344,7 @@ def sighting_from_complaint(
         received_at=int(complaint.received_at.timestamp()),
         channel=complaint.channel,
         point=receiving_point(complaint) if point is None else point,
-        level=complaint.received_tier if level is None else level,
+        level=receiving_level(complaint) if level is None else level,
         township=complaint.region.get("township_code", ""),
         village=complaint.region.get("village_code", ""),
         identities=identity_hashes(complaint.complainant, key),

@@ -23,6 +23,11 @@ DEFAULT_MAX_STREAMS: Final = 64
 DEFAULT_STREAM_IDLE_SECONDS: Final = 60.0
 DEFAULT_DECISION_LOG_MAX_BYTES: Final = 100 << 20
 DEFAULT_DECISION_LOG_BACKUPS: Final = 10
+#: The matter store's defaults (docs/matters.md): the window, the deadline of one lookup-and-write.
+DEFAULT_MATTER_WINDOW_DAYS: Final = 180
+DEFAULT_STORE_DEADLINE_MS: Final = 10.0
+#: Where ``make run`` keeps its state (the SQLite matter store, its queue, its hash key).
+DEFAULT_STATE_DIR: Final = ".fenliu-state"
 
 
 class ConfigError(ValueError):
@@ -95,10 +100,32 @@ class ServeConfig:
     decision_log_backups: int = DEFAULT_DECISION_LOG_BACKUPS
     decision_log_keep_text: bool = False
     log_level: str = "INFO"
+    #: The matter store's URL (``sqlite:///PATH``, ``postgresql://…``, ``memory:``); ``None``: no store.
+    store: str | None = None
+    #: The key identities are hashed with; without it, the decision log's key (file or environment).
+    store_key_file: str | None = None
+    matter_window_days: int = DEFAULT_MATTER_WINDOW_DAYS
+    store_deadline_ms: float = DEFAULT_STORE_DEADLINE_MS
+    #: Start (and keep trying the store) when it cannot be reached at start, instead of refusing to.
+    store_degraded_ok: bool = False
+    #: Where sightings the store could not take wait (default: beside an SQLite file, else in the
+    #: state dir).
+    store_queue_dir: str | None = None
     #: Set by the supervisor, not the command line: the CPUs of ``pin_cpus``, resolved once.
     pinned_cpus: tuple[int, ...] | None = None
     #: Set by the supervisor for a worker that replaces a dead one: the sealed copy of the serving pack.
     sealed_pack: dict[str, str] | None = None
+
+    def queue_dir(self) -> str:
+        """The folder of the matter store's local queue."""
+        if self.store_queue_dir:
+            return self.store_queue_dir
+        url = self.store or ""
+        if url.startswith("sqlite:") or ("://" not in url and url not in ("memory:", "")):
+            path = url.removeprefix("sqlite:")
+            path = "/" + path.lstrip("/") if path.startswith("/") else path
+            return path + ".queue"
+        return os.path.join(DEFAULT_STATE_DIR, "matter-queue")
 
     def replace(self, **changes: object) -> ServeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -25,10 +25,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError, FieldViolation
 from fenliu.domain.model import (
-    COMPLAINANT_FIELDS,
-    COMPLAINT_BOOLS,
     DEADLINE_NAMES,
     DECIDED_FIELDS,
     EARLIEST_RECEIVED_AT,
@@ -38,12 +37,8 @@ from fenliu.domain.model import (
     MAX_AMOUNT,
     MAX_CODE,
     MAX_COUNT,
-    MAX_HINT,
-    MAX_ID,
     MAX_PERSONAL,
-    MAX_TEXT,
-    MAX_TITLE,
-    REGION_FIELDS,
+    POINT_CODE_LENGTHS,
     UNSPECIFIED,
     Complainant,
     Complaint,
@@ -51,19 +46,26 @@ from fenliu.domain.model import (
     case_id_ok,
     complaint_from_dict,
     parse_timestamp,
+    point_code_ok,
     region_code_ok,
 )
 
-#: Complaint field → the proto enum that carries it.
+
+def _enum_of(name: str) -> Any:
+    """The proto enum that carries the complaint field ``name`` (where the field table says it goes)."""
+    enum = pb.Complaint.DESCRIPTOR.fields_by_name[F.COMPLAINT_BY_NAME[name].proto].enum_type
+    assert enum is not None, name
+    return getattr(pb, enum.name)
+
+
+#: Complaint field → the proto enum that carries it (the field table's enum fields).
 COMPLAINT_ENUM_TYPES: Final[dict[str, Any]] = {
-    "channel": pb.Channel,
-    "intent": pb.Intent,
-    "received_tier": pb.Tier,
-    "public_opinion": pb.PublicOpinion,
-    "procedure": pb.Procedure,
-    "last_stage": pb.Stage,
-    "last_outcome": pb.Outcome,
+    name: _enum_of(name) for name in F.complaint_fields(kind="enum")
 }
+#: The proto Complaint's submessages of text fields, and the names within them (the field table's).
+REGION_FIELDS: Final = F.complaint_fields(top="region")
+COMPLAINANT_FIELDS: Final = F.complaint_fields(top="complainant")
+_COMPLAINT_BOOLS: Final = F.complaint_fields(kind="bool")
 #: Decision field → the proto enum that carries it.
 DECISION_ENUM_TYPES: Final[dict[str, Any]] = {
     "color": pb.Color,
@@ -132,6 +134,14 @@ def _string(msg: Any, fd: FieldDescriptor, path: str, bad: list[FieldViolation])
 def _submessage(msg: Any, path: str, bad: list[FieldViolation]) -> dict[str, str]:
     out: dict[str, str] = {}
     for fd in msg.DESCRIPTOR.fields:
+        if fd.type == _TYPE_ENUM:  # the receiving point's level
+            name = enum_name(fd.enum_type, getattr(msg, fd.name))
+            if name == UNKNOWN_ENUM:
+                allowed = ", ".join(v.name for v in fd.enum_type.values if v.number)
+                bad.append(FieldViolation(f"{path}.{fd.name}", f"unknown enum number; allowed: {allowed}"))
+            elif name is not None:
+                out[fd.name] = name
+            continue
         v = _string(msg, fd, f"{path}.{fd.name}", bad)
         if v is not None:
             out[fd.name] = v
@@ -196,15 +206,12 @@ _ENUM_VALUES: Final[dict[str, dict[int, str]]] = {
     }
     for name, enum in COMPLAINT_ENUM_TYPES.items()
 }
-_STRINGS: Final = (
-    ("id", MAX_ID),
-    ("title", MAX_TITLE),
-    ("text", MAX_TEXT),
-    ("category_hint", MAX_HINT),
-    ("existing_case_id", MAX_ID),
+#: The top-level text fields and their limits: id, title, text, category_hint, existing_case_id.
+_STRINGS: Final = tuple(
+    (f.name, f.limit) for f in F.COMPLAINT_TABLE if f.limit and not f.derived and "." not in f.name
 )
 _ENUMS: Final = tuple(_ENUM_VALUES.items())
-_BOOLS: Final = operator.attrgetter(*COMPLAINT_BOOLS)
+_BOOLS: Final = operator.attrgetter(*_COMPLAINT_BOOLS)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: The range of received_at (:data:`fenliu.domain.model.EARLIEST_RECEIVED_AT` to ``LATEST_RECEIVED_AT``), in
 #: whole seconds: any nanos keep a second of this range within it.
@@ -223,6 +230,33 @@ def _plain_strings(msg: Any, names: tuple[str, ...], limit: int) -> dict[str, st
             if not v.isspace():  # whitespace only: absent
                 out[name] = v
     return out
+
+
+_TIER_NAMES: Final[dict[int, str]] = {
+    0: "",
+    **{v.number: v.name[len("TIER_") :] for v in pb.Tier.DESCRIPTOR.values if v.number},
+}
+
+
+def _plain_point(msg: Any) -> dict[str, str] | None:
+    """The receiving point as :func:`fenliu.domain.model.complaint_from_dict` builds it, or None when it
+    is not plainly valid (the full validation then names what is wrong)."""
+    code, level = msg.code, _TIER_NAMES.get(msg.level)
+    if level is None or len(code) > MAX_CODE or "\x00" in code:
+        return None
+    code = code.strip()
+    if code and not point_code_ok(code):
+        return None
+    if code and level and len(code) != POINT_CODE_LENGTHS[level]:
+        return None
+    point: dict[str, str] = {}
+    if code:
+        point["code"] = code
+    if level:
+        point["level"] = level
+    elif code:
+        point["level"] = next(lv for lv, n in POINT_CODE_LENGTHS.items() if n == len(code))
+    return point
 
 
 def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | None:
@@ -265,6 +299,11 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
             if code and not region_code_ok(k, code):
                 return None
         kw["region"] = region
+    if msg.HasField("receiving_point"):
+        point = _plain_point(msg.receiving_point)
+        if point is None:
+            return None
+        kw["receiving_point"] = point
     if msg.HasField("complainant"):
         person = _plain_strings(msg.complainant, COMPLAINANT_FIELDS, MAX_PERSONAL)
         if person is None:
@@ -281,7 +320,7 @@ def _complaint_if_plainly_valid(msg: Any, now: datetime | None) -> Complaint | N
     else:
         kw["received_at"] = (now or datetime.now(UTC)).astimezone(LOCAL_TZ)
         kw["received_at_given"] = False
-    kw.update(zip(COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
+    kw.update(zip(_COMPLAINT_BOOLS, _BOOLS(msg), strict=True))
     return Complaint(**kw)
 
 
@@ -323,7 +362,11 @@ def complaint_to_proto(data: Mapping[str, Any]) -> Any:
             sub = getattr(msg, key)
             sub.SetInParent()
             for k, v in value.items():
-                setattr(sub, k, v)
+                sfd = sub.DESCRIPTOR.fields_by_name.get(k)
+                if sfd is not None and sfd.type == FieldDescriptor.TYPE_ENUM:
+                    setattr(sub, k, enum_number(sfd.enum_type, v))
+                else:
+                    setattr(sub, k, v)
         elif fd.type == FieldDescriptor.TYPE_ENUM:
             setattr(msg, key, enum_number(fd.enum_type, value))
         else:
@@ -426,9 +469,85 @@ def decision_dict_to_proto(d: Mapping[str, Any]) -> Any:
         msg.notes.extend(str(n) for n in d.get("notes") or ())
         for sg in d.get("suggestions") or ():
             msg.suggestions.add(category=str(sg["category"]), score=float(sg["score"]))
+        if d.get("matter") is not None:
+            matter_to_proto(msg.matter, d["matter"])
+        if d.get("owning_point"):
+            _point_to_proto(msg.owning_point, d["owning_point"])
     except (KeyError, TypeError, ValueError) as e:  # ConversionError is a ValueError
         raise ConversionError(f"decision cannot be carried by fenliu.v1.Decision: {type(e).__name__}") from e
     return msg
+
+
+def _point_to_proto(msg: Any, point: Mapping[str, Any]) -> None:
+    msg.SetInParent()
+    msg.code = str(point.get("code") or "")
+    msg.level = enum_number(pb.Tier.DESCRIPTOR, _tier(point.get("level")))
+
+
+def _tier(level: Any) -> str | None:
+    return None if not level or level == UNSPECIFIED else str(level)
+
+
+def matter_to_proto(msg: Any, m: Mapping[str, Any]) -> None:
+    """Fill a ``fenliu.v1.Matter`` from the decision's ``matter`` part (its JSON form)."""
+    msg.SetInParent()
+    msg.history_available = bool(m.get("history_available"))
+    msg.multi_door = bool(m.get("multi_door"))
+    if not msg.history_available:
+        return
+    msg.matter_id = str(m.get("matter_id", ""))
+    msg.new_matter = bool(m.get("new_matter"))
+    for e in m.get("linked_by") or ():
+        link = msg.linked_by.add(
+            kind=str(e["kind"]), complaint_id=str(e["complaint_id"]), field=str(e.get("field", ""))
+        )
+        if e.get("similarity") is not None:
+            link.similarity = float(e["similarity"])
+    msg.prior_complaints = int(m.get("prior_complaints", 0))
+    msg.channels.extend(str(x) for x in m.get("channels") or ())
+    msg.points.extend(str(x) for x in m.get("points") or ())
+    msg.levels.extend(str(x) for x in m.get("levels") or ())
+    if m.get("first_receiver"):
+        _point_to_proto(
+            msg.first_receiver,
+            {"code": m["first_receiver"].get("point"), "level": m["first_receiver"].get("level")},
+        )
+    if m.get("first_received_at"):
+        msg.first_received_at.CopyFrom(_ts(m["first_received_at"]))
+    msg.days_since_first = int(m.get("days_since_first", 0))
+    msg.earlier_decision_ids.extend(str(x) for x in m.get("earlier_decision_ids") or ())
+
+
+def matter_from_proto(msg: Any) -> dict[str, Any]:
+    """The JSON form of a ``fenliu.v1.Matter``, as the decision's ``matter`` part gives it."""
+    d: dict[str, Any] = {"history_available": msg.history_available}
+    if msg.history_available:
+        d.update(
+            matter_id=msg.matter_id,
+            new_matter=msg.new_matter,
+            linked_by=[
+                {
+                    "kind": e.kind,
+                    "complaint_id": e.complaint_id,
+                    **({"field": e.field} if e.field else {}),
+                    **({"similarity": e.similarity} if e.HasField("similarity") else {}),
+                }
+                for e in msg.linked_by
+            ],
+            prior_complaints=msg.prior_complaints,
+            channels=list(msg.channels),
+            points=list(msg.points),
+            levels=list(msg.levels),
+            days_since_first=msg.days_since_first,
+            first_receiver={
+                "point": msg.first_receiver.code,
+                "level": enum_name(pb.Tier.DESCRIPTOR, msg.first_receiver.level) or UNSPECIFIED,
+            },
+            first_received_at=str(msg.first_received_at.ToDatetime(tzinfo=UTC).isoformat()),
+            earlier_decision_ids=list(msg.earlier_decision_ids),
+        )
+    d["multi_door"] = msg.multi_door
+    return d
 
 
 # A decision is an Outcome (memoized per class of input, so the same object recurs) plus ids and clock
@@ -457,7 +576,9 @@ def _template(decision: Decision, trace: bool) -> tuple[Any, bytes]:
     d = decision.to_dict(trace=trace)
     d["complaint_id"] = d["decision_id"] = d["existing_case_id"] = ""
     d["deadlines"] = {}
-    d["suggestions"] = []  # the complaint's own, as are the text step's notes
+    d["suggestions"] = []  # the complaint's own, as are the text step's notes and its matter
+    d.pop("matter", None)
+    d.pop("owning_point", None)
     if "notes" in d:
         d["notes"] = list(outcome.notes)
     for entry in d.get("trace") or ():  # which keywords matched belongs to each complaint, not the outcome
@@ -491,6 +612,10 @@ def _own_fields(msg: Any, decision: Decision) -> Any:
         _set_timestamp(getattr(deadlines, name), when)
     for sg in decision.suggestions:
         msg.suggestions.add(category=sg.category, score=sg.score)
+    if decision.matter is not None:
+        matter_to_proto(msg.matter, decision.matter)
+    if decision.owning_point:
+        _point_to_proto(msg.owning_point, decision.owning_point)
     return msg
 
 
@@ -561,6 +686,16 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
         },
         "suggestions": [{"category": sg.category, "score": sg.score} for sg in msg.suggestions],
     }
+    if msg.HasField("matter"):
+        d["matter"] = matter_from_proto(msg.matter)
+        d["owning_point"] = (
+            {
+                "code": msg.owning_point.code,
+                "level": enum_name(pb.Tier.DESCRIPTOR, msg.owning_point.level) or UNSPECIFIED,
+            }
+            if msg.HasField("owning_point")
+            else None
+        )
     if trace or (trace is None and (msg.trace or msg.notes)):
         entries: list[dict[str, Any]] = []
         for t in msg.trace:
@@ -582,6 +717,39 @@ def decision_from_proto(msg: Any, *, trace: bool | None = None) -> dict[str, Any
         d["trace"] = entries
         d["notes"] = list(msg.notes)
     return d
+
+
+def matter_to_response(matter_id: str, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """A ``GetMatterResponse`` from the store's rows (``MatterStore.matter``): no personal data in them."""
+    resp = pb.GetMatterResponse(matter_id=matter_id)
+    for r in rows:
+        c = resp.complaints.add(
+            complaint_id=str(r["complaint_id"]),
+            channel=str(r.get("channel") or ""),
+            point=str(r.get("point") or ""),
+            level=str(r.get("level") or ""),
+            decision_id=str(r.get("decision_id") or ""),
+        )
+        c.received_at.FromSeconds(int(r["received_at"]))
+    return resp
+
+
+def matter_from_response(resp: Any) -> dict[str, Any]:
+    """The JSON form of a ``GetMatterResponse``."""
+    return {
+        "matter_id": resp.matter_id,
+        "complaints": [
+            {
+                "complaint_id": c.complaint_id,
+                "received_at": str(c.received_at.ToDatetime(tzinfo=UTC).isoformat()),
+                "channel": c.channel,
+                "point": c.point,
+                "level": c.level,
+                "decision_id": c.decision_id,
+            }
+            for c in resp.complaints
+        ],
+    }
 
 
 def rule_pack_to_proto(info: Any) -> Any:

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from fenliu.domain import fields as F
 from fenliu.domain import model
 from fenliu.domain.personal import mask
 from fenliu.serving import metrics
@@ -126,7 +127,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
-_NOT_LOGGED: Final = frozenset(("received_at_given", "evidence", "enriched", *model.DERIVED_FIELDS))
+_NOT_LOGGED: Final = frozenset(
+    ("received_at_given", "evidence", "enriched", *(f.name for f in F.COMPLAINT_TABLE if f.derived))
+)
+#: The personal fields of the complainant (the field table's), logged only as keyed hashes.
+_PERSONAL: Final = tuple(f.proto.split(".", 1)[1] for f in F.COMPLAINT_TABLE if f.personal)
 
 
 def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, Any]:
@@ -136,13 +141,11 @@ def _complaint(c: model.Complaint, key: bytes, redact_text: bool) -> dict[str, A
         if f.name in _NOT_LOGGED:  # derived ones are in the decision (suggestions, notes)
             continue
         if isinstance(v, model.Complainant):
-            person = {
-                pf: keyed_hash(key, pf, getattr(v, pf))
-                for pf in model.COMPLAINANT_FIELDS
-                if getattr(v, pf, "")
-            }
+            person = {pf: keyed_hash(key, pf, getattr(v, pf)) for pf in _PERSONAL if getattr(v, pf, "")}
             if person:
                 out[f.name] = person
+            continue
+        if f.name == "receiving_point" and not v:  # given by few front ends: logged when given
             continue
         if redact_text and f.name in TEXT_FIELDS and isinstance(v, str):
             out[f.name + "_length"] = len(v)

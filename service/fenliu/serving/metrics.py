@@ -138,7 +138,10 @@ _LIMITS: Final = {
     "grpc_service": 32,
     "grpc_method": 128,
     "pack": 1000,
+    "township": 256,
 }
+#: A township label: a 9-digit township code (a village's 12-digit code gives its first 9), never finer.
+_TOWNSHIP_RE: Final = re.compile(r"[0-9]{9}\Z")
 
 
 class _Clamp:
@@ -267,6 +270,31 @@ class _Metrics:
             "Decision-log lines that could not be written.",
             registry=r,
         )
+        self.matter_unavailable = Counter(
+            "fenliu_matter_history_unavailable",
+            "Decisions made without the matter's history (the store down, slow or busy), by township.",
+            ("township",),
+            registry=r,
+        )
+        self.matter_multi_door = Counter(
+            "fenliu_matter_multi_door_decisions",
+            "Decisions on a matter seen through two or more channels or receiving points (多头访), by township.",
+            ("township",),
+            registry=r,
+        )
+        self.matter_store_seconds = Histogram(
+            "fenliu_matter_store_seconds",
+            "Time to look up and record a complaint in the matter store (within its deadline).",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.matter_store_degraded = Gauge(
+            "fenliu_matter_store_degraded",
+            "1 when a live process serves without its matter store (it started degraded), else 0.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.township = _Clamp(_TOWNSHIP_RE, _LIMITS["township"])
         # Series that alerts take increase() of exist from the start, at 0.
         for outcome in ("ok", "refused"):
             self.pack_reloads.labels(outcome=outcome)
@@ -471,6 +499,38 @@ def observer(
 
 def record_decision_log_error() -> None:
     _m().decision_log_errors.inc()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The matter store
+
+
+def township_label(region: Any) -> str:
+    """The township a complaint's region names, as a metric label: the 9-digit township code (from the
+    township's code, or the first 9 digits of the village's), never finer; NONE when neither says."""
+    township = str(region.get("township_code", "") or "")
+    banner = str(region.get("banner_code", "") or "")
+    village = str(region.get("village_code", "") or "")
+    if len(township) == 3 and len(banner) == 6:
+        township = banner + township
+    if len(township) != 9 and len(village) == 12:
+        township = village[:9]
+    return _m().township(township) if len(township) == 9 else NONE
+
+
+def record_matter(region: Any, *, available: bool, multi_door: bool, seconds: float | None) -> None:
+    """Count one decision's matter step: without history, on a 多头访 matter, and the store's time."""
+    m = _m()
+    if not available:
+        m.matter_unavailable.labels(township=township_label(region)).inc()
+    if multi_door:
+        m.matter_multi_door.labels(township=township_label(region)).inc()
+    if seconds is not None and available:
+        m.matter_store_seconds.observe(seconds)
+
+
+def set_matter_store_degraded(degraded: bool) -> None:
+    _m().matter_store_degraded.set(1 if degraded else 0)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -32,13 +32,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import grpc
 from google.protobuf import (
@@ -69,7 +70,14 @@ from fenliu.serving.config import (
 
 log = logging.getLogger("fenliu.server")
 
+if TYPE_CHECKING:  # the matter store (and its numerical libraries) is imported only when it is used
+    from fenliu.serving.matters import Matters
+
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
+#: A matter id: ``m-`` and 32 hex digits.
+MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
+#: The health entry of the matter store: SERVING when it is reached, NOT_SERVING while degraded.
+MATTER_HEALTH: Final = "fenliu.v1.TriageService/matters"
 ERROR_DOMAIN: Final = "fenliu.v1"
 #: Threads of a worker that answer only health checks (Check, List): they never wait behind decisions.
 HEALTH_THREADS: Final = 2
@@ -155,6 +163,37 @@ def no_pack_status() -> Any:
         grpc.StatusCode.UNAVAILABLE,
         "no rule pack is loaded yet; retry later",
         _error_info("NO_RULE_PACK"),
+    )
+
+
+def matter_id_status() -> Any:
+    bad = error_details_pb2.BadRequest()
+    bad.field_violations.add(field="matter_id", description="must be a matter id: m- and 32 hex digits")
+    return _status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid request: 1 bad field: matter_id",
+        bad,
+        _error_info("INVALID_MATTER_ID", {"fields": "matter_id"}),
+    )
+
+
+def matter_not_found_status() -> Any:
+    return _status(grpc.StatusCode.NOT_FOUND, "no such matter", _error_info("MATTER_NOT_FOUND"))
+
+
+def no_matters_status() -> Any:
+    return _status(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "this service keeps no matters (started without --store)",
+        _error_info("NO_MATTER_STORE"),
+    )
+
+
+def matters_unavailable_status() -> Any:
+    return _status(
+        grpc.StatusCode.UNAVAILABLE,
+        "the matter store could not be read; retry later",
+        _error_info("MATTER_STORE_UNAVAILABLE"),
     )
 
 
@@ -330,10 +369,13 @@ def _safe_id(request: Any) -> str:
 class TriageServicer:
     """fenliu.v1.TriageService. Calls decide side by side; the engine serializes its own matching."""
 
-    def __init__(self, triage: TriageEngine, observers: Sequence[Observer] = ()) -> None:
+    def __init__(
+        self, triage: TriageEngine, observers: Sequence[Observer] = (), matters: Matters | None = None
+    ) -> None:
         self._triage = triage  # thread-safe: decisions run side by side (the engine serializes itself)
         self.observers: list[Observer] = list(observers)
         self.counters = CallCounters()
+        self._matters = matters
 
     # -- one item: a unary call or one stream message
 
@@ -358,7 +400,12 @@ class TriageServicer:
                 status = malformed_status(request.message_type)
             else:
                 complaint = convert.complaint_from_proto(request.complaint)
-                decision = self._triage.decide(complaint)
+                matters = self._matters
+                if matters is None:
+                    decision = self._triage.decide(complaint)
+                else:  # the matter step before the engine; the decision id and matter part after
+                    complaint, rec = matters.before(complaint)
+                    decision = matters.after(complaint, self._triage.decide(complaint), rec)
                 out = convert.decision_to_wire(decision, trace=bool(request.include_trace))
         except ComplaintError as e:
             status = invalid_complaint_status(e.violations)
@@ -420,8 +467,34 @@ class TriageServicer:
         finally:
             self.counters.finish()
 
+    def GetMatter(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.counters.start()
+        try:
+            status: Any
+            if isinstance(request, Undecodable):
+                status = malformed_status(request.message_type)
+            elif self._matters is None:
+                status = no_matters_status()
+            elif not MATTER_ID.match(request.matter_id):
+                status = matter_id_status()
+            else:
+                rows = self._matters.complaints(request.matter_id)
+                if rows:
+                    self._notify("GetMatter", None, None, grpc.StatusCode.OK)
+                    return convert.matter_to_response(request.matter_id, rows)
+                status = matters_unavailable_status() if rows is None else matter_not_found_status()
+            self._notify("GetMatter", None, None, _code_of(status))
+            context.abort_with_status(rpc_status.to_status(status))
+        finally:
+            self.counters.finish()
+
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         return {
+            "GetMatter": grpc.unary_unary_rpc_method_handler(
+                self.GetMatter,
+                request_deserializer=request_deserializer(pb.GetMatterRequest),
+                response_serializer=pb.GetMatterResponse.SerializeToString,
+            ),
             "Triage": grpc.unary_unary_rpc_method_handler(
                 self.Triage, request_deserializer=request_deserializer(pb.TriageRequest)
             ),
@@ -687,6 +760,7 @@ def build_server(
     threads: int = DEFAULT_THREADS,
     max_streams: int = DEFAULT_MAX_STREAMS,
     stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
+    matters: Matters | None = None,
 ) -> Serving:
     """Build the server with TriageService, health and reflection, bound to ``address``.
 
@@ -702,7 +776,7 @@ def build_server(
         interceptors=[_Pools(guard), *interceptors, _Capacity(guard)],
         options=server_options(max_message_bytes, reuse_port),
     )
-    servicer = TriageServicer(triage, observers)
+    servicer = TriageServicer(triage, observers, matters)
     server.add_registered_method_handlers(SERVICE_NAME, servicer.handlers())
 
     health_servicer = health.HealthServicer()
@@ -715,6 +789,18 @@ def build_server(
 
     set_health(triage.info() is not None)
     triage.add_listener(lambda _info: set_health(True))
+    if matters is not None:  # the matter store's own health entry: NOT_SERVING while degraded
+
+        def set_matter_health(degraded: bool) -> None:
+            st = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if degraded
+                else health_pb2.HealthCheckResponse.SERVING
+            )
+            health_servicer.set(MATTER_HEALTH, st)
+
+        set_matter_health(matters.degraded)
+        matters.on_change(set_matter_health)
 
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
@@ -744,6 +830,7 @@ def create_server(
     threads: int = DEFAULT_THREADS,
     max_streams: int = DEFAULT_MAX_STREAMS,
     stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS,
+    matters: Matters | None = None,
 ) -> tuple[grpc.Server, int]:
     """A server (not started) and the port it is bound to; bind ``host:0`` for a free port."""
     s = build_server(
@@ -757,6 +844,7 @@ def create_server(
         threads=threads,
         max_streams=max_streams,
         stream_idle_seconds=stream_idle_seconds,
+        matters=matters,
     )
     return s.server, s.port
 
@@ -796,7 +884,7 @@ def banner(
             f"fenliu: serving {pack} on {target} ({'TLS' if tls else 'plaintext'}"
             f"{', mutual TLS' if tls and tls.client_ca else ''}), "
             f"{workers} worker{'s' if workers != 1 else ''} (pid {pid_list})",
-            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack); "
+            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack, GetMatter); "
             "grpc.health.v1.Health; reflection",
             "  call it:",
             f"    fenliu call --address {target}{tls_flags} --trace '{sample}'",

@@ -452,6 +452,16 @@ def serve_in_process(
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
         return 2
     ext = build_extensions(config, triage)
+    matters = None
+    if config.store:  # the matter store and its numerical libraries only when it is used
+        from fenliu.matter import StoreError
+        from fenliu.serving.matters import open_matters
+
+        try:
+            matters = open_matters(config, metrics_on=bool(config.metrics_address))
+        except (StoreError, ValueError, OSError) as e:
+            log.error("matter_store_unusable", extra={"error": str(e)})
+            return 2
     try:
         serving = srv.build_server(
             address,
@@ -464,9 +474,12 @@ def serve_in_process(
             threads=config.threads,
             max_streams=config.max_streams,
             stream_idle_seconds=config.stream_idle_timeout,
+            matters=matters,
         )
     except OSError as e:
         log.error("listen_failed", extra={"address": address, "error": str(e)})
+        if matters is not None:
+            matters.close()
         return 3
 
     from fenliu.serving.reload import Coalescer
@@ -517,6 +530,8 @@ def serve_in_process(
     if drain:  # still taking calls while clients that watch health move away
         time.sleep(drain)
     serving.server.stop(grace).wait()
+    if matters is not None:  # what the store could not take stays queued for the next start
+        matters.close()
     # Stopped: a second SIGTERM (to the whole process group, then from the supervisor) must not kill the
     # process while it exits.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -759,6 +774,21 @@ class Supervisor:
         log.info("shutdown_complete")
 
 
+def _store_refused(config: ServeConfig) -> bool:
+    """Open (and migrate) the matter store once, before any worker serves; print why it cannot be used.
+    Called after this process is pinned: the store brings numerical libraries that start threads."""
+    if not config.store:
+        return False
+    from fenliu.serving.matters import check_store
+
+    why = check_store(config)
+    if why is None:
+        return False
+    log.error("matter_store_unusable", extra={"error": why})
+    print(f"fenliu serve: {why}", file=sys.stderr)
+    return True
+
+
 def serve(config: ServeConfig) -> int:
     """``fenliu serve``; returns the exit code (0 after a graceful stop)."""
     setup_logging(config.log_level)
@@ -807,6 +837,9 @@ def serve(config: ServeConfig) -> int:
     claim = AddressClaim(config.address)
     if workers == 1:
         pin_to_cpu(0, config.pinned_cpus)
+        if _store_refused(config):
+            claim.release()
+            return 2
         endpoint = on_supervisor_start(config, workers=1)
 
         def ready(port: int, label: str) -> None:
@@ -821,6 +854,9 @@ def serve(config: ServeConfig) -> int:
             claim.release()
             on_supervisor_stop(endpoint)
 
+    if _store_refused(config):
+        claim.release()
+        return 2
     try:
         holder, port = reserve_port(config.address)
     finally:
