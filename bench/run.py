@@ -393,6 +393,8 @@ class Run:
                 table.append({"target": kind, "trace": trace} | _over_rounds(rs))
         self.results["peer"] = table
         by = {(x["target"], x["trace"]): x for x in table}
+        if self.results.get("zen_check", {}).get("differences"):
+            return  # the graph does not decide as fenliu does: no ratio (the report says so)
         for trace in ("off", "on"):
             f, z, e = by[("fenliu", trace)], by[("zen", trace)], by[("echo", trace)]
             if z["rps"] and not f["errors"] and not z["errors"]:
@@ -844,7 +846,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             add(f"| {desc} | {tgt} | {shown} | **{said}** | {how} |")
         else:
             why = "not measured"
-            if key == "inproc" and r.results.get("zen_check", {}).get("differences"):
+            if key in ("inproc", "peer_off", "peer_on") and r.results.get("zen_check", {}).get("differences"):
                 why = "ZEN graph not equivalent on the corpus: no ratio"
             add(f"| {desc} | {tgt} | — | **NOT MEASURED** | {why} |")
     add("")
