@@ -315,10 +315,10 @@ def measure(
                             f"client late p99 {r['send_lag_p99_ms']:.2f} ms, "
                             f"server CPU {r['server_cpu_us']:.0f} µs/request"
                         )
-        logged = Path(tmp) / "decisions.jsonl"
-        out["decision_log_lines"] = (
-            sum(1 for _ in logged.open("rb")) if logged.is_file() else 0
-        )  # every worker's decisions, as proof the log was on
+        # every worker's decisions in the log and the files it rotated to, as proof the log was on
+        files = sorted(Path(tmp).glob("decisions.jsonl*"))
+        out["decision_log_lines"] = sum(1 for f in files if f.is_file() for _ in f.open("rb"))
+        out["decision_log_files"] = len(files)
     return out
 
 

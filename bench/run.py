@@ -715,8 +715,8 @@ def _peer_section(r: Run) -> list[str]:
         "in flight each, complaints no other load sends). The ZEN peer is what a Python team would build "
         "instead: the echo server's skeleton (fenliu serve's transport), fenliu's conversion and "
         "validation of the request, the reference pack's text step (the graph reads its fields), then "
-        "`ZenEngine.evaluate` on `bench/zen/wushen.json` (0 differences from fenliu on the benchmark "
-        "corpus) and a `Decision` built from its result; with trace on, ZEN's own trace, one entry per "
+        "`ZenEngine.evaluate` on `bench/zen/wushen.json` (checked against fenliu by part zen and the smoke "
+        "test) and a `Decision` built from its result; with trace on, ZEN's own trace, one entry per "
         "node. It leaves out the citizen guidance, notes and suggestions, which fenliu builds.",
         "",
     ]
@@ -746,7 +746,9 @@ def _latency_section(r: Run) -> list[str]:
     store = on["store"]
     out += [
         "",
-        f"On: the decision log (masked, HMAC key file; {lat['decision_log_lines']:,} decisions logged), "
+        f"On: the decision log (masked, HMAC key file, rotated at its default size; "
+        f"{lat['decision_log_lines']:,} decisions in {lat.get('decision_log_files', 1)} files at the end, "
+        "the oldest rotated away), "
         f"Prometheus metrics ({on['metrics']}), the reference pack's text model "
         f"({'on' if on['text_model'] else '**absent**'}), the matter store: **{store}**"
         + (
