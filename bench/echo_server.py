@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -238,10 +238,18 @@ class EchoServicer:
 
 
 def create_server(address: str, threads: int | None = None) -> tuple[grpc.Server, int]:
+    return skeleton(address, EchoServicer().handlers(), threads)
+
+
+def skeleton(
+    address: str, handlers: dict[str, grpc.RpcMethodHandler], threads: int | None = None
+) -> tuple[grpc.Server, int]:
+    """A grpcio server with fenliu serve's transport (thread pool, channel options, health check)
+    serving ``handlers`` as ``fenliu.v1.TriageService``: the skeleton the echo server and the ZEN peer share."""
     options, default_threads = _transport_settings()
     threads = threads or default_threads
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options)
-    server.add_registered_method_handlers(SERVICE, EchoServicer().handlers())
+    server.add_registered_method_handlers(SERVICE, handlers)
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     for name in ("", SERVICE):
@@ -252,10 +260,15 @@ def create_server(address: str, threads: int | None = None) -> tuple[grpc.Server
     return server, port
 
 
-def serve_one(address: str, threads: int | None = None, cpu: int | None = None) -> None:
+def serve_one(
+    address: str,
+    threads: int | None = None,
+    cpu: int | None = None,
+    create: Callable[[str, int | None], tuple[grpc.Server, int]] | None = None,
+) -> None:
     if cpu is not None:  # as fenliu serve --pin-cpus does: before gRPC starts a thread
         os.sched_setaffinity(0, {cpu})
-    server, _ = create_server(address, threads)
+    server, _ = (create or create_server)(address, threads)
     from fenliu.serving.supervisor import tune_gc
 
     tune_gc()  # as a fenliu worker does before it serves
@@ -267,8 +280,15 @@ def serve_one(address: str, threads: int | None = None, cpu: int | None = None) 
     server.stop(0.5).wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def serve_main(
+    argv: list[str] | None,
+    module: str,
+    description: str,
+    create: Callable[[str, int | None], tuple[grpc.Server, int]] | None = None,
+) -> int:
+    """``--address --workers --threads --pin-cpus``: one worker served here, or N worker processes of
+    ``python -m MODULE`` sharing the port (``SO_REUSEPORT``), as ``fenliu serve --workers N`` runs them."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--address", required=True, help="HOST:PORT (a fixed port: workers share it)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="thread pool size (default: fenliu serve's)")
@@ -282,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cpus = parse_cpus(args.pin_cpus)
     if args.workers <= 1:
-        serve_one(args.address, args.threads or None, cpus[0] if cpus else None)
+        serve_one(args.address, args.threads or None, cpus[0] if cpus else None, create)
         return 0
-    cmd = [sys.executable, "-m", "bench.echo_server", "--address", args.address, "--workers", "1"]
+    cmd = [sys.executable, "-m", module, "--address", args.address, "--workers", "1"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     procs = [
@@ -306,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             os.kill(p.pid, signal.SIGKILL)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve_main(argv, "bench.echo_server", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ def wait_serving(address: str, timeout: float = 120.0, proc: subprocess.Popen[by
 
 
 class ServerProcess:
-    """A server in its own process group. ``kind``: "fenliu" or "echo"."""
+    """A server in its own process group. ``kind``: "fenliu", "echo" or "zen" (the ZEN peer,
+    ``bench.zen_server``); ``extra``: more arguments for its command line (``fenliu serve``'s options)."""
 
     def __init__(
         self,
@@ -127,6 +129,7 @@ class ServerProcess:
         log_path: str | None = None,
         *,
         pinned: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.workers = workers
@@ -140,7 +143,7 @@ class ServerProcess:
             self.cmd = [
                 sys.executable,
                 "-m",
-                "bench.echo_server",
+                "bench.zen_server" if kind == "zen" else "bench.echo_server",
                 "--address",
                 self.address,
                 "--workers",
@@ -148,6 +151,7 @@ class ServerProcess:
             ]
         if pinned:  # each worker on a CPU of its own (``--pin-cpus auto``), for both servers alike
             self.cmd += ["--pin-cpus", "auto"]
+        self.cmd += list(extra)
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix=f"fenliu-bench-{kind}-", suffix=".log")
             os.close(fd)

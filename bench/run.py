@@ -1,6 +1,6 @@
 """``make bench``: every fenliu benchmark in one run, written to docs/performance.md.
 
-    python bench/run.py [--quick] [--parts zen,breakdown,grpc,growth,startup,memory,text,matters,replay] [--out PATH]
+    python bench/run.py [--quick] [--parts zen,breakdown,grpc,peer,latency,growth,lexicon,...] [--store auto|on|off]
 
 Each goal of issue 6 is a ratio of two numbers measured in this run, on this machine, interleaved where
 that is possible. The run prints the ratios and exits 0 whether the goals pass or miss; a part that
@@ -38,7 +38,20 @@ from bench.grpc_load import LoadResult, ServerProcess, run_load  # noqa: E402
 from fenliu import complaint_from_dict, load_pack  # noqa: E402
 from fenliu.serving.supervisor import tune_gc  # noqa: E402
 
-PARTS = ("zen", "breakdown", "grpc", "growth", "startup", "memory", "text", "matters", "replay")
+PARTS = (
+    "zen",
+    "breakdown",
+    "grpc",
+    "peer",
+    "latency",
+    "growth",
+    "lexicon",
+    "startup",
+    "memory",
+    "text",
+    "matters",
+    "replay",
+)
 
 FULL = {
     "corpus": 5000,
@@ -63,6 +76,11 @@ FULL = {
     "matters": 1_000_000,
     "matters_lookups": 3000,
     "replay_n": 1_000_000,
+    "peer_rounds": 3,
+    "latency_seconds": 30.0,
+    "latency_warmup": 5.0,
+    "lexicon_n": 2000,
+    "lexicon_rounds": 9,
 }
 QUICK = {
     "corpus": 400,
@@ -87,6 +105,11 @@ QUICK = {
     "matters": 20_000,
     "matters_lookups": 300,
     "replay_n": 20_000,
+    "peer_rounds": 1,
+    "latency_seconds": 3.0,
+    "latency_warmup": 1.0,
+    "lexicon_n": 300,
+    "lexicon_rounds": 1,
 }
 
 #: The load per mode (the report's "Load:" paragraph): unary, 8 calls in flight per client process;
@@ -103,7 +126,12 @@ GOALS = {
     "unary2": ("gRPC unary throughput, 2 workers: fenliu ÷ echo", 0.85, True),
     "stream1": ("gRPC stream throughput, 1 worker: fenliu ÷ echo", 0.80, True),
     "stream2": ("gRPC stream throughput, 2 workers: fenliu ÷ echo", 0.80, True),
+    "peer_off": ("gRPC unary throughput, 1 worker, trace off: fenliu ÷ the ZEN peer", 1.3, True),
+    "peer_on": ("gRPC unary throughput, 1 worker, trace on: fenliu ÷ the ZEN peer", 2.0, True),
+    "latency300": ("open loop, 300 requests/s, everything on, 2 workers: p99 (and no errors)", 10.0, False),
+    "latency600": ("open loop, 600 requests/s, everything on, 2 workers: p99 (and no errors)", 25.0, False),
     "growth": ("cost per decision, 500 ÷ 60 generated rules", 3.0, False),
+    "lexicon": ("the text step per complaint, 2,000 ÷ 200 lexicon terms", 1.5, False),
     "memory": ("worker RSS across the run, peak MB (and flat)", 120.0, False),
     "text": ("the text step per complaint (normalize, lexicon, model), µs", 60.0, False),
     "replay": (
@@ -173,9 +201,10 @@ def _git_revision() -> str:
 
 
 class Run:
-    def __init__(self, settings: dict[str, Any], quick: bool) -> None:
+    def __init__(self, settings: dict[str, Any], quick: bool, store: str = "auto") -> None:
         self.s = settings
         self.quick = quick
+        self.store = store  # the matter store in part latency: auto (when fenliu serve has it), on, off
         self.results: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.ratios: dict[str, tuple[float, str]] = {}  # goal -> (value, how)
@@ -332,6 +361,85 @@ class Run:
                     pinned_ratios[f"{mode}{w}"] = fp["rps"] / ep["rps"]
         self.results["grpc_pinned_ratios"] = pinned_ratios
 
+    def peer(self) -> None:
+        """fenliu serve, the ZEN peer and the echo server, 1 worker each, side by side; unary loads,
+        trace off and on, alternating round after round."""
+        s = self.s
+        runs: list[LoadResult] = []
+        common = self._load_common()
+        logs = Path(tempfile.gettempdir()) / "fenliu-bench"
+        logs.mkdir(exist_ok=True)
+        with (
+            ServerProcess("echo", 1, log_path=str(logs / "peer-echo.log")) as echo,
+            ServerProcess("zen", 1, log_path=str(logs / "peer-zen.log")) as zen,
+            ServerProcess("fenliu", 1, log_path=str(logs / "peer-fenliu.log")) as fen,
+        ):
+            order = [fen, zen, echo]
+            for rnd in range(s["peer_rounds"]):
+                for trace in (False, True):
+                    for server in order if rnd % 2 == 0 else order[::-1]:
+                        r = run_load(server, "unary", **LOAD["unary"], **common, trace=trace, salt=200 + rnd)
+                        r.mode = f"unary trace={'on' if trace else 'off'}"
+                        runs.append(r)
+                        log(
+                            f"  {server.kind:6s} {r.mode:16s} {r.rps:7.0f}/s  p50 {r.p50_ms:6.2f} ms  "
+                            f"p99 {r.p99_ms:7.2f} ms  server CPU {r.cpu_us_per_request:5.0f} µs/req  "
+                            f"errors {r.errors}"
+                        )
+        table = []
+        for trace in ("off", "on"):
+            for kind in ("fenliu", "zen", "echo"):
+                rs = [r for r in runs if (r.target, r.mode) == (kind, f"unary trace={trace}")]
+                table.append({"target": kind, "trace": trace} | _over_rounds(rs))
+        self.results["peer"] = table
+        by = {(x["target"], x["trace"]): x for x in table}
+        if self.results.get("zen_check", {}).get("differences"):
+            return  # the graph does not decide as fenliu does: no ratio (the report says so)
+        for trace in ("off", "on"):
+            f, z, e = by[("fenliu", trace)], by[("zen", trace)], by[("echo", trace)]
+            if z["rps"] and not f["errors"] and not z["errors"]:
+                self.ratios[f"peer_{trace}"] = (
+                    f["rps"] / z["rps"],
+                    f"{f['rps']:.0f}/s ÷ {z['rps']:.0f}/s; server CPU per request {f['cpu_us']:.0f} µs vs "
+                    f"{z['cpu_us']:.0f} µs; the echo server (the limit): {e['rps']:.0f}/s",
+                )
+
+    def latency(self) -> None:
+        from bench import open_loop
+
+        r = self.results["latency"] = open_loop.measure(
+            (300.0, 600.0),
+            seconds=self.s["latency_seconds"],
+            warmup=self.s["latency_warmup"],
+            store=self.store,
+            log=log,
+        )
+        log(f"  everything on: {r['on']}")
+        for run in r["runs"]:
+            self.ratios[f"latency{run['rate']:.0f}"] = (
+                run["p99_ms"],
+                f"p50 {run['p50_ms']:.2f} ms, p99.9 {run['p999_ms']:.2f} ms; {run['errors']} errors; "
+                f"achieved {run['achieved_rps']:.0f}/s of {run['offered_rps']:.0f}/s offered; "
+                f"matter store: {r['on']['store']}",
+            )
+
+    def lexicon(self) -> None:
+        from bench import lexicon_growth
+
+        r = self.results["lexicon"] = lexicon_growth.measure(self.s["lexicon_n"], self.s["lexicon_rounds"])
+        for k, row in r["sizes"].items():
+            log(
+                f"  {k:5d} terms: text step {row['text_step_us']:6.1f} µs, lexicon alone "
+                f"{row['lexicon_us']:6.1f} µs per complaint"
+            )
+        lo, hi = min(r["sizes"]), max(r["sizes"])
+        a, b = r["sizes"][lo], r["sizes"][hi]
+        self.ratios["lexicon"] = (
+            r["ratio"],
+            f"text step {b['text_step_us']:.1f} µs ÷ {a['text_step_us']:.1f} µs (lexicon alone: "
+            f"{b['lexicon_us']:.1f} ÷ {a['lexicon_us']:.1f} µs, {r['lexicon_ratio']:.2f}×)",
+        )
+
     def growth(self) -> None:
         r = inprocess.growth(self.complaints[: self.s["growth_n"]], genpack.SIZES, self.s["growth_rounds"])
         self.results["growth"] = r
@@ -441,7 +549,7 @@ class Run:
 # The report
 
 
-_UNIT: Final = {"memory": " MB", "text": " µs", "replay": " s"}
+_UNIT: Final = {"memory": " MB", "text": " µs", "replay": " s", "latency300": " ms", "latency600": " ms"}
 
 
 def _shown(key: str, value: float) -> str:
@@ -452,6 +560,8 @@ def _shown(key: str, value: float) -> str:
         return f"{value:.1f} µs"
     if key == "replay":
         return f"{value:.0f} s"
+    if key.startswith("latency"):
+        return f"{value:.2f} ms"
     return f"{value:.2f}×"
 
 
@@ -462,6 +572,9 @@ def verdict(key: str, value: float, r: Run) -> str:
         m = r.results["memory"]
         flat = m["second_half_growth_mb"] <= max(2.0, 0.05 * m["max_mb"])
         ok = ok and flat
+    if key.startswith("latency"):  # a latency goal also asks for zero errors
+        runs = r.results.get("latency", {}).get("runs", ())
+        ok = ok and all(x["errors"] == 0 for x in runs if f"latency{x['rate']:.0f}" == key)
     if ok and _client_bound(key, r):
         return "UNSURE"  # it would pass, but the ratio measured the load clients
     return "PASS" if ok else "MISS"
@@ -572,6 +685,116 @@ def _allowance(r: Run) -> list[str]:
     return out
 
 
+def _peer_section(r: Run) -> list[str]:
+    rows = r.results["peer"]
+    by = {(x["target"], x["trace"]): x for x in rows}
+    names = {
+        "fenliu": "fenliu serve",
+        "zen": "the ZEN peer (`bench/zen_server.py`)",
+        "echo": "the echo server (the limit)",
+    }
+    out = [
+        f"## The honest peer: GoRules ZEN behind the same grpcio server (1 worker each, unary, "
+        f"{r.s['grpc_seconds']:g} s per load after {r.s['grpc_warmup']:g} s warm-up, {r.s['peer_rounds']} "
+        "alternating rounds, median)",
+        "",
+        "| server | trace | requests/s | ÷ ZEN peer | ÷ echo | p50 ms | p99 ms | server CPU µs/request | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        z, e = by[("zen", x["trace"])], by[("echo", x["trace"])]
+        out.append(
+            f"| {names[x['target']]} | {x['trace']} | {x['rps']:,.0f} | "
+            f"{x['rps'] / z['rps'] if z['rps'] else 0:.2f}× | {x['rps'] / e['rps'] if e['rps'] else 0:.2f}× | "
+            f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['cpu_us']:.0f} | {x['errors']} |"
+        )
+    out += [
+        "",
+        "The three servers run side by side, each on its own port, and their loads alternate (the order "
+        "reversed every other round); each load is the gRPC part's unary load (2 client processes, 8 calls "
+        "in flight each, complaints no other load sends). The ZEN peer is what a Python team would build "
+        "instead: the echo server's skeleton (fenliu serve's transport), fenliu's conversion and "
+        "validation of the request, the reference pack's text step (the graph reads its fields), then "
+        "`ZenEngine.evaluate` on `bench/zen/wushen.json` (checked against fenliu by part zen and the smoke "
+        "test) and a `Decision` built from its result; with trace on, ZEN's own trace, one entry per "
+        "node. It leaves out the citizen guidance, notes and suggestions, which fenliu builds.",
+        "",
+    ]
+    return out
+
+
+def _latency_section(r: Run) -> list[str]:
+    lat = r.results["latency"]
+    on = lat["on"]
+    out = [
+        f"## Latency with everything on: open loop, Poisson arrivals (`fenliu serve --workers "
+        f"{lat['workers']}`, unary, trace off, {r.s['latency_seconds']:g} s measured after "
+        f"{r.s['latency_warmup']:g} s at the same rate)",
+        "",
+        "| server | rate (offered) | achieved | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | "
+        "most in flight | client late p99 ms | server CPU µs/request |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [("everything on", x) for x in lat["runs"]] + [("nothing on", x) for x in lat.get("plain", ())]
+    for what, x in rows:
+        out.append(
+            f"| {what} | {x['rate']:.0f}/s ({x['offered_rps']:.0f}) | {x['achieved_rps']:.0f}/s | {x['sent']:,} | "
+            f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['p999_ms']:.2f} | {x['max_ms']:.1f} | "
+            f"{x['errors']}{' ' + str(x['error_codes']) if x['error_codes'] else ''} | {x['max_in_flight']} | "
+            f"{x['send_lag_p99_ms']:.2f} | {x['server_cpu_us']:.0f} |"
+        )
+    store = on["store"]
+    out += [
+        "",
+        f"On: the decision log (masked, HMAC key file, rotated at its default size; "
+        f"{lat['decision_log_lines']:,} decisions in {lat.get('decision_log_files', 1)} files at the end, "
+        "the oldest rotated away), "
+        f"Prometheus metrics ({on['metrics']}), the reference pack's text model "
+        f"({'on' if on['text_model'] else '**absent**'}), the matter store: **{store}**"
+        + (
+            " (this `fenliu serve` has no `--store`; `bench/run.py --store on` requires it, `auto` turns it "
+            "on when it is there)"
+            if store == "not in fenliu serve"
+            else ""
+        )
+        + f". Start to SERVING with all of it: {lat['start_to_serving'] * 1000:.0f} ms.",
+        "",
+        "Each request is sent at its scheduled time whatever the answers (grpc.aio, one task per call, "
+        "8 connections from one client process), and its latency runs from the scheduled time to the "
+        "answer, so a queue in the server, or a client late in sending (*client late*), counts in it. "
+        "The schedule is seeded exponential gaps; every request is a complaint sent once. *nothing on*: "
+        "the same loads on a plain `fenliu serve --workers 2` started after it (no decision log, no metrics; "
+        "the pack's text model is in the pack either way), to show what turning the rest on costs. The "
+        "goals use *everything on*.",
+        "",
+    ]
+    return out
+
+
+def _lexicon_section(r: Run) -> list[str]:
+    x = r.results["lexicon"]
+    out = [
+        f"## The text step as the lexicon grows (`bench/lexicon_growth.py`; {x['complaints']:,} complaints, "
+        f"median of {x['rounds']} interleaved rounds, CPU time)",
+        "",
+        "| lexicon terms | against | together | text step µs (normalize, lexicon, model) | lexicon alone µs |",
+        "|---|---|---|---|---|",
+    ]
+    for k, row in x["sizes"].items():
+        out.append(
+            f"| {k:,} | {row['against']} | {row['together']} | {row['text_step_us']:.1f} | "
+            f"{row['lexicon_us']:.1f} |"
+        )
+    out += [
+        "",
+        f"2,000 ÷ 200 terms: the text step {x['ratio']:.2f}×, the lexicon alone {x['lexicon_ratio']:.2f}×. "
+        "Both packs are the reference pack with a generated lexicon (its own terms drawn per category, "
+        "with against and together entries in its proportions) and the same model.",
+        "",
+    ]
+    return out
+
+
 def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
     L: list[str] = []
     add = L.append
@@ -625,7 +848,7 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
             add(f"| {desc} | {tgt} | {shown} | **{said}** | {how} |")
         else:
             why = "not measured"
-            if key == "inproc" and r.results.get("zen_check", {}).get("differences"):
+            if key in ("inproc", "peer_off", "peer_on") and r.results.get("zen_check", {}).get("differences"):
                 why = "ZEN graph not equivalent on the corpus: no ratio"
             add(f"| {desc} | {tgt} | — | **NOT MEASURED** | {why} |")
     add("")
@@ -745,6 +968,10 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         if "servicer_call" in r.results:
             L.extend(_allowance(r))
     L.extend(retired_findings())
+    if "peer" in r.results:
+        L.extend(_peer_section(r))
+    if "latency" in r.results:
+        L.extend(_latency_section(r))
     if "growth" in r.results:
         add(
             f"## Cost as the pack grows (generated packs, `bench/genpack.py`; {r.s['growth_n']:,} complaints)"
@@ -761,6 +988,8 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
                 f"{row['us_off']:.0f} | {row['us_cold']:.0f} | {row['cold_hit_rate']:.0%} |"
             )
         add("")
+    if "lexicon" in r.results:
+        L.extend(_lexicon_section(r))
     if "startup" in r.results:
         add("## Start and reload")
         add("")
@@ -854,6 +1083,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     ap.add_argument("--json", help="also write every number as JSON here")
+    ap.add_argument(
+        "--store",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the SQLite matter store in part latency: auto (when fenliu serve has --store), on, off",
+    )
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
@@ -867,7 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
     info["revision"] = _git_revision()
     info["load_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.monotonic()
-    run = Run(QUICK if args.quick else FULL, args.quick)
+    run = Run(QUICK if args.quick else FULL, args.quick, args.store)
     # Decisions in this process run as a worker runs them: with the collector set up for a worker
     # (what is loaded frozen, young objects collected every 20,000 allocations). ZEN alike.
     tune_gc()

@@ -188,6 +188,128 @@ def test_echo_server_answers_with_fenliu_messages() -> None:
         server.stop(0)
 
 
+def test_zen_peer_serves_the_graphs_decisions_with_fenliu_messages(pack: Any) -> None:
+    import grpc
+    from bench import zen_server
+
+    from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+    from fenliu._proto.fenliu.v1 import triage_pb2_grpc as pb_grpc
+    from fenliu.serving import convert
+
+    server, port = zen_server.create_server("127.0.0.1:0")
+    server.start()
+    d = Decider(pack)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.TriageServiceStub(ch)
+            for x in corpus.generate(40):
+                r = stub.Triage(pb.TriageRequest(complaint=convert.complaint_to_proto(x)), timeout=10)
+                ours = convert.decision_from_proto(
+                    convert.decision_to_proto(d.decide(complaint_from_dict(x)))
+                )
+                theirs = convert.decision_from_proto(r.decision)
+                for f in ("complaint_id", "category", "excluded", "exclusion", "color", "tier", "approach"):
+                    assert theirs[f] == ours[f], (x["id"], f)
+                assert theirs["stage"] == ours["stage"] and theirs["path"] == ours["path"]
+                assert {k for k, v in theirs["deadlines"].items() if v} == {
+                    k for k, v in ours["deadlines"].items() if v
+                }
+                assert not r.decision.trace
+            x = corpus.generate(1)[0]
+            r = stub.Triage(
+                pb.TriageRequest(complaint=convert.complaint_to_proto(x), include_trace=True), timeout=10
+            )
+            trace = r.decision.trace  # ZEN's own: one entry per node, with the table row that matched
+            assert len(trace) > 5 and all(t.rule and t.stage for t in trace)
+            assert {"classify", "grade", "route"} <= {t.stage for t in trace}
+            assert any(t.table_rows for t in trace)
+            with pytest.raises(grpc.RpcError) as bad:
+                stub.Triage(pb.TriageRequest(complaint=pb.Complaint()), timeout=10)
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        d.close()
+        server.stop(0)
+
+
+def test_poisson_schedule_is_seeded_and_at_the_rate() -> None:
+    from bench import open_loop
+
+    a = open_loop.schedule(500.0, 20.0, seed=3)
+    assert a == open_loop.schedule(500.0, 20.0, seed=3) != open_loop.schedule(500.0, 20.0, seed=4)
+    assert a == sorted(a) and a[0] > 0 and a[-1] < 20.0
+    assert 9_500 < len(a) < 10_500  # 10,000 expected, sd 100
+    assert 0.0019 < (a[-1] - a[0]) / (len(a) - 1) < 0.0021  # the mean gap, 1/rate
+
+
+def test_everything_on_turns_on_the_log_metrics_and_the_store_when_there(tmp_path: Path) -> None:
+    from bench import open_loop
+
+    has = open_loop.serve_has_store()
+    args, on = open_loop.everything_on(tmp_path / "a", "auto")
+    assert "--decision-log" in args and "--metrics-address" in args and on["text_model"]
+    assert ("--store" in args) == has and on["metrics_url"].endswith("/metrics")
+    args, on = open_loop.everything_on(tmp_path / "b", "off")
+    assert "--store" not in args
+    if not has:
+        assert on["store"] == "not in fenliu serve"
+        with pytest.raises(RuntimeError, match="no --store"):
+            open_loop.everything_on(tmp_path / "c", "on")
+
+
+def test_open_loop_load_against_the_echo_server() -> None:
+    from bench import open_loop
+    from bench.grpc_load import ServerProcess
+
+    with ServerProcess("echo", 1) as server:
+        r = open_loop.run(server, 100.0, seconds=1.0, warmup=0.3, channels=2)
+    assert r["sent"] > 40 and r["ok"] == r["sent"] and r["errors"] == 0 and r["error_codes"] == {}
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["p999_ms"] <= r["max_ms"]
+    assert r["achieved_rps"] == r["ok"] / 1.0 and r["server_cpu_us"] > 0
+    assert r["max_in_flight"] >= 1 and r["send_lag_p99_ms"] >= 0
+
+
+@pytest.mark.slow
+def test_latency_part_tiny() -> None:
+    from bench import open_loop
+
+    r = open_loop.measure((50.0,), seconds=1.0, warmup=0.5)
+    assert r["workers"] == 2 and len(r["runs"]) == 1 and r["runs"][0]["errors"] == 0
+    assert r["decision_log_lines"] >= r["runs"][0]["ok"] > 0
+    assert r["on"]["decision_log"] and r["on"]["text_model"]
+    assert len(r["plain"]) == 1 and r["plain"][0]["errors"] == 0
+
+
+def test_generated_lexicon_has_exactly_the_terms_asked(tmp_path: Path) -> None:
+    from bench import lexicon_growth
+
+    for n in lexicon_growth.SIZES:
+        p = load_pack(lexicon_growth.write_pack(n, tmp_path / f"lex{n}"))
+        terms = [e for e in p.lexicon if e.kind == "term"]
+        assert len(terms) == n
+        assert {e.category for e in terms} == {c for c in p.categories if c != "unclassified"}
+        assert any(e.kind == "against" for e in p.lexicon) and any(e.kind == "together" for e in p.lexicon)
+    assert lexicon_growth.lexicon(200) == lexicon_growth.lexicon(200)
+
+
+def test_lexicon_growth_tiny() -> None:
+    from bench import lexicon_growth
+
+    r = lexicon_growth.measure(20, rounds=1)
+    assert set(r["sizes"]) == set(lexicon_growth.SIZES)
+    assert all(row["text_step_us"] > row["lexicon_us"] > 0 and row["model"] for row in r["sizes"].values())
+    assert r["ratio"] > 0 and r["lexicon_ratio"] > 0
+
+
+def test_a_latency_goal_with_errors_is_a_miss() -> None:
+    from bench import run
+
+    r = run.Run(dict(run.QUICK, corpus=5), quick=True)
+    r.results["latency"] = {"runs": [{"rate": 300.0, "errors": 0}, {"rate": 600.0, "errors": 2}]}
+    assert run.verdict("latency300", 4.0, r) == "PASS"
+    assert run.verdict("latency300", 11.0, r) == "MISS"
+    assert run.verdict("latency600", 4.0, r) == "MISS"  # fast, but not every request was answered
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pinned", [False, True])
 @pytest.mark.parametrize("kind", ["echo", "fenliu"])
@@ -231,6 +353,10 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         matters=2000,
         matters_lookups=60,
         replay_n=1500,
+        peer_rounds=1,
+        latency_seconds=0.5,
+        latency_warmup=0.3,
+        lexicon_n=20,
     )
     monkeypatch.setattr(run, "QUICK", tiny)
     out = tmp_path / "performance.md"
@@ -248,6 +374,9 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
         "what each step of a decision costs a served call",
         "The matter store with 2,000 matters",
         "Replay: `fenliu diff` of two packs over 1,500 complaints",
+        "The honest peer: GoRules ZEN behind the same grpcio server",
+        "Latency with everything on: open loop, Poisson arrivals",
+        "The text step as the lexicon grows",
     ):
         assert section in text, section
     assert "0 differences" in text

@@ -5,8 +5,7 @@ decision tables with the "first" hit policy where the pack resolves by priority 
 the highest colour wins: the rows are ordered RED, YELLOW, BLUE), and expression nodes where a field is
 computed. Only the *data* comes from the pack: the classify keywords and priorities (a pack that still
 classifies by keyword rules), and the categories and deadlines tables. The reference pack classifies by
-the text step's fields (``text_category``/``text_confident``, ``model_category``/``model_confident``,
-``model_agrees``),
+the text step's fields (``text_category``/``text_confident``, ``model_category``/``model_confident``, ``model_agrees``),
 which fenliu's enrichment computes before either engine runs, as it normalizes the text for both. The logic is not derived from fenliu's compiler; that is what makes the
 corpus check (``bench/zen_compare.py``) a real check of two implementations.
 
@@ -191,8 +190,8 @@ def build(pack: Pack) -> dict[str, Any]:
         key=lambda r: (-r.priority, r.order),
     )
     # Then the text step's fields (computed by fenliu's enrichment before either engine, as the text
-    # is normalized before both): the lexicon's category when confident, else the model's when it is.
-    # The lexicon's best category when the model names the same one, at any confidence.
+    # is normalized before both): the lexicon's category when the model names the same one (at any
+    # confidence), else when the lexicon is confident, else the model's when it is.
     rows: list[tuple[list[str], list[str]]] = [
         (['$ != ""', "", "", "", ""], ["hint_code"]),
         (["", "$ == true", "", "", ""], ["text_category"]),
