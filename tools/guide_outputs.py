@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GUIDES = {"en": ROOT / "docs" / "authoring-rules.md", "zh": ROOT / "docs" / "zh" / "authoring-rules.md"}
 LANGS = {"en": "en", "zh": "zh_CN"}
 ELISION = "…"
+_RATE_ZH = re.compile(r"每秒 \d[\d,]*(?:\.\d+)? 件诉求")
 _FENCE = re.compile(r"^```(\w*)$")
 _FENLIU = re.compile(r"(^|[|;&]\s*|\$\(\s*)fenliu(?=\s)")
 _TIMING = re.compile(r"\d[\d,]*(?:\.\d+)? ?(?:ms|s|min|complaints/s|条/秒|秒)(?![\w/])")
@@ -99,7 +100,7 @@ def headings(text: str) -> list[str]:
 
 
 def _normalize(line: str) -> str:
-    return _TIMING.sub("<time>", line.rstrip())
+    return _TIMING.sub("<time>", _RATE_ZH.sub("每秒 <time>", line.rstrip()))
 
 
 def _pieces(shown: list[str]) -> list[list[str]]:
