@@ -86,7 +86,7 @@ def _sent_on(c: Complaint) -> bool:
     return c.intent == "LITIGATION" or (c.last_stage == "MEDIATE" and c.last_outcome in FAILED)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=450, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(NEW_PACK))
 def test_v2_changes_only_the_intended_fields_of_the_complaints_each_item_concerns(
     data: dict[str, Any],
@@ -184,7 +184,7 @@ def _decided(data: dict[str, Any]) -> dict[str, Any] | str:
 STRING_FIELDS = ["title", "text", "category_hint", "existing_case_id"]
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=450, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(NEW_PACK), st.sampled_from(STRING_FIELDS), st.sampled_from(BLANKS))
 def test_a_blank_string_field_decides_as_the_field_absent(
     data: dict[str, Any], name: str, blank: str
@@ -193,7 +193,7 @@ def test_a_blank_string_field_decides_as_the_field_absent(
     assert _decided({**data, name: blank}) == _decided(absent)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=450, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     complaints(NEW_PACK),
     st.sampled_from(["unclassified", "UNCLASSIFIED", " unclassified ", "未分类", "ｕｎｃｌａｓｓｉｆｉｅｄ"]),

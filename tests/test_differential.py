@@ -19,7 +19,7 @@ from strategies import complaints
 PACK = load_pack(WUSHEN)
 
 
-@settings(max_examples=4_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2_500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
 def test_durable_and_interpreter_agree(
     durable_decider: Decider, python_decider: Decider, data: dict[str, Any]
@@ -45,7 +45,7 @@ def test_differential_actually_ran_the_engine(durable_decider: Decider) -> None:
     assert durable_decider.fallbacks == 0
 
 
-@settings(max_examples=1_500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(complaints(PACK))
 def test_keyword_automaton_finds_exactly_the_words_present(data: dict[str, Any]) -> None:
     from fenliu.compiling.compiler import normalize_text

@@ -213,7 +213,7 @@ def _expected_fields(c: Any) -> set[str] | None:
 # Unary
 
 
-@settings(FUZZ, max_examples=4000)
+@settings(FUZZ, max_examples=3000)
 @given(c=complaints(), trace=st.booleans())
 def test_fuzz_unary_complaints_get_decision_or_invalid_argument(stub: Any, c: Any, trace: bool) -> None:
     COUNT["unary"] += 1
@@ -354,7 +354,7 @@ def _utf8(b: bytes) -> bool:
 PLAIN = {"taken": 0, "valid": 0}
 
 
-@settings(FUZZ, max_examples=6_000)
+@settings(FUZZ, max_examples=4_000)
 @given(complaints())
 def test_plainly_valid_shortcut_equals_full_validation(c: Any) -> None:
     now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)

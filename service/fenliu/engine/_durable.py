@@ -35,10 +35,10 @@ How the traps are kept away:
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
@@ -61,7 +61,6 @@ SESSION_ID: Final = "fenliu"
 
 #: One lock for the whole process: the engine's C state is shared by every ruleset.
 ENGINE_LOCK: Final = threading.RLock()
-_names = itertools.count(1)
 
 
 def encode(value: object) -> str:
@@ -137,7 +136,7 @@ class Ruleset:
                 raise ValueError("reserved rule name")
             definition[name] = {"all": [{"m": expr}]}
         definition[CATCH_ALL] = {"all": [{"m": {KIND_FIELD: "f"}}]}
-        self.name = f"fenliu_{next(_names)}"
+        self.name = f"fenliu_{uuid.uuid4().hex}"  # unique in the process's one engine, with no counter
         payload = encode(definition)
         # Whether the engine holds a state for SESSION_ID (a fact was asserted since it was deleted).
         self._state = False

@@ -25,8 +25,7 @@ import enum
 import functools
 import logging
 import operator
-import os
-import random
+import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
@@ -705,17 +704,11 @@ class Decider:
         )
 
 
-_ids = random.Random(random.SystemRandom().getrandbits(128))
-os.register_at_fork(after_in_child=lambda: _ids.seed(random.SystemRandom().getrandbits(128)))
-_VERSION_4 = (0xF << 76 | 0x3 << 62, 0x4 << 76 | 0x2 << 62)  # bits to clear, bits to set
-
-
 def _decision_id() -> str:
-    """A random UUID (version 4) as 32 hex digits, as ``uuid.uuid4().hex`` gives it, without a system
-    call per decision: the stream is seeded from the system's randomness once per process (and again
-    in a forked child). Decision ids identify; they guard nothing."""
-    clear, set_ = _VERSION_4
-    return f"{_ids.getrandbits(128) & ~clear | set_:032x}"
+    """A random UUID (version 4) as 32 hex digits, from the system's randomness each time: no stream
+    is kept in the process (and none is shared with a forked child). Decision ids identify; they guard
+    nothing."""
+    return uuid.uuid4().hex
 
 
 def _trace_entry(rule: Rule, part: _Part) -> TraceEntry:

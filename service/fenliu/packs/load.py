@@ -538,9 +538,15 @@ _CROSS_FILE: Final = frozenset(
 )
 
 
+#: Problems that leave files unread (a limit, a link out of the pack, a device): no second pass then.
+_UNREAD: Final = frozenset({"too-large", "too-many-files", "unreadable", "outside-pack", "not-a-file"})
+
+
 def _errors_of_the_other_files(layers: list[_Layer], out: _Collector) -> list[Problem]:
     """With some files refused (syntax, schema), the errors of the files that were read, so one run
     names every file's errors; those that may stem from the refused files are left for the next run."""
+    if any(p.code in _UNREAD for p in out.problems):
+        return []  # files past a limit were not read at all: what the others lack says nothing
     refused = {p.file for p in out.problems}
     other = _Collector(out.limits)
     try:
