@@ -354,7 +354,7 @@ def _utf8(b: bytes) -> bool:
 PLAIN = {"taken": 0, "valid": 0}
 
 
-@settings(FUZZ, max_examples=4_000)
+@settings(FUZZ, max_examples=6_000)
 @given(complaints())
 def test_plainly_valid_shortcut_equals_full_validation(c: Any) -> None:
     now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
