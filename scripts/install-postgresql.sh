@@ -7,39 +7,16 @@
 # The package's own cluster is not started during installation; on a machine with systemd it is
 # enabled for the next boot: `systemctl disable --now postgresql` if that is not wanted.
 set -euo pipefail
+. "$(dirname "$0")/apt-install.sh"
 
 have_server() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
-have() { command -v "$1" >/dev/null 2>&1; }
 
 if have_server; then
     echo "install-postgresql: $(ls -d /usr/lib/postgresql/*/bin/initdb | head -n1) already installed"
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if have sudo; then
-        SUDO="sudo"
-    else
-        echo "install-postgresql: need root (or sudo) to install the 'postgresql' package" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# Keep the package's own cluster from being started during installation.
-POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=0
-if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-    $SUDO chmod 755 "$POLICY"
-    ADDED_POLICY=1
-fi
-cleanup() { if [ "$ADDED_POLICY" -eq 1 ]; then $SUDO rm -f "$POLICY"; fi; }
-trap cleanup EXIT
-
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends postgresql
+apt_install install-postgresql postgresql
 
 if ! have_server; then
     echo "install-postgresql: the 'postgresql' package did not provide initdb" >&2
