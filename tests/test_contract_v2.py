@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from conftest import WUSHEN
 from fenliu import Complaint, ComplaintError, Decider, Outcome, Triage, complaint_from_dict, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.domain.model import DECIDED_FIELDS
 from fenliu.serving.convert import complaint_to_proto, decision_from_proto
 from grpc_helpers import RECEIVED_AT, comparable, serving, stub_for
 from strategies import complaints
@@ -44,17 +45,9 @@ ARBITRATION_FIRST_NOW = {"wage_arrears", "land_rights", "grassland"}
 ONWARD = {"ARBITRATE", "LITIGATE"}
 FAILED = {"FAILED", "REFUSED"}
 #: Fields no item of v2 changes between the two packs.
-UNCHANGED = (
-    "category",
-    "excluded",
-    "exclusion",
-    "referred_to",
-    "color",
-    "tier",
-    "approach",
-    "owner_department",
-    "co_departments",
-)
+UNCHANGED = DECIDED_FIELDS[
+    : DECIDED_FIELDS.index("stage")
+]  # the funnel (stage, path, deadlines) is what moved
 BLANKS = [" ", "\u3000", "\t\n ", "\u00a0\u3000"]
 
 

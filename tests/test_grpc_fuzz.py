@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fenliu import Complaint, ComplaintError, Triage, complaint_from_dict, load_pack
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.model import MAX_ID
+from fenliu.domain.model import COMPLAINT_BOOLS, MAX_ID
 from fenliu.serving import convert
 from fenliu.serving.server import _MIRROR, status_to_dict
 from grpc_helpers import PACK, bad_fields, error_of, serving, stub_for
@@ -34,17 +34,7 @@ COUNT = {"unary": 0, "stream": 0, "raw": 0, "bytes": 0}
 
 STRING_FIELDS = ("id", "title", "text", "category_hint", "existing_case_id")
 ENUM_FIELDS = tuple(convert.COMPLAINT_ENUM_TYPES)
-BOOL_FIELDS = (
-    "cross_village",
-    "cross_township",
-    "vulnerable",
-    "extreme_risk",
-    "conflict_verbal",
-    "escalation_intent",
-    "sensitive_period",
-    "new_facts",
-    "crime_involved",
-)
+BOOL_FIELDS = COMPLAINT_BOOLS
 DAY = 86_400
 #: google.protobuf.Timestamp's range, and received_at's: 90 days of deadlines and a day of offset inside it
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800, 253402300799
