@@ -519,7 +519,7 @@ def test_several_worker_processes_are_summed_and_dead_ones_dropped_from_live_gau
     before, after_one, after_all = (_parse(out[k]) for k in ("before", "after_one", "after_all"))
 
     assert _sum(before, "fenliu_decisions_total") == 5 + 7 + 11
-    assert _sum(before, "fenliu_rule_firings_total", rule="classify.lexicon") == 23
+    assert _sum(before, "fenliu_rule_firings_total", rule="classify.agree") == 23
     assert _sum(before, "fenliu_pack_reloads_total", outcome="refused") == 3
     # live gauges: max over live processes, no pid label
     assert _sum(before, "fenliu_pack_loaded") == 1

@@ -120,7 +120,7 @@ def test_serve_with_metrics_and_decision_log_keeps_personal_data_out(tmp_path: P
             _metric(text, "grpc_server_handled_total", grpc_method="Triage", grpc_code="INVALID_ARGUMENT")
             == 10
         )
-        assert _metric(text, "fenliu_rule_firings_total", rule="classify.lexicon") >= 30
+        assert _metric(text, "fenliu_rule_firings_total", rule="classify.agree") >= 30
         assert _metric(text, "fenliu_pack_info", name="wushen", revision="2026.12.1") >= 1
 
         # A reload is counted; a killed worker is counted as a restart.

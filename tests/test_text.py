@@ -304,31 +304,38 @@ def _train_into(pack_dir: Path, items: list[Labelled], confidence: float = 0.99)
     return pack_dir / "text_model.npz"
 
 
-def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path) -> None:
+@pytest.mark.parametrize("scale", [None, 0.02], ids=["words alone (the default)", "with lexicon scores"])
+def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path, scale: float | None) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     from fenliu.authoring import train
-    from fenliu.engine.text import complaint_text
+    from fenliu.engine.text import Lexicon, complaint_text, save_model
 
     items = _labelled()
-    path = _train_into(pack_copy, items)
-    pack = load_pack(pack_copy)
+    if scale is None:  # the command, with its default settings
+        path, scale = _train_into(pack_copy, items), train.LEXICON_SCALE
+        pack = load_pack(pack_copy)
+    else:
+        path = _train_into(pack_copy, items)
+        pack = load_pack(pack_copy)
+        save_model(path, fit(items, pack, lexicon_scale=scale))
     model = load_model(path, pack_name=pack.name, categories=pack.categories)
     import scipy.sparse as sp
 
-    from fenliu.engine.text import Lexicon
-
     texts = [complaint_text(x.title, x.text) for x in items]
     lexicon = Lexicon(pack.lexicon)
-    assert model.lexicon == lexicon.categories and model.lexicon_scale == train.LEXICON_SCALE
+    assert model.lexicon_scale == scale
+    assert model.lexicon == (lexicon.categories if scale else ())
 
     def features(ts: list[str], fitted: bool) -> Any:
         grams = vec.transform(ts) if fitted else vec.fit_transform(ts)
+        if not scale:
+            return grams
         lex = np.zeros((len(ts), len(lexicon.categories)))
         for i, t in enumerate(ts):
             for s in lexicon.score(t):
-                lex[i, lexicon.categories.index(s.category)] = max(s.score, 0) * train.LEXICON_SCALE
+                lex[i, lexicon.categories.index(s.category)] = max(s.score, 0) * scale
         return sp.hstack([grams, sp.csr_matrix(lex)]).tocsr()
 
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=train.MIN_DF)
@@ -340,9 +347,10 @@ def test_trained_model_predicts_what_scikit_learn_predicts(pack_copy: Path) -> N
     want = clf.predict_proba(features(probe, True))
     got = np.array([model.predict(t, [(s.category, s.score) for s in lexicon.score(t)]) for t in probe])
     assert np.allclose(got, want, atol=1e-4)
-    # the lexicon's scores move the model: the same words without them read differently
+    # with them, the lexicon's scores move the model: the same words without them read differently;
+    # without them, the scores change nothing
     wage = complaint_text("", "老板欠工钱，还撞了我的车")
-    assert not np.allclose(model.predict(wage), got[len(texts)])
+    assert np.allclose(model.predict(wage), got[len(texts)]) == (not scale)
 
 
 def test_model_is_part_of_the_digest_and_decides_when_lexicon_is_not_confident(pack_copy: Path) -> None:
@@ -519,9 +527,12 @@ def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights
 ) -> None:
     from fenliu.engine.text import ModelError
 
+    from fenliu.engine.text import save_model
+
     wushen = Path(__file__).resolve().parents[1] / "rules" / "wushen"
     pack = load_pack(wushen)
-    shipped = wushen / "text_model.npz"
+    shipped = tmp_path / "with_lexicon.npz"  # a model that reads the lexicon's scores too
+    save_model(shipped, fit(_labelled(), pack, lexicon_scale=0.02))
     with np.load(shipped, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     model = load_model(shipped, pack_name=pack.name, categories=pack.categories)
