@@ -6,6 +6,9 @@ PACK   ?= rules/wushen
 ADDRESS ?= 127.0.0.1:50051
 METRICS_ADDRESS ?= 127.0.0.1:9464
 WORKERS ?= 2
+# pytest processes of make test (pytest-xdist): the long tests (a million decisions, 200 reloads under
+# load, the bench smoke run) run beside the rest instead of one after another.
+TEST_PROCESSES ?= 2
 STAMP  := $(VENV)/.fenliu-setup
 PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
 
@@ -75,7 +78,7 @@ test: setup node-deps prometheus postgresql
 	$(VENV)/bin/fenliu fmt --check $(PACK)
 	$(VENV)/bin/fenliu test $(PACK) --coverage --fail-uncovered
 	$(VENV)/bin/fenliu lint $(PACK)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow'

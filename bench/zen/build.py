@@ -191,12 +191,12 @@ def build(pack: Pack) -> dict[str, Any]:
     )
     # Then the text step's fields (computed by fenliu's enrichment before either engine, as the text
     # is normalized before both): the lexicon's category when the model names the same one (at any
-    # confidence), else when the lexicon is confident, else the model's when it is.
+    # confidence), else the model's when it is confident, else the lexicon's when it is.
     rows: list[tuple[list[str], list[str]]] = [
         (['$ != ""', "", "", "", ""], ["hint_code"]),
         (["", "$ == true", "", "", ""], ["text_category"]),
-        (["", "", "$ == true", "", ""], ["text_category"]),
-        (["", "", "$ == false", "$ == true", ""], ["model_category"]),
+        (["", "", "", "$ == true", ""], ["model_category"]),
+        (["", "", "$ == true", "$ == false", ""], ["text_category"]),
     ]
     for r in keyword_rules:
         words = [w for leaf in iter_tests(r.when) if isinstance(leaf, Keywords) for w in leaf.words]
