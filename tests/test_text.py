@@ -525,9 +525,7 @@ def test_decision_log_keeps_the_models_reading_not_the_citizens_ngrams(wushen: P
 def test_model_file_without_lexicon_weights_reads_ngrams_only_and_misfit_weights_are_refused(
     tmp_path: Path,
 ) -> None:
-    from fenliu.engine.text import ModelError
-
-    from fenliu.engine.text import save_model
+    from fenliu.engine.text import ModelError, save_model
 
     wushen = Path(__file__).resolve().parents[1] / "rules" / "wushen"
     pack = load_pack(wushen)
