@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from fenliu.domain.model import Complaint, Decision
 from fenliu.matter import GuardedStore, MatchSettings, MatterStore, Recognition, StoreError, open_store
@@ -23,6 +23,7 @@ from fenliu.matter.enricher import MatterEnricher, is_multi_door
 from fenliu.serving.config import ServeConfig
 
 if TYPE_CHECKING:
+    from fenliu.matter.events import Event, EventStore, MatterState, OverdueItem, RecordedEvent
     from fenliu.serving.metrics import Metrics
 
 __all__ = ["Matters", "check_store", "open_matters"]
@@ -115,6 +116,9 @@ class _LateStore:
     def count_matters(self) -> int:
         return self._live().count_matters()
 
+    def events_store(self) -> EventStore:
+        return cast("EventStore", self._live())
+
     def close(self) -> None:
         self._stop.set()
         if self._store is not None:
@@ -157,6 +161,30 @@ class Matters:
 
     def after(self, c: Complaint, decision: Decision, rec: Recognition) -> Decision:
         return self.enricher.after(c, decision, rec)
+
+    def _events(self) -> EventStore:
+        """The store's events side, straight (not through the guard's deadline: an event is written or
+        refused, never queued; a store that cannot be reached raises :class:`StoreUnavailable`)."""
+        inner = self.store.store
+        if isinstance(inner, _LateStore):
+            return inner.events_store()
+        return cast("EventStore", inner)
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        """Store one event (see :meth:`fenliu.matter.events.EventStore.record_event`)."""
+        return self._events().record_event(event)
+
+    def overdue(self, as_of: int, **filters: Any) -> Iterator[OverdueItem]:
+        return self._events().overdue(as_of, **filters)
+
+    def history(self, matter_id: str) -> tuple[list[RecordedEvent], MatterState | None] | None:
+        """A matter's events and state, ``None`` when the store cannot be read (logged by its kind)."""
+        try:
+            store = self._events()
+            return store.events(matter_id), store.state(matter_id)
+        except Exception as e:
+            log.warning("matter_store_unreadable", extra={"error_type": type(e).__name__})
+            return None
 
     def complaints(self, matter_id: str) -> list[dict[str, Any]] | None:
         """A matter's complaints (no personal data), ``[]`` for an unknown matter, ``None`` when the store
