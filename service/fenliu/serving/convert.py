@@ -660,6 +660,7 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> pb.Decision
             if words:
                 entry.matched_keywords.extend(words)
         msg.notes.extend(decision.personal_notes)
+        msg.notes.extend(decision.matter_notes)
         msg.notes.extend(decision.text_notes)
     return msg
 
