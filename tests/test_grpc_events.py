@@ -118,7 +118,10 @@ def triage() -> Triage:
 def served(triage: Triage, tmp_path: Path) -> Iterator[Any]:
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef")
-    config = ServeConfig(store=f"sqlite:///{tmp_path / 'matters.db'}", store_key_file=str(key))
+    # A generous deadline: on a busy machine a recognition must not come back "history unavailable".
+    config = ServeConfig(
+        store=f"sqlite:///{tmp_path / 'matters.db'}", store_key_file=str(key), store_deadline_ms=2000
+    )
     matters: Matters | None = open_matters(config)
     assert matters is not None
     with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
