@@ -23,6 +23,7 @@ from fenliu.domain.model import MATTER_FIELDS, UNSPECIFIED, Complaint, Decision,
 from fenliu.matter._core import (
     MatterStore,
     Recognition,
+    decision_facts,
     receiving_level,
     receiving_point,
     sighting_from_complaint,
@@ -68,8 +69,7 @@ class MatterEnricher:
         matter's first owner when it has none; not for an excluded complaint, whose owner is the body
         it is referred to), and attach the ``matter`` part and the owning point to the decision."""
         if rec.available:
-            o = decision.outcome
-            self.store.set_decision(c.id, decision.decision_id, "" if o.excluded else o.owner_department)
+            self.store.set_decision(decision_facts(c, decision))
         return dataclasses.replace(decision, matter=matter_part(rec), owning_point=owning_point(c, rec))
 
 
