@@ -23,16 +23,17 @@ from fenliu.domain.model import MATTER_FIELDS, STAGES, UNSPECIFIED, Complaint, D
 from fenliu.matter._core import (
     MatterStore,
     Recognition,
+    decision_facts,
     receiving_level,
     receiving_point,
     sighting_from_complaint,
 )
-from fenliu.matter.events import DecisionFacts, MatterState
+from fenliu.matter.events import MatterState
 
 #: The outcomes that move a matter on a stage (the contract's re-triage rule).
 RETRIAGE_OUTCOMES: Final = frozenset({"FAILED", "REFUSED"})
 
-__all__ = ["MatterEnricher", "decision_facts", "is_multi_door", "retriage"]
+__all__ = ["MatterEnricher", "is_multi_door", "retriage"]
 
 #: A matter seen through this many channels or receiving points is 多头访.
 MULTI_DOOR: Final = 2
@@ -72,36 +73,13 @@ class MatterEnricher:
         matter's first owner when it has none; not for an excluded complaint, whose owner is the body
         it is referred to), and attach the ``matter`` part and the owning point to the decision."""
         if rec.available:
-            o = decision.outcome
-            self.store.set_decision(c.id, decision.decision_id, "" if o.excluded else o.owner_department)
+            self.store.set_decision(decision_facts(c, decision))
         part = matter_part(rec)
         if c.matter_outcome_event:
             part["moved_by_event"] = c.matter_outcome_event
         return dataclasses.replace(
             decision, matter=part, owning_point=owning_point(c, rec), matter_notes=retriage_notes(c)
         )
-
-
-def decision_facts(c: Complaint, decision: Decision) -> DecisionFacts:
-    """What the store keeps of a decision for following its matter: its deadlines as epoch seconds,
-    the township of the complaint's region, the receiving point and its level. An excluded complaint
-    names no owner (its owner is the body it is referred to)."""
-    o = decision.outcome
-    return DecisionFacts(
-        complaint_id=c.id,
-        decision_id=decision.decision_id,
-        received_at=int(decision.received_at.timestamp()),
-        category=o.category,
-        colour=o.color,
-        tier=o.tier,
-        stage=o.stage,
-        owner_department="" if o.excluded else o.owner_department,
-        township=c.region.get("township_code", ""),
-        point=receiving_point(c),
-        level=receiving_level(c),
-        excluded=o.excluded,
-        deadlines={name: int(when.timestamp()) for name, when in decision.deadlines.items()},
-    )
 
 
 def with_matter(c: Complaint, rec: Recognition) -> Complaint:
