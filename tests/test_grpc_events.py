@@ -1,4 +1,4 @@
-"""Events on a matter over gRPC: a real server on a real port with a real SQLite matter store.
+"""Events on a matter over gRPC: a real server on a real port with a real matter store (SQLite, PostgreSQL).
 
 RecordEvent (every kind, repeats, out of order, NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT naming
 every bad field), RecordEvents, the matter moving on by itself after a failed stage (and the sent later
@@ -114,14 +114,17 @@ def triage() -> Triage:
     return Triage.from_path(PACK)
 
 
-@pytest.fixture
-def served(triage: Triage, tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest, triage: Triage, tmp_path: Path) -> Iterator[Any]:
+    """A started server with a matter store: a SQLite file, and a database of the tests' PostgreSQL."""
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'matters.db'}"
+    else:
+        url = request.getfixturevalue("pg_server").create_database()
     # A generous deadline: on a busy machine a recognition must not come back "history unavailable".
-    config = ServeConfig(
-        store=f"sqlite:///{tmp_path / 'matters.db'}", store_key_file=str(key), store_deadline_ms=2000
-    )
+    config = ServeConfig(store=url, store_key_file=str(key), store_deadline_ms=2000)
     matters: Matters | None = open_matters(config)
     assert matters is not None
     with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:

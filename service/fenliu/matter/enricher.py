@@ -89,10 +89,7 @@ def with_matter(c: Complaint, rec: Recognition) -> Complaint:
 
 def matter_state(rec: Recognition) -> MatterState | None:
     """Where the recognized matter stands after its events (``None`` without history or events)."""
-    if not rec.available:
-        return None
-    state = getattr(rec.facts, "state", None)
-    return state if isinstance(state, MatterState) else None
+    return rec.facts.state if rec.available else None
 
 
 def retriage(c: Complaint, state: MatterState | None, first_owner: str = "") -> Complaint:
