@@ -497,3 +497,15 @@ def test_events_no_personal_data_in_answers_errors_or_logs(
     text = json.dumps([err, second], ensure_ascii=False) + resp.SerializeToString().decode("latin-1")
     text += got.SerializeToString().decode("latin-1") + caplog.text
     assert PHONE not in text and ID_NUMBER not in text and "张三" not in caplog.text
+
+
+def test_events_get_matter_json_form_has_events_and_state(served: Any) -> None:
+    stub = served
+    d = _triage(stub, _complaint("j-1", GRASS))
+    mid = d["matter"]["matter_id"]
+    r = _record(stub, _event("j-c", "FIRST_CONTACT", d["stage"], T0 + 60, matter_id=mid))
+    got = convert.matter_from_response(_matter(stub, mid))
+    assert [e["event_id"] for e in got["events"]] == [r.event_id]
+    assert got["events"][0]["event"]["kind"] == "EVENT_KIND_FIRST_CONTACT"
+    assert got["state"]["matter_id"] == mid and got["state"]["status"] == "OPEN"
+    assert PHONE not in json.dumps(got, ensure_ascii=False)

@@ -25,7 +25,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
@@ -781,6 +781,12 @@ def matter_from_response(resp: pb.GetMatterResponse) -> Json:
             }
             for c in resp.complaints
         ],
+        "events": [json_format.MessageToDict(e, preserving_proto_field_name=True) for e in resp.events],
+        "state": (
+            json_format.MessageToDict(resp.state, preserving_proto_field_name=True)
+            if resp.HasField("state")
+            else None
+        ),
     }
 
 
