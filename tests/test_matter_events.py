@@ -406,3 +406,74 @@ def test_the_overdue_of_a_township_is_an_index_range_scan(tmp_path: Path) -> Non
             assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         conn.close()
+
+
+@per_backend
+def test_open_and_overdue_counts_by_township_colour_tier_owner(store: MatterStore) -> None:
+    a = decided(store, "a", GRASS, "dec-a", T0, township="150626101", colour="RED")
+    decided(store, "b", WAGE, "dec-b", T0, township="150626101", colour="RED", phone="13900000000")
+    c = decided(store, "c", "牧区饮水井坏了半年没人修，全村人畜饮水困难。", "dec-c", T0, phone="13700000000")
+    store.record_event(event("af", "FIRST_CONTACT", T0 + H, matter_id=a))
+    store.record_event(event("cr", "RESOLVED", T0 + H, matter_id=c))
+    counts = store.open_counts(T0 + 2 * DAY)
+    assert [(x.township, x.colour, x.tier, x.owner_department, x.open, x.overdue) for x in counts] == [
+        ("150626101", "RED", "TOWNSHIP", "township_government", 2, 1),
+    ]
+    assert store.open_counts(T0)[0].overdue == 0
+
+
+@per_backend
+def test_outcomes_count_each_resolution_once_by_the_level_that_settled_it(store: MatterStore) -> None:
+    a = decided(store, "a", GRASS, "dec-a", T0, township="150626101")
+    b = decided(store, "b", WAGE, "dec-b", T0 + DAY, township="150626101", phone="13900000000")
+    c = decided(store, "c", "牧区饮水井坏了半年没人修，全村人畜饮水困难。", "dec-c", T0, phone="13700000000")
+    store.record_event(event("ax", "EXTENDED", T0 + H, matter_id=a))
+    store.record_event(event("ar", "RESOLVED", T0 + 2 * DAY, matter_id=a, actor_level="VILLAGE"))
+    store.record_event(event("ae", "EVALUATED", T0 + 3 * DAY, matter_id=a, satisfaction="SATISFIED"))
+    store.record_event(event("ae2", "REVISITED", T0 + 4 * DAY, matter_id=a, satisfaction="BASICALLY"))
+    store.record_event(event("bf", "FAILED", T0 + 2 * DAY, matter_id=b))
+    # b moves on and is settled at the banner, c is withdrawn
+    assert store.record(sighting("b2", WAGE, complainant={"phone": "13900000000"})).matter_id == b
+    assert store.set_decision(
+        decision("dec-b2", T0 + 3 * DAY, cid="b2", stage="ARBITRATION", township="150626101")
+    )
+    store.record_event(event("br", "RESOLVED", T0 + 5 * DAY, matter_id=b, actor_level="BANNER"))
+    store.record_event(event("be", "EVALUATED", T0 + 6 * DAY, matter_id=b, satisfaction="DISSATISFIED"))
+    store.record_event(event("cw", "WITHDRAWN", T0 + DAY, matter_id=c))
+    rows = {r.township: r for r in store.outcomes(T0, T0 + 30 * DAY)}
+    one = rows["150626101"]
+    assert (one.received, one.resolved, one.resolved_grassroots, one.failed_or_refused) == (2, 2, 1, 1)
+    assert (one.extended, one.evaluated, one.satisfied, one.basically, one.dissatisfied) == (1, 2, 1, 0, 1)
+    assert (one.withdrawn, one.open_at_end, one.overdue_at_end) == (0, 0, 0)
+    other = rows[TWP]
+    assert (other.received, other.withdrawn, other.resolved) == (1, 1, 0)
+    # a window before the resolutions: received, nothing resolved, both open and overdue at its end
+    early = {r.township: r for r in store.outcomes(T0, T0 + DAY + H)}["150626101"]
+    assert (early.received, early.resolved, early.extended) == (2, 0, 1)
+    assert store.outcomes(T0 - 10 * DAY, T0 - DAY) == []
+
+
+def test_a_guarded_store_answers_events_within_its_deadline_and_never_queues(tmp_path: Path) -> None:
+    from fenliu.matter import GuardedStore, StoreUnavailable
+
+    inner = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    guarded = GuardedStore(inner, tmp_path / "queue", event_deadline_s=0.3)
+    try:
+        m = decided(guarded, "a", GRASS, "dec-a", T0)
+        _, ok, st = guarded.record_event(event("k", "ACCEPTED", T0 + H, matter_id=m))
+        assert ok and st == guarded.state(m) and [r.event.idempotency_key for r in guarded.events(m)] == ["k"]
+        with pytest.raises(EventRejected):
+            guarded.record_event(event("x", "EXTENDED", T0 + H, matter_id=m, extension_days=40))
+        with pytest.raises(UnknownMatter):
+            guarded.record_event(event("y", "ACCEPTED", T0 + H, matter_id="m-none"))
+        blocker = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the store cannot answer
+        try:
+            with pytest.raises(StoreUnavailable):
+                guarded.record_event(event("z", "PLAN_MADE", T0 + 2 * H, matter_id=m))
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert guarded.pending() == 0  # events are not queued
+    finally:
+        guarded.close()
