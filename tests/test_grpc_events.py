@@ -315,6 +315,8 @@ def test_events_invalid_argument_names_every_bad_field(served: Any) -> None:
     assert bad_fields(err) == {"event.handed_to_department"}
     err, _raw = _error(stub, _event("v", "EVALUATED", "MEDIATE", T0, matter_id="m-" + "0" * 32))
     assert bad_fields(err) == {"event.satisfaction"}
+    err, _raw = _error(stub, _event(f"key-{PHONE}", "ACCEPTED", "MEDIATE", T0, decision_id="not-a-decision"))
+    assert bad_fields(err) == {"event.idempotency_key", "event.decision_id"}
 
 
 def test_events_stream_answers_each_in_order_and_goes_on_after_a_bad_one(served: Any) -> None:

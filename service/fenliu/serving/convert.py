@@ -829,6 +829,8 @@ def rule_pack_to_proto(info: PackInfo, attempt: ReloadAttempt | None = None) -> 
 
 #: A matter id: ``m-`` and 32 hex digits.
 MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
+#: A decision id: 32 hex digits (a UUID's).
+DECISION_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
 #: The longest idempotency key and reason an event may carry.
 MAX_IDEMPOTENCY_KEY: Final = 128
 MAX_REASON: Final = 1000
@@ -901,6 +903,12 @@ def event_from_proto(
         bad.append(FieldViolation("matter_id", "required: matter_id or decision_id"))
     if matter_id and not MATTER_ID.match(matter_id):
         bad.append(FieldViolation("matter_id", "must be a matter id: m- and 32 hex digits"))
+    if decision_id and not matter_id and not DECISION_ID.match(decision_id):
+        bad.append(FieldViolation("decision_id", "must be a decision id: 32 hex digits"))
+    if key and mask(key) != key:
+        bad.append(
+            FieldViolation("idempotency_key", "must not hold anything shaped like an id number or a phone")
+        )
     kind = enum_name(pb.EventKind.DESCRIPTOR, msg.kind) or ""
     if not kind:
         bad.append(FieldViolation("kind", "required; allowed: " + _allowed(pb.EventKind.DESCRIPTOR)))
