@@ -128,6 +128,7 @@ def served(request: pytest.FixtureRequest, triage: Triage, tmp_path: Path) -> It
     matters: Matters | None = open_matters(config)
     assert matters is not None
     with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
+        stub.target = target  # for the tests that call with raw bytes
         yield stub
     matters.close()
 
@@ -511,3 +512,32 @@ def test_events_get_matter_json_form_has_events_and_state(served: Any) -> None:
     assert got["events"][0]["event"]["kind"] == "EVENT_KIND_FIRST_CONTACT"
     assert got["state"]["matter_id"] == mid and got["state"]["status"] == "OPEN"
     assert PHONE not in json.dumps(got, ensure_ascii=False)
+
+
+def test_events_bytes_that_are_no_message_are_invalid_argument_and_the_stream_goes_on(served: Any) -> None:
+    stub = served
+    d = _triage(stub, _complaint("m-1", GRASS))
+    good = pb.RecordEventRequest(
+        event=_event("m-ok", "FIRST_CONTACT", d["stage"], T0 + 60, matter_id=d["matter"]["matter_id"])
+    ).SerializeToString()
+    not_utf8 = good.replace(b"m-ok", b"\xff\xfe\xfd\xfc")
+    method = "/fenliu.v1.TriageService/"
+    with grpc.insecure_channel(stub.target) as channel:
+        _garbage_calls(channel, method, good, not_utf8)
+
+
+def _garbage_calls(channel: grpc.Channel, method: str, good: bytes, not_utf8: bytes) -> None:
+    for garbage in (b"\xff\xff\xff\xff", not_utf8):
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(method + "RecordEvent")(garbage, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_of(info.value)["reason"] == "MALFORMED_REQUEST"
+    with pytest.raises(grpc.RpcError) as info:
+        list(channel.unary_stream(method + "ListOverdue")(b"\xff\xff", timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    call = channel.stream_stream(
+        method + "RecordEvents", response_deserializer=pb.RecordEventsResponse.FromString
+    )
+    items = list(call(iter([b"\xff\xff\xff", good]), timeout=10))
+    assert [i.WhichOneof("result") for i in items] == ["error", "recorded"]
+    assert [i.index for i in items] == [0, 1]
