@@ -462,9 +462,9 @@ def test_events_list_overdue_filters_and_says_how_far_past(served: Any) -> None:
     assert len(_overdue(stub, as_of=_ts(as_of), limit=1)) == 1
     assert _overdue(stub, as_of=_ts(T0 - DAY)) == []
     with pytest.raises(grpc.RpcError) as info:
-        _overdue(stub, limit=10_001, point="12")
+        _overdue(stub, limit=10_001, point="12", township_code="x1", color=99)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_fields(error_of(info.value)) == {"limit", "point"}
+    assert bad_fields(error_of(info.value)) == {"limit", "point", "township_code", "color"}
 
 
 def test_events_no_store_is_failed_precondition(triage: Triage) -> None:

@@ -59,6 +59,7 @@ from fenliu.domain.model import (
     parse_timestamp,
     point_code_ok,
     region_code_ok,
+    region_format,
 )
 from fenliu.domain.model import _receiving_point as receiving_point_from_dict
 from fenliu.domain.personal import mask
@@ -1083,6 +1084,8 @@ def overdue_filters(msg: pb.ListOverdueRequest, *, now: datetime | None = None) 
         if value == UNKNOWN_ENUM:
             bad.append(FieldViolation(name, "unknown enum number; allowed: " + _allowed(enum)))
     township = _event_string(msg, "township_code", "township_code", MAX_CODE, bad)
+    if township and not region_code_ok("township_code", township):
+        bad.append(FieldViolation("township_code", region_format("township_code")))
     owner = _event_string(msg, "owner_department", "owner_department", MAX_CODE, bad)
     point = _event_string(msg, "point", "point", MAX_CODE, bad)
     if point and not point_code_ok(point):
