@@ -842,9 +842,7 @@ EVENT_CLOCK_SKEW: Final = timedelta(days=1)
 _SATISFACTION_KINDS: Final = frozenset({"EVALUATED", "REVISITED"})
 
 
-def _event_string(
-    msg: Message, name: str, path: str, limit: int, bad: list[FieldViolation], *, personal: bool = False
-) -> str:
+def _event_string(msg: Message, name: str, path: str, limit: int, bad: list[FieldViolation]) -> str:
     """A string field of an event, stripped ("" when blank); a violation when too long or holding a
     NUL (never quoting the value)."""
     v = str(getattr(msg, name))
@@ -854,7 +852,7 @@ def _event_string(
     if "\x00" in v:
         bad.append(FieldViolation(path, "must not contain NUL"))
         return ""
-    return v.strip() if not personal else v
+    return v.strip()
 
 
 def _event_point(
