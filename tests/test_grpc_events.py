@@ -541,3 +541,31 @@ def _garbage_calls(channel: grpc.Channel, method: str, good: bytes, not_utf8: by
     items = list(call(iter([b"\xff\xff\xff", good]), timeout=10))
     assert [i.WhichOneof("result") for i in items] == ["error", "recorded"]
     assert [i.index for i in items] == [0, 1]
+
+
+def test_events_a_store_that_cannot_answer_is_unavailable_and_the_event_can_be_sent_again(
+    triage: Triage, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    url = f"sqlite:///{tmp_path / 'matters.db'}"
+    config = ServeConfig(store=url, store_key_file=str(key), store_deadline_ms=2000)
+    first = open_matters(config)
+    assert first is not None
+    with serving(triage, matters=first) as (target, _), stub_for(target) as stub:
+        d = _triage(stub, _complaint("a-1", GRASS))
+        event = _event("a-e", "FIRST_CONTACT", d["stage"], T0 + 60, matter_id=d["matter"]["matter_id"])
+        first.close()  # the store goes away under the running server
+        err, raw = _error(stub, event)
+        assert raw.code() == grpc.StatusCode.UNAVAILABLE, err
+        assert err["reason"] == "MATTER_STORE_UNAVAILABLE"
+    again = open_matters(config)  # the same file, reached again: the retry with the same key is stored once
+    assert again is not None
+    try:
+        with serving(triage, matters=again) as (target, _), stub_for(target) as stub:
+            stored = _record(stub, event)
+            repeat = _record(stub, event)
+            assert stored.recorded is True and repeat.recorded is False
+            assert _kinds(_matter(stub, d["matter"]["matter_id"])) == ["FIRST_CONTACT"]
+    finally:
+        again.close()
