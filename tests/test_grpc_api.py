@@ -439,7 +439,15 @@ def test_reflection_lists_services_and_calls_triage_with_reflected_messages(targ
         assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
         pool = DescriptorPool(db)
         service = pool.FindServiceByName(SERVICE_NAME)
-        assert {m.name for m in service.methods} == {"Triage", "TriageStream", "GetRulePack", "GetMatter"}
+        assert {m.name for m in service.methods} == {
+            "Triage",
+            "TriageStream",
+            "GetRulePack",
+            "GetMatter",
+            "RecordEvent",
+            "RecordEvents",
+            "ListOverdue",
+        }
         method = service.methods_by_name["Triage"]
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)

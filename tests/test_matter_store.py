@@ -23,12 +23,17 @@ from fenliu.matter import (
     identity_hashes,
     open_store,
 )
+from fenliu.matter.events import DecisionFacts
 from matter_helpers import GRASS, GRASS_AGAIN, KEY, TWP, WAGE, concurrent_worker, sighting
 from pg import PgServer
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
 ID = "150626198001011234"
 PHONE = "13800000000"
+
+
+def decided(complaint_id: str, decision_id: str, owner: str = "") -> DecisionFacts:
+    return DecisionFacts(complaint_id, decision_id, 0, "", "", "", "", owner, "", "", "")
 
 
 def _url(backend: str, tmp_path: Path, pg: PgServer | None) -> str:
@@ -164,8 +169,8 @@ def test_window_is_configurable_and_older_complaints_do_not_link(make_store: Any
 def test_recording_again_is_idempotent_and_decisions_are_listed(make_store: Any) -> None:
     store = make_store()
     a = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
-    assert store.set_decision("a", "dec-1")
-    assert not store.set_decision("nope", "dec-x")
+    assert store.set_decision(decided("a", "dec-1"))
+    assert not store.set_decision(decided("nope", "dec-x"))
     again = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
     assert again.matter_id == a.matter_id and again.facts.prior_complaints == 0
     b = store.record(
@@ -183,7 +188,7 @@ def test_the_first_decisions_owner_department_is_kept_for_the_matter(make_store:
     store = make_store()
     a = store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
     assert a.fields()["matter_first_owner"] == ""
-    assert store.set_decision("a", "dec-1", "forestry_grassland")
+    assert store.set_decision(decided("a", "dec-1", "forestry_grassland"))
     b = store.record(
         sighting(
             "b",
@@ -194,7 +199,7 @@ def test_the_first_decisions_owner_department_is_kept_for_the_matter(make_store:
         )
     )
     assert b.matter_id == a.matter_id and b.fields()["matter_first_owner"] == "forestry_grassland"
-    assert store.set_decision("b", "dec-2", "township_government")  # a later decision: not the first
+    assert store.set_decision(decided("b", "dec-2", "township_government"))  # a later decision: not the first
     early = store.record(  # an earlier complaint arriving late: the first receiver changes, the owner not
         sighting("early", GRASS, complainant={"phone": PHONE}, received_at="2026-02-20T09:00:00+08:00")
     )
@@ -218,9 +223,9 @@ def test_a_version_1_sqlite_store_is_migrated_to_the_first_owner(tmp_path: Path)
     conn.close()
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.applied == [2] and store.schema_version() == 2  # type: ignore[attr-defined]
+        assert store.applied == [2, 3] and store.schema_version() == 3  # type: ignore[attr-defined]
         store.record(sighting("a", GRASS, complainant={"phone": PHONE}))
-        assert store.set_decision("a", "dec-1", "natural_resources")
+        assert store.set_decision(decided("a", "dec-1", "natural_resources"))
         b = store.record(sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, channel="PHONE"))
         assert b.facts.first_owner == "natural_resources"
     finally:

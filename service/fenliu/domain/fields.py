@@ -174,6 +174,10 @@ COMPLAINT_TABLE: Final[tuple[ComplaintField, ...]] = (
     _derived("matter_first_level", _enum(model.TIERS), model.UNSPECIFIED, "首接层级"),
     _derived("matter_linked_by", _TEXT, "", "关联依据"),
     _derived("matter_first_owner", FieldType("code", table="departments"), "", "首接牵头部门"),
+    # Derived from the matter's events (fenliu.matter.events): the event whose FAILED or REFUSED outcome
+    # re-triages this complaint ("" when none did), and the department the matter was handed on to.
+    ComplaintField("matter_outcome_event", _TEXT, "", zh="再分流依据事件", derived=True, testable=False),
+    _derived("matter_owner", FieldType("code", table="departments"), "", "移交后牵头部门"),
 )
 
 #: Complaint fields rules may test (title and text only through `keywords` / `pattern`).

@@ -240,6 +240,8 @@ class Complaint:
     matter_first_level: str = UNSPECIFIED
     matter_linked_by: str = ""
     matter_first_owner: str = ""
+    matter_outcome_event: str = ""
+    matter_owner: str = ""
     evidence: TextEvidence | None = None
     enriched: bool = False
 
@@ -535,6 +537,8 @@ MATTER_FIELDS: Final = (
     "matter_first_level",
     "matter_linked_by",
     "matter_first_owner",
+    "matter_outcome_event",
+    "matter_owner",
 )
 #: Every derived complaint field: the text enrichers' and the matter step's.
 DERIVED_FIELDS: Final = (*TEXT_DERIVED_FIELDS, *MATTER_FIELDS)
@@ -771,6 +775,9 @@ class Decision:
     matter: Mapping[str, JsonValue] | None = None
     #: The receiving point that owns the matter (首接: ``code``, ``level``), when one is known.
     owning_point: Mapping[str, str] | None = None
+    #: What the matter step did to the complaint before the engine (e.g. the event that re-triaged it),
+    #: shown with the trace's notes.
+    matter_notes: tuple[str, ...] = ()
 
     @property
     def suggestions(self) -> tuple[Suggestion, ...]:
@@ -833,7 +840,7 @@ class Decision:
             for entry, words in zip(d["trace"], self.matched_keywords, strict=False):
                 if words:
                     entry["matched_keywords"] = list(words)
-            d["notes"] = [*o.notes, *self.personal_notes, *self.text_notes]
+            d["notes"] = [*o.notes, *self.personal_notes, *self.matter_notes, *self.text_notes]
         return d
 
 

@@ -13,6 +13,7 @@ This module knows nothing of databases, the engine or the transport.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Final, Literal, Protocol
 from fenliu.domain import model
 from fenliu.domain.errors import FenliuError
 from fenliu.matter import signature as sig
+from fenliu.matter.events import DecisionFacts, EventStore, MatterState
 from fenliu.serving import decision_log
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Sighting",
     "StoreError",
     "StoreUnavailable",
+    "decision_facts",
     "identity_hashes",
     "receiving_level",
     "receiving_point",
@@ -196,6 +199,9 @@ class MatterFacts:
     first_received_at: int = 0
     earlier_decision_ids: tuple[str, ...] = ()
     first_owner: str = ""  # the owner department of the matter's first decision (set_decision)
+    #: where the matter stood before this complaint (its decisions and events, read in the recording's
+    #: transaction); None for a new matter or one without a decision yet
+    state: MatterState | None = None
 
     def to_dict(self) -> model.Json:
         return {
@@ -258,9 +264,10 @@ class Recognition:
         return d
 
 
-class MatterStore(Protocol):
+class MatterStore(EventStore, Protocol):
     """Where matters are remembered. Implementations: ``MemoryStore`` (tests), ``SQLiteStore``,
-    ``PostgresStore``; ``GuardedStore`` wraps one with a deadline and a local queue.
+    ``PostgresStore``; ``GuardedStore`` wraps one with a deadline and a local queue. Every store
+    follows matters too (:class:`fenliu.matter.events.EventStore`: events, states, the overdue).
 
     ``record`` looks up the sighting's matter and writes the sighting in one step, atomically: two
     recordings of one matter at the same moment (threads, processes, replicas) give one matter. Recording
@@ -271,9 +278,11 @@ class MatterStore(Protocol):
 
     def record(self, sighting: Sighting) -> Recognition: ...
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
-        """Write a complaint's decision id; the first non-empty ``owner_department`` written for a
-        matter is kept as its first owner (``matter_first_owner``)."""
+    def set_decision(self, facts: DecisionFacts) -> bool:
+        """Write a complaint's decision: its id, its facts (deadlines, colour, owner… for following the
+        matter) and the matter's state again, in one transaction. The first non-empty owner department
+        of a matter (not of an excluded complaint) is kept as its first owner (``matter_first_owner``).
+        False when the complaint is not stored."""
         ...
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
@@ -358,6 +367,34 @@ def sighting_from_complaint(
         text=words if settings.keep_text else None,
         decision_id=decision_id,
     )
+
+
+def decision_facts(complaint: model.Complaint, decision: model.Decision) -> DecisionFacts:
+    """What the store keeps of ``decision`` on ``complaint`` (for :meth:`MatterStore.set_decision`):
+    its deadlines in epoch seconds, the township of the complaint, the receiving point and level."""
+    o = decision.outcome
+    return DecisionFacts(
+        complaint_id=complaint.id,
+        decision_id=decision.decision_id,
+        received_at=int(decision.received_at.timestamp()),
+        category=o.category,
+        colour=o.color,
+        tier=o.tier,
+        stage=o.stage,
+        owner_department="" if o.excluded else o.owner_department,
+        township=complaint.region.get("township_code", ""),
+        point=receiving_point(complaint),
+        level=receiving_level(complaint),
+        excluded=o.excluded,
+        deadlines={k: int(v.timestamp()) for k, v in decision.deadlines.items()},
+    )
+
+
+def with_state(rec: Recognition, state: MatterState | None) -> Recognition:
+    """``rec`` with the matter's state before the complaint in its facts."""
+    if state is None:
+        return rec
+    return dataclasses.replace(rec, facts=dataclasses.replace(rec.facts, state=state))
 
 
 def now_seconds() -> int:

@@ -1,7 +1,7 @@
 """What the SQLite and PostgreSQL stores share: the schema and its migrations, the SQL of recognition,
 purge and forget. Each store supplies a connection, its placeholder, its types and its way of locking.
 
-Schema (version 2). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
+Schema (version 3). Times are seconds since the epoch (UTC). ``seq`` is a complaint's row number;
 identity hashes and bucket records point at it.
 
     fenliu_schema (version)                                   one row per applied migration
@@ -13,18 +13,44 @@ identity hashes and bucket records point at it.
     identities (hash, field, seq, received_at)                keyed hashes (HMAC) of id number / phone
     scope_buckets (scope, bucket, data)                       per village and week: the records
                                                               (seq, received_at, signature) of its complaints
+    events     (seq PK, event_id UNIQUE, idempotency_key UNIQUE, matter_id, decision_id, kind, stage,
+                occurred_at, actor_point, actor_level, reason, extension_days, handed_to_*,
+                satisfaction, recorded_at)                    the events on matters (version 3)
+    decisions  (decision_id PK, complaint_id, matter_id, received_at, category, colour, tier, stage,
+                owner_department, township, point, level, excluded, deadlines JSON)
+    matter_state (matter_id PK, status, township, colour, tier, owner_department, point,
+                first_received_at, next_due NULL, data JSON)  each matter's state (events.fold),
+                                                              written in the transaction of each
+                                                              event and decision; next_due is the
+                                                              earliest unmet deadline of an open
+                                                              matter, indexed alone and after each
+                                                              filter column
 
 No name, id number or phone is stored; ``text`` only when keeping text is turned on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias
 
 from fenliu.matter import _match
+from fenliu.matter import events as events_mod
 from fenliu.matter._core import DAY, MatchSettings, SchemaTooNew, Sighting
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
+    UnknownMatter,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +100,40 @@ def _v2(d: Dialect) -> list[str]:
     return ["ALTER TABLE matters ADD COLUMN first_owner TEXT NOT NULL DEFAULT ''"]
 
 
+def _v3(d: Dialect) -> list[str]:
+    state_index = [
+        f"CREATE INDEX matter_state_{c}_due ON matter_state ({c}, next_due, matter_id)"
+        for c in ("township", "colour", "tier", "owner_department", "point")
+    ]
+    return [
+        f"CREATE TABLE events (seq {d.serial}, event_id TEXT NOT NULL UNIQUE, "
+        "idempotency_key TEXT NOT NULL UNIQUE, matter_id TEXT NOT NULL, decision_id TEXT NOT NULL, "
+        "kind TEXT NOT NULL, stage TEXT NOT NULL, occurred_at BIGINT NOT NULL, actor_point TEXT NOT NULL, "
+        "actor_level TEXT NOT NULL, reason TEXT NOT NULL, extension_days INTEGER NOT NULL, "
+        "handed_to_department TEXT NOT NULL, handed_to_point TEXT NOT NULL, handed_to_level TEXT NOT NULL, "
+        "satisfaction TEXT NOT NULL, recorded_at BIGINT NOT NULL)",
+        "CREATE INDEX events_matter ON events (matter_id, occurred_at)",
+        "CREATE INDEX events_occurred ON events (occurred_at)",
+        "CREATE TABLE decisions (decision_id TEXT PRIMARY KEY, complaint_id TEXT NOT NULL, "
+        "matter_id TEXT NOT NULL, received_at BIGINT NOT NULL, category TEXT NOT NULL, colour TEXT NOT NULL, "
+        "tier TEXT NOT NULL, stage TEXT NOT NULL, owner_department TEXT NOT NULL, township TEXT NOT NULL, "
+        "point TEXT NOT NULL, level TEXT NOT NULL, excluded INTEGER NOT NULL, deadlines TEXT NOT NULL)",
+        "CREATE INDEX decisions_matter ON decisions (matter_id, received_at)",
+        "CREATE INDEX decisions_complaint ON decisions (complaint_id)",
+        "CREATE TABLE matter_state (matter_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+        "township TEXT NOT NULL, colour TEXT NOT NULL, tier TEXT NOT NULL, owner_department TEXT NOT NULL, "
+        "point TEXT NOT NULL, first_received_at BIGINT NOT NULL, next_due BIGINT, data TEXT NOT NULL)",
+        "CREATE INDEX matter_state_due ON matter_state (next_due, matter_id)",
+        "CREATE INDEX matter_state_open ON matter_state (status, first_received_at)",
+        *state_index,
+    ]
+
+
 #: Every schema change, in order. A new one is appended here (never edited once released).
 MIGRATIONS: Final = (
     Migration(1, "matters, complaints, identity hashes, scope buckets", _v1),
     Migration(2, "the matter's first owner department", _v2),
+    Migration(3, "events on matters, decision facts, each matter's state", _v3),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -381,20 +437,294 @@ def complaint_params(s: Sighting, matter_id: str) -> tuple[SqlValue, ...]:
     )
 
 
-def set_decision(cur: Cursor, d: Dialect, complaint_id: str, decision_id: str, owner: str) -> bool:
-    """A complaint's decision id; the matter's first owner when it has none yet (the first decision's)."""
+def set_decision(cur: Cursor, d: Dialect, facts: DecisionFacts) -> bool:
+    """A complaint's decision: its id on the complaint, the matter's first owner when it has none yet
+    (the first decision's), its facts, and the matter's state again (under the matter's row lock)."""
+    p = d.param
+    cur.execute(f"SELECT matter_id FROM complaints WHERE complaint_id = {p}", (facts.complaint_id,))
+    row = cur.fetchone()
+    if row is None:
+        return False
+    matter_id = str(row[0])
+    lock_matter(cur, d, matter_id)
+    cur.execute(
+        f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}",
+        (facts.decision_id, facts.complaint_id),
+    )
+    owner = "" if facts.excluded else facts.owner_department
+    if owner:
+        cur.execute(
+            f"UPDATE matters SET first_owner = {p} WHERE first_owner = '' AND matter_id = {p}",
+            (owner, matter_id),
+        )
+    if facts.decision_id:
+        cur.execute(f"DELETE FROM decisions WHERE decision_id = {p}", (facts.decision_id,))
+        cur.execute(
+            f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join([p] * 14)})",
+            decision_params(facts, matter_id),
+        )
+        refresh_state(cur, d, matter_id)
+    return True
+
+
+# -- events and states
+
+
+DECISION_COLUMNS: Final = (
+    "decision_id, complaint_id, matter_id, received_at, category, colour, tier, stage, "
+    "owner_department, township, point, level, excluded, deadlines"
+)
+EVENT_COLUMNS: Final = (
+    "event_id, idempotency_key, matter_id, decision_id, kind, stage, occurred_at, actor_point, "
+    "actor_level, reason, extension_days, handed_to_department, handed_to_point, handed_to_level, "
+    "satisfaction, recorded_at"
+)
+
+
+def decision_params(f: DecisionFacts, matter_id: str) -> tuple[SqlValue, ...]:
+    deadlines = json.dumps({k: int(v) for k, v in sorted(f.deadlines.items())})
+    return (
+        f.decision_id,
+        f.complaint_id,
+        matter_id,
+        f.received_at,
+        f.category,
+        f.colour,
+        f.tier,
+        f.stage,
+        f.owner_department,
+        f.township,
+        f.point,
+        f.level,
+        int(f.excluded),
+        deadlines,
+    )
+
+
+def decision_of(row: Sequence[Any]) -> DecisionFacts:
+    (did, cid, _m, at, cat, colour, tier, stage, owner, twp, point, level, excl, dl) = row
+    return DecisionFacts(
+        complaint_id=str(cid),
+        decision_id=str(did),
+        received_at=int(at),
+        category=str(cat),
+        colour=str(colour),
+        tier=str(tier),
+        stage=str(stage),
+        owner_department=str(owner),
+        township=str(twp),
+        point=str(point),
+        level=str(level),
+        excluded=bool(excl),
+        deadlines={str(k): int(v) for k, v in json.loads(str(dl)).items()},
+    )
+
+
+def event_params(r: RecordedEvent) -> tuple[SqlValue, ...]:
+    e = r.event
+    return (
+        r.event_id,
+        e.idempotency_key,
+        e.matter_id,
+        e.decision_id,
+        e.kind,
+        e.stage,
+        e.occurred_at,
+        e.actor_point,
+        e.actor_level,
+        e.reason,
+        e.extension_days,
+        e.handed_to_department,
+        e.handed_to_point,
+        e.handed_to_level,
+        e.satisfaction,
+        r.recorded_at,
+    )
+
+
+def event_of(row: Sequence[Any]) -> RecordedEvent:
+    (eid, key, mid, did, kind, stage, at, ap, al, reason, ext, hd, hp, hl, sat, rec) = row
+    ev = Event(
+        idempotency_key=str(key),
+        kind=str(kind),
+        stage=str(stage),
+        occurred_at=int(at),
+        actor_point=str(ap),
+        actor_level=str(al),
+        matter_id=str(mid),
+        decision_id=str(did),
+        reason=str(reason),
+        extension_days=int(ext),
+        handed_to_department=str(hd),
+        handed_to_point=str(hp),
+        handed_to_level=str(hl),
+        satisfaction=str(sat),
+    )
+    return RecordedEvent(str(eid), ev, int(rec))
+
+
+def lock_matter(cur: Cursor, d: Dialect, matter_id: str) -> bool:
+    """Take the matter's row lock (PostgreSQL; SQLite's write transaction holds the database's);
+    False when there is no such matter."""
+    suffix = " FOR UPDATE" if d.name == "postgresql" else ""
+    cur.execute(f"SELECT matter_id FROM matters WHERE matter_id = {d.param}{suffix}", (matter_id,))
+    return cur.fetchone() is not None
+
+
+def history(cur: Cursor, d: Dialect, matter_id: str) -> tuple[list[DecisionFacts], list[RecordedEvent]]:
     p = d.param
     cur.execute(
-        f"UPDATE complaints SET decision_id = {p} WHERE complaint_id = {p}", (decision_id, complaint_id)
+        f"SELECT {DECISION_COLUMNS} FROM decisions WHERE matter_id = {p} ORDER BY received_at, decision_id",
+        (matter_id,),
     )
-    found = bool(cur.rowcount > 0)
-    if found and owner:
-        cur.execute(
-            f"UPDATE matters SET first_owner = {p} WHERE first_owner = '' AND matter_id = "
-            f"(SELECT matter_id FROM complaints WHERE complaint_id = {p})",
-            (owner, complaint_id),
-        )
-    return found
+    decisions = [decision_of(r) for r in cur.fetchall()]
+    return decisions, matter_events(cur, d, matter_id)
+
+
+def matter_events(cur: Cursor, d: Dialect, matter_id: str) -> list[RecordedEvent]:
+    cur.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE matter_id = {d.param} ORDER BY occurred_at, seq",
+        (matter_id,),
+    )
+    return [event_of(r) for r in cur.fetchall()]
+
+
+def write_state(cur: Cursor, d: Dialect, st: MatterState, first_received_at: int) -> None:
+    p = d.param
+    cur.execute(f"DELETE FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
+    cur.execute(
+        "INSERT INTO matter_state (matter_id, status, township, colour, tier, owner_department, point, "
+        f"first_received_at, next_due, data) VALUES ({', '.join([p] * 10)})",
+        (
+            st.matter_id,
+            st.status,
+            st.township,
+            st.colour,
+            st.tier,
+            st.owner_department,
+            st.point,
+            first_received_at,
+            st.next_due,
+            json.dumps(st.to_json(), ensure_ascii=False, separators=(",", ":")),
+        ),
+    )
+
+
+def refresh_state(cur: Cursor, d: Dialect, matter_id: str) -> MatterState | None:
+    """Fold the matter's history again and write its state row (none without a decision)."""
+    decisions, evs = history(cur, d, matter_id)
+    if not decisions:
+        cur.execute(f"DELETE FROM matter_state WHERE matter_id = {d.param}", (matter_id,))
+        return None
+    st = events_mod.fold(matter_id, decisions, evs)
+    write_state(cur, d, st, min(x.received_at for x in decisions))
+    return st
+
+
+def read_state(cur: Cursor, d: Dialect, matter_id: str) -> MatterState | None:
+    cur.execute(f"SELECT data FROM matter_state WHERE matter_id = {d.param}", (matter_id,))
+    row = cur.fetchone()
+    return None if row is None else MatterState.from_json(json.loads(str(row[0])))
+
+
+def record_event(cur: Cursor, d: Dialect, event: Event, now: int) -> tuple[RecordedEvent, bool, MatterState]:
+    """Place ``event`` on its matter (one transaction, under the matter's row lock)."""
+    p = d.param
+    matter_id = event.matter_id
+    if event.decision_id:
+        cur.execute(f"SELECT matter_id FROM decisions WHERE decision_id = {p}", (event.decision_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise UnknownMatter(f"unknown decision {event.decision_id}")
+        if matter_id and matter_id != str(row[0]):
+            raise UnknownMatter(f"decision {event.decision_id} is not of matter {matter_id}")
+        matter_id = str(row[0])
+    if not matter_id or not lock_matter(cur, d, matter_id):
+        raise UnknownMatter(f"unknown matter {matter_id}")
+    cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE idempotency_key = {p}", (event.idempotency_key,))
+    row = cur.fetchone()
+    if row is not None:  # a repeat: answers as the first time did
+        done = event_of(row)
+        st = read_state(cur, d, done.event.matter_id)
+        return done, False, st or MatterState(matter_id=done.event.matter_id)
+    new = RecordedEvent(new_event_id(), dataclasses.replace(event, matter_id=matter_id), now)
+    decisions, evs = history(cur, d, matter_id)
+    st = events_mod.check(matter_id, decisions, evs, new)
+    cur.execute(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join([p] * 16)})", event_params(new))
+    write_state(cur, d, st, min(x.received_at for x in decisions))
+    return new, True, st
+
+
+def new_event_id() -> str:
+    return "e-" + uuid.uuid4().hex
+
+
+def overdue(cur: Cursor, d: Dialect, as_of: int, filters: Mapping[str, str], limit: int) -> list[OverdueItem]:
+    """From the index on (filter, next_due), or on next_due alone without a filter."""
+    p = d.param
+    where = [f"next_due < {p}"]
+    params: list[SqlValue] = [as_of]
+    for col, v in filters.items():
+        if v:
+            where.append(f"{col} = {p}")
+            params.append(v)
+    cur.execute(OVERDUE_SQL.format(where=" AND ".join(where), p=p), [*params, limit])
+    out = []
+    for (data,) in cur.fetchall():
+        st = MatterState.from_json(json.loads(str(data)))
+        out.append(OverdueItem(st, st.overdue(as_of)))
+    return out
+
+
+OVERDUE_SQL: Final = "SELECT data FROM matter_state WHERE {where} ORDER BY next_due, matter_id LIMIT {p}"
+FILTERS: Final = ("colour", "tier", "township", "owner_department", "point")
+
+
+def open_counts(cur: Cursor, d: Dialect, as_of: int) -> list[OpenCount]:
+    cur.execute(
+        "SELECT township, colour, tier, owner_department, count(*), "
+        f"sum(CASE WHEN next_due < {d.param} THEN 1 ELSE 0 END) FROM matter_state WHERE status = 'OPEN' "
+        "GROUP BY township, colour, tier, owner_department ORDER BY township, colour, tier, owner_department",
+        (as_of,),
+    )
+    return [
+        OpenCount(str(a), str(b), str(c), str(e), int(n), int(o or 0)) for a, b, c, e, n, o in cur.fetchall()
+    ]
+
+
+def outcomes(cur: Cursor, d: Dialect, start: int, end: int) -> list[OutcomeRow]:
+    p = d.param
+    rows: dict[str, dict[str, int]] = {}
+
+    def add(twp: str, name: str, n: int) -> None:
+        r = rows.setdefault(twp, {})
+        r[name] = r.get(name, 0) + n
+
+    cur.execute(
+        "SELECT township, count(*) FROM matter_state WHERE first_received_at >= "
+        f"{p} AND first_received_at < {p} GROUP BY township",
+        (start, end),
+    )
+    for twp, n in cur.fetchall():
+        add(str(twp), "received", int(n))
+    cur.execute(
+        "SELECT s.township, e.kind, e.actor_level, e.satisfaction, count(*) FROM events e "
+        f"JOIN matter_state s ON s.matter_id = e.matter_id WHERE e.occurred_at >= {p} AND e.occurred_at < {p} "
+        "GROUP BY s.township, e.kind, e.actor_level, e.satisfaction",
+        (start, end),
+    )
+    for twp, kind, level, sat, n in cur.fetchall():
+        for name in events_mod.outcome_names(str(kind), str(level), str(sat)):
+            add(str(twp), name, int(n))
+    cur.execute(
+        f"SELECT township, count(*), sum(CASE WHEN next_due < {p} THEN 1 ELSE 0 END) FROM matter_state "
+        f"WHERE status = 'OPEN' AND first_received_at < {p} GROUP BY township",
+        (end, end),
+    )
+    for twp, n, o in cur.fetchall():
+        add(str(twp), "open_at_end", int(n))
+        add(str(twp), "overdue_at_end", int(o or 0))
+    return [OutcomeRow(township=t, **rows[t]) for t in sorted(rows)]
 
 
 def matter_rows(cur: Cursor, d: Dialect, matter_id: str) -> list[dict[str, Any]]:
@@ -418,7 +748,8 @@ def _refresh(cur: Cursor, d: Dialect, matters: Iterable[str]) -> None:
         )
         row = cur.fetchone()
         if row is None:
-            cur.execute(f"DELETE FROM matters WHERE matter_id = {p}", (m,))
+            for table in ("matters", "events", "decisions", "matter_state"):
+                cur.execute(f"DELETE FROM {table} WHERE matter_id = {p}", (m,))
         else:
             cur.execute(
                 f"UPDATE matters SET first_received_at = {p}, first_point = {p}, first_level = {p} "
@@ -453,9 +784,15 @@ def delete_seqs(cur: Cursor, d: Dialect, seqs: Sequence[int]) -> int:
                 )
             else:
                 cur.execute(f"DELETE FROM scope_buckets WHERE scope = {p} AND bucket = {p}", (scope, b))
+        cur.execute(
+            f"DELETE FROM decisions WHERE complaint_id IN (SELECT complaint_id FROM complaints WHERE seq IN ({marks}))",
+            chunk,
+        )
         for table in ("identities", "complaints"):
             cur.execute(f"DELETE FROM {table} WHERE seq IN ({marks})", chunk)
     _refresh(cur, d, matters)
+    for m in sorted(matters):
+        refresh_state(cur, d, m)
     return len(seqs)
 
 

@@ -19,16 +19,21 @@ import dataclasses
 import time
 from typing import Any, Final
 
-from fenliu.domain.model import MATTER_FIELDS, UNSPECIFIED, Complaint, Decision, Json
+from fenliu.domain.model import MATTER_FIELDS, STAGES, UNSPECIFIED, Complaint, Decision, Json
 from fenliu.matter._core import (
     MatterStore,
     Recognition,
+    decision_facts,
     receiving_level,
     receiving_point,
     sighting_from_complaint,
 )
+from fenliu.matter.events import MatterState
 
-__all__ = ["MatterEnricher", "is_multi_door"]
+#: The outcomes that move a matter on a stage (the contract's re-triage rule).
+RETRIAGE_OUTCOMES: Final = frozenset({"FAILED", "REFUSED"})
+
+__all__ = ["MatterEnricher", "is_multi_door", "retriage"]
 
 #: A matter seen through this many channels or receiving points is 多头访.
 MULTI_DOOR: Final = 2
@@ -68,14 +73,56 @@ class MatterEnricher:
         matter's first owner when it has none; not for an excluded complaint, whose owner is the body
         it is referred to), and attach the ``matter`` part and the owning point to the decision."""
         if rec.available:
-            o = decision.outcome
-            self.store.set_decision(c.id, decision.decision_id, "" if o.excluded else o.owner_department)
-        return dataclasses.replace(decision, matter=matter_part(rec), owning_point=owning_point(c, rec))
+            self.store.set_decision(decision_facts(c, decision))
+        part = matter_part(rec)
+        if c.matter_outcome_event:
+            part["moved_by_event"] = c.matter_outcome_event
+        return dataclasses.replace(
+            decision, matter=part, owning_point=owning_point(c, rec), matter_notes=retriage_notes(c)
+        )
 
 
 def with_matter(c: Complaint, rec: Recognition) -> Complaint:
-    """``c`` with the recognition's derived fields."""
-    return dataclasses.replace(c, **rec.fields())
+    """``c`` with the recognition's derived fields, re-triaged by its matter's state (:func:`retriage`)."""
+    return retriage(dataclasses.replace(c, **rec.fields()), matter_state(rec), rec.facts.first_owner)
+
+
+def matter_state(rec: Recognition) -> MatterState | None:
+    """Where the recognized matter stands after its events (``None`` without history or events)."""
+    return rec.facts.state if rec.available else None
+
+
+def retriage(c: Complaint, state: MatterState | None, first_owner: str = "") -> Complaint:
+    """The matter moves on by itself (再分流): when its last outcome at a stage was FAILED or REFUSED,
+    the complaint is decided as if it carried that ``last_stage``/``last_outcome``, combined with what
+    the frontend sent: the later stage wins (the same stage: what was sent). ``matter_outcome_event``
+    names the event that moved it. A handed-on matter names its new owner (``matter_owner``)."""
+    if state is None:
+        return c
+    changes: dict[str, Any] = {}
+    if state.owner_department and state.owner_department != first_owner:
+        changes["matter_owner"] = state.owner_department
+    stage, outcome = state.last_outcome_stage, state.last_outcome
+    if outcome in RETRIAGE_OUTCOMES and stage in STAGES:
+        sent = c.last_stage
+        if sent not in STAGES or STAGES.index(stage) > STAGES.index(sent):
+            changes.update(
+                last_stage=stage, last_outcome=outcome, matter_outcome_event=state.last_outcome_event
+            )
+    return dataclasses.replace(c, **changes) if changes else c
+
+
+def retriage_notes(c: Complaint) -> tuple[str, ...]:
+    """The trace's note of the matter step, naming the event that re-triaged the complaint."""
+    notes: list[str] = []
+    if c.matter_outcome_event:
+        notes.append(
+            f"matter: re-triaged from event {c.matter_outcome_event} "
+            f"(last_stage {c.last_stage}, last_outcome {c.last_outcome})"
+        )
+    if c.matter_owner:
+        notes.append(f"matter: handed on to {c.matter_owner}")
+    return tuple(notes)
 
 
 def matter_part(rec: Recognition) -> Json:

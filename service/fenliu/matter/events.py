@@ -34,9 +34,10 @@ them. It knows nothing of databases, gRPC or the engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from fenliu.domain.errors import FenliuError
 
@@ -57,6 +58,8 @@ __all__ = [
     "OverdueItem",
     "RecordedEvent",
     "UnknownMatter",
+    "check",
+    "fold",
 ]
 
 EVENT_KINDS: Final = (
@@ -80,6 +83,22 @@ SATISFACTIONS: Final = ("SATISFIED", "BASICALLY", "DISSATISFIED")
 #: The deadlines of a decision (the contract's names), in the order they fall due.
 DEADLINES: Final = ("first_contact_by", "plan_by", "accept_by", "resolve_by")
 MAX_EXTENSION_DAYS: Final = 30
+DAY: Final = 86_400
+#: The levels whose resolutions count as settled at the grassroots (the 95% goal).
+GRASSROOTS: Final = frozenset({"VILLAGE", "TOWNSHIP"})
+#: Events that end a round (its resolve_by is met by them).
+ENDING: Final = frozenset({"RESOLVED", "FAILED", "REFUSED", "WITHDRAWN"})
+#: What may still happen after a stage ended FAILED or REFUSED, before the next decision.
+AFTER_ENDED: Final = frozenset({"HANDED_ON", "WITHDRAWN", "EVALUATED", "REVISITED"})
+#: What may still happen after a closing event, in the same round.
+AFTER_CLOSED: Final = frozenset({"EVALUATED", "REVISITED"})
+#: The deadlines each event meets (a later event meets the earlier ones it implies).
+MEETS: Final[Mapping[str, tuple[str, ...]]] = {
+    "FIRST_CONTACT": DEADLINES[:1],
+    "PLAN_MADE": DEADLINES[:2],
+    "ACCEPTED": DEADLINES[:3],
+    **{k: DEADLINES for k in ENDING},
+}
 
 #: Matter status values.
 OPEN: Final = "OPEN"
@@ -175,6 +194,26 @@ class MatterState:
     resolved_at: int = 0
     satisfaction: str = ""
     round_started_at: int = 0
+    rounds: int = 0  # rounds of handling so far (1 after the first decision)
+    round_ended: str = ""  # the event kind that ended the current round, "" while it runs
+
+    @property
+    def next_due(self) -> int | None:
+        """The earliest deadline of an open matter without its event; None when there is none."""
+        if self.status != OPEN:
+            return None
+        due = [t for n, t in self.deadlines.items() if n not in self.met]
+        return min(due) if due else None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["deadlines"], d["met"] = dict(self.deadlines), dict(self.met)
+        return d
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> MatterState:
+        names = {f.name for f in dataclasses.fields(MatterState)}
+        return MatterState(**{k: v for k, v in d.items() if k in names})
 
     def overdue(self, as_of: int) -> tuple[tuple[str, int, int], ...]:
         """(deadline, due, seconds past) of each deadline past ``as_of`` without its event, for an
@@ -260,3 +299,188 @@ class EventStore(Protocol):
     def open_counts(self, as_of: int) -> list[OpenCount]: ...
 
     def outcomes(self, start: int, end: int) -> list[OutcomeRow]: ...
+
+
+# -- the rules
+
+
+def outcome_names(kind: str, level: str, satisfaction: str) -> tuple[str, ...]:
+    """The :class:`OutcomeRow` figures one event counts in (resolutions are counted per event: a
+    matter counts once per resolution)."""
+    if kind == "RESOLVED":
+        return ("resolved", "resolved_grassroots") if level in GRASSROOTS else ("resolved",)
+    if kind in ("FAILED", "REFUSED"):
+        return ("failed_or_refused",)
+    if kind == "WITHDRAWN":
+        return ("withdrawn",)
+    if kind == "EXTENDED":
+        return ("extended",)
+    if kind == "EVALUATED" and satisfaction in SATISFACTIONS:
+        return (
+            "evaluated",
+            {"SATISFIED": "satisfied", "BASICALLY": "basically"}.get(satisfaction, "dissatisfied"),
+        )
+    return ()
+
+
+def _event_order(r: RecordedEvent) -> tuple[int, int, str]:
+    """Events by their time; at one second by the order of the funnel, then by key (never by arrival,
+    so that any arrival order folds alike)."""
+    e = r.event
+    rank = EVENT_KINDS.index(e.kind) if e.kind in EVENT_KINDS else len(EVENT_KINDS)
+    return (e.occurred_at, rank, e.idempotency_key)
+
+
+def _decision_order(d: DecisionFacts) -> tuple[int, str]:
+    return (d.received_at, d.decision_id)
+
+
+def _rule(e: Event, st: MatterState, closed: bool) -> tuple[str, str] | None:
+    """(code, message) when ``e`` cannot happen on a matter standing at ``st``; None when it can."""
+    k = e.kind
+    if k not in EVENT_KINDS:
+        return "unknown-kind", f"unknown event kind {k}"
+    if st.rounds == 0:
+        return "before-decision", "the event is dated before the matter's first decision"
+    if closed and k not in AFTER_CLOSED:
+        return (
+            "matter-closed",
+            f"the matter was {st.status.lower()}: only an evaluation or a revisit may follow",
+        )
+    if st.round_ended and k not in AFTER_ENDED and not closed:
+        return "round-ended", f"the stage already ended {st.round_ended}: {k} needs a new complaint first"
+    if k == "EXTENDED":
+        if st.extension_days:
+            return "second-extension", "the matter was already extended once (§34 allows one extension)"
+        if not 1 <= e.extension_days <= MAX_EXTENSION_DAYS:
+            return (
+                "extension-range",
+                f"an extension is 1 to {MAX_EXTENSION_DAYS} days, not {e.extension_days}",
+            )
+        if not e.reason.strip():
+            return "extension-reason", "an extension needs its reason"
+    if k == "EVALUATED" and e.satisfaction not in SATISFACTIONS:
+        return "satisfaction-missing", "an evaluation needs the citizen's satisfaction"
+    if k == "REVISITED" and e.satisfaction and e.satisfaction not in SATISFACTIONS:
+        return "satisfaction-missing", f"unknown satisfaction {e.satisfaction}"
+    if k == "HANDED_ON" and not e.handed_to_department:
+        return "handed-to-missing", "a hand-on names the department it goes to"
+    return None
+
+
+def _decide(st: MatterState, d: DecisionFacts) -> tuple[MatterState, bool]:
+    """The state after decision ``d`` and whether it starts a round (its clock)."""
+    owner = "" if d.excluded else d.owner_department
+    if st.rounds and not st.round_ended:  # a repeat complaint within a round: the clock runs on
+        return st, False
+    first = st.rounds == 0
+    st = dataclasses.replace(
+        st,
+        status=OPEN,
+        stage=d.stage,
+        colour=d.colour,
+        tier=d.tier,
+        category=d.category,
+        township=st.township if (st.township and not d.township) else d.township,
+        owner_department=owner,
+        point=d.point,
+        first_point=d.point if first else st.first_point,
+        first_level=d.level if first else st.first_level,
+        deadlines=dict(d.deadlines),
+        met={},
+        round_started_at=d.received_at,
+        rounds=st.rounds + 1,
+        round_ended="",
+        resolved_level="",
+        resolved_at=0,
+    )
+    return st, True
+
+
+def _apply(st: MatterState, r: RecordedEvent) -> MatterState:
+    e = r.event
+    k = e.kind
+    met = dict(st.met)
+    for name in MEETS.get(k, ()):
+        if name in st.deadlines and name not in met:
+            met[name] = e.occurred_at
+    ch: dict[str, Any] = {"met": met}
+    if k == "EXTENDED":
+        ch["extension_days"] = e.extension_days
+        if "resolve_by" in st.deadlines:
+            ch["deadlines"] = {
+                **st.deadlines,
+                "resolve_by": st.deadlines["resolve_by"] + e.extension_days * DAY,
+            }
+    elif k in OUTCOME_KINDS:
+        ch.update(
+            last_outcome=OUTCOME_KINDS[k],
+            last_outcome_stage=e.stage or st.stage,
+            last_outcome_event=r.event_id,
+            round_ended=k,
+        )
+        if k == "RESOLVED":
+            ch.update(status=RESOLVED, resolved_level=e.actor_level, resolved_at=e.occurred_at)
+    elif k == "WITHDRAWN":
+        ch.update(status=WITHDRAWN, round_ended=k)
+    elif k == "HANDED_ON":
+        ch.update(owner_department=e.handed_to_department, point=e.handed_to_point or st.point)
+    elif k in ("EVALUATED", "REVISITED") and e.satisfaction:
+        ch["satisfaction"] = e.satisfaction
+    return dataclasses.replace(st, **ch)
+
+
+def _fold(
+    matter_id: str,
+    decisions: Sequence[DecisionFacts],
+    events: Sequence[RecordedEvent],
+    strict: Callable[[RecordedEvent], bool],
+) -> tuple[MatterState, frozenset[str]]:
+    """The state, and the event ids left out as impossible (raising for those ``strict`` names)."""
+    seen: set[str] = set()
+    evs = []
+    for r in sorted(events, key=_event_order):
+        if r.event.idempotency_key not in seen:  # a repeat changes nothing
+            seen.add(r.event.idempotency_key)
+            evs.append(r)
+    decs = {d.decision_id: d for d in sorted(decisions, key=_decision_order)}
+    # one timeline: a decision before the events of its second
+    timeline: list[tuple[int, int, DecisionFacts | RecordedEvent]] = [
+        (d.received_at, 0, d) for d in decs.values()
+    ]
+    timeline += [(r.event.occurred_at, 1, r) for r in evs]
+    timeline.sort(key=lambda t: (t[0], t[1]))
+    st = MatterState(matter_id=matter_id)
+    skipped: set[str] = set()
+    for _, _, item in timeline:
+        if isinstance(item, DecisionFacts):
+            st, _started = _decide(st, item)
+            continue
+        closed = st.round_ended in CLOSING
+        why = _rule(item.event, st, closed)
+        if why is not None:
+            if strict(item):
+                raise EventRejected(*why)
+            skipped.add(item.event_id)
+            continue
+        st = _apply(st, item)
+    return st, frozenset(skipped)
+
+
+def fold(matter_id: str, decisions: Sequence[DecisionFacts], events: Sequence[RecordedEvent]) -> MatterState:
+    """What a matter's decisions and events add up to, placed by their time (the module's rules). An
+    event that its history makes impossible (a decision that arrived late can do that) is left out."""
+    return _fold(matter_id, decisions, events, lambda r: False)[0]
+
+
+def check(
+    matter_id: str,
+    decisions: Sequence[DecisionFacts],
+    events: Sequence[RecordedEvent],
+    new: RecordedEvent,
+) -> MatterState:
+    """The state with ``new`` placed among ``events`` by its time; :class:`EventRejected` when ``new``
+    is impossible there, or makes impossible an event already stored after it."""
+    _, before = _fold(matter_id, decisions, events, lambda r: False)
+    state, _ = _fold(matter_id, decisions, [*events, new], lambda r: r.event_id not in before)
+    return state

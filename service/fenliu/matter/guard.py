@@ -21,11 +21,32 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fenliu.matter._core import MatchSettings, MatterStore, Recognition, Sighting, StoreError
+from fenliu.matter._core import (
+    MatchSettings,
+    MatterStore,
+    Recognition,
+    Sighting,
+    StoreError,
+    StoreUnavailable,
+)
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    EventRejected,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
+    UnknownMatter,
+)
+
+T = TypeVar("T")
 
 __all__ = ["GuardedStore"]
 
@@ -37,6 +58,11 @@ class GuardedStore:
 
     ``max_in_flight`` bounds the calls still running past their deadline; beyond it a call does not even
     try the store. ``retry_s`` is how often the queue is retried while the store fails.
+
+    The event methods (:class:`~fenliu.matter.events.EventStore`) go to the store within
+    ``event_deadline_s`` and are never queued: a store that does not answer in time raises
+    :class:`StoreUnavailable` (the caller says so: UNAVAILABLE, and the frontend sends the event again
+    with its idempotency key).
     """
 
     def __init__(
@@ -47,10 +73,12 @@ class GuardedStore:
         deadline_s: float = 0.010,
         max_in_flight: int = 4,
         retry_s: float = 0.5,
+        event_deadline_s: float = 2.0,
     ) -> None:
         self.store = store
         self.settings: MatchSettings = store.settings
         self.deadline_s = deadline_s
+        self.event_deadline_s = event_deadline_s
         self.retry_s = retry_s
         self.dir = Path(queue_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,11 +127,79 @@ class GuardedStore:
         self._wake.set()
         return Recognition.unavailable()
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+    def set_decision(self, facts: DecisionFacts) -> bool:
         try:
-            return self.store.set_decision(complaint_id, decision_id, owner_department)
+            return self.store.set_decision(facts)
         except Exception:
             return False
+
+    # -- following matters: within a deadline, never queued
+
+    def _within(self, fn: Callable[[], T]) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise StoreUnavailable("the matter store is busy")
+
+        def call() -> T:
+            try:
+                return fn()
+            finally:
+                self._slots.release()
+
+        try:
+            fut = self._pool.submit(call)
+        except RuntimeError:  # shut down
+            self._slots.release()
+            raise StoreUnavailable("the matter store is closed") from None
+        try:
+            return fut.result(timeout=self.event_deadline_s)
+        except cf.TimeoutError:
+            raise StoreUnavailable("the matter store did not answer in time") from None
+        except (StoreError, UnknownMatter, EventRejected):
+            raise
+        except Exception as e:  # a driver's error of any kind: the store's trouble
+            _log.warning("matter store: %s", type(e).__name__)
+            raise StoreUnavailable(f"the matter store failed ({type(e).__name__})") from None
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        return self._within(lambda: self.store.record_event(event))
+
+    def events(self, matter_id: str) -> list[RecordedEvent]:
+        return self._within(lambda: self.store.events(matter_id))
+
+    def state(self, matter_id: str) -> MatterState | None:
+        return self._within(lambda: self.store.state(matter_id))
+
+    def overdue(
+        self,
+        as_of: int,
+        *,
+        colour: str = "",
+        tier: str = "",
+        township: str = "",
+        owner_department: str = "",
+        point: str = "",
+        limit: int = 10_000,
+    ) -> Iterator[OverdueItem]:
+        items = self._within(
+            lambda: list(
+                self.store.overdue(
+                    as_of,
+                    colour=colour,
+                    tier=tier,
+                    township=township,
+                    owner_department=owner_department,
+                    point=point,
+                    limit=limit,
+                )
+            )
+        )
+        return iter(items)
+
+    def open_counts(self, as_of: int) -> list[OpenCount]:
+        return self._within(lambda: self.store.open_counts(as_of))
+
+    def outcomes(self, start: int, end: int) -> list[OutcomeRow]:
+        return self._within(lambda: self.store.outcomes(start, end))
 
     # -- the queue
 

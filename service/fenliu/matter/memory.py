@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fenliu.matter import _match
-from fenliu.matter._core import MatchSettings, Recognition, Sighting, now_seconds
+from fenliu.matter import events as ev
+from fenliu.matter._core import MatchSettings, Recognition, Sighting, now_seconds, with_state
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
+    UnknownMatter,
+)
 
 __all__ = ["MemoryStore"]
+
+
+def _sql_event_id() -> str:
+    return "e-" + uuid.uuid4().hex
 
 
 class _MemoryTx:
@@ -129,21 +145,148 @@ class MemoryStore:
         self.by_seq: dict[int, str] = {}
         self.next_seq = 0
         self.buckets: dict[str, dict[int, bytes]] = {}
+        # following matters: decision facts and events per matter, events by key, states
+        self.decision_facts: defaultdict[str, dict[str, DecisionFacts]] = defaultdict(dict)
+        self.matter_of_decision: dict[str, str] = {}
+        self.events_of: defaultdict[str, list[RecordedEvent]] = defaultdict(list)
+        self.event_by_key: dict[str, RecordedEvent] = {}
+        self.states: dict[str, MatterState] = {}
+        self.first_received: dict[str, int] = {}
 
     def record(self, sighting: Sighting) -> Recognition:
         with self._lock:
-            return _match.record(_MemoryTx(self), sighting, self.settings)
+            rec = _match.record(_MemoryTx(self), sighting, self.settings)
+            return rec if rec.new_matter else with_state(rec, self.states.get(rec.matter_id))
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+    def set_decision(self, facts: DecisionFacts) -> bool:
         with self._lock:
+            complaint_id = facts.complaint_id
             if complaint_id not in self.complaints:
                 return False
-            self.decisions[complaint_id] = decision_id
+            self.decisions[complaint_id] = facts.decision_id
             m = self.matter_of[complaint_id]
             f = self.firsts.get(m)
-            if owner_department and f is not None and not f.owner:
-                self.firsts[m] = dataclasses.replace(f, owner=owner_department)
+            owner = "" if facts.excluded else facts.owner_department
+            if owner and f is not None and not f.owner:
+                self.firsts[m] = dataclasses.replace(f, owner=owner)
+            if facts.decision_id:
+                old = self.matter_of_decision.get(facts.decision_id)
+                if old is not None:
+                    self.decision_facts[old].pop(facts.decision_id, None)
+                self.decision_facts[m][facts.decision_id] = facts
+                self.matter_of_decision[facts.decision_id] = m
+                self._refresh_state(m)
             return True
+
+    def _refresh_state(self, m: str) -> None:
+        decisions = list(self.decision_facts.get(m, {}).values())
+        if not decisions:
+            self.states.pop(m, None)
+            self.first_received.pop(m, None)
+            return
+        self.states[m] = ev.fold(m, decisions, self.events_of.get(m, []))
+        self.first_received[m] = min(d.received_at for d in decisions)
+
+    # -- following matters (EventStore); the overdue and the counts scan the states (a test double)
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        with self._lock:
+            matter_id = event.matter_id
+            if event.decision_id:
+                found = self.matter_of_decision.get(event.decision_id)
+                if found is None:
+                    raise UnknownMatter(f"unknown decision {event.decision_id}")
+                if matter_id and matter_id != found:
+                    raise UnknownMatter(f"decision {event.decision_id} is not of matter {matter_id}")
+                matter_id = found
+            if not matter_id or matter_id not in self.members:
+                raise UnknownMatter(f"unknown matter {matter_id}")
+            done = self.event_by_key.get(event.idempotency_key)
+            if done is not None:
+                m = done.event.matter_id
+                return done, False, self.states.get(m) or MatterState(matter_id=m)
+            new = RecordedEvent(
+                _sql_event_id(), dataclasses.replace(event, matter_id=matter_id), now_seconds()
+            )
+            decisions = list(self.decision_facts.get(matter_id, {}).values())
+            st = ev.check(matter_id, decisions, self.events_of.get(matter_id, []), new)
+            self.events_of[matter_id].append(new)
+            self.event_by_key[event.idempotency_key] = new
+            self.states[matter_id] = st
+            return new, True, st
+
+    def events(self, matter_id: str) -> list[RecordedEvent]:
+        with self._lock:
+            return sorted(self.events_of.get(matter_id, []), key=lambda r: r.event.occurred_at)
+
+    def state(self, matter_id: str) -> MatterState | None:
+        with self._lock:
+            return self.states.get(matter_id)
+
+    def overdue(
+        self,
+        as_of: int,
+        *,
+        colour: str = "",
+        tier: str = "",
+        township: str = "",
+        owner_department: str = "",
+        point: str = "",
+        limit: int = 10_000,
+    ) -> Iterator[OverdueItem]:
+        want = {
+            "colour": colour,
+            "tier": tier,
+            "township": township,
+            "owner_department": owner_department,
+            "point": point,
+        }
+        with self._lock:
+            found = [
+                (due, st.matter_id, st)
+                for st in self.states.values()
+                if (due := st.next_due) is not None
+                and due < as_of
+                and all(not v or getattr(st, k) == v for k, v in want.items())
+            ]
+        found.sort(key=lambda t: (t[0], t[1]))
+        return iter([OverdueItem(st, st.overdue(as_of)) for _, _, st in found[:limit]])
+
+    def open_counts(self, as_of: int) -> list[OpenCount]:
+        with self._lock:
+            counts: dict[tuple[str, str, str, str], list[int]] = {}
+            for st in self.states.values():
+                if st.status != ev.OPEN:
+                    continue
+                c = counts.setdefault((st.township, st.colour, st.tier, st.owner_department), [0, 0])
+                c[0] += 1
+                due = st.next_due
+                c[1] += int(due is not None and due < as_of)
+        return [OpenCount(*k, open=n, overdue=o) for k, (n, o) in sorted(counts.items())]
+
+    def outcomes(self, start: int, end: int) -> list[OutcomeRow]:
+        rows: dict[str, dict[str, int]] = {}
+
+        def add(twp: str, name: str) -> None:
+            r = rows.setdefault(twp, {})
+            r[name] = r.get(name, 0) + 1
+
+        with self._lock:
+            for m, st in self.states.items():
+                first = self.first_received[m]
+                if start <= first < end:
+                    add(st.township, "received")
+                for r in self.events_of.get(m, []):
+                    e = r.event
+                    if start <= e.occurred_at < end:
+                        for name in ev.outcome_names(e.kind, e.actor_level, e.satisfaction):
+                            add(st.township, name)
+                if st.status == ev.OPEN and first < end:
+                    add(st.township, "open_at_end")
+                    due = st.next_due
+                    if due is not None and due < end:
+                        add(st.township, "overdue_at_end")
+        return [OutcomeRow(township=t, **rows[t]) for t in sorted(rows)]
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -177,14 +320,24 @@ class MemoryStore:
             if c.scope and c.signature:
                 k = _match.bucket_of(c.received_at)
                 self.buckets[c.scope][k] = _match.without(self.buckets[c.scope][k], {seq})
+            for did in [d for d, f in self.decision_facts.get(m, {}).items() if f.complaint_id == cid]:
+                del self.decision_facts[m][did]
+                self.matter_of_decision.pop(did, None)
             left = [self.complaints[x] for x in self.members[m]]
             if not left:
                 del self.members[m]
                 self.firsts.pop(m, None)
+                for r in self.events_of.pop(m, []):
+                    self.event_by_key.pop(r.event.idempotency_key, None)
+                for did in self.decision_facts.pop(m, {}):
+                    self.matter_of_decision.pop(did, None)
+                self.states.pop(m, None)
+                self.first_received.pop(m, None)
             else:
                 f = min(left, key=lambda x: x.received_at)
                 old = self.firsts.get(m)
                 self.firsts[m] = _match.First(f.received_at, f.point, f.level, old.owner if old else "")
+                self._refresh_state(m)
         return len(ids)
 
     def purge(self, *, now: int | None = None) -> int:

@@ -29,6 +29,16 @@ from fenliu.matter._core import (
     StoreError,
     StoreUnavailable,
     now_seconds,
+    with_state,
+)
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
 )
 
 __all__ = ["PostgresStore", "redact_url"]
@@ -108,11 +118,59 @@ class PostgresStore:
 
     def record(self, sighting: Sighting) -> Recognition:
         with self._tx() as cur:
-            return _match.record(_PgTx(cur, synchronous_commit=self._sync), sighting, self.settings)
+            rec = _match.record(_PgTx(cur, synchronous_commit=self._sync), sighting, self.settings)
+            if rec.new_matter:
+                return rec
+            return with_state(rec, _sql.read_state(cur, _sql.POSTGRESQL, rec.matter_id))
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+    def set_decision(self, facts: DecisionFacts) -> bool:
         with self._tx() as cur:
-            return _sql.set_decision(cur, _sql.POSTGRESQL, complaint_id, decision_id, owner_department)
+            return _sql.set_decision(cur, _sql.POSTGRESQL, facts)
+
+    # -- following matters (EventStore): each write under the matter's row lock (SELECT … FOR UPDATE),
+    # so that two events on one matter serialize and the second folds the first
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        with self._tx() as cur:
+            return _sql.record_event(cur, _sql.POSTGRESQL, event, now_seconds())
+
+    def events(self, matter_id: str) -> list[RecordedEvent]:
+        with self._tx() as cur:
+            return _sql.matter_events(cur, _sql.POSTGRESQL, matter_id)
+
+    def state(self, matter_id: str) -> MatterState | None:
+        with self._tx() as cur:
+            return _sql.read_state(cur, _sql.POSTGRESQL, matter_id)
+
+    def overdue(
+        self,
+        as_of: int,
+        *,
+        colour: str = "",
+        tier: str = "",
+        township: str = "",
+        owner_department: str = "",
+        point: str = "",
+        limit: int = 10_000,
+    ) -> Iterator[OverdueItem]:
+        filters = {
+            "colour": colour,
+            "tier": tier,
+            "township": township,
+            "owner_department": owner_department,
+            "point": point,
+        }
+        with self._tx() as cur:
+            items = _sql.overdue(cur, _sql.POSTGRESQL, as_of, filters, limit)
+        return iter(items)
+
+    def open_counts(self, as_of: int) -> list[OpenCount]:
+        with self._tx() as cur:
+            return _sql.open_counts(cur, _sql.POSTGRESQL, as_of)
+
+    def outcomes(self, start: int, end: int) -> list[OutcomeRow]:
+        with self._tx() as cur:
+            return _sql.outcomes(cur, _sql.POSTGRESQL, start, end)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._tx() as cur:

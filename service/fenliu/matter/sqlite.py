@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from fenliu.matter import _match, _sql
-from fenliu.matter._core import MatchSettings, Recognition, Sighting, StoreError, now_seconds
+from fenliu.matter._core import MatchSettings, Recognition, Sighting, StoreError, now_seconds, with_state
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -95,13 +104,60 @@ class SQLiteStore:
     def record(self, sighting: Sighting) -> Recognition:
         try:
             with self._tx() as cur:
-                return _match.record(_sql.SqlTx(cur, _sql.SQLITE, _no_lock), sighting, self.settings)
+                rec = _match.record(_sql.SqlTx(cur, _sql.SQLITE, _no_lock), sighting, self.settings)
+                if rec.new_matter:
+                    return rec
+                return with_state(rec, _sql.read_state(cur, _sql.SQLITE, rec.matter_id))
         except sqlite3.Error as e:
             raise StoreError(f"matter store {self.url}: {e}") from None
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
+    def set_decision(self, facts: DecisionFacts) -> bool:
         with self._tx() as cur:
-            return _sql.set_decision(cur, _sql.SQLITE, complaint_id, decision_id, owner_department)
+            return _sql.set_decision(cur, _sql.SQLITE, facts)
+
+    # -- following matters (EventStore)
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        with self._tx() as cur:
+            return _sql.record_event(cur, _sql.SQLITE, event, now_seconds())
+
+    def events(self, matter_id: str) -> list[RecordedEvent]:
+        with self._tx() as cur:
+            return _sql.matter_events(cur, _sql.SQLITE, matter_id)
+
+    def state(self, matter_id: str) -> MatterState | None:
+        with self._tx() as cur:
+            return _sql.read_state(cur, _sql.SQLITE, matter_id)
+
+    def overdue(
+        self,
+        as_of: int,
+        *,
+        colour: str = "",
+        tier: str = "",
+        township: str = "",
+        owner_department: str = "",
+        point: str = "",
+        limit: int = 10_000,
+    ) -> Iterator[OverdueItem]:
+        filters = {
+            "colour": colour,
+            "tier": tier,
+            "township": township,
+            "owner_department": owner_department,
+            "point": point,
+        }
+        with self._tx() as cur:
+            items = _sql.overdue(cur, _sql.SQLITE, as_of, filters, limit)
+        return iter(items)
+
+    def open_counts(self, as_of: int) -> list[OpenCount]:
+        with self._tx() as cur:
+            return _sql.open_counts(cur, _sql.SQLITE, as_of)
+
+    def outcomes(self, start: int, end: int) -> list[OutcomeRow]:
+        with self._tx() as cur:
+            return _sql.outcomes(cur, _sql.SQLITE, start, end)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         with self._tx() as cur:

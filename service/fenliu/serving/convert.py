@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
@@ -42,7 +43,9 @@ from fenliu.domain.model import (
     MAX_AMOUNT,
     MAX_CODE,
     MAX_COUNT,
+    MAX_ID,
     MAX_PERSONAL,
+    POINT_CODE_FORMAT,
     POINT_CODE_LENGTHS,
     UNSPECIFIED,
     Complainant,
@@ -56,11 +59,15 @@ from fenliu.domain.model import (
     parse_timestamp,
     point_code_ok,
     region_code_ok,
+    region_format,
 )
+from fenliu.domain.model import _receiving_point as receiving_point_from_dict
+from fenliu.domain.personal import mask
 
 if TYPE_CHECKING:
     from google._upb._message import EnumDescriptor as UpbEnumDescriptor
 
+    from fenliu.matter.events import Event, MatterState, OverdueItem, RecordedEvent
     from fenliu.serving.runtime import PackInfo, ReloadAttempt
 
 #: An enum's descriptor, as the pure-Python or the upb protobuf runtime gives it.
@@ -654,6 +661,7 @@ def decision_to_proto(decision: Decision, *, trace: bool = False) -> pb.Decision
             if words:
                 entry.matched_keywords.extend(words)
         msg.notes.extend(decision.personal_notes)
+        msg.notes.extend(decision.matter_notes)
         msg.notes.extend(decision.text_notes)
     return msg
 
@@ -774,6 +782,12 @@ def matter_from_response(resp: pb.GetMatterResponse) -> Json:
             }
             for c in resp.complaints
         ],
+        "events": [json_format.MessageToDict(e, preserving_proto_field_name=True) for e in resp.events],
+        "state": (
+            json_format.MessageToDict(resp.state, preserving_proto_field_name=True)
+            if resp.HasField("state")
+            else None
+        ),
     }
 
 
@@ -809,3 +823,285 @@ def rule_pack_to_proto(info: PackInfo, attempt: ReloadAttempt | None = None) -> 
         last.changed_files.extend(attempt.changed_files)
         last.warnings.extend(attempt.warnings)
     return resp
+
+
+# ----------------------------------------------------------------------------------------------------
+# Events on a matter (RecordEvent, RecordEvents, ListOverdue, GetMatter's events and state)
+
+#: A matter id: ``m-`` and 32 hex digits.
+MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
+#: A decision id: 32 hex digits (a UUID's).
+DECISION_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
+#: The longest idempotency key and reason an event may carry.
+MAX_IDEMPOTENCY_KEY: Final = 128
+MAX_REASON: Final = 1000
+#: An event may not happen before this, nor later than this long after the server's clock.
+EARLIEST_EVENT: Final = datetime(2000, 1, 1, tzinfo=UTC)
+EVENT_CLOCK_SKEW: Final = timedelta(days=1)
+#: Kinds that take a satisfaction, and kinds that take a reason (the only ones that may).
+_SATISFACTION_KINDS: Final = frozenset({"EVALUATED", "REVISITED"})
+
+
+def _event_string(msg: Message, name: str, path: str, limit: int, bad: list[FieldViolation]) -> str:
+    """A string field of an event, stripped ("" when blank); a violation when too long or holding a
+    NUL (never quoting the value)."""
+    v = str(getattr(msg, name))
+    if len(v) > limit:
+        bad.append(FieldViolation(path, f"must be at most {limit} characters"))
+        return ""
+    if "\x00" in v:
+        bad.append(FieldViolation(path, "must not contain NUL"))
+        return ""
+    return v.strip()
+
+
+def _event_point(
+    msg: pb.ReceivingPoint, path: str, bad: list[FieldViolation], *, required: bool
+) -> dict[str, str]:
+    """A receiving point's code and level, validated as a complaint's receiving point is."""
+    if not msg.code.strip():
+        if required:
+            bad.append(FieldViolation(f"{path}.code", "required: the point's code (6, 9 or 12 digits)"))
+        elif msg.level:
+            bad.append(FieldViolation(f"{path}.code", "required with a level"))
+        return {}
+    level = enum_name(pb.Tier.DESCRIPTOR, msg.level)
+    given: dict[object, object] = {"code": msg.code}
+    if level == UNKNOWN_ENUM:
+        bad.append(
+            FieldViolation(f"{path}.level", "unknown enum number; allowed: " + _allowed(pb.Tier.DESCRIPTOR))
+        )
+        return {}
+    if level:
+        given["level"] = level
+    inner: list[FieldViolation] = []
+    point = receiving_point_from_dict(given, inner)
+    for v in inner:
+        bad.append(FieldViolation(path + v.field[len("receiving_point") :], v.description))
+    return dict(point) if point else {}
+
+
+def event_from_proto(
+    msg: pb.MatterEvent, *, departments: frozenset[str] | None = None, now: datetime | None = None
+) -> Event:
+    """A validated :class:`~fenliu.matter.events.Event`, or :class:`ComplaintError` naming every bad
+    field (as ``event.<field>``). ``reason`` comes back masked of anything shaped like an id number or
+    a phone. Fields that do not belong to the event's kind are rejected. ``departments``: the pack's
+    department codes (``None``: not checked, e.g. before a pack is loaded)."""
+    from fenliu.matter.events import MAX_EXTENSION_DAYS, Event  # the matter store only when it is used
+
+    bad: list[FieldViolation] = []
+    key = _event_string(msg, "idempotency_key", "idempotency_key", MAX_IDEMPOTENCY_KEY, bad)
+    if not key and not any(v.field == "idempotency_key" for v in bad):
+        bad.append(FieldViolation("idempotency_key", "required: the caller's key for this event"))
+    matter_id = _event_string(msg, "matter_id", "matter_id", MAX_ID, bad)
+    decision_id = _event_string(msg, "decision_id", "decision_id", MAX_ID, bad)
+    if matter_id and decision_id:
+        bad.append(FieldViolation("decision_id", "give matter_id or decision_id, not both"))
+    elif not matter_id and not decision_id and not any(v.field in ("matter_id", "decision_id") for v in bad):
+        bad.append(FieldViolation("matter_id", "required: matter_id or decision_id"))
+    if matter_id and not MATTER_ID.match(matter_id):
+        bad.append(FieldViolation("matter_id", "must be a matter id: m- and 32 hex digits"))
+    if decision_id and not matter_id and not DECISION_ID.match(decision_id):
+        bad.append(FieldViolation("decision_id", "must be a decision id: 32 hex digits"))
+    if key and mask(key) != key:
+        bad.append(
+            FieldViolation("idempotency_key", "must not hold anything shaped like an id number or a phone")
+        )
+    kind = enum_name(pb.EventKind.DESCRIPTOR, msg.kind) or ""
+    if not kind:
+        bad.append(FieldViolation("kind", "required; allowed: " + _allowed(pb.EventKind.DESCRIPTOR)))
+    elif kind == UNKNOWN_ENUM:
+        bad.append(
+            FieldViolation("kind", "unknown enum number; allowed: " + _allowed(pb.EventKind.DESCRIPTOR))
+        )
+    stage = enum_name(pb.Stage.DESCRIPTOR, msg.stage) or ""
+    if not stage:
+        bad.append(FieldViolation("stage", "required; allowed: " + _allowed(pb.Stage.DESCRIPTOR)))
+    elif stage == UNKNOWN_ENUM:
+        bad.append(FieldViolation("stage", "unknown enum number; allowed: " + _allowed(pb.Stage.DESCRIPTOR)))
+    occurred_at = 0
+    if not msg.HasField("occurred_at"):
+        bad.append(FieldViolation("occurred_at", "required: when the event happened"))
+    else:
+        latest = (now or datetime.now(UTC)) + EVENT_CLOCK_SKEW
+        iso = _timestamp(msg.occurred_at)
+        when = datetime.fromisoformat(iso) if iso is not None else None
+        if when is None or not EARLIEST_EVENT <= when <= latest:
+            bad.append(FieldViolation("occurred_at", "must be after 2000-01-01 and not in the future"))
+        else:
+            occurred_at = int(msg.occurred_at.seconds)
+    actor = _event_point(msg.actor, "actor", bad, required=True)
+    reason = _event_string(msg, "reason", "reason", MAX_REASON, bad)
+    days = int(msg.extension_days)
+    department = _event_string(msg, "handed_to_department", "handed_to_department", MAX_CODE, bad)
+    handed_point = _event_point(msg.handed_to_point, "handed_to_point", bad, required=False)
+    satisfaction = enum_name(pb.Satisfaction.DESCRIPTOR, msg.satisfaction) or ""
+    if satisfaction == UNKNOWN_ENUM:
+        bad.append(
+            FieldViolation(
+                "satisfaction", "unknown enum number; allowed: " + _allowed(pb.Satisfaction.DESCRIPTOR)
+            )
+        )
+    # What each kind needs, and what it may not carry.
+    if kind == "EXTENDED":
+        if not 1 <= days <= MAX_EXTENSION_DAYS:
+            bad.append(FieldViolation("extension_days", f"must be 1 to {MAX_EXTENSION_DAYS} days (§34)"))
+        if not reason:
+            bad.append(FieldViolation("reason", "required for EXTENDED: why the handling is extended"))
+    elif days:
+        bad.append(FieldViolation("extension_days", "only for EXTENDED"))
+    if kind == "HANDED_ON":
+        if not department and not handed_point:
+            bad.append(FieldViolation("handed_to_department", "required for HANDED_ON (or handed_to_point)"))
+        elif department and departments is not None and department not in departments:
+            bad.append(FieldViolation("handed_to_department", "unknown department of the rule pack"))
+    else:
+        if department:
+            bad.append(FieldViolation("handed_to_department", "only for HANDED_ON"))
+        if msg.handed_to_point.code or msg.handed_to_point.level:
+            bad.append(FieldViolation("handed_to_point", "only for HANDED_ON"))
+    if kind == "EVALUATED" and not satisfaction:
+        bad.append(FieldViolation("satisfaction", "required for EVALUATED"))
+    elif satisfaction and kind not in _SATISFACTION_KINDS and kind:
+        bad.append(FieldViolation("satisfaction", "only for EVALUATED and REVISITED"))
+    if bad:
+        raise ComplaintError(bad)
+    return Event(
+        idempotency_key=key,
+        kind=kind,
+        stage=stage,
+        occurred_at=occurred_at,
+        actor_point=actor["code"],
+        actor_level=actor.get("level", ""),
+        matter_id=matter_id,
+        decision_id=decision_id,
+        reason=mask(reason),
+        extension_days=days,
+        handed_to_department=department,
+        handed_to_point=handed_point.get("code", ""),
+        handed_to_level=handed_point.get("level", ""),
+        satisfaction=satisfaction,
+    )
+
+
+def _set_seconds(ts: timestamp_pb2.Timestamp, seconds: int) -> None:
+    ts.FromSeconds(int(seconds))
+
+
+def _deadlines_to_proto(msg: pb.Deadlines, values: Mapping[str, int]) -> None:
+    msg.SetInParent()
+    for name in DEADLINE_NAMES:
+        if name in values:
+            _set_seconds(getattr(msg, name), values[name])
+
+
+def state_to_proto(msg: pb.MatterState, s: MatterState) -> None:
+    """Fill a ``fenliu.v1.MatterState`` from the store's :class:`~fenliu.matter.events.MatterState`."""
+    msg.SetInParent()
+    msg.matter_id = s.matter_id
+    msg.status = s.status
+    msg.stage = enum_number(pb.Stage.DESCRIPTOR, s.stage)
+    msg.last_outcome = enum_number(pb.Outcome.DESCRIPTOR, s.last_outcome)
+    msg.last_outcome_stage = enum_number(pb.Stage.DESCRIPTOR, s.last_outcome_stage)
+    msg.owner_department = s.owner_department
+    if s.first_point:
+        _point_to_proto(msg.first_receiver, {"code": s.first_point, "level": s.first_level})
+    msg.color = enum_number(pb.Color.DESCRIPTOR, s.colour)
+    msg.tier = enum_number(pb.Tier.DESCRIPTOR, _tier(s.tier))
+    msg.township_code = s.township
+    _deadlines_to_proto(msg.deadlines, s.deadlines)
+    _deadlines_to_proto(msg.met, s.met)
+    msg.extension_days = s.extension_days
+    msg.resolved_level = enum_number(pb.Tier.DESCRIPTOR, _tier(s.resolved_level))
+    msg.satisfaction = enum_number(pb.Satisfaction.DESCRIPTOR, s.satisfaction)
+
+
+def event_to_proto(msg: pb.MatterEvent, e: Event) -> None:
+    msg.SetInParent()
+    msg.idempotency_key = e.idempotency_key
+    msg.matter_id = e.matter_id
+    msg.decision_id = e.decision_id
+    msg.kind = enum_number(pb.EventKind.DESCRIPTOR, e.kind)
+    msg.stage = enum_number(pb.Stage.DESCRIPTOR, e.stage)
+    _set_seconds(msg.occurred_at, e.occurred_at)
+    _point_to_proto(msg.actor, {"code": e.actor_point, "level": e.actor_level})
+    msg.reason = e.reason
+    msg.extension_days = e.extension_days
+    msg.handed_to_department = e.handed_to_department
+    if e.handed_to_point:
+        _point_to_proto(msg.handed_to_point, {"code": e.handed_to_point, "level": e.handed_to_level})
+    msg.satisfaction = enum_number(pb.Satisfaction.DESCRIPTOR, e.satisfaction)
+
+
+def recorded_to_proto(msg: pb.RecordedEvent, r: RecordedEvent) -> None:
+    msg.event_id = r.event_id
+    event_to_proto(msg.event, r.event)
+    _set_seconds(msg.recorded_at, r.recorded_at)
+
+
+def record_response(recorded: RecordedEvent, stored: bool, state: MatterState) -> pb.RecordEventResponse:
+    resp = pb.RecordEventResponse(event_id=recorded.event_id, recorded=stored)
+    state_to_proto(resp.state, state)
+    return resp
+
+
+def overdue_to_proto(item: OverdueItem) -> pb.OverdueMatter:
+    msg = pb.OverdueMatter()
+    state_to_proto(msg.state, item.state)
+    for name, due, past in item.overdue:
+        d = msg.overdue.add(deadline=name, seconds_past=int(past))
+        _set_seconds(d.due, due)
+    return msg
+
+
+def matter_events_to_response(
+    resp: pb.GetMatterResponse, events: Sequence[RecordedEvent], state: MatterState | None
+) -> None:
+    """Add a matter's events and state to its ``GetMatterResponse``."""
+    for r in events:
+        recorded_to_proto(resp.events.add(), r)
+    if state is not None:
+        state_to_proto(resp.state, state)
+
+
+def overdue_filters(msg: pb.ListOverdueRequest, *, now: datetime | None = None) -> tuple[int, dict[str, Any]]:
+    """(as_of, the store's keyword filters) of a ``ListOverdueRequest``, or :class:`ComplaintError`
+    naming every bad field. ``as_of`` defaults to now; ``limit`` to and at most 10,000."""
+    bad: list[FieldViolation] = []
+    as_of = int((now or datetime.now(UTC)).timestamp())
+    if msg.HasField("as_of"):
+        iso = _timestamp(msg.as_of)
+        if iso is None or datetime.fromisoformat(iso) < EARLIEST_EVENT:
+            bad.append(FieldViolation("as_of", "must be a time after 2000-01-01"))
+        else:
+            as_of = int(msg.as_of.seconds)
+    colour = enum_name(pb.Color.DESCRIPTOR, msg.color) or ""
+    tier = enum_name(pb.Tier.DESCRIPTOR, msg.tier) or ""
+    for name, value, enum in (("color", colour, pb.Color.DESCRIPTOR), ("tier", tier, pb.Tier.DESCRIPTOR)):
+        if value == UNKNOWN_ENUM:
+            bad.append(FieldViolation(name, "unknown enum number; allowed: " + _allowed(enum)))
+    township = _event_string(msg, "township_code", "township_code", MAX_CODE, bad)
+    if township and not region_code_ok("township_code", township):
+        bad.append(FieldViolation("township_code", region_format("township_code")))
+    owner = _event_string(msg, "owner_department", "owner_department", MAX_CODE, bad)
+    point = _event_string(msg, "point", "point", MAX_CODE, bad)
+    if point and not point_code_ok(point):
+        bad.append(FieldViolation("point", POINT_CODE_FORMAT))
+    limit = int(msg.limit) or MAX_OVERDUE
+    if not 0 < limit <= MAX_OVERDUE:
+        bad.append(FieldViolation("limit", f"must be 1 to {MAX_OVERDUE} (0: {MAX_OVERDUE})"))
+    if bad:
+        raise ComplaintError(bad)
+    return as_of, {
+        "colour": colour,
+        "tier": tier,
+        "township": township,
+        "owner_department": owner,
+        "point": point,
+        "limit": limit,
+    }
+
+
+#: The most matters one ListOverdue answers (and its default).
+MAX_OVERDUE: Final = 10_000

@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from fenliu.domain.model import Complaint, Decision
 from fenliu.matter import GuardedStore, MatchSettings, MatterStore, Recognition, StoreError, open_store
 from fenliu.matter._core import Sighting, StoreUnavailable
 from fenliu.matter.enricher import MatterEnricher, is_multi_door
+from fenliu.matter.events import (
+    DecisionFacts,
+    Event,
+    MatterState,
+    OpenCount,
+    OutcomeRow,
+    OverdueItem,
+    RecordedEvent,
+)
 from fenliu.serving.config import ServeConfig
 
 if TYPE_CHECKING:
@@ -100,8 +109,26 @@ class _LateStore:
     def record(self, sighting: Sighting) -> Recognition:
         return self._live().record(sighting)
 
-    def set_decision(self, complaint_id: str, decision_id: str, owner_department: str = "") -> bool:
-        return self._live().set_decision(complaint_id, decision_id, owner_department)
+    def set_decision(self, facts: DecisionFacts) -> bool:
+        return self._live().set_decision(facts)
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        return self._live().record_event(event)
+
+    def events(self, matter_id: str) -> list[RecordedEvent]:
+        return self._live().events(matter_id)
+
+    def state(self, matter_id: str) -> MatterState | None:
+        return self._live().state(matter_id)
+
+    def overdue(self, as_of: int, **filters: Any) -> Iterator[OverdueItem]:
+        return self._live().overdue(as_of, **filters)
+
+    def open_counts(self, as_of: int) -> list[OpenCount]:
+        return self._live().open_counts(as_of)
+
+    def outcomes(self, start: int, end: int) -> list[OutcomeRow]:
+        return self._live().outcomes(start, end)
 
     def matter(self, matter_id: str) -> list[dict[str, Any]]:
         return self._live().matter(matter_id)
@@ -157,6 +184,23 @@ class Matters:
 
     def after(self, c: Complaint, decision: Decision, rec: Recognition) -> Decision:
         return self.enricher.after(c, decision, rec)
+
+    def record_event(self, event: Event) -> tuple[RecordedEvent, bool, MatterState]:
+        """Store one event (see :meth:`fenliu.matter.events.EventStore.record_event`), within the
+        guard's deadline for events; never queued: a store that cannot answer raises
+        :class:`StoreUnavailable` and the frontend sends the event again with its idempotency key."""
+        return self.store.record_event(event)
+
+    def overdue(self, as_of: int, **filters: Any) -> Iterator[OverdueItem]:
+        return self.store.overdue(as_of, **filters)
+
+    def history(self, matter_id: str) -> tuple[list[RecordedEvent], MatterState | None] | None:
+        """A matter's events and state, ``None`` when the store cannot be read (logged by its kind)."""
+        try:
+            return self.store.events(matter_id), self.store.state(matter_id)
+        except Exception as e:
+            log.warning("matter_store_unreadable", extra={"error_type": type(e).__name__})
+            return None
 
     def complaints(self, matter_id: str) -> list[dict[str, Any]] | None:
         """A matter's complaints (no personal data), ``[]`` for an unknown matter, ``None`` when the store

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -84,7 +83,7 @@ TriageCall: TypeAlias = "pb.TriageRequest | pb.TriageStreamRequest | Undecodable
 
 SERVICE_NAME: Final = "fenliu.v1.TriageService"
 #: A matter id: ``m-`` and 32 hex digits.
-MATTER_ID: Final = re.compile(r"m-[0-9a-f]{32}\Z")
+MATTER_ID: Final = convert.MATTER_ID
 #: The health entry of the matter store: SERVING when it is reached, NOT_SERVING while degraded.
 MATTER_HEALTH: Final = "fenliu.v1.TriageService/matters"
 ERROR_DOMAIN: Final = "fenliu.v1"
@@ -207,6 +206,46 @@ def matters_unavailable_status() -> status_pb2.Status:
         grpc.StatusCode.UNAVAILABLE,
         "the matter store could not be read; retry later",
         _error_info("MATTER_STORE_UNAVAILABLE"),
+    )
+
+
+def invalid_request_status(violations: Sequence[FieldViolation], what: str, reason: str) -> status_pb2.Status:
+    """INVALID_ARGUMENT for a request that is not a complaint (an event, a listing): one BadRequest
+    naming every bad field and one ErrorInfo with ``reason``."""
+    bad = error_details_pb2.BadRequest()
+    names: list[str] = []
+    for v in violations:
+        names.append(v.field)
+        bad.field_violations.add(field=v.field, description=v.description)
+    fields = ", ".join(dict.fromkeys(names))
+    n = len(names)
+    message = f"invalid {what}: {n} bad field{'s' if n != 1 else ''}: {fields}"
+    return _status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        message,
+        bad,
+        _error_info(reason, {"fields": fields.replace(" ", "")}),
+    )
+
+
+def event_rejected_status(code: str, description: str) -> status_pb2.Status:
+    """FAILED_PRECONDITION: the matter's history makes the event impossible; the violation's type is
+    the store's stable code (``second-extension``, ``matter-closed``...)."""
+    pf = error_details_pb2.PreconditionFailure()
+    pf.violations.add(type=code, subject="event", description=description)
+    return _status(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"event rejected: {description}",
+        pf,
+        _error_info("EVENT_REJECTED", {"code": code}),
+    )
+
+
+def event_matter_not_found_status() -> status_pb2.Status:
+    return _status(
+        grpc.StatusCode.NOT_FOUND,
+        "no such matter or decision",
+        _error_info("MATTER_NOT_FOUND"),
     )
 
 
@@ -501,18 +540,144 @@ class TriageServicer:
                 status = matter_id_status()
             else:
                 rows = self._matters.complaints(request.matter_id)
-                if rows:
+                history = self._matters.history(request.matter_id) if rows else None
+                if rows and history is not None:
                     self._notify("GetMatter", None, None, grpc.StatusCode.OK)
-                    return convert.matter_to_response(request.matter_id, rows)
-                status = matters_unavailable_status() if rows is None else matter_not_found_status()
+                    resp = convert.matter_to_response(request.matter_id, rows)
+                    convert.matter_events_to_response(resp, *history)
+                    return resp
+                status = matter_not_found_status() if rows == [] else matters_unavailable_status()
             self._notify("GetMatter", None, None, _code_of(status))
             context.abort_with_status(rpc_status.to_status(status))
             return None
         finally:
             self.counters.finish()
 
+    # -- events on a matter (督办、反馈、评价、回访)
+
+    def _departments(self) -> frozenset[str] | None:
+        """The loaded pack's department codes (a HANDED_ON names one), ``None`` without a pack."""
+        decider = getattr(self._triage, "decider", None)
+        pack = getattr(decider, "pack", None)
+        tables = getattr(pack, "tables", None)
+        if not tables or "departments" not in tables:
+            return None
+        return frozenset(tables["departments"].rows)
+
+    def record_one(
+        self, request: pb.RecordEventRequest | Undecodable, method: str
+    ) -> tuple[pb.RecordEventResponse | None, status_pb2.Status | None]:
+        """(the answer, None) or (None, google.rpc.Status) for one event. Never raises."""
+        from fenliu.matter import StoreError
+        from fenliu.matter.events import EventRejected, UnknownMatter
+
+        status: status_pb2.Status | None = None
+        answer: pb.RecordEventResponse | None = None
+        try:
+            if isinstance(request, Undecodable):
+                status = malformed_status(request.message_type)
+            elif self._matters is None:
+                status = no_matters_status()
+            else:
+                event = convert.event_from_proto(request.event, departments=self._departments())
+                answer = convert.record_response(*self._matters.record_event(event))
+        except ComplaintError as e:
+            violations = [FieldViolation("event." + v.field, v.description) for v in e.violations]
+            status = invalid_request_status(violations, "event", "INVALID_EVENT")
+            log.debug("event_rejected", extra={"method": method, "fields": [v.field for v in violations]})
+        except UnknownMatter:
+            status = event_matter_not_found_status()
+        except EventRejected as e:
+            status = event_rejected_status(e.code, str(e))
+            log.info("event_refused", extra={"method": method, "code": e.code})
+        except StoreError as e:
+            log.warning("matter_store_unwritable", extra={"method": method, "error_type": type(e).__name__})
+            status = matters_unavailable_status()
+        except Exception:
+            log.error("event_failure", exc_info=True, extra={"method": method})
+            status = _status(
+                grpc.StatusCode.INTERNAL,
+                "recording the event failed; the failure is logged",
+                _error_info("EVENT_FAILURE"),
+            )
+        self._notify(method, None, None, grpc.StatusCode.OK if status is None else _code_of(status))
+        return answer, status
+
+    def RecordEvent(
+        self, request: pb.RecordEventRequest | Undecodable, context: grpc.ServicerContext
+    ) -> pb.RecordEventResponse | None:  # None: never, abort_with_status raises
+        self.counters.start()
+        try:
+            answer, status = self.record_one(request, "RecordEvent")
+            if status is not None:
+                context.abort_with_status(rpc_status.to_status(status))
+            return answer
+        finally:
+            self.counters.finish()
+
+    def RecordEvents(
+        self, requests: Iterator[pb.RecordEventRequest | Undecodable], context: grpc.ServicerContext
+    ) -> Iterator[pb.RecordEventsResponse]:
+        self.counters.start()
+        try:
+            for index, request in enumerate(requests):
+                answer, status = self.record_one(request, "RecordEvents")
+                if status is None:
+                    yield pb.RecordEventsResponse(index=index, recorded=answer)
+                else:
+                    yield pb.RecordEventsResponse(index=index, error=status)
+        finally:
+            self.counters.finish()
+
+    def ListOverdue(
+        self, request: pb.ListOverdueRequest | Undecodable, context: grpc.ServicerContext
+    ) -> Iterator[pb.OverdueMatter]:
+        self.counters.start()
+        try:
+            status: status_pb2.Status | None = None
+            if isinstance(request, Undecodable):
+                status = malformed_status(request.message_type)
+            elif self._matters is None:
+                status = no_matters_status()
+            else:
+                try:
+                    as_of, filters = convert.overdue_filters(request)
+                except ComplaintError as e:
+                    status = invalid_request_status(e.violations, "request", "INVALID_REQUEST")
+                else:
+                    from fenliu.matter import StoreError
+
+                    try:
+                        for item in self._matters.overdue(as_of, **filters):
+                            yield convert.overdue_to_proto(item)
+                    except StoreError as e:
+                        log.warning("matter_store_unreadable", extra={"error_type": type(e).__name__})
+                        status = matters_unavailable_status()
+            self._notify(
+                "ListOverdue", None, None, grpc.StatusCode.OK if status is None else _code_of(status)
+            )
+            if status is not None:
+                context.abort_with_status(rpc_status.to_status(status))
+        finally:
+            self.counters.finish()
+
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         return {
+            "RecordEvent": grpc.unary_unary_rpc_method_handler(
+                self.RecordEvent,
+                request_deserializer=request_deserializer(pb.RecordEventRequest),
+                response_serializer=pb.RecordEventResponse.SerializeToString,
+            ),
+            "RecordEvents": grpc.stream_stream_rpc_method_handler(
+                self.RecordEvents,
+                request_deserializer=request_deserializer(pb.RecordEventRequest),
+                response_serializer=pb.RecordEventsResponse.SerializeToString,
+            ),
+            "ListOverdue": grpc.unary_stream_rpc_method_handler(
+                self.ListOverdue,
+                request_deserializer=request_deserializer(pb.ListOverdueRequest),
+                response_serializer=pb.OverdueMatter.SerializeToString,
+            ),
             "GetMatter": grpc.unary_unary_rpc_method_handler(
                 self.GetMatter,
                 request_deserializer=request_deserializer(pb.GetMatterRequest),
@@ -914,7 +1079,8 @@ def banner(
             f"fenliu: serving {pack} on {target} ({'TLS' if tls else 'plaintext'}"
             f"{', mutual TLS' if tls and tls.client_ca else ''}), "
             f"{workers} worker{'s' if workers != 1 else ''} (pid {pid_list})",
-            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack, GetMatter); "
+            "  service:    fenliu.v1.TriageService (Triage, TriageStream, GetRulePack, GetMatter, "
+            "RecordEvent, RecordEvents, ListOverdue); "
             "grpc.health.v1.Health; reflection",
             "  call it:",
             f"    fenliu call --address {target}{tls_flags} --trace '{sample}'",
