@@ -25,7 +25,7 @@ def test_migrate_creates_the_schema_once_on_sqlite_and_postgresql(
 ) -> None:
     for url in (f"sqlite:///{tmp_path / 'm.db'}", pg_server.create_database()):
         assert main(["store", "migrate", url]) == 0
-        assert "schema version 2 (applied 1, 2)" in capsys.readouterr().out
+        assert "schema version 3 (applied 1, 2, 3)" in capsys.readouterr().out
         assert main(["store", "migrate", url]) == 0
         assert "nothing to apply" in capsys.readouterr().out
 
