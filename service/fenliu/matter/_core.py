@@ -73,7 +73,9 @@ class MatchSettings:
     :mod:`fenliu.matter.signature`) of the words of two complaints by the same person (same id number or
     phone hash) for them to be one matter: one person's different matters are kept apart by it.
     ``content_similarity``: the least similarity for two complaints of the same village (or township,
-    when no village is given) with no identity in common (a relative, a neighbour) to be one matter.
+    when no village is given) with no identity in common (a relative, a neighbour) to be one matter;
+    ``content_jaccard``: and the least share of all their shingles they have in common (estimated
+    Jaccard), so that a short text of common words is not "contained" in every long complaint.
     ``content_scan_limit``: at most this many of the newest complaints of that village are compared.
     ``keep_text``: store the words themselves (off: only their signature).
     """
@@ -81,6 +83,7 @@ class MatchSettings:
     window_days: int = 180
     identity_similarity: float = 0.20
     content_similarity: float = 0.20
+    content_jaccard: float = 0.05
     content_scan_limit: int = 5000
     keep_text: bool = False
     retention_days: int = 3 * 365
@@ -88,7 +91,7 @@ class MatchSettings:
     def __post_init__(self) -> None:
         if self.window_days <= 0 or self.retention_days <= 0:
             raise ValueError("window_days and retention_days must be positive")
-        for name in ("identity_similarity", "content_similarity"):
+        for name in ("identity_similarity", "content_similarity", "content_jaccard"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie between 0 and 1")

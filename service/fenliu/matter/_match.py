@@ -13,7 +13,8 @@ Linking, over the earlier complaints within the window (``received_at`` ± ``win
 2. the same id number or phone hash links when the words are at least ``identity_similarity`` alike
    (one person's *different* matters stay apart);
 3. the same village (or township, when no village is given) and words at least ``content_similarity``
-   alike link (a relative, a neighbour, the same person without a shared identifier).
+   alike, sharing at least ``content_jaccard`` of all their shingles, link (a relative, a neighbour,
+   the same person without a shared identifier).
 
 The strongest link wins (case id, then identity, then content; then the more similar; then the older
 complaint); the evidence lists every kind that holds for the chosen matter. No link: a new matter.
@@ -182,18 +183,20 @@ def top(values: np.ndarray[Any, np.dtype[np.float64]], k: int) -> np.ndarray[Any
     return order
 
 
-def _similarities(s: Sighting, cands: Sequence[Candidate]) -> list[float]:
-    """The similarity of ``s``'s words to each candidate's, in one vectorized comparison."""
+def _similarities(s: Sighting, cands: Sequence[Candidate]) -> list[tuple[float, float]]:
+    """(containment, Jaccard) of ``s``'s words and each candidate's, in one vectorized comparison."""
     full = [i for i, c in enumerate(cands) if len(c.signature) == sig.SIG_BYTES]
-    out = [0.0] * len(cands)
+    out = [(0.0, 0.0)] * len(cands)
     if full and len(s.signature) == sig.SIG_BYTES:
-        sims = sig.similarities(s.signature, sig.unpack(b"".join(cands[i].signature for i in full)))
-        for i, v in zip(full, sims.tolist(), strict=True):
-            out[i] = float(v)
+        sims, jacc = sig.resemblances(s.signature, sig.unpack(b"".join(cands[i].signature for i in full)))
+        for i, v, j in zip(full, sims.tolist(), jacc.tolist(), strict=True):
+            out[i] = (float(v), float(j))
     return out
 
 
-def _strength(c: Candidate, s: Sighting, settings: MatchSettings, simil: float) -> tuple[list[Evidence], int]:
+def _strength(
+    c: Candidate, s: Sighting, settings: MatchSettings, simil: float, jaccard: float
+) -> tuple[list[Evidence], int]:
     ev: list[Evidence] = []
     strength = 0
     if c.same_case:
@@ -203,7 +206,7 @@ def _strength(c: Candidate, s: Sighting, settings: MatchSettings, simil: float) 
         field = next(f for f in ("id_number", "phone") if f in c.identity_fields)
         ev.append(Evidence("identity", c.complaint_id, field=field, similarity=simil))
         strength = max(strength, 2)
-    if same_place(s, c) and simil >= settings.content_similarity:
+    if same_place(s, c) and simil >= settings.content_similarity and jaccard >= settings.content_jaccard:
         ev.append(Evidence("content", c.complaint_id, similarity=simil))
         strength = max(strength, 1)
     return ev, strength
@@ -217,8 +220,8 @@ def choose(
     best_matter = ""
     by_matter: dict[str, dict[str, Evidence]] = {}
     cands = list(candidates)
-    for c, simil in zip(cands, _similarities(s, cands), strict=True):
-        ev, strength = _strength(c, s, settings, simil)
+    for c, (simil, jaccard) in zip(cands, _similarities(s, cands), strict=True):
+        ev, strength = _strength(c, s, settings, simil, jaccard)
         if not strength:
             continue
         kinds = by_matter.setdefault(c.matter_id, {})

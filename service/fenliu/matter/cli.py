@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--min-recall", type=float, default=0.90)
     e.add_argument("--identity-similarity", type=float, default=MatchSettings().identity_similarity)
     e.add_argument("--content-similarity", type=float, default=MatchSettings().content_similarity)
+    e.add_argument("--content-jaccard", type=float, default=MatchSettings().content_jaccard)
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(store_func=cmd_link_eval)
 
@@ -126,7 +127,9 @@ def cmd_link_eval(args: argparse.Namespace) -> int:
     from fenliu.matter.evaluate import evaluate, read_pairs
 
     settings = MatchSettings(
-        identity_similarity=args.identity_similarity, content_similarity=args.content_similarity
+        identity_similarity=args.identity_similarity,
+        content_similarity=args.content_similarity,
+        content_jaccard=args.content_jaccard,
     )
     # the pairs' identities are hashed with a key of this run only: nothing is kept
 

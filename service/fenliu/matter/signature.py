@@ -31,7 +31,16 @@ from datasketch import MinHash
 #: What the MinHash arithmetic works on: arrays of 32-bit unsigned integers.
 U32: TypeAlias = npt.NDArray[np.uint32]
 
-__all__ = ["NUM_PERM", "SIG_BYTES", "shingles", "signature", "similarities", "similarity", "unpack"]
+__all__ = [
+    "NUM_PERM",
+    "SIG_BYTES",
+    "resemblances",
+    "shingles",
+    "signature",
+    "similarities",
+    "similarity",
+    "unpack",
+]
 
 NUM_PERM: Final = 128
 SIG_BYTES: Final = 2 + 2 * NUM_PERM
@@ -114,13 +123,19 @@ def unpack(block: bytes) -> np.ndarray[tuple[int, ...], np.dtype[np.uint16]]:
     return np.frombuffer(block, dtype="<u2").reshape(-1, NUM_PERM + 1)
 
 
-def similarities(
+def resemblances(
     sig: bytes, many: np.ndarray[tuple[int, ...], np.dtype[np.uint16]]
-) -> np.ndarray[tuple[int, ...], np.dtype[np.float64]]:
-    """The containment of ``sig`` against each row of ``many`` (see :func:`unpack`). ``sig`` and the rows
-    may be cut to the same prefix (the count and the first values): a coarser estimate."""
+) -> tuple[
+    np.ndarray[tuple[int, ...], np.dtype[np.float64]], np.ndarray[tuple[int, ...], np.dtype[np.float64]]
+]:
+    """(containment, Jaccard) of ``sig`` against each row of ``many`` (see :func:`unpack`). ``sig`` and
+    the rows may be cut to the same prefix (the count and the first values): a coarser estimate.
+
+    Containment says how much of the smaller text is in the other; Jaccard how much the two share of all
+    they hold. A short text of few, common characters is largely "contained" in any long complaint; its
+    Jaccard with it stays small, which is what keeps links by words alone apart (docs/matters.md)."""
     if len(sig) < 4 or len(sig) % 2 or len(many) == 0 or many.shape[1] != len(sig) // 2:
-        return np.zeros(len(many))
+        return np.zeros(len(many)), np.zeros(len(many))
     mine = np.frombuffer(sig, dtype="<u2")
     j = np.count_nonzero(many[:, 1:] == mine[1:], axis=1) / (many.shape[1] - 1)  # the share equal
     na = float(mine[0])
@@ -129,7 +144,14 @@ def similarities(
     out: np.ndarray[tuple[int, ...], np.dtype[np.float64]] = np.minimum(
         1.0, inter / np.maximum(1.0, np.minimum(na, nb))
     )
-    return out
+    return out, j.astype(np.float64)
+
+
+def similarities(
+    sig: bytes, many: np.ndarray[tuple[int, ...], np.dtype[np.uint16]]
+) -> np.ndarray[tuple[int, ...], np.dtype[np.float64]]:
+    """The containment of ``sig`` against each row of ``many`` (:func:`resemblances`)."""
+    return resemblances(sig, many)[0]
 
 
 def similarity(a: bytes, b: bytes) -> float:
