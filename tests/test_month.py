@@ -14,6 +14,8 @@ extended, evaluations by satisfaction, open and overdue at the end).
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -23,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from google.protobuf import timestamp_pb2
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
+from fenliu.cli import commands as cli
 from fenliu.matter import GuardedStore, MatchSettings, open_store
 from fenliu.matter.events import DEADLINES, GRASSROOTS
 from fenliu.serving import convert
@@ -284,6 +288,23 @@ def test_a_month_of_a_banner_adds_up(tmp_path: Path) -> None:
     for twp, want in expected.rows.items():
         have = asdict(rows[twp])
         assert {f: have[f] for f in fields} == {f: want[f] for f in fields}, twp
+    # `fenliu report` prints and writes the same figures, by township name, with the total row.
+    out = tmp_path / "month.csv"
+    names = ROOT / "deploy" / "townships-150626.yaml"
+    args = ["--lang", "zh_CN", "report", url, "--month", "2026-11", "--csv", str(out), "--names", str(names)]
+    assert cli.main(args) == 0
+    raw = out.read_bytes()
+    assert raw.startswith("\ufeff".encode())
+    table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    header, body = table[0], {r[0]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
+    assert header[:3] == ["苏木镇", "受理", "化解"]
+    title = {str(k): str(v) for k, v in yaml.safe_load(names.read_text("utf-8")).items()}
+    labels = dict(zip(fields, header[1:4] + header[5:12] + header[13:], strict=True))
+    for twp, want in expected.rows.items():
+        shown = body[title[twp]]
+        assert {f: int(shown[labels[f]]) for f in fields} == {f: want[f] for f in fields}, twp
+    assert int(body["合计"]["化解"]) == sum(r["resolved"] for r in expected.rows.values())
+
     resolved = sum(r["resolved"] for r in expected.rows.values())
     grassroots = sum(r["resolved_grassroots"] for r in expected.rows.values())
     assert resolved > 0

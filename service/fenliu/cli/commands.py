@@ -449,6 +449,12 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return fmt.run(Path(args.pack), sys.stdout, write=not args.check, shown=lambda p: os.path.relpath(p))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from fenliu.cli.report import cmd_report as report
+
+    return report(args)
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from fenliu.matter.cli import main as store_main
 
@@ -575,6 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_status_arguments(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "report", help=_("a period's figures by township: resolved at the grassroots, satisfaction, overdue")
+    )
+    from fenliu.cli.report import add_arguments as report_args
+
+    report_args(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("store", help=_("the matter store: migrate, purge, forget, link-eval"))
     from fenliu.matter.cli import add_arguments as store_args

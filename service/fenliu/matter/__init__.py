@@ -53,6 +53,7 @@ __all__ = [
     "receiving_level",
     "receiving_point",
     "sighting_from_complaint",
+    "sqlite_path",
 ]
 
 
@@ -65,6 +66,14 @@ def open_store(url: str, settings: MatchSettings | None = None) -> MatterStore:
         return PostgresStore(url, settings)
     if url in ("memory:", "memory://"):
         return MemoryStore(settings)
+    from fenliu.matter.sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path(url), settings)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of an SQLite store's URL (``sqlite:///PATH`` or a plain path); :class:`StoreError` for
+    a URL of no store this fenliu knows."""
     if url.startswith("sqlite:"):
         path = url[len("sqlite:") :]
         path = path[2:] if path.startswith("//") else path  # sqlite:///abs, sqlite:////abs, sqlite:rel
@@ -77,6 +86,4 @@ def open_store(url: str, settings: MatchSettings | None = None) -> MatterStore:
         path = url
     if not path:
         raise StoreError("the sqlite store needs a file: sqlite:///PATH")
-    from fenliu.matter.sqlite import SQLiteStore
-
-    return SQLiteStore(Path(path), settings)
+    return Path(path)
