@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from google.protobuf import timestamp_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.cli import commands as cli
@@ -34,6 +35,7 @@ from fenliu.matter import GuardedStore, MatchSettings, open_store
 from fenliu.matter.events import DEADLINES, GRASSROOTS
 from fenliu.serving import convert
 from fenliu.serving.matters import Matters
+from fenliu.serving.metrics import Metrics
 from fenliu.serving.runtime import Triage
 from grpc_helpers import PACK, serving, stub_for
 
@@ -82,6 +84,20 @@ def _event_proto(step: dict[str, Any], decision: dict[str, Any]) -> pb.MatterEve
     if "satisfaction" in step:
         e.satisfaction = getattr(pb, "SATISFACTION_" + step["satisfaction"])
     return e
+
+
+def _samples(text: bytes) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, dict(s.labels), s.value)
+        for fam in text_string_to_metric_families(text.decode("utf-8"))
+        for s in fam.samples
+    ]
+
+
+def _sum(samples: list[tuple[str, dict[str, str], float]], name: str, **match: str) -> float:
+    return sum(
+        v for n, labels, v in samples if n == name and all(labels.get(k) == x for k, x in match.items())
+    )
 
 
 def _runs(steps: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
@@ -216,7 +232,8 @@ def test_a_month_of_a_banner_adds_up(tmp_path: Path) -> None:
     # The person's own repeats and other doors link by identity, as they do in service.
     settings = MatchSettings(content_scan_limit=0)
     guarded = GuardedStore(open_store(url, settings), tmp_path / "queue", deadline_s=5.0)
-    matters = Matters(guarded, b"0123456789abcdef0123456789abcdef")
+    metrics = Metrics()
+    matters = Matters(guarded, b"0123456789abcdef0123456789abcdef", metrics=metrics)
     triage = Triage.from_path(PACK)
     try:
         with serving(triage, matters=matters) as (target, _), stub_for(target) as stub:
@@ -232,6 +249,8 @@ def test_a_month_of_a_banner_adds_up(tmp_path: Path) -> None:
                 for a in stub.RecordEvents(iter(again), timeout=60)
             )
             listed = list(stub.ListOverdue(pb.ListOverdueRequest(as_of=_ts(end)), timeout=60))
+            assert matters.refresh_followup(end)
+            gauges = _samples(metrics.exposition())
     finally:
         matters.close()
     expected = Expected(steps, played, end)
@@ -265,6 +284,17 @@ def test_a_month_of_a_banner_adds_up(tmp_path: Path) -> None:
     }
     assert got == expected.overdue
     assert len({m for m, *_ in got}) > 5
+
+    # The gauges and counters say the same: overdue by deadline, open, resolutions by level and township.
+    by_deadline = Counter(d for _m, d, _due, _past in expected.overdue)
+    for deadline in DEADLINES:
+        assert _sum(gauges, "fenliu_matters_overdue", deadline=deadline) == by_deadline[deadline], deadline
+    assert _sum(gauges, "fenliu_matters_open") == len(expected.open)
+    for twp, want in expected.rows.items():
+        assert _sum(gauges, "fenliu_matters_resolved_total", township=twp) == want["resolved"]
+    grassroots_counted = sum(_sum(gauges, "fenliu_matters_resolved_total", level=lv) for lv in GRASSROOTS)
+    assert grassroots_counted == sum(r["resolved_grassroots"] for r in expected.rows.values())
+    assert _sum(gauges, "fenliu_matter_events_total") == sum(kinds.values()) - kinds["complaint"]
 
     # The figures of the month, per township and in all.
     reader = open_store(url, settings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,6 +41,10 @@ log = logging.getLogger("fenliu.matters")
 
 #: How often a store that could not be reached at start is tried again.
 RETRY_SECONDS: Final = 2.0
+#: How often each serving process reads the open and overdue matters into its gauges, and at most
+#: how many overdue matters one reading counts.
+FOLLOWUP_SECONDS: Final = 30.0
+FOLLOWUP_LIMIT: Final = 100_000
 
 
 def _settings(config: ServeConfig) -> MatchSettings:
@@ -160,6 +165,7 @@ class Matters:
         self.metrics = metrics
         self.degraded = degraded
         self._listeners: list[Callable[[bool], None]] = []
+        self._stop_followup = threading.Event()
         if metrics is not None:
             metrics.set_matter_store_degraded(degraded)
 
@@ -189,7 +195,35 @@ class Matters:
         """Store one event (see :meth:`fenliu.matter.events.EventStore.record_event`), within the
         guard's deadline for events; never queued: a store that cannot answer raises
         :class:`StoreUnavailable` and the frontend sends the event again with its idempotency key."""
-        return self.store.record_event(event)
+        stored, recorded, state = self.store.record_event(event)
+        if self.metrics is not None:
+            self.metrics.observe_event(event.kind, recorded, state)
+        return stored, recorded, state
+
+    def refresh_followup(self, now: int | None = None) -> bool:
+        """Read the open and overdue matters from the store into the gauges (an index range for the
+        overdue, a grouped count for the open); False when the store could not be read."""
+        if self.metrics is None:
+            return False
+        as_of = int(time.time()) if now is None else now
+        try:
+            counts = self.store.open_counts(as_of)
+            overdue = list(self.store.overdue(as_of, limit=FOLLOWUP_LIMIT))
+        except StoreError as e:
+            log.warning("followup_unreadable", extra={"error_type": type(e).__name__})
+            return False
+        self.metrics.set_followup(counts, overdue)
+        return True
+
+    def start_followup(self, every_s: float = FOLLOWUP_SECONDS) -> None:
+        """Refresh the follow-up gauges every ``every_s`` seconds in a daemon thread."""
+
+        def loop() -> None:
+            while not self._stop_followup.wait(every_s):
+                self.refresh_followup()
+
+        self.refresh_followup()
+        threading.Thread(target=loop, name="matter-followup", daemon=True).start()
 
     def overdue(self, as_of: int, **filters: Any) -> Iterator[OverdueItem]:
         return self.store.overdue(as_of, **filters)
@@ -212,6 +246,7 @@ class Matters:
             return None
 
     def close(self) -> None:
+        self._stop_followup.set()
         self.store.close()
 
 

@@ -32,7 +32,8 @@ Wiring (who calls what)
       interceptors=[m.server_interceptor()])``, :meth:`Metrics.watch` on its ``Triage``,
       :meth:`Metrics.record_reload` if it swaps packs itself, :class:`TimedTriage` around the engine,
       :meth:`Metrics.record_matter` in the matter step and :meth:`Metrics.record_decision_log_error` in
-      the decision log.
+      the decision log; :meth:`Metrics.observe_event` for each event recorded on a matter and
+      :meth:`Metrics.set_followup` from the matter step's refresher (``serving/matters.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from fenliu.domain import model
 
 if TYPE_CHECKING:
     from fenliu.engine.decider import Decider
+    from fenliu.matter.events import MatterState, OpenCount, OverdueItem
     from fenliu.serving.runtime import PackInfo, ReloadAttempt, ReloadResult, Triage
     from fenliu.serving.server import Continuation
 
@@ -310,6 +312,35 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.matter_events = Counter(
+            "fenliu_matter_events",
+            "Events recorded on matters (RecordEvent, RecordEvents; repeats not counted), by kind.",
+            ("kind",),
+            registry=r,
+        )
+        self.matters_resolved = Counter(
+            "fenliu_matters_resolved",
+            "Matters resolved, by the level that resolved them and township (once per resolution).",
+            ("level", "township"),
+            registry=r,
+        )
+        self.matters_open = Gauge(
+            "fenliu_matters_open",
+            "Open matters, by colour, tier, owner department and township (read from the matter store "
+            "every FOLLOWUP_SECONDS by each process; the newest reading is shown).",
+            ("color", "tier", "owner_department", "township"),
+            multiprocess_mode="livemostrecent",
+            registry=r,
+        )
+        self.matters_overdue = Gauge(
+            "fenliu_matters_overdue",
+            "Open matters past a deadline without the event that meets it, by deadline "
+            "(first_contact_by, plan_by, accept_by, resolve_by), colour, tier, owner department and township.",
+            ("deadline", "color", "tier", "owner_department", "township"),
+            multiprocess_mode="livemostrecent",
+            registry=r,
+        )
+        self.followup_keys: tuple[set[tuple[str, ...]], set[tuple[str, ...]]] = (set(), set())
         self.township = _Clamp(_TOWNSHIP_RE, _LIMITS["township"])
         # Series that alerts take increase() of exist from the start, at 0.
         for outcome in ("ok", "refused"):
@@ -318,6 +349,7 @@ class Metrics:
             self.worker_restarts.labels(reason=reason)
 
         self.category = _Clamp(_CODE_RE, _LIMITS["category"])
+        self.category_owner = _Clamp(_CODE_RE, _LIMITS["category"])
         self.exclusion = _Clamp(_CODE_RE, _LIMITS["exclusion"])
         self.rule = _Clamp(_RULE_RE, _LIMITS["rule"])
         self.layer = _Clamp(_CODE_RE, _LIMITS["layer"])
@@ -469,6 +501,54 @@ class Metrics:
             self.matter_multi_door.labels(township=self.township_label(region)).inc()
         if seconds is not None and available:
             self.matter_store_seconds.observe(seconds)
+
+    def observe_event(self, kind: str, recorded: bool, state: MatterState) -> None:
+        """Count one event a frontend recorded (not a repeat); a resolution by its level and township."""
+        from fenliu.matter.events import EVENT_KINDS
+
+        if not recorded:
+            return
+        self.matter_events.labels(kind=_enum(kind, EVENT_KINDS)).inc()
+        if kind == "RESOLVED":
+            self.matters_resolved.labels(
+                level=_enum(state.resolved_level, model.TIERS), township=self._township_code(state.township)
+            ).inc()
+
+    def _township_code(self, township: str) -> str:
+        return self.township(township) if len(township) == 9 else NONE
+
+    def set_followup(self, counts: Iterable[OpenCount], overdue: Iterable[OverdueItem]) -> None:
+        """The open and overdue gauges from one reading of the store; series no longer read go to 0."""
+        opened: dict[tuple[str, ...], int] = {}
+        for c in counts:
+            k: tuple[str, ...] = (
+                _enum(c.colour, model.COLORS),
+                _enum(c.tier, model.TIERS),
+                self.category_owner(c.owner_department),
+                self._township_code(c.township),
+            )
+            opened[k] = opened.get(k, 0) + c.open
+        late: dict[tuple[str, ...], int] = {}
+        for item in overdue:
+            st = item.state
+            base = (
+                _enum(st.colour, model.COLORS),
+                _enum(st.tier, model.TIERS),
+                self.category_owner(st.owner_department),
+                self._township_code(st.township),
+            )
+            for name, _due, _past in item.overdue:
+                late[(name, *base)] = late.get((name, *base), 0) + 1
+        old_open, old_late = self.followup_keys
+        for gauge, now, before in (
+            (self.matters_open, opened, old_open),
+            (self.matters_overdue, late, old_late),
+        ):
+            for key in before - now.keys():
+                gauge.labels(*key).set(0)
+            for key, n in now.items():
+                gauge.labels(*key).set(n)
+        self.followup_keys = (set(opened) | old_open, set(late) | old_late)
 
     def set_matter_store_degraded(self, degraded: bool) -> None:
         self.matter_store_degraded.set(1 if degraded else 0)

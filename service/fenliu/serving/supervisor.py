@@ -486,6 +486,8 @@ def serve_in_process(
         except (StoreError, ValueError, OSError) as e:
             log.error("matter_store_unusable", extra={"error": str(e)})
             return 2
+        if matters is not None and ext.metrics is not None:
+            matters.start_followup()  # the open and overdue gauges, read from the store
     try:
         serving = srv.build_server(
             address,
