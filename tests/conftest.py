@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fenliu import Decider, Pack, load_pack
+from fenliu import Decider, Pack, i18n, load_pack
 
 #: tests/pg.py: the private PostgreSQL server fixture (pg_server) of the matter-store tests.
 pytest_plugins = ["pg"]
@@ -19,6 +20,18 @@ os.environ["LANGUAGE"] = "en"
 
 ROOT = Path(__file__).resolve().parents[1]
 WUSHEN = ROOT / "rules" / "wushen"
+
+
+@pytest.fixture(autouse=True)
+def _english_after_each_test() -> Iterator[None]:
+    """A command run in this process with ``--lang zh_CN`` leaves the process Chinese (its language and
+    ``LANGUAGE``, for argparse and the commands it starts): every test starts from English again,
+    whichever tests ran before it in this worker."""
+    os.environ["LANGUAGE"] = "en"
+    i18n.choose("en")
+    yield
+    os.environ["LANGUAGE"] = "en"
+    i18n.choose("en")
 
 
 @pytest.fixture(scope="session")
