@@ -33,6 +33,9 @@ ALERTS = {
     "FenliuGrpcErrorRateHigh",
     "FenliuNoPackLoaded",
     "FenliuWorkerRestarted",
+    "FenliuRedMatterPastFirstContact",
+    "FenliuMatterPastResolution",
+    "FenliuGrassrootsResolvedRatioLow",
 }
 #: Grafana's variables, replaced by something Prometheus accepts when the queries are checked.
 GRAFANA_VARS = {
@@ -116,6 +119,19 @@ def test_grassroots_recording_rule_is_the_documented_ratio() -> None:
     ) in docs
 
 
+def test_outcome_recording_rules_are_the_documented_ratio() -> None:
+    rec = {r["record"]: r["expr"] for g in rule_groups() for r in g["rules"] if "record" in r}
+    for window in ("7d", "30d"):
+        expr = " ".join(rec[f"fenliu:grassroots_resolved_ratio:increase{window}"].split())
+        assert f'increase(fenliu_matters_resolved_total{{level=~"VILLAGE|TOWNSHIP"}}[{window}])' in expr
+        assert expr.endswith(f"sum by (job) (increase(fenliu_matters_resolved_total[{window}]))")
+    docs = DOCS.read_text(encoding="utf-8")
+    assert (
+        'sum(increase(fenliu_matters_resolved_total{level=~"VILLAGE|TOWNSHIP"}[30d])) / '
+        "sum(increase(fenliu_matters_resolved_total[30d]))"
+    ) in docs
+
+
 def test_rules_use_only_metrics_fenliu_exposes() -> None:
     known = fenliu_metric_names()
     text = RULES.read_text(encoding="utf-8")
@@ -178,6 +194,9 @@ def test_dashboard_is_importable_grafana_json() -> None:
         "reloads",
         "Pack revision",
         "Worker restarts",
+        "Resolved at the grassroots",
+        "Open matters",
+        "Overdue matters",
     ):
         assert want.lower() in titles.lower(), want
 
