@@ -50,6 +50,7 @@ PARTS = (
     "memory",
     "text",
     "matters",
+    "overdue",
     "replay",
 )
 
@@ -75,6 +76,8 @@ FULL = {
     "text_n": 5000,
     "matters": 1_000_000,
     "matters_lookups": 3000,
+    "overdue_matters": 1_000_000,
+    "overdue_repeats": 30,
     "replay_n": 1_000_000,
     "peer_rounds": 3,
     "latency_seconds": 30.0,
@@ -104,6 +107,8 @@ QUICK = {
     "text_n": 500,
     "matters": 20_000,
     "matters_lookups": 300,
+    "overdue_matters": 20_000,
+    "overdue_repeats": 3,
     "replay_n": 20_000,
     "peer_rounds": 1,
     "latency_seconds": 3.0,
@@ -285,6 +290,13 @@ class Run:
             self.s["matters_lookups"],
             ["sqlite", "postgresql"],
             pool=2000 if self.quick else 20_000,
+        )
+
+    def overdue(self) -> None:
+        from bench import overdue
+
+        self.results["overdue"] = overdue.run(
+            self.s["overdue_matters"], ["sqlite", "postgresql"], repeats=self.s["overdue_repeats"]
         )
 
     def grpc(self) -> None:
@@ -1065,6 +1077,11 @@ def report(r: Run, info: dict[str, str], started: str, seconds: float) -> str:
         from bench import matter_store
 
         add(matter_store.render(r.results["matters"]))
+        add("")
+    if "overdue" in r.results:
+        from bench import overdue
+
+        add(overdue.render(r.results["overdue"]))
         add("")
     if "replay" in r.results:
         from bench import replay

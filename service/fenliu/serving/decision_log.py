@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fenliu.domain import fields as F
 from fenliu.domain import model
 from fenliu.domain.personal import mask
+from fenliu.i18n import _
 
 if TYPE_CHECKING:
     import grpc
@@ -92,14 +93,20 @@ def load_hash_key(
     environ = os.environ if env is None else env
     if key_file is not None:
         key = Path(key_file).read_bytes().strip()
-        where = f"key file {key_file}"
+        where = _("key file {path}").format(path=key_file)
     elif environ.get(KEY_ENV):
         key = environ[KEY_ENV].strip().encode()
         where = f"${KEY_ENV}"
     else:
-        raise ValueError(f"the decision log needs a hash key: give a key file or set ${KEY_ENV}")
+        raise ValueError(
+            _("the decision log needs a hash key: give a key file or set ${env}").format(env=KEY_ENV)
+        )
     if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the decision-log hash key ({where}) must be at least {MIN_KEY_BYTES} bytes")
+        raise ValueError(
+            _("the decision-log hash key ({where}) must be at least {n} bytes").format(
+                where=where, n=MIN_KEY_BYTES
+            )
+        )
     return key
 
 
@@ -113,7 +120,9 @@ def check_writable(path: str | os.PathLike[str]) -> None:
             os.close(os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except OSError as e:
         raise ValueError(
-            f"cannot write the decision log {path}: {e.strerror or type(e).__name__}"
+            _("cannot write the decision log {path}: {reason}").format(
+                path=path, reason=e.strerror or type(e).__name__
+            )
             + (f" ({e.filename})" if e.filename and str(e.filename) != str(path) else "")
         ) from None
 
