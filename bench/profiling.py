@@ -2,7 +2,8 @@
 
 * ``decide``: ``Decider.decide(c).to_dict(trace=True)`` on N corpus complaints (memo off unless --memo).
 * ``call``: what a worker does for one unary call besides gRPC itself — the servicer's ``decide_one``
-  (proto → complaint, the decision, decision → proto) on pre-built requests.
+  (proto → complaint, the decision, decision → proto) on pre-built requests. ``--everything``: as
+  ``fenliu serve`` with metrics, the decision log and the SQLite matter store (in a temporary folder).
 
 Prints the functions with the most internal time, and the cumulative time of the top-level steps.
 cProfile roughly doubles the cost of Python function calls, so read shares, not absolute times.
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--memo", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--everything", action="store_true", help="call: metrics, decision log, SQLite store on")
     args = ap.parse_args(argv)
     data = corpus.generate(args.n)
     pack = load_pack(ROOT / "rules" / "wushen")
@@ -49,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         from fenliu.serving import convert
         from fenliu.serving.server import TriageServicer
 
-        servicer = TriageServicer(Triage(Decider(pack, memoize=args.memo)))
+        triage = Triage(Decider(pack, memoize=args.memo))
+        if args.everything:
+            servicer = _servicer_with_everything(triage)
+        else:
+            servicer = TriageServicer(triage)
         requests = [pb.TriageRequest(complaint=convert.complaint_to_proto(x)) for x in data]
         prof.enable()
         for r in requests:
@@ -61,6 +67,34 @@ def main(argv: list[str] | None = None) -> int:
     stats.sort_stats("cumulative").print_stats(args.top)
     print(out.getvalue())
     return 0
+
+
+def _servicer_with_everything(triage: object) -> object:
+    """The servicer as a worker of ``fenliu serve`` builds it with metrics, the decision log and the
+    SQLite matter store on (files in a temporary folder, removed at exit)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from fenliu.serving.config import ServeConfig
+    from fenliu.serving.matters import open_matters
+    from fenliu.serving.server import TriageServicer
+    from fenliu.serving.supervisor import build_extensions
+
+    tmp = Path(tempfile.mkdtemp(prefix="fenliu-profile-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    key = tmp / "key"
+    key.write_bytes(os.urandom(32))
+    config = ServeConfig(
+        metrics_address="127.0.0.1:0",
+        decision_log=str(tmp / "decisions.jsonl"),
+        decision_log_key_file=str(key),
+        store=f"sqlite:///{tmp / 'matters.db'}",
+        store_key_file=str(key),
+    )
+    ext = build_extensions(config, triage)  # type: ignore[arg-type]
+    return TriageServicer(ext.triage, ext.observers, open_matters(config, metrics=ext.metrics))
 
 
 if __name__ == "__main__":

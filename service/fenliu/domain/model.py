@@ -583,16 +583,20 @@ class TextEvidence:
     def pushed(self) -> tuple[tuple[str, float], ...]:
         return self.model_words or (self.explain() if self.explain is not None else ())
 
-    def notes(self) -> tuple[str, ...]:
-        """The evidence as trace notes, one line per candidate category and one for the model."""
+    def notes(self, *, model_words: bool = True) -> tuple[str, ...]:
+        """The evidence as trace notes, one line per candidate category and one for the model: with the
+        n-grams that pushed it (worked out now), or, ``model_words=False``, its reading alone."""
         out = []
         for cat, score, counted in self.scores:
             words = ", ".join(f"{c.label} {_num(c.weight)} ({c.source})" for c in counted)
             out.append(f"lexicon {cat} {_num(score)}: {words}")
         if self.model:
             cat, p = self.model[0]
-            pushed = ", ".join(f"{w} {v:+.2f}" for w, v in self.pushed())
-            out.append(f"model {cat} {p:.2f}: {pushed}")
+            if model_words:
+                pushed = ", ".join(f"{w} {v:+.2f}" for w, v in self.pushed())
+                out.append(f"model {cat} {p:.2f}: {pushed}")
+            else:
+                out.append(f"model {cat} {p:.2f}")
         return tuple(out)
 
 
@@ -806,7 +810,9 @@ class Decision:
             found[i] = tuple(w for w in rule_words if w in present)
         return tuple(found) if any(found) else ()
 
-    def to_dict(self, *, trace: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, trace: bool = False, model_words: bool = True) -> dict[str, Any]:
+        """The decision as JSON; ``trace``: with the rules that fired and the notes, whose model line
+        names the n-grams that pushed the model unless ``model_words`` is False (the decision log's)."""
         o = self.outcome
         d: dict[str, Any] = {
             "complaint_id": self.complaint_id,
@@ -840,7 +846,8 @@ class Decision:
             for entry, words in zip(d["trace"], self.matched_keywords, strict=False):
                 if words:
                     entry["matched_keywords"] = list(words)
-            d["notes"] = [*o.notes, *self.personal_notes, *self.matter_notes, *self.text_notes]
+            text = self.evidence.notes(model_words=model_words) if self.evidence is not None else ()
+            d["notes"] = [*o.notes, *self.personal_notes, *self.matter_notes, *text]
         return d
 
 

@@ -212,8 +212,9 @@ class MatterState:
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> MatterState:
-        names = {f.name for f in dataclasses.fields(MatterState)}
-        return MatterState(**{k: v for k, v in d.items() if k in names})
+        if _STATE_FIELDS.issuperset(d):  # as to_json wrote it (the overdue listing reads thousands)
+            return MatterState(**d)
+        return MatterState(**{k: v for k, v in d.items() if k in _STATE_FIELDS})
 
     def overdue(self, as_of: int) -> tuple[tuple[str, int, int], ...]:
         """(deadline, due, seconds past) of each deadline past ``as_of`` without its event, for an
@@ -225,6 +226,10 @@ class MatterState:
             for name in DEADLINES
             if (due := self.deadlines.get(name)) is not None and name not in self.met and due < as_of
         )
+
+
+#: The fields of a state, read once (a state is read for every matter an overdue listing returns).
+_STATE_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(MatterState))
 
 
 @dataclass(frozen=True, slots=True)

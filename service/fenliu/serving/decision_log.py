@@ -180,10 +180,11 @@ def entry(
         "time": decision.decided_at.isoformat(),
         "pack": pack.to_dict(),
         "complaint": _complaint(complaint, hash_key, redact_text) if complaint is not None else None,
-        "decision": _plain(decision.to_dict(trace=True)),
+        # The n-grams that pushed the text model are pieces of the citizen's own words (a name may be
+        # among them): the log keeps the model's reading, not them (nor works them out). The lexicon's
+        # entries are the pack's.
+        "decision": _plain(decision.to_dict(trace=True, model_words=False)),
     }
-    # The n-grams that pushed the text model are pieces of the citizen's own words (a name may be
-    # among them): the log keeps the model's reading, not them. The lexicon's entries are the pack's.
     notes = d["decision"].get("notes") or []
     d["decision"]["notes"] = [n.split(":", 1)[0] if n.startswith("model ") else n for n in notes]
     return d
