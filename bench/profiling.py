@@ -17,6 +17,7 @@ import io
 import pstats
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for _p in (str(ROOT), str(ROOT / "service")):
@@ -52,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from fenliu.serving.server import TriageServicer
 
         triage = Triage(Decider(pack, memoize=args.memo))
-        if args.everything:
-            servicer = _servicer_with_everything(triage)
-        else:
-            servicer = TriageServicer(triage)
+        servicer = _servicer_with_everything(triage) if args.everything else TriageServicer(triage)
         requests = [pb.TriageRequest(complaint=convert.complaint_to_proto(x)) for x in data]
         prof.enable()
         for r in requests:
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _servicer_with_everything(triage: object) -> object:
+def _servicer_with_everything(triage: Any) -> Any:
     """The servicer as a worker of ``fenliu serve`` builds it with metrics, the decision log and the
     SQLite matter store on (files in a temporary folder, removed at exit)."""
     import atexit
@@ -93,7 +91,7 @@ def _servicer_with_everything(triage: object) -> object:
         store=f"sqlite:///{tmp / 'matters.db'}",
         store_key_file=str(key),
     )
-    ext = build_extensions(config, triage)  # type: ignore[arg-type]
+    ext = build_extensions(config, triage)
     return TriageServicer(ext.triage, ext.observers, open_matters(config, metrics=ext.metrics))
 
 

@@ -22,11 +22,13 @@ import hashlib
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from datasketch import MinHash
+
+if TYPE_CHECKING:  # datasketch (and the scipy it imports: half a second) only when a signature is made
+    from datasketch import MinHash
 
 #: What the MinHash arithmetic works on: arrays of 32-bit unsigned integers.
 U32: TypeAlias = npt.NDArray[np.uint32]
@@ -68,6 +70,8 @@ def shingles(text: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def _prototype() -> MinHash:
+    from datasketch import MinHash
+
     return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
 
 
@@ -111,6 +115,8 @@ def signature_reference(text: str) -> bytes:
     sh = shingles(text)
     if not sh:
         return b""
+    from datasketch import MinHash
+
     m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_prototype().permutations, scheme=SCHEME)
     m.update_batch([s.encode() for s in sh])
     values: Any = m.hashvalues
