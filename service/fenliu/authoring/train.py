@@ -30,6 +30,7 @@ from fenliu.engine.text import (
     ngrams,
     save_model,
 )
+from fenliu.i18n import _
 from fenliu.packs.types import Pack
 
 #: Regularization (inverse strength) of the logistic regression; chosen by cross-validation on the
@@ -65,9 +66,9 @@ def read_labelled(lines: Iterable[str]) -> list[Labelled]:
         try:
             d = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"line {n}: not JSON ({e.msg})") from None
+            raise ValueError(_("line {n}: not JSON ({reason})").format(n=n, reason=e.msg)) from None
         if not isinstance(d, dict) or not isinstance(d.get("category"), str):
-            raise ValueError(f"line {n}: a labelled complaint needs a category")
+            raise ValueError(_("line {n}: a labelled complaint needs a category").format(n=n))
         out.append(
             Labelled(
                 str(d.get("id", n)),
@@ -103,7 +104,11 @@ def fit(
     known = set(pack.categories) | {UNCLASSIFIED}
     bad = sorted({x.category for x in items if x.category not in known})
     if bad:
-        raise ValueError(f"the corpus names categories the pack does not have: {', '.join(bad[:5])}")
+        raise ValueError(
+            _("the corpus names categories the pack does not have: {categories}").format(
+                categories=", ".join(bad[:5])
+            )
+        )
     items = sorted(items, key=lambda x: (x.id, x.category, x.title, x.text))
     texts = [complaint_text(x.title, x.text) for x in items]
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=min_df, dtype=np.float32)
@@ -200,11 +205,17 @@ def main(pack_path: str, corpus: str, out: str = "", c: float = C) -> int:
     target = Path(out) if out else (pack.root / (pack.text.model or "text_model.npz"))
     save_model(target, model)
     print(
-        f"trained on {len(items)} complaints, {len(model.vocabulary)} n-grams, {len(model.classes)} classes"
+        _("trained on {n} complaints, {grams} n-grams, {classes} classes").format(
+            n=len(items), grams=len(model.vocabulary), classes=len(model.classes)
+        )
     )
-    print(f"wrote {target}")
+    print(_("wrote {path}").format(path=target))
     if not pack.text.model:
-        print(f"add to {pack_path}/pack.yaml:  text: {{model: {target.name}}}")
+        print(
+            _("add to {path}/pack.yaml:  {line}").format(
+                path=pack_path, line=f"text: {{model: {target.name}}}"
+            )
+        )
     return 0
 
 

@@ -43,7 +43,10 @@ def _display(problem: Problem, pack_path: str) -> str:
         shown = os.path.relpath(target)
     except ValueError:
         shown = str(target)
-    return str(Problem(shown, problem.line, problem.rule, problem.code, problem.message, problem.severity))
+    message = problem.message
+    if problem.severity != "error":  # the severity in the reader's language, the code as it is
+        message = _("warning: {warning}").format(warning=message)
+    return str(Problem(shown, problem.line, problem.rule, problem.code, message))
 
 
 def missing_folder(path: str) -> str | None:

@@ -197,7 +197,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     try:
         config.tls()
     except ConfigError as e:
-        raise SystemExit(f"fenliu serve: {e}") from None
+        raise SystemExit(_("fenliu serve: {reason}").format(reason=e)) from None
     return config
 
 

@@ -13,6 +13,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Final
 
+from fenliu.i18n import _
+
 DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_THREADS: Final = 16
@@ -52,24 +54,30 @@ class TlsFiles:
             ("--tls-client-ca", self.client_ca),
         ):
             if path is not None and not os.access(path, os.R_OK):
-                raise ValueError(f"{flag} {path}: cannot read it")
+                raise ValueError(_("{flag} {path}: cannot read it").format(flag=flag, path=path))
         try:
             ctx.load_cert_chain(self.cert, self.key, password=lambda: b"")
         except ssl.SSLError as e:
             if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
                 raise ValueError(
-                    f"--tls-key {self.key} does not match the certificate --tls-cert {self.cert}"
+                    _("--tls-key {key} does not match the certificate --tls-cert {cert}").format(
+                        key=self.key, cert=self.cert
+                    )
                 ) from None
             raise ValueError(
-                f"--tls-cert {self.cert} and --tls-key {self.key} must be a PEM certificate chain and its "
-                f"unencrypted private key ({e.reason or 'unreadable'})"
+                _(
+                    "--tls-cert {cert} and --tls-key {key} must be a PEM certificate chain and its "
+                    "unencrypted private key ({reason})"
+                ).format(cert=self.cert, key=self.key, reason=e.reason or _("unreadable"))
             ) from None
         if self.client_ca:
             try:
                 ctx.load_verify_locations(cafile=self.client_ca)
             except ssl.SSLError as e:
                 raise ValueError(
-                    f"--tls-client-ca {self.client_ca} must hold PEM CA certificates ({e.reason or 'unreadable'})"
+                    _("--tls-client-ca {ca} must hold PEM CA certificates ({reason})").format(
+                        ca=self.client_ca, reason=e.reason or _("unreadable")
+                    )
                 ) from None
 
 
@@ -136,10 +144,10 @@ class ServeConfig:
         cert, key, ca = self.tls_cert, self.tls_key, self.tls_client_ca
         if not cert and not key and not ca:
             if self.metrics_tls:
-                raise ConfigError("--metrics-tls serves the certificate of --tls-cert and --tls-key")
+                raise ConfigError(_("--metrics-tls serves the certificate of --tls-cert and --tls-key"))
             return None
         if not cert or not key:
-            raise ConfigError("--tls-cert and --tls-key go together (and --tls-client-ca needs both)")
+            raise ConfigError(_("--tls-cert and --tls-key go together (and --tls-client-ca needs both)"))
         if self.metrics_tls and not self.metrics_address:
-            raise ConfigError("--metrics-tls needs --metrics-address")
+            raise ConfigError(_("--metrics-tls needs --metrics-address"))
         return TlsFiles(cert, key, ca)

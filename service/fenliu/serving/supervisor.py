@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Final
 
+from fenliu import i18n
+from fenliu.i18n import _
 from fenliu.serving.config import ServeConfig
 from fenliu.serving.logs import setup_logging
 
@@ -85,7 +87,7 @@ def parse_cpus(spec: str) -> list[int]:
     Raises ``ValueError`` with a message for the operator: not a list, or a CPU this process may not use.
     """
     if not hasattr(os, "sched_setaffinity"):
-        raise ValueError("--pin-cpus needs an operating system with sched_setaffinity (Linux)")
+        raise ValueError(_("--pin-cpus needs an operating system with sched_setaffinity (Linux)"))
     allowed = sorted(os.sched_getaffinity(0))
     text = spec.strip()
     if text == "auto":
@@ -95,12 +97,16 @@ def parse_cpus(spec: str) -> list[int]:
         lo, dash, hi = part.strip().partition("-")
         if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
             raise ValueError(
-                f"--pin-cpus: {part.strip()!r} is not a CPU number or range (e.g. auto, 0,1 or 0-3)"
+                _("--pin-cpus: {part} is not a CPU number or range (e.g. auto, 0,1 or 0-3)").format(
+                    part=repr(part.strip())
+                )
             )
         for c in range(int(lo), int(hi if dash else lo) + 1):
             if c not in allowed:
                 raise ValueError(
-                    f"--pin-cpus: CPU {c} is not one this process may run on ({_ranges(allowed)})"
+                    _("--pin-cpus: CPU {cpu} is not one this process may run on ({allowed})").format(
+                        cpu=c, allowed=_ranges(allowed)
+                    )
                 )
             if c not in cpus:
                 cpus.append(c)
@@ -123,7 +129,9 @@ def pin_to_cpu(index: int, cpus: Sequence[int] | None) -> None:
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        raise SystemExit(f"fenliu serve: --address must be HOST:PORT, not {address!r}")
+        raise SystemExit(
+            _("fenliu serve: --address must be HOST:PORT, not {address}").format(address=repr(address))
+        )
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -160,7 +168,9 @@ class AddressClaim:
                 if time.monotonic() > deadline:
                     self.release()
                     raise SystemExit(
-                        f"fenliu serve: cannot listen on {address}: another server is starting on it"
+                        _(
+                            "fenliu serve: cannot listen on {address}: another server is starting on it"
+                        ).format(address=address)
                     ) from None
                 time.sleep(0.05)
         probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -170,11 +180,13 @@ class AddressClaim:
         except OSError as e:
             self.release()
             why = (
-                "another server holds it (address already in use)"
+                _("another server holds it (address already in use)")
                 if e.errno == errno.EADDRINUSE
                 else e.strerror
             )
-            raise SystemExit(f"fenliu serve: cannot listen on {address}: {why}") from None
+            raise SystemExit(
+                _("fenliu serve: cannot listen on {address}: {reason}").format(address=address, reason=why)
+            ) from None
         finally:
             probe.close()
 
@@ -194,7 +206,9 @@ def reserve_port(address: str) -> tuple[socket.socket, int]:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise SystemExit(f"fenliu serve: cannot listen on {address}: {e.strerror}") from None
+        raise SystemExit(
+            _("fenliu serve: cannot listen on {address}: {reason}").format(address=address, reason=e.strerror)
+        ) from None
     return sock, int(sock.getsockname()[1])
 
 
@@ -456,6 +470,7 @@ def serve_in_process(
     watch_rules: bool = False,
     on_pack: Callable[[Triage], None] | None = None,
     metrics: Metrics | None = None,
+    say_refusal: bool = True,
 ) -> int:
     """Load the pack, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit code.
 
@@ -471,9 +486,25 @@ def serve_in_process(
         triage = _load_triage(config.rules, config.sealed_pack)
     except PackError as e:
         log.error("pack_error", extra={"rules": config.rules, "problems": [str(p) for p in e.problems][:50]})
+        if say_refusal:  # the operator reads why, in their language, beside the log line
+            print(
+                _("fenliu serve: the rule pack {rules} cannot be served ({n} error(s)):").format(
+                    rules=config.rules, n=len(e.problems)
+                ),
+                file=sys.stderr,
+            )
+            for p in e.problems[:50]:
+                print(f"  {p}", file=sys.stderr)
         return 2
     except OSError as e:
         log.error("pack_unreadable", extra={"rules": config.rules, "error": e.strerror or type(e).__name__})
+        if say_refusal:
+            print(
+                _("fenliu serve: cannot read the rule pack {rules}: {reason}").format(
+                    rules=config.rules, reason=e.strerror or type(e).__name__
+                ),
+                file=sys.stderr,
+            )
         return 2
     ext = build_extensions(config, triage, metrics)
     matters = None
@@ -576,6 +607,7 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Connectio
     """Target of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
     setup_logging(config.log_level)
+    i18n.choose()  # the supervisor's language, which the command line put in LANGUAGE
 
     sending = threading.Lock()  # the main thread and the reload thread both send
 
@@ -595,7 +627,13 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Connectio
     try:
         pin_to_cpu(index, config.pinned_cpus)  # first: the threads started later inherit it
         code = serve_in_process(
-            config, address, reuse_port=True, on_ready=ready, watch_parent=True, on_pack=live
+            config,
+            address,
+            reuse_port=True,
+            on_ready=ready,
+            watch_parent=True,
+            on_pack=live,
+            say_refusal=index == 0,  # one worker says why the pack cannot be served, not each
         )
     except Exception:
         log.error("worker_crashed", exc_info=True, extra={"worker": index})
@@ -812,7 +850,7 @@ def _store_refused(config: ServeConfig) -> bool:
     if why is None:
         return False
     log.error("matter_store_unusable", extra={"error": why})
-    print(f"fenliu serve: {why}", file=sys.stderr)
+    print(_("fenliu serve: {reason}").format(reason=why), file=sys.stderr)
     return True
 
 
@@ -824,14 +862,14 @@ def serve(config: ServeConfig) -> int:
     try:
         tls = config.tls()
     except ValueError as e:
-        raise SystemExit(f"fenliu serve: {e}") from None
+        raise SystemExit(_("fenliu serve: {reason}").format(reason=e)) from None
     workers = int(config.workers)
     if tls is not None:  # gRPC would say only "Failed to bind to address"
         try:
             tls.check()
         except ValueError as e:
             log.error("tls_unusable", extra={"error": str(e)})
-            print(f"fenliu serve: {e}", file=sys.stderr)
+            print(_("fenliu serve: {reason}").format(reason=e), file=sys.stderr)
             return 2
     if config.decision_log:  # refuse to start without a key or a file, before any worker
         from fenliu.serving.decision_log import check_writable, load_hash_key
@@ -841,13 +879,13 @@ def serve(config: ServeConfig) -> int:
             check_writable(config.decision_log)
         except (ValueError, OSError) as e:
             log.error("decision_log_unusable", extra={"error": str(e)})
-            print(f"fenliu serve: {e}", file=sys.stderr)
+            print(_("fenliu serve: {reason}").format(reason=e), file=sys.stderr)
             return 2
     if workers < 1:
-        raise SystemExit("fenliu serve: --workers must be at least 1")
+        raise SystemExit(_("fenliu serve: --workers must be at least 1"))
     if int(config.max_streams) < 1 or float(config.stream_idle_timeout) < 0:
         raise SystemExit(
-            "fenliu serve: --max-streams must be at least 1 and --stream-idle-timeout not negative"
+            _("fenliu serve: --max-streams must be at least 1 and --stream-idle-timeout not negative")
         )
     config = config.replace(pinned_cpus=None)
     if config.pin_cpus is not None:
@@ -855,7 +893,7 @@ def serve(config: ServeConfig) -> int:
             config = config.replace(pinned_cpus=tuple(parse_cpus(config.pin_cpus)))
         except ValueError as e:
             log.error("pin_cpus_invalid", extra={"error": str(e)})
-            print(f"fenliu serve: {e}", file=sys.stderr)
+            print(_("fenliu serve: {reason}").format(reason=e), file=sys.stderr)
             return 2
 
     def announce(port: int, label: str, pids: list[int]) -> None:
