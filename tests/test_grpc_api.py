@@ -236,7 +236,8 @@ def test_every_bad_field_named_in_one_bad_request(stub: Any) -> None:
     st = __import__("grpc_status").rpc_status.from_call(info.value)
     bad_requests = [d for d in st.details if d.Is(error_details_pb2.BadRequest.DESCRIPTOR)]
     infos = [d for d in st.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
-    assert len(bad_requests) == 1 and len(infos) == 1 and len(st.details) == 2
+    chinese = [d for d in st.details if d.Is(error_details_pb2.LocalizedMessage.DESCRIPTOR)]
+    assert len(bad_requests) == 1 and len(infos) == 1 and len(chinese) == 1 and len(st.details) == 3
     err = error_of(info.value)
     assert bad_fields(err) == {
         "complaint.id",

@@ -4,6 +4,12 @@ A case gives a complaint and a subset of the decision it expects. ``co_departmen
 set; ``deadlines`` compares only the deadlines the case lists, as instants with their offsets. ``fired``
 and ``not_fired`` name rules that must (not) appear in the trace.
 
+A failure says why, from the decision's own trace: for each decision field that differs, the rule whose
+value the decision kept (with its ``file:line``, and the rules that set the field too but lost), or that
+no rule set it; for a rule a case says fires and that did not, the first part of its ``when`` that failed
+(:mod:`fenliu.authoring.explain`'s answer, which never shows the complainant's personal data); for a rule
+that must not fire and did, what it set.
+
 Coverage: a rule is covered when some case fires it *and* it changes that case's decision or speaks to
 the citizen; a table row is covered when some case's decision reads it (a lookup) or names it (as
 category, exclusion, or a department).
@@ -17,13 +23,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from fenliu.authoring import explain
 from fenliu.domain import fields as F
 from fenliu.domain.errors import ComplaintError
-from fenliu.domain.model import DERIVED_FIELDS, Decision, complaint_from_dict, parse_timestamp
+from fenliu.domain.model import DERIVED_FIELDS, Complaint, Decision, complaint_from_dict, parse_timestamp
 from fenliu.engine.decider import Decider
 from fenliu.i18n import _
 from fenliu.packs.load import describe
-from fenliu.packs.types import Case, Pack
+from fenliu.packs.types import Case, Pack, Rule
+
+#: A deadline a case expects (``deadlines.first_contact_by``) → the decision field rules set for it.
+_DEADLINE_FIELDS = {by: within for within, by in F.DEADLINE_SLOTS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SetBy:
+    """Who set a decision field: the rule whose value the decision kept (``None``: no rule set it, the
+    field holds its default), and the rules that set it too and lost to another."""
+
+    rule: Rule | None
+    overruled: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -31,6 +50,10 @@ class CaseFailure:
     case: Case
     diffs: list[tuple[str, object, object]]  # (field, expected, got)
     error: str = ""
+    #: a differing decision field (as the diff names it) → who set it, from the decision's trace
+    set_by: dict[str, SetBy] = field(default_factory=dict)
+    #: a rule of ``fired``/``not_fired`` that went the other way → why (what failed, or what it set)
+    rules: dict[str, explain.RuleExplained] = field(default_factory=dict)
 
     def render(self, show_file: Callable[[str], str] = str) -> str:
         head = f"{show_file(self.case.file)}:{self.case.line}: " + _("FAIL {case}").format(
@@ -43,7 +66,36 @@ class CaseFailure:
             lines.append(
                 f"    {name}: " + _("expected {want}, got {got}").format(want=_show(want), got=_show(got))
             )
+            lines += ["      " + s for s in self._why(name, show_file)]
         return "\n".join(lines)
+
+    def _why(self, name: str, show_file: Callable[[str], str]) -> list[str]:
+        """The lines under a diff: who set the field, or why the rule did (not) fire."""
+        if name in self.set_by:
+            by = self.set_by[name]
+            if by.rule is None:
+                said = _("no rule set it: the default")
+            else:
+                said = _("set by {rule} ({where})").format(
+                    rule=by.rule.id, where=f"{show_file(by.rule.file)}:{by.rule.line}"
+                )
+            if by.overruled:
+                said += _(", overruling {rules}").format(rules=", ".join(by.overruled))
+            return [said]
+        rid = name.removeprefix("fired ")
+        r = self.rules.get(rid) if name.startswith("fired ") else None
+        if r is None:
+            return []
+        where = f"{show_file(r.rule.file)}:{r.rule.line}"
+        if r.fired:
+            return [_("{rule} ({where}) fired: {did}").format(rule=rid, where=where, did=explain.did(r))]
+        if r.failed is None:  # pragma: no cover - a rule that did not fire has a failing condition
+            return []
+        failed = explain.describe(r.failed)
+        head = _("{rule} ({where}) did not fire: ").format(rule=rid, where=where) + _(
+            "first failed condition, line {line}: "
+        ).format(line=r.failed.line)
+        return [head + failed[0]] + ["  " + s for s in failed[1:]]
 
 
 @dataclass(slots=True)
@@ -109,6 +161,34 @@ def check_case(case: Case, decision: Decision) -> list[tuple[str, object, object
     return diffs
 
 
+def _failure(
+    case: Case,
+    diffs: list[tuple[str, object, object]],
+    decider: Decider,
+    complaint: Complaint,
+    decision: Decision,
+) -> CaseFailure:
+    """A failed case, with why: who set each differing field, why each rule named went the other way."""
+    trace = decision.outcome.explanation.trace()
+    ids = {r.id for r in decider.pack.rules}
+    set_by: dict[str, SetBy] = {}
+    rules: dict[str, explain.RuleExplained] = {}
+    for name, _want, _got in diffs:
+        slot = _DEADLINE_FIELDS.get(name.removeprefix("deadlines."), "") if "." in name else name
+        if slot in F.DECISION_FIELDS:
+            # stages run in order, so the last rule of the trace that set the field set its value
+            won = [e.rule for e in trace if slot in e.set]
+            lost = tuple(dict.fromkeys(e.rule for e in trace if won and e.overruled.get(slot) == won[-1]))
+            set_by[name] = SetBy(decider.pack.rule(won[-1]) if won else None, lost)
+        elif name.startswith("fired "):
+            rid = name.removeprefix("fired ")
+            if rid in ids:
+                found = [r for st in explain.explain(decider, complaint, rule=rid).stages for r in st.rules]
+                if found:
+                    rules[rid] = found[0]
+    return CaseFailure(case, diffs, set_by=set_by, rules=rules)
+
+
 def _code(pack: Pack, table: str, v: str) -> bool:
     return v == "" or (table in pack.tables and v in pack.tables[table].rows)
 
@@ -158,7 +238,7 @@ def run_cases(pack: Pack, decider: Decider, *, now: datetime | None = None) -> C
         decision = decider.decide(complaint)
         diffs = check_case(case, decision)
         if diffs:
-            report.failures.append(CaseFailure(case, diffs))
+            report.failures.append(_failure(case, diffs, decider, complaint, decision))
         _cover(report, decision, pack)
     _uncovered(report, pack)
     return report

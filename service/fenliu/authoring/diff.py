@@ -37,6 +37,7 @@ from fenliu.domain.model import (
     complaint_from_dict,
 )
 from fenliu.i18n import _
+from fenliu.packs.load import revision_kept
 
 if TYPE_CHECKING:
     from fenliu.engine.decider import Decider
@@ -188,9 +189,11 @@ class DiffReport:
         return f"{a} → {b}" if a and b and a != b else a or b
 
     def to_dict(self) -> dict[str, object]:
+        warnings = self.warnings()
         return {
             "old": self.old.to_dict(),
             "new": self.new.to_dict(),
+            **({"warnings": warnings} if warnings else {}),
             "corpus": self.corpus,
             "complaints": self.complaints,
             "invalid": self.invalid,
@@ -221,11 +224,19 @@ class DiffReport:
             "seconds": round(self.seconds, 3),
         }
 
+    def warnings(self) -> list[str]:
+        """What the reader should know before the figures: a changed pack that kept its revision."""
+        kept = revision_kept(self.old, self.new)
+        return [kept] if kept else []
+
     def to_markdown(self) -> str:
         out: list[str] = []
         pct = _pct(self.changed, self.complaints)
         out.append(f"# fenliu diff: {_pack(self.old)} → {_pack(self.new)}")
         out.append("")
+        for w in self.warnings():
+            out.append(_("warning: {warning}").format(warning=w))
+            out.append("")
         invalid = _("; {n} invalid line(s) skipped").format(n=self.invalid) if self.invalid else ""
         out.append(
             _("Corpus `{corpus}`: {n} complaints{invalid}.").format(
@@ -488,6 +499,10 @@ def main(args: argparse.Namespace) -> int:
     new = _load(args.new)
     if old is None or new is None:
         return 1
+    kept = revision_kept(old.id, new.id)
+    if kept and (args.out or args.format == "json"):
+        # the Markdown report on standard output says it itself; a report elsewhere, here too
+        print(_("warning: {warning}").format(warning=kept), file=sys.stderr)
     total = _count_lines(corpus)
     jobs = max(1, args.jobs) if args.jobs is not None else replay.default_jobs()
     show = args.progress if args.progress is not None else sys.stderr.isatty()

@@ -270,7 +270,7 @@ def describe(f: Failed) -> list[str]:
     return lines
 
 
-def _did(r: RuleExplained) -> str:
+def did(r: RuleExplained) -> str:
     """What a fired rule did: the fields it set, those it lost (and to whom)."""
     parts = []
     if r.set:
@@ -308,7 +308,7 @@ def render(ex: Explained, show_file: Callable[[str], str] = str) -> str:
             out.append(f"  {_pad(yes if r.fired else no, label)}  {_pad(r.rule.id, width)}  {where}")
             indent = " " * (label + 4)
             if r.fired:
-                out.append(indent + _did(r))
+                out.append(indent + did(r))
             elif r.failed is not None:
                 lines = describe(r.failed)
                 head = _("first failed condition, line {line}: ").format(line=r.failed.line)

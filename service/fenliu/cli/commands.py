@@ -5,7 +5,7 @@
     fenliu eval PACK [FILE|-] [--trace]  decide complaints (JSON, or JSON Lines) and print decisions
     fenliu explain PACK COMPLAINT        why each rule fired or did not ([--rule ID] [--stage NAME])
     fenliu lint PACK                     conflicts, dead rules, gaps (errors fail, warnings do not)
-    fenliu verify PACK                   what a reload does: fails exactly when the server would refuse
+    fenliu verify PACK [--against OLD]   what a reload does: fails exactly when the server would refuse
     fenliu fmt PACK [--check]            rewrite input-method punctuation, tabs, trailing spaces, GBK
     fenliu diff OLD NEW --corpus FILE    what a change would do over a corpus
     fenliu train PACK CORPUS             learn the pack's text model from labelled complaints
@@ -410,23 +410,45 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """What a reload does, and the same verdict: load, check, lint errors, the pack's cases, its floors."""
-    missing = missing_folder(args.pack)
-    if missing is not None:
-        print(f"fenliu: {missing}", file=sys.stderr)
-        return 2
+    """What a reload does, and the same verdict: load, check, lint errors, the pack's cases, its floors.
+    With ``--against OLD`` (the pack serving now), the reload's warning too: the rules changed but the
+    revision did not. A warning never changes the verdict."""
+    for path in (args.pack, *([args.against] if args.against else [])):
+        missing = missing_folder(path)
+        if missing is not None:
+            print(f"fenliu: {missing}", file=sys.stderr)
+            return 2
+    from fenliu.domain.model import PackId
+    from fenliu.packs.load import load_pack, revision_kept
     from fenliu.serving.runtime import prepare
 
+    against = None
+    if args.against:
+        try:
+            against = load_pack(args.against)
+        except PackError as e:
+            print(f"fenliu verify: {args.against}: " + _("the pack does not load:"), file=sys.stderr)
+            for p in e.problems:
+                print(f"  {_display(p, args.against)}", file=sys.stderr)
+            return 2
     decider, result = prepare(args.pack)
+    kept = None
+    if against is not None and result.pack is not None:
+        kept = revision_kept(PackId(against.name, against.revision, against.digest), result.pack)
+    warning = [_("warning: {warning}").format(warning=kept)] if kept else []
     if decider is None:
         for p in result.problems:
             print(_display(p, args.pack))
         for f in result.failures:
             print(f)
+        for w in warning:
+            print(w)
         n = len(result.problems) + len(result.failures)
         print(_("refused: the server would not load this pack ({n} problem(s))").format(n=n))
         return 1
     pack = decider.pack
+    for w in warning:
+        print(w)
     print(
         _(
             "ok: the server would load {name} {revision} ({digest}): {rules} rules, {cases} cases passed"
@@ -487,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help=_("what a reload does: exit non-zero exactly when the server would refuse the pack")
     )
     p.add_argument("pack")
+    p.add_argument(
+        "--against",
+        metavar="OLD",
+        help=_("the pack serving now: warn when the rules changed but the revision did not"),
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(

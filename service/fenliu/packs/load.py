@@ -29,6 +29,7 @@ import jsonschema
 
 from fenliu.domain import fields as F
 from fenliu.domain.errors import PackError, Problem
+from fenliu.domain.model import PackId
 from fenliu.i18n import N_, _
 from fenliu.packs import ime
 from fenliu.packs._yaml import YamlProblem, YDict, YList, line_at, load_yaml
@@ -496,6 +497,19 @@ def _load_layers(root: Path, out: _Collector, seen: tuple[Path, ...], base_rel: 
 def _relpath(p: Path, base: Path) -> str:
     """``p`` relative to ``base`` (with ``..`` where needed), so names do not depend on the checkout."""
     return Path(os.path.relpath(p, base)).as_posix()
+
+
+def revision_kept(old: PackId, new: PackId) -> str | None:
+    """The warning when ``new`` is ``old`` with other rules under the same name and revision (a decision
+    names its pack by revision, so two packs with one revision make decisions no one can trace back to
+    their rules); ``None`` otherwise. The reload, ``fenliu diff`` and ``fenliu verify --against`` say it.
+    """
+    if old.name != new.name or old.revision != new.revision or old.digest == new.digest:
+        return None
+    return _(
+        "the rules changed but the revision stayed {revision}: give the pack a new revision (pack.yaml), "
+        "so that each decision names the rules that made it [revision-kept]"
+    ).format(revision=new.revision)
 
 
 def load_pack(path: str | Path, *, limits: Limits | None = None) -> Pack:

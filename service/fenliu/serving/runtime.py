@@ -22,7 +22,7 @@ from fenliu.authoring.cases import run_cases
 from fenliu.domain.errors import NoPackError, PackError, Problem
 from fenliu.domain.model import Complaint, Decision, PackId
 from fenliu.engine.decider import Decider
-from fenliu.packs.load import load_pack
+from fenliu.packs.load import load_pack, revision_kept
 
 log = logging.getLogger("fenliu.runtime")
 
@@ -228,13 +228,11 @@ class Triage:
                 self._last = ReloadAttempt(now, "UNCHANGED", decider.id)
                 return result
             warnings: tuple[str, ...] = ()
-            if old is not None and old.id.name == decider.id.name and old.id.revision == decider.id.revision:
-                warnings = (
-                    f"the rules changed but the revision stayed {decider.id.revision}: give the pack a new "
-                    "revision (pack.yaml), so that each decision names the rules that made it",
-                )
+            kept = revision_kept(old.id, decider.id) if old is not None else None
+            if kept is not None:
+                warnings = (kept,)
                 log.warning(
-                    "pack changed without a new revision",
+                    kept,  # the message in the server's language; the event is the same in every one
                     extra={
                         "event": "pack_revision_kept",
                         "revision": decider.id.revision,

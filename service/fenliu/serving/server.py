@@ -7,6 +7,7 @@ and maps errors to status codes (AIP-193):
 what                       code               details
 =========================  =================  ==================================================
 bad complaint              INVALID_ARGUMENT   BadRequest (every bad field) + ErrorInfo INVALID_COMPLAINT
+                                              + LocalizedMessage (zh-CN; each violation has one too)
 bytes that are no message  INVALID_ARGUMENT   ErrorInfo MALFORMED_REQUEST
 no rule pack loaded        UNAVAILABLE        ErrorInfo NO_RULE_PACK
 engine failure (a bug)     INTERNAL           ErrorInfo ENGINE_FAILURE
@@ -60,7 +61,7 @@ from fenliu._proto.fenliu.v1 import triage_pb2 as pb
 from fenliu.domain.errors import ComplaintError, FieldViolation, NoPackError
 from fenliu.domain.model import MAX_ID, Complaint, Decision, Json
 from fenliu.i18n import _
-from fenliu.serving import convert
+from fenliu.serving import convert, localized
 from fenliu.serving.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_STREAMS,
@@ -146,20 +147,44 @@ def _status(code: grpc.StatusCode, message: str, *details: _message.Message) -> 
     return st
 
 
+def _bad_request(violations: Iterable[tuple[str, str]]) -> error_details_pb2.BadRequest:
+    """A BadRequest of (field, English description) pairs, each violation with its description in
+    Chinese too (``localized_message``, locale zh-CN), from the zh_CN catalog whatever the server's
+    language."""
+    bad = error_details_pb2.BadRequest()
+    for name, description in violations:
+        bad.field_violations.add(
+            field=name,
+            description=description,
+            localized_message=error_details_pb2.LocalizedMessage(
+                locale=localized.LOCALE, message=localized.description_zh(description)
+            ),
+        )
+    return bad
+
+
+def _invalid(what: str, names: Sequence[str]) -> tuple[str, error_details_pb2.LocalizedMessage]:
+    """The message of an INVALID_ARGUMENT naming ``names``: in English (the status's message), and in
+    Chinese (a LocalizedMessage detail)."""
+    n = len(names)
+    fields = ", ".join(dict.fromkeys(names))
+    message = f"invalid {what}: {n} bad field{'s' if n != 1 else ''}: {fields}"
+    zh = error_details_pb2.LocalizedMessage(
+        locale=localized.LOCALE, message=localized.invalid_zh(what, n, fields)
+    )
+    return message, zh
+
+
 def invalid_complaint_status(
     violations: Sequence[FieldViolation], prefix: str = "complaint."
 ) -> status_pb2.Status:
-    """INVALID_ARGUMENT with one BadRequest naming every bad field and one ErrorInfo."""
-    bad = error_details_pb2.BadRequest()
-    names: list[str] = []
-    for v in violations:
-        name = prefix + v.field if v.field else prefix.rstrip(".")
-        names.append(name)
-        bad.field_violations.add(field=name, description=v.description)
-    n = len(names)
-    message = f"invalid complaint: {n} bad field{'s' if n != 1 else ''}: " + ", ".join(dict.fromkeys(names))
+    """INVALID_ARGUMENT with one BadRequest naming every bad field, one ErrorInfo, and the message in
+    Chinese (one LocalizedMessage)."""
+    names = [prefix + v.field if v.field else prefix.rstrip(".") for v in violations]
+    bad = _bad_request(zip(names, (v.description for v in violations), strict=True))
+    message, zh = _invalid("complaint", names)
     info = _error_info("INVALID_COMPLAINT", {"fields": ",".join(dict.fromkeys(names))})
-    return _status(grpc.StatusCode.INVALID_ARGUMENT, message, bad, info)
+    return _status(grpc.StatusCode.INVALID_ARGUMENT, message, bad, info, zh)
 
 
 def malformed_status(message_type: str) -> status_pb2.Status:
@@ -179,13 +204,14 @@ def no_pack_status() -> status_pb2.Status:
 
 
 def matter_id_status() -> status_pb2.Status:
-    bad = error_details_pb2.BadRequest()
-    bad.field_violations.add(field="matter_id", description="must be a matter id: m- and 32 hex digits")
+    bad = _bad_request([("matter_id", "must be a matter id: m- and 32 hex digits")])
+    message, zh = _invalid("request", ["matter_id"])
     return _status(
         grpc.StatusCode.INVALID_ARGUMENT,
-        "invalid request: 1 bad field: matter_id",
+        message,
         bad,
         _error_info("INVALID_MATTER_ID", {"fields": "matter_id"}),
+        zh,
     )
 
 
@@ -211,20 +237,14 @@ def matters_unavailable_status() -> status_pb2.Status:
 
 def invalid_request_status(violations: Sequence[FieldViolation], what: str, reason: str) -> status_pb2.Status:
     """INVALID_ARGUMENT for a request that is not a complaint (an event, a listing): one BadRequest
-    naming every bad field and one ErrorInfo with ``reason``."""
-    bad = error_details_pb2.BadRequest()
-    names: list[str] = []
-    for v in violations:
-        names.append(v.field)
-        bad.field_violations.add(field=v.field, description=v.description)
-    fields = ", ".join(dict.fromkeys(names))
-    n = len(names)
-    message = f"invalid {what}: {n} bad field{'s' if n != 1 else ''}: {fields}"
+    naming every bad field, one ErrorInfo with ``reason``, and the message in Chinese (one
+    LocalizedMessage). ``what``: ``event`` or ``request``."""
+    names = [v.field for v in violations]
+    bad = _bad_request((v.field, v.description) for v in violations)
+    message, zh = _invalid(what, names)
+    fields = ",".join(dict.fromkeys(names))
     return _status(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        message,
-        bad,
-        _error_info(reason, {"fields": fields.replace(" ", "")}),
+        grpc.StatusCode.INVALID_ARGUMENT, message, bad, _error_info(reason, {"fields": fields}), zh
     )
 
 
