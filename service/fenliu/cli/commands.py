@@ -43,9 +43,13 @@ def _display(problem: Problem, pack_path: str) -> str:
         shown = os.path.relpath(target)
     except ValueError:
         shown = str(target)
-    message = problem.message
-    if problem.severity != "error":  # the severity in the reader's language, the code as it is
+    message = problem.message  # the severity in the reader's language, the code as it is
+    if problem.severity == "warning":
         message = _("warning: {warning}").format(warning=message)
+    elif problem.severity == "explained":
+        message = _("explained: {message}").format(message=message)
+    elif problem.severity != "error":
+        message = f"{problem.severity}: {message}"
     return str(Problem(shown, problem.line, problem.rule, problem.code, message))
 
 
