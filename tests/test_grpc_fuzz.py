@@ -423,7 +423,10 @@ def test_received_at_at_the_edges_decided_or_refused_naming_it(stub: Any, second
 
 
 def test_shortcut_took_most_valid_complaints() -> None:
-    """Run after the property above (same module): it was not a shortcut that never fires."""
+    """The property above was not a shortcut that never fires: counted over its examples, in this
+    process (pytest-xdist may have run the property in another one: then it runs here first)."""
+    if PLAIN["valid"] == 0:
+        test_plainly_valid_shortcut_equals_full_validation()
     assert PLAIN["valid"] > 100
     assert PLAIN["taken"] > PLAIN["valid"] * 0.8
 
