@@ -165,7 +165,7 @@ def to_markdown(reports: dict[str, Report], corpus: str, worst: int = 8) -> str:
     for label, fn in rows:
         lines.append(f"| {label} | " + " | ".join(fn(reports[w]) for w in ways) + " |")
     lines += ["", _("Per category, precision / recall:"), ""]
-    lines.append(f"| {_('category')} | n | " + " | ".join(_(WAY_NAMES[w]) for w in ways) + " |")
+    lines.append("| " + _("category") + " | n | " + " | ".join(_(WAY_NAMES[w]) for w in ways) + " |")
     lines.append("|---|---:|" + "---:|" * len(ways))
     for cat in sorted(first.expected):
         cells = [f"{_pct(reports[w].precision(cat))} / {_pct(reports[w].recall(cat))}" for w in ways]
@@ -175,7 +175,7 @@ def to_markdown(reports: dict[str, Report], corpus: str, worst: int = 8) -> str:
         "",
         _("Worst confusions ({way}):").format(way=_(WAY_NAMES[ways[-1]])),
         "",
-        f"| {_('expected')} | {_('got')} | n | {_('example')} |",
+        "| " + " | ".join((_("expected"), _("got"), "n", _("example"))) + " |",
         "|---|---|---:|---|",
     ]
     for (a, b), n in last.confusions.most_common(worst):

@@ -187,8 +187,8 @@ def _unreadable(file: str | None, e: OSError | UnicodeDecodeError) -> str:
     """One line saying why the input cannot be read (never a traceback, never the file's content)."""
     name = "standard input" if file in (None, "-") else str(file)
     if isinstance(e, UnicodeDecodeError):
-        return f"cannot read {name}: not UTF-8 text (byte {e.start})"
-    return f"cannot read {name}: {e.strerror or type(e).__name__}"
+        return _("cannot read {path}: not UTF-8 text (byte {byte})").format(path=name, byte=e.start)
+    return _("cannot read {path}: {reason}").format(path=name, reason=e.strerror or type(e).__name__)
 
 
 class _BadJson:
