@@ -132,33 +132,13 @@ def states(n: int, open_share: float, seed: int = 20) -> Iterator[tuple[MatterSt
         )
 
 
-def _row(st: MatterState, received: int) -> tuple[Any, ...]:
-    return (
-        st.matter_id,
-        st.status,
-        st.township,
-        st.colour,
-        st.tier,
-        st.owner_department,
-        st.point,
-        received,
-        st.next_due,
-        json.dumps(st.to_json(), ensure_ascii=False, separators=(",", ":")),
-    )
-
-
-COLUMNS = (
-    "matter_id, status, township, colour, tier, owner_department, point, first_received_at, next_due, data"
-)
-
-
 def fill_sqlite(path: Path, n: int, open_share: float) -> float:
     t0 = time.perf_counter()
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    rows = (_row(st, r) for st, r in states(n, open_share))
-    conn.executemany(f"INSERT INTO matter_state ({COLUMNS}) VALUES ({', '.join('?' * 10)})", rows)
+    rows = (_sql.state_params(st, r) for st, r in states(n, open_share))
+    conn.executemany(f"INSERT INTO matter_state ({_sql.STATE_COLUMNS}) VALUES ({', '.join('?' * 10)})", rows)
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
@@ -170,9 +150,9 @@ def fill_postgresql(url: str, n: int, open_share: float) -> float:
 
     t0 = time.perf_counter()
     with psycopg.connect(url) as conn:
-        with conn.cursor() as cur, cur.copy(f"COPY matter_state ({COLUMNS}) FROM STDIN") as cp:
+        with conn.cursor() as cur, cur.copy(f"COPY matter_state ({_sql.STATE_COLUMNS}) FROM STDIN") as cp:
             for st, r in states(n, open_share):
-                cp.write_row(_row(st, r))
+                cp.write_row(_sql.state_params(st, r))
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE matter_state")

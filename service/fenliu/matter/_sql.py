@@ -589,24 +589,33 @@ def matter_events(cur: Cursor, d: Dialect, matter_id: str) -> list[RecordedEvent
     return [event_of(r) for r in cur.fetchall()]
 
 
+STATE_COLUMNS: Final = (
+    "matter_id, status, township, colour, tier, owner_department, point, first_received_at, next_due, data"
+)
+
+
+def state_params(st: MatterState, first_received_at: int) -> tuple[SqlValue, ...]:
+    """The ``matter_state`` row of ``st`` (in :data:`STATE_COLUMNS` order)."""
+    return (
+        st.matter_id,
+        st.status,
+        st.township,
+        st.colour,
+        st.tier,
+        st.owner_department,
+        st.point,
+        first_received_at,
+        st.next_due,
+        json.dumps(st.to_json(), ensure_ascii=False, separators=(",", ":")),
+    )
+
+
 def write_state(cur: Cursor, d: Dialect, st: MatterState, first_received_at: int) -> None:
     p = d.param
     cur.execute(f"DELETE FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
     cur.execute(
-        "INSERT INTO matter_state (matter_id, status, township, colour, tier, owner_department, point, "
-        f"first_received_at, next_due, data) VALUES ({', '.join([p] * 10)})",
-        (
-            st.matter_id,
-            st.status,
-            st.township,
-            st.colour,
-            st.tier,
-            st.owner_department,
-            st.point,
-            first_received_at,
-            st.next_due,
-            json.dumps(st.to_json(), ensure_ascii=False, separators=(",", ":")),
-        ),
+        f"INSERT INTO matter_state ({STATE_COLUMNS}) VALUES ({', '.join([p] * 10)})",
+        state_params(st, first_received_at),
     )
 
 
