@@ -148,10 +148,13 @@ def test_serve_bad_pack_exits_nonzero_and_says_why(tmp_path: Path) -> None:
         ServeProcess(
             ["--rules", str(bad), "--address", "127.0.0.1:0", "--workers", "2"], log, ready_timeout=30
         )
-    events = [
-        json.loads(line)["event"] for line in log.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
     assert "pack_error" in events and "worker_failed_to_start" in events
+    # and in words, once (by the first worker), with the error at its line
+    said = [line for line in lines if not line.startswith("{")]
+    assert sum("cannot be served (1 error(s)):" in line for line in said) == 1, said
+    assert any("pack/pack.yaml:3: -: YAML syntax" in line for line in said), said
 
 
 def test_serve_unreachable_after_stop(tmp_path: Path) -> None:

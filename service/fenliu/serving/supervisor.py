@@ -633,7 +633,9 @@ def _worker_entry(config: ServeConfig, index: int, address: str, conn: Connectio
             on_ready=ready,
             watch_parent=True,
             on_pack=live,
-            say_refusal=index == 0,  # one worker says why the pack cannot be served, not each
+            # at the first start, one worker says in words why the pack cannot be served, not each
+            # (a worker replacing one that died only logs: the operator is not watching a terminal)
+            say_refusal=index == 0 and config.sealed_pack is None,
         )
     except Exception:
         log.error("worker_crashed", exc_info=True, extra={"worker": index})
