@@ -124,3 +124,45 @@ def test_a_dead_processs_queue_is_taken_over(tmp_path: Path) -> None:
         ] == ["o0", "o1", "o2", "o9"]
     finally:
         store.close()
+
+
+class _Late:
+    """A real SQLite store whose recordings take longer than the guard's deadline; the first
+    ``fail_first`` of them fail after their wait (the store went away meanwhile)."""
+
+    def __init__(self, path: Path, wait_s: float, fail_first: int = 0) -> None:
+        self.inner = open_store(f"sqlite:///{path}")
+        self.settings = self.inner.settings
+        self.wait_s = wait_s
+        self.fail_first = fail_first
+        self.calls: list[str] = []
+
+    def record(self, s: object) -> object:
+        self.calls.append(s.complaint_id)  # type: ignore[attr-defined]
+        time.sleep(self.wait_s)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise OSError("the store went away")
+        return self.inner.record(s)  # type: ignore[arg-type]
+
+    def count_matters(self) -> int:
+        return self.inner.count_matters()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("late_write_fails", [False, True])
+def test_a_write_that_ends_after_its_deadline_is_not_replayed(tmp_path: Path, late_write_fails: bool) -> None:
+    late = _Late(tmp_path / "m.db", wait_s=DEADLINE * 5, fail_first=1 if late_write_fails else 0)
+    store = GuardedStore(late, tmp_path / "queue", deadline_s=DEADLINE, retry_s=0.05)  # type: ignore[arg-type]
+    try:
+        r = store.record(sighting("late-1", GRASS, complainant={"phone": "13700002222"}))
+        assert not r.available  # answered at the deadline, queued
+        assert _wait(lambda: store.pending() == 0, 20)
+        assert _wait(lambda: store.replayed == 1, 20)
+        assert store.count_matters() == 1
+        # written once when its own call ended well; once more by the replay when that call failed
+        assert late.calls == (["late-1", "late-1"] if late_write_fails else ["late-1"])
+    finally:
+        store.close()

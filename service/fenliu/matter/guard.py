@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from fenliu.matter._core import (
     MatchSettings,
@@ -51,6 +51,8 @@ T = TypeVar("T")
 __all__ = ["GuardedStore"]
 
 _log = logging.getLogger(__name__)
+#: Calls past their deadline a guard remembers, so as not to replay the copies they queued if they end well.
+LATE_KEPT: Final = 10_000
 
 
 class GuardedStore:
@@ -88,6 +90,8 @@ class GuardedStore:
         self._pool = cf.ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="matter-store")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._qlock = threading.Lock()
+        # complaints queued at their deadline, with the call still writing them
+        self._late: dict[str, cf.Future[Recognition]] = {}
         self._pid = os.getpid()
         self._own = self.dir / f"pending-{self._pid}.jsonl"
         self._fd = -1
@@ -109,7 +113,15 @@ class GuardedStore:
             return self._defer(sighting)
         try:
             return fut.result(timeout=self.deadline_s)
-        except (cf.TimeoutError, StoreError, OSError):
+        except cf.TimeoutError:
+            # queued, and still being written: once that write ends well, the queued copy is not
+            # replayed (a replay of every late write doubled the store's work when the machine was busy)
+            with self._qlock:
+                self._late[sighting.complaint_id] = fut
+                while len(self._late) > LATE_KEPT:  # replayed before they ended: forget the oldest
+                    del self._late[next(iter(self._late))]
+            return self._defer(sighting)
+        except (StoreError, OSError):
             return self._defer(sighting)
         except Exception as e:  # a driver error of any kind is the store's trouble, not the caller's
             _log.warning("matter store: %s", type(e).__name__)
@@ -120,6 +132,16 @@ class GuardedStore:
             return self.store.record(sighting)
         finally:
             self._slots.release()
+
+    def _written_late(self, complaint_id: str) -> bool:
+        """Whether the call that missed its deadline for this complaint has written it since (waiting
+        for that call, within the deadline for events, when it is still running)."""
+        with self._qlock:
+            fut = self._late.pop(complaint_id, None)
+        if fut is None:
+            return False
+        done, _ = cf.wait([fut], timeout=self.event_deadline_s)
+        return bool(done) and not fut.cancelled() and fut.exception() is None
 
     def _defer(self, sighting: Sighting) -> Recognition:
         self.unavailable += 1
@@ -272,6 +294,10 @@ class GuardedStore:
                 s = Sighting.from_json(json.loads(raw))
             except (ValueError, KeyError, TypeError):
                 _log.error("matter queue %s: an unreadable line was skipped", path.name)
+                continue
+            if self._written_late(s.complaint_id):
+                n += 1
+                self.replayed += 1
                 continue
             try:
                 self.store.record(s)

@@ -11,6 +11,7 @@ before a ``fork`` is not used after it).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -59,6 +60,7 @@ class SQLiteStore:
         self._mmap_bytes = mmap_mib * 1024 * 1024
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._writer_fd = -1
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._tx() as cur:
@@ -79,6 +81,14 @@ class SQLiteStore:
             # records and the index pages stay in memory instead of costing a read() each
             conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
             conn.execute(f"PRAGMA mmap_size = {self._mmap_bytes}")
+            # one writer at a time across the processes that share the file, queued by the kernel: a
+            # process waiting for SQLite's own lock sleeps 1, 2, 5, 10 … ms between tries, and two
+            # workers recording at once missed their deadline by those sleeps
+            if self._writer_fd >= 0:  # a forked child's inherited one shares the parent's lock
+                os.close(self._writer_fd)
+            self._writer_fd = os.open(
+                f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
             self._conn, self._pid = conn, os.getpid()
             self._stop = threading.Event()
             self._checkpointer = threading.Thread(
@@ -91,15 +101,19 @@ class SQLiteStore:
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             conn = self._connect()
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
             try:
-                yield cur
-            except BaseException:
-                conn.rollback()
-                raise
-            else:
-                conn.commit()
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    conn.rollback()
+                    raise
+                else:
+                    conn.commit()
+            finally:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
     def record(self, sighting: Sighting) -> Recognition:
         try:
@@ -225,6 +239,9 @@ class SQLiteStore:
                 self._checkpointer.join(timeout=5)
             if self._conn is not None and mine:
                 self._conn.close()
+            if self._writer_fd >= 0 and mine:
+                os.close(self._writer_fd)
+            self._writer_fd = -1
             self._conn = None
 
 
