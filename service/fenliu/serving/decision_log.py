@@ -185,8 +185,6 @@ def entry(
         # entries are the pack's.
         "decision": _plain(decision.to_dict(trace=True, model_words=False)),
     }
-    notes = d["decision"].get("notes") or []
-    d["decision"]["notes"] = [n.split(":", 1)[0] if n.startswith("model ") else n for n in notes]
     return d
 
 
