@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,29 @@ def lookups(store: Any, n: int, matters: int, sigs: list[bytes]) -> dict[str, An
     }
 
 
+@contextmanager
+def fresh_store(backend: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """The URL of a fresh store of ``backend`` and a temporary folder: an SQLite file in that folder
+    (``matters.db``), or a database of a private PostgreSQL server started for it, with fsync on. Both
+    are gone afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    pg = None
+    try:
+        if backend == "postgresql":
+            from pg import PgServer
+
+            pg = PgServer(durable=True)
+            pg.start()
+            url = pg.create_database()
+        else:
+            url = f"sqlite:///{tmp / 'matters.db'}"
+        yield url, tmp
+    finally:
+        if pg is not None:
+            pg.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(
     matters: int, n_lookups: int, backends: list[str], pool: int = 20_000, grpc_seconds: float = 8.0
 ) -> dict[str, Any]:
@@ -145,17 +169,7 @@ def run(
     sigs = signatures(pool)
     out: dict[str, Any] = {"matters": matters, "pool": len(sigs), "backends": {}}
     for backend in backends:
-        tmp = Path(tempfile.mkdtemp(prefix="fenliu-bench-matters-"))
-        pg = None
-        try:
-            if backend == "postgresql":
-                from pg import PgServer
-
-                pg = PgServer(durable=True)
-                pg.start()
-                url = pg.create_database()
-            else:
-                url = f"sqlite:///{tmp / 'matters.db'}"
+        with fresh_store(backend, "fenliu-bench-matters-") as (url, tmp):
             store = open_store(url)
             seconds = fill(store, matters, sigs)
             if backend == "postgresql":
@@ -186,10 +200,6 @@ def run(
                         f"({r['linked']} of {n_lookups} linked)",
                         flush=True,
                     )
-        finally:
-            if pg is not None:
-                pg.close()
-            shutil.rmtree(tmp, ignore_errors=True)
     if grpc_seconds > 0:
         out["grpc"] = grpc_compare(grpc_seconds)
     return out

@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.matter_store import fresh_store  # noqa: E402
 from fenliu.matter import _sql, open_store  # noqa: E402
 from fenliu.matter.events import OPEN, RESOLVED, WITHDRAWN, MatterState  # noqa: E402
 
@@ -232,19 +231,8 @@ def measure(store: Any, repeats: int) -> dict[str, dict[str, float]]:
 def run(matters: int, backends: list[str], open_share: float = 0.03, repeats: int = 30) -> dict[str, Any]:
     out: dict[str, Any] = {"matters": matters, "open_share": open_share, "backends": {}}
     for backend in backends:
-        tmp = Path(tempfile.mkdtemp(prefix="fenliu-bench-overdue-"))
-        pg = None
-        try:
-            db: Path | None = None
-            if backend == "postgresql":
-                from pg import PgServer
-
-                pg = PgServer(durable=True)
-                pg.start()
-                url = pg.create_database()
-            else:
-                db = tmp / "matters.db"
-                url = f"sqlite:///{db}"
+        with fresh_store(backend, "fenliu-bench-overdue-") as (url, tmp):
+            db = tmp / "matters.db" if backend == "sqlite" else None
             store = open_store(url)  # the schema, at its current version
             seconds = (
                 fill_sqlite(db, matters, open_share) if db else fill_postgresql(url, matters, open_share)
@@ -261,10 +249,6 @@ def run(matters: int, backends: list[str], open_share: float = 0.03, repeats: in
                 f"index used: {res['uses_index']}",
                 flush=True,
             )
-        finally:
-            if pg is not None:
-                pg.close()
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
