@@ -309,6 +309,24 @@ def test_forget_removes_everything_linked_to_one_identity(make_store: Any) -> No
     assert store.count_matters() == 1
 
 
+@pytest.mark.parametrize("make_store", ["sqlite", "postgresql"], indirect=True)
+def test_a_replica_reads_a_village_again_after_another_writes_or_forgets_in_it(make_store: Any) -> None:
+    # two stores on one database, as two replicas: what one holds of a village (PostgreSQL keeps a copy
+    # of its buckets per process) never hides what the other wrote or forgot there
+    one, two = make_store(), make_store()
+    one.record(sighting("a", WAGE, complainant={"phone": "13911112222"}))  # `one` reads the village
+    b = two.record(sighting("b", GRASS, complainant={"phone": PHONE}))  # `two` changes its bucket
+    c = one.record(sighting("c", GRASS_AGAIN, complainant={"phone": "13733334444"}))
+    assert c.matter_id == b.matter_id and c.evidence[0].kind == "content"
+    hashes = tuple(h for _, h in identity_hashes(Complainant(phone=PHONE), KEY))
+    hashes += tuple(h for _, h in identity_hashes(Complainant(phone="13733334444"), KEY))
+    assert two.forget(hashes) == 2  # b and c are gone, and with them their records in the bucket
+    d = one.record(sighting("d", GRASS_AGAIN, complainant={"phone": "13655556666"}))
+    assert d.new_matter and d.matter_id != b.matter_id
+    e = two.record(sighting("e", GRASS, complainant={"phone": "13577778888"}))
+    assert e.matter_id == d.matter_id  # and `two` reads what `one` wrote
+
+
 def test_identity_hash_is_the_decision_logs_and_malformed_values_are_still_used() -> None:
     from fenliu.serving.decision_log import keyed_hash
 

@@ -27,6 +27,7 @@ the few most alike are then compared on their whole signatures.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import struct
 import uuid
@@ -141,6 +142,56 @@ class Tx(Protocol):
     def insert(self, s: Sighting, matter_id: str) -> None:
         """Store ``s`` (its row, identity hashes, and its record in its scope's bucket)."""
         ...
+
+    # A recording ends with one of these three (:class:`Ending` composes them of the steps above); a
+    # store may send each as one batch, and may commit with it.
+
+    def again(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
+        """``s`` is stored already (a retry): its matter's history, nothing written."""
+        ...
+
+    def open_matter(self, matter_id: str, s: Sighting) -> None:
+        """A new matter whose first complaint is ``s``."""
+        ...
+
+    def join(self, matter_id: str, s: Sighting, since: int, until: int) -> tuple[list[Row], First | None]:
+        """``s`` joins the matter: its history before ``s`` (as it was), the first receiver moved to ``s``
+        when ``s`` is earlier, and ``s`` stored."""
+        ...
+
+
+class Ending(abc.ABC):
+    """The three endings of a recording, made of a :class:`Tx`'s single steps (one round trip each)."""
+
+    @abc.abstractmethod
+    def history(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def new_matter(self, matter_id: str, s: Sighting) -> None:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def set_first(self, matter_id: str, s: Sighting) -> None:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def insert(self, s: Sighting, matter_id: str) -> None:
+        raise NotImplementedError
+
+    def again(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
+        return self.history(matter_id, since, until)
+
+    def open_matter(self, matter_id: str, s: Sighting) -> None:
+        self.new_matter(matter_id, s)
+        self.insert(s, matter_id)
+
+    def join(self, matter_id: str, s: Sighting, since: int, until: int) -> tuple[list[Row], First | None]:
+        rows, first = self.history(matter_id, since, until)
+        if first is None or s.received_at < first.received_at:
+            self.set_first(matter_id, s)
+        self.insert(s, matter_id)
+        return rows, first
 
 
 def new_matter_id() -> str:
@@ -282,17 +333,13 @@ def record(tx: Tx, s: Sighting, settings: MatchSettings) -> Recognition:
         return Recognition(
             available=True,
             matter_id=matter_id,
-            facts=facts(s2, *tx.history(matter_id, at - w, at)),
+            facts=facts(s2, *tx.again(matter_id, at - w, at)),
         )
     chosen = choose(s, candidates(tx, s, s.received_at - w, s.received_at + w, settings), settings)
     if chosen is None:
         matter_id = new_matter_id()
-        tx.new_matter(matter_id, s)
-        tx.insert(s, matter_id)
+        tx.open_matter(matter_id, s)
         return Recognition(available=True, matter_id=matter_id, new_matter=True, facts=facts(s, (), None))
     matter_id, evidence = chosen
-    rows, first = tx.history(matter_id, s.received_at - w, s.received_at)
-    if first is None or s.received_at < first.received_at:
-        tx.set_first(matter_id, s)
-    tx.insert(s, matter_id)
+    rows, first = tx.join(matter_id, s, s.received_at - w, s.received_at)
     return Recognition(available=True, matter_id=matter_id, evidence=evidence, facts=facts(s, rows, first))

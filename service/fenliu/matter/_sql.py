@@ -184,7 +184,7 @@ def migrate(cur: Cursor, d: Dialect, shown_url: str) -> list[int]:
     return done
 
 
-class SqlTx:
+class SqlTx(_match.Ending):
     """:class:`fenliu.matter._match.Tx` over a DB-API cursor, in the caller's transaction."""
 
     def __init__(self, cur: Any, d: Dialect, lock: Callable[[Sequence[str]], None]) -> None:
@@ -310,17 +310,19 @@ class SqlTx:
         row = self.cur.fetchone()
         return None if row is None else _match.First(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
+    HISTORY: Final = (
+        "SELECT m.first_received_at, m.first_point, m.first_level, m.first_owner, c.complaint_id, "
+        "c.received_at, c.channel, c.point, c.level, c.decision_id FROM matters m "
+        "LEFT JOIN complaints c ON c.matter_id = m.matter_id AND c.received_at BETWEEN ? AND ? "
+        "WHERE m.matter_id = ?"
+    )
+
     def history(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
-        self.cur.execute(
-            self.q(
-                "SELECT m.first_received_at, m.first_point, m.first_level, m.first_owner, c.complaint_id, "
-                "c.received_at, c.channel, c.point, c.level, c.decision_id FROM matters m "
-                "LEFT JOIN complaints c ON c.matter_id = m.matter_id AND c.received_at BETWEEN ? AND ? "
-                "WHERE m.matter_id = ?"
-            ),
-            (since, until, matter_id),
-        )
-        got = self.cur.fetchall()
+        self.cur.execute(self.q(self.HISTORY), (since, until, matter_id))
+        return self.history_of(self.cur.fetchall())
+
+    @staticmethod
+    def history_of(got: list[Any]) -> tuple[list[_match.Row], _match.First | None]:
         if not got:
             return [], None
         r0 = got[0]
@@ -332,13 +334,12 @@ class SqlTx:
         ]
         return rows, first
 
+    NEW_MATTER: Final = (
+        "INSERT INTO matters (matter_id, first_received_at, first_point, first_level) VALUES (?, ?, ?, ?)"
+    )
+
     def new_matter(self, matter_id: str, s: Sighting) -> None:
-        self.cur.execute(
-            self.q(
-                "INSERT INTO matters (matter_id, first_received_at, first_point, first_level) VALUES (?, ?, ?, ?)"
-            ),
-            (matter_id, s.received_at, s.point, s.level),
-        )
+        self.cur.execute(self.q(self.NEW_MATTER), (matter_id, s.received_at, s.point, s.level))
 
     def set_first(self, matter_id: str, s: Sighting) -> None:
         self.cur.execute(
@@ -350,20 +351,7 @@ class SqlTx:
 
     def insert(self, s: Sighting, matter_id: str) -> None:
         if self.d.name == "postgresql":  # one statement, one round trip: the row, its hashes, its record
-            rec = _match.record_bytes(0, s.received_at, s.signature)[8:] if s.scope and s.signature else b""
-            self.cur.execute(
-                PG_INSERT_ALL,
-                (
-                    *complaint_params(s, matter_id),
-                    s.received_at,
-                    [h for _, h in s.identities],
-                    [f for f, _ in s.identities],
-                    s.scope,
-                    _match.bucket_of(s.received_at),
-                    rec,
-                    bool(rec),
-                ),
-            )
+            self.cur.execute(PG_INSERT_ALL, pg_insert_params(s, matter_id))
             return
         self.cur.execute(self.q(INSERT_COMPLAINT + " RETURNING seq"), complaint_params(s, matter_id))
         seq = int(self.cur.fetchone()[0])
@@ -397,6 +385,21 @@ INSERT_COMPLAINT: Final = (
     "INSERT INTO complaints (complaint_id, matter_id, received_at, channel, point, level, township, "
     "village, scope, case_id, decision_id, signature, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def pg_insert_params(s: Sighting, matter_id: str) -> tuple[SqlValue | list[str], ...]:
+    """The parameters of :data:`PG_INSERT_ALL` for ``s``."""
+    rec = _match.record_bytes(0, s.received_at, s.signature)[8:] if s.scope and s.signature else b""
+    return (
+        *complaint_params(s, matter_id),
+        s.received_at,
+        [h for _, h in s.identities],
+        [f for f, _ in s.identities],
+        s.scope,
+        _match.bucket_of(s.received_at),
+        rec,
+        bool(rec),
+    )
 
 
 def _le_bytes(expr: str) -> str:

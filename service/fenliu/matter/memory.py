@@ -34,7 +34,7 @@ def _sql_event_id() -> str:
     return "e-" + uuid.uuid4().hex
 
 
-class _MemoryTx:
+class _MemoryTx(_match.Ending):
     def __init__(self, store: MemoryStore) -> None:
         self.st = store
 

@@ -12,12 +12,16 @@ Migrations run at open under an advisory lock of their own, so replicas starting
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -62,7 +66,8 @@ class PostgresStore:
     ``connect_timeout_s`` each connection attempt. ``synchronous_commit=False`` lets a recording's commit
     return before the server has flushed it to disk (``SET LOCAL synchronous_commit = off``): a crash of
     the *server* may then lose the last fraction of a second of recordings (never corrupt them); see
-    docs/matters.md for what it costs and saves.
+    docs/matters.md for what it costs and saves. ``bucket_cache_bytes`` bounds this process's copies of
+    village buckets (:class:`BucketCache`; 0: none).
     """
 
     def __init__(
@@ -75,8 +80,10 @@ class PostgresStore:
         pool_timeout_s: float = 5.0,
         connect_timeout_s: float = 2.0,
         synchronous_commit: bool = True,
+        bucket_cache_bytes: int = 16 << 20,
     ) -> None:
         self.settings = settings or MatchSettings()
+        self.buckets = BucketCache(bucket_cache_bytes)
         self.url = redact_url(url)
         self._timeout = pool_timeout_s
         self._sync = synchronous_commit
@@ -84,7 +91,7 @@ class PostgresStore:
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"connect_timeout": max(1, round(connect_timeout_s)), "autocommit": False},
+            kwargs={"connect_timeout": max(1, round(connect_timeout_s)), "autocommit": True},
             open=False,
             name="fenliu-matters",
         )
@@ -103,25 +110,32 @@ class PostgresStore:
             raise StoreError(f"cannot reach the matter store {self.url}: {_one_line(e)}") from None
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[TupleRow]]:
+    def _conn(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A connection of the pool (in autocommit: each use says where its transaction runs)."""
         try:
-            with (
-                self.pool.connection(timeout=self._timeout) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                yield cur
+            with self.pool.connection(timeout=self._timeout) as conn:
+                yield conn
         except PoolTimeout as e:
             raise StoreUnavailable(f"matter store {self.url}: no connection ({_one_line(e)})") from None
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"matter store {self.url}: {_one_line(e)}") from None
 
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[TupleRow]]:
+        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
     def record(self, sighting: Sighting) -> Recognition:
-        with self._tx() as cur:
-            rec = _match.record(_PgTx(cur, synchronous_commit=self._sync), sighting, self.settings)
-            if rec.new_matter:
-                return rec
-            return with_state(rec, _sql.read_state(cur, _sql.POSTGRESQL, rec.matter_id))
+        # Not in conn.transaction(): _PgTx sends BEGIN with its first reads and COMMIT with its last
+        # writes (three round trips at most, see _PgTx); anything left open is rolled back here.
+        with self._conn() as conn:
+            tx = _PgTx(conn.cursor(), synchronous_commit=self._sync, buckets=self.buckets)
+            try:
+                rec = _match.record(tx, sighting, self.settings)
+            finally:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+            return rec if rec.new_matter else with_state(rec, tx.state)
 
     def set_decision(self, facts: DecisionFacts) -> bool:
         with self._tx() as cur:
@@ -223,19 +237,74 @@ class PostgresStore:
 _LOCK: Final = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS t(k)"
 
 
-class _PgTx(_sql.SqlTx):
-    """The recording's transaction on PostgreSQL. Its first step is one round trip (psycopg's pipeline
-    mode): the advisory locks, then the complaint id, the identity and case-id candidates and the
-    village's bucket records, each read by its own statement *after* the locks are held (in READ
-    COMMITTED each statement sees what was committed when it starts, so the reads see whatever a
-    recording that held the locks before committed)."""
+class BucketCache:
+    """This process's copies of scope buckets, each with the row version (``xmin``) it was read at.
 
-    def __init__(self, cur: psycopg.Cursor[Any], *, synchronous_commit: bool) -> None:
+    A recording asks the server for a village's buckets and sends the versions it holds: the server
+    sends the data only of the buckets whose row changed since (a new complaint, ``forget``, another
+    replica's write: every write of a row makes a new version) and of those not held; a purged bucket
+    is simply no longer listed. So a copy is never used stale, and a closed week is read from the server
+    once per process instead of at every recording. Bounded by bytes, least recently used out first."""
+
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        # scope -> bucket -> (version, data); scopes least recently used first
+        self._scopes: OrderedDict[str, dict[int, tuple[str, bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def held(self, scope: str, first: int, last: int) -> dict[int, tuple[str, bytes]]:
+        """The copies held of the scope's buckets in that range (bucket -> (version, data))."""
+        with self._lock:
+            got = self._scopes.get(scope)
+            if not got:
+                return {}
+            self._scopes.move_to_end(scope)
+            return {b: v for b, v in got.items() if first <= b <= last}
+
+    def update(self, scope: str, read: dict[int, tuple[str, bytes]], first: int, last: int) -> None:
+        """Hold ``read`` (the buckets just read) for the scope; in that range, nothing else is current."""
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            mine = self._scopes.pop(scope, {})
+            for b in [b for b in mine if first <= b <= last and b not in read]:  # gone from the server
+                self.size -= len(mine.pop(b)[1])
+            for b, v in read.items():
+                old = mine.get(b)
+                self.size += len(v[1]) - (len(old[1]) if old else 0)
+                mine[b] = v
+            self._scopes[scope] = mine
+            while self.size > self.max_bytes and self._scopes:
+                _, gone = self._scopes.popitem(last=False)
+                self.size -= sum(len(d) for _, d in gone.values())
+
+
+class _PgTx(_sql.SqlTx):
+    """A recording's transaction on PostgreSQL, in at most three round trips (psycopg's pipeline mode) on
+    a connection in autocommit:
+
+    1. ``BEGIN``, the advisory locks, then the complaint id, the identity and case-id candidates and the
+       village's bucket records, each read by its own statement *after* the locks are held (in READ
+       COMMITTED each statement sees what was committed when it starts, so the reads see whatever a
+       recording that held the locks before committed);
+    2. only when the village has alike complaints not found already: their rows (``by_seq``);
+    3. the ending (``again``, ``open_matter`` or ``join``): the matter's history as it was, the first
+       receiver moved when this complaint is earlier, the complaint written, the matter's state read,
+       and ``COMMIT``.
+    """
+
+    def __init__(
+        self, cur: psycopg.Cursor[Any], *, synchronous_commit: bool, buckets: BucketCache | None = None
+    ) -> None:
         super().__init__(cur, _sql.POSTGRESQL, _no_lock)
         self._sync = synchronous_commit
+        self._buckets = buckets if buckets is not None else BucketCache(0)
         self._existing: tuple[str, tuple[str, int] | None] | None = None
         self._linked: tuple[tuple[str, int, int], list[_match.Candidate]] | None = None
         self._block: tuple[tuple[str, int, int], bytes] | None = None
+        #: the matter's state as the ending read it (None for a new matter, or one not yet decided)
+        self.state: MatterState | None = None
 
     def start(self, s: Sighting, since: int, until: int) -> None:
         conn = self.cur.connection
@@ -243,6 +312,7 @@ class _PgTx(_sql.SqlTx):
         linked = self.linked_query(s, since, until)
         scope = (s.scope, _match.bucket_of(since), _match.bucket_of(until))
         with conn.pipeline():
+            conn.cursor().execute("BEGIN")
             if not self._sync:
                 conn.cursor().execute("SET LOCAL synchronous_commit = off")
             conn.cursor().execute(_LOCK, (ids,))
@@ -252,13 +322,29 @@ class _PgTx(_sql.SqlTx):
             if c_linked is not None and linked is not None:
                 c_linked.execute(self.q(linked[0]), linked[1])
             c_block = conn.cursor(binary=True) if s.scope and s.signature else None
+            held: dict[int, tuple[str, bytes]] = {}
             if c_block is not None:
-                c_block.execute(self.q(self.SCOPE_BLOCK), scope)
+                held = self._buckets.held(*scope)
+                known = sorted(held)
+                c_block.execute(_BLOCK, (known, [held[b][0] for b in known], *scope))
         self._existing = (s.complaint_id, self.existing_of(c_exist.fetchall()))
         key = (s.complaint_id, since, until)
         self._linked = (key, self.candidates_of(c_linked.fetchall()) if c_linked is not None else [])
         if c_block is not None:
-            self._block = (scope, self.block_of(c_block.fetchall()))
+            self._block = (scope, self._assemble(scope, held, c_block.fetchall()))
+
+    def _assemble(
+        self, scope: tuple[str, int, int], held: dict[int, tuple[str, bytes]], rows: list[Any]
+    ) -> bytes:
+        """The block from the rows (bucket, version, data or NULL when the copy held is current)."""
+        parts = []
+        read: dict[int, tuple[str, bytes]] = {}
+        for bucket, version, data in rows:
+            b = int(bucket)
+            read[b] = held[b] if data is None else (str(version), bytes(data))
+            parts.append(read[b][1])
+        self._buckets.update(scope[0], read, scope[1], scope[2])
+        return b"".join(parts)
 
     def existing(self, complaint_id: str) -> tuple[str, int] | None:
         if self._existing is not None and self._existing[0] == complaint_id:
@@ -274,6 +360,67 @@ class _PgTx(_sql.SqlTx):
         if self._block is not None and self._block[0] == (scope, first_bucket, last_bucket):
             return self._block[1]
         return super().scope_block(scope, first_bucket, last_bucket)
+
+    def by_seq(self, seqs: Sequence[int]) -> list[_match.Candidate]:
+        # one statement text for any number of seqs (prepared once), signatures read in binary
+        self.cur.execute(_BY_SEQ, (list(seqs),), binary=True)
+        return self.candidates_of(self.cur.fetchall())
+
+    # -- the endings: one round trip each, with the commit
+
+    def again(self, matter_id: str, since: int, until: int) -> tuple[list[_match.Row], _match.First | None]:
+        conn = self.cur.connection
+        with conn.pipeline():
+            c_hist = conn.cursor()
+            c_hist.execute(self.q(self.HISTORY), (since, until, matter_id))
+            c_state = conn.cursor()
+            c_state.execute(_STATE, (matter_id,))
+            conn.cursor().execute("COMMIT")
+        self.state = _state_of(c_state.fetchall())
+        return self.history_of(c_hist.fetchall())
+
+    def open_matter(self, matter_id: str, s: Sighting) -> None:
+        conn = self.cur.connection
+        with conn.pipeline():
+            conn.cursor().execute(self.q(self.NEW_MATTER), (matter_id, s.received_at, s.point, s.level))
+            conn.cursor().execute(_sql.PG_INSERT_ALL, _sql.pg_insert_params(s, matter_id))
+            conn.cursor().execute("COMMIT")
+
+    def join(
+        self, matter_id: str, s: Sighting, since: int, until: int
+    ) -> tuple[list[_match.Row], _match.First | None]:
+        conn = self.cur.connection
+        with conn.pipeline():
+            c_hist = conn.cursor()
+            c_hist.execute(self.q(self.HISTORY), (since, until, matter_id))
+            conn.cursor().execute(_EARLIER_FIRST, (s.received_at, s.point, s.level, matter_id, s.received_at))
+            conn.cursor().execute(_sql.PG_INSERT_ALL, _sql.pg_insert_params(s, matter_id))
+            c_state = conn.cursor()
+            c_state.execute(_STATE, (matter_id,))
+            conn.cursor().execute("COMMIT")
+        self.state = _state_of(c_state.fetchall())
+        return self.history_of(c_hist.fetchall())
+
+
+#: a scope's buckets in a range, newest first; the data only where the version held (if any) is not current
+_BLOCK: Final = (
+    "SELECT b.bucket, b.xmin::text, CASE WHEN k.v = b.xmin::text THEN NULL ELSE b.data END "
+    "FROM scope_buckets b LEFT JOIN unnest(%s::bigint[], %s::text[]) AS k(bucket, v) ON k.bucket = b.bucket "
+    "WHERE b.scope = %s AND b.bucket BETWEEN %s AND %s ORDER BY b.bucket DESC"
+)
+_BY_SEQ: Final = (
+    f"SELECT '' AS tag, {_sql.CANDIDATE_COLUMNS} FROM complaints c WHERE c.seq = ANY(%s::bigint[])"
+)
+_STATE: Final = "SELECT data FROM matter_state WHERE matter_id = %s"
+#: the first receiver moves to a complaint received before the matter's first (a backdated one)
+_EARLIER_FIRST: Final = (
+    "UPDATE matters SET first_received_at = %s, first_point = %s, first_level = %s "
+    "WHERE matter_id = %s AND first_received_at > %s"
+)
+
+
+def _state_of(rows: list[Any]) -> MatterState | None:
+    return MatterState.from_json(json.loads(str(rows[0][0]))) if rows else None
 
 
 def _no_lock(keys: Sequence[str]) -> None:
