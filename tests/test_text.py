@@ -433,6 +433,10 @@ def test_bad_model_file_is_refused_with_file_and_reason_and_old_pack_keeps_servi
 
 def test_floors_missed_on_the_test_split_refuse_the_pack(pack_copy: Path) -> None:
     items = _labelled(split_every=3)
+    # one complaint labelled as no reading of its words would have it: no lexicon reaches 100%
+    first = next(x for x in items if x.split == "test")
+    other = next(c for c, _ in FIXTURE if c != first.category)
+    items.append(Labelled("fx-mislabelled", "", first.text, other, "test"))
     _write_corpus(pack_copy / "split.jsonl", items)
     _set_text(pack_copy, "  threshold: 6\n  margin: 2\n  floors: {corpus: split.jsonl, lexicon: 1.0}\n")
     with pytest.raises(PackError) as e:
