@@ -261,7 +261,7 @@ def test_bad_lexicon_files_are_refused_with_file_and_line(pack_copy: Path) -> No
     assert any("lexicon/neighbor.yaml:5" in s and "colour" in s for s in shown), shown
 
 
-def test_lint_warns_of_shared_short_common_and_separated_terms(pack_copy: Path) -> None:
+def test_lint_warns_of_shared_short_common_separated_and_repeated_terms(pack_copy: Path) -> None:
     from fenliu import lint
 
     (pack_copy / "lexicon" / "neighbor.yaml").write_text(
@@ -272,7 +272,10 @@ def test_lint_warns_of_shared_short_common_and_separated_terms(pack_copy: Path) 
         "    - {term: 问题, weight: 2}\n"
         "    - {term: 院墙，围墙, weight: 3}\n"
         "    - {term: 工钱, weight: 6}\n"
-        "    - {term: 邻居, weight: 4}\n",
+        "    - {term: 邻居, weight: 4}\n"
+        "  together:\n"
+        "    - {words: [邻居, 排水], weight: 5}\n"
+        "    - {words: [排水, 邻居], weight: 3}\n",
         "utf-8",
     )
     pack = load_pack(pack_copy)
@@ -283,6 +286,10 @@ def test_lint_warns_of_shared_short_common_and_separated_terms(pack_copy: Path) 
     assert ("lexicon-common-term", 5) in codes
     assert ("lexicon-separator", 6) in codes
     assert ("lexicon-too-common", 8) in codes  # 邻居 is in 3 of 4 complaints
+    assert ("lexicon-duplicate", 11) in codes and (
+        "lexicon-duplicate",
+        10,
+    ) not in codes  # the same words again
     shared = [f for f in findings if f.code == "lexicon-shared-term" and "'工钱'" in f.message]
     wage_weight = next(e.weight for e in pack.lexicon if e.category == "wage_arrears" and e.label == "工钱")
     assert bool(shared) == (wage_weight == 6)

@@ -904,11 +904,27 @@ CORPUS_SHARE: Final = 0.5
 
 
 def _vocabulary(ctx: _Ctx, corpus: Sequence[str]) -> None:
-    """The lexicon: terms shared by categories without a weight difference, one-character or very
-    common terms, separators inside a term (a list typed into one), terms matching most of a corpus."""
+    """The lexicon: an entry written twice in one category, terms shared by categories without a weight
+    difference, one-character or very common terms, separators inside a term (a list typed into one),
+    terms matching most of a corpus."""
     entries = ctx.pack.lexicon
     by_word: dict[str, list[LexiconEntry]] = {}
+    written: dict[tuple[str, str, frozenset[str]], LexiconEntry] = {}
     for e in entries:
+        key = (e.category, e.kind, frozenset(normalize_text(w) for w in e.words))
+        first = written.setdefault(key, e)
+        if first is not e:
+            ctx.add(
+                e.file,
+                e.line,
+                "",
+                "lexicon-duplicate",
+                WARNING,
+                f"{e.category}: "
+                + _(
+                    "{entry!r} is written again here (first at line {line}): both count, so it weighs twice"
+                ).format(entry=e.label, line=first.line),
+            )
         for w in e.words:
             if _SEPARATORS.search(w):
                 ctx.add(
