@@ -131,20 +131,8 @@ class Tx(Protocol):
 
     def first(self, matter_id: str) -> First | None: ...
 
-    def history(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
-        """``rows`` and ``first`` together (one statement where the store can)."""
-        ...
-
-    def new_matter(self, matter_id: str, s: Sighting) -> None: ...
-
-    def set_first(self, matter_id: str, s: Sighting) -> None: ...
-
-    def insert(self, s: Sighting, matter_id: str) -> None:
-        """Store ``s`` (its row, identity hashes, and its record in its scope's bucket)."""
-        ...
-
-    # A recording ends with one of these three (:class:`Ending` composes them of the steps above); a
-    # store may send each as one batch, and may commit with it.
+    # A recording ends with one of these three (:class:`Ending` composes them of single steps); a store
+    # may send each as one batch, and may commit with it.
 
     def again(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
         """``s`` is stored already (a retry): its matter's history, nothing written."""
@@ -165,19 +153,19 @@ class Ending(abc.ABC):
 
     @abc.abstractmethod
     def history(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
-        raise NotImplementedError
+        """``rows`` and ``first`` together (one statement where the store can)."""
 
     @abc.abstractmethod
     def new_matter(self, matter_id: str, s: Sighting) -> None:
-        raise NotImplementedError
+        """The matter's row, with ``s`` as its first receiver."""
 
     @abc.abstractmethod
     def set_first(self, matter_id: str, s: Sighting) -> None:
-        raise NotImplementedError
+        """``s`` becomes the matter's first receiver."""
 
     @abc.abstractmethod
     def insert(self, s: Sighting, matter_id: str) -> None:
-        raise NotImplementedError
+        """Store ``s`` (its row, identity hashes, and its record in its scope's bucket)."""
 
     def again(self, matter_id: str, since: int, until: int) -> tuple[list[Row], First | None]:
         return self.history(matter_id, since, until)
