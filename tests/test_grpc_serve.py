@@ -157,6 +157,38 @@ def test_serve_bad_pack_exits_nonzero_and_says_why(tmp_path: Path) -> None:
     assert any("pack/pack.yaml:3: -: YAML syntax" in line for line in said), said
 
 
+def test_a_worker_failing_to_start_waits_for_the_others_still_starting() -> None:
+    """The supervisor stops nobody while they start: the first worker, which says why in words,
+    may be the last to find the pack bad (a real race, seen when another worker failed first)."""
+    import sys
+
+    from fenliu.serving.config import ServeConfig
+    from fenliu.serving.supervisor import Supervisor, _Worker
+
+    class Quick(Supervisor):  # workers that are plain processes: one fails at once, one takes a while
+        def spawn(self, index: int) -> _Worker:
+            parent, child = self.ctx.Pipe(duplex=False)
+            target, args = (sys.exit, (2,)) if index == 1 else (time.sleep, (1.5,))
+            p = self.ctx.Process(target=target, args=args)
+            p.start()
+            child.close()
+            w = _Worker(index, p, parent, time.monotonic(), pid=p.pid or 0)
+            self.workers[index] = w
+            return w
+
+    sup = Quick(ServeConfig(), "127.0.0.1:0", 2)
+    try:
+        assert sup.start_all() is False
+        assert [w.process.is_alive() for w in sup.workers.values()] == [False, False]
+        assert sup.workers[0].process.exitcode == 0  # ended on its own, not stopped
+        assert sup.workers[1].process.exitcode == 2
+    finally:
+        for w in sup.workers.values():
+            w.process.kill()
+            w.process.join(5)
+        sup.seal.close()
+
+
 def test_serve_unreachable_after_stop(tmp_path: Path) -> None:
     sp = ServeProcess(
         ["--rules", str(PACK), "--address", "127.0.0.1:0", "--workers", "2"], tmp_path / "serve.log"

@@ -718,21 +718,29 @@ class Supervisor:
             log.info("worker_ready", extra={"worker": w.index, "worker_pid": w.pid, "pack": self.label})
 
     def start_all(self) -> bool:
-        """Start every worker and wait until all listen; False if one fails to start."""
+        """Start every worker and wait until all listen; False if one fails to start.
+
+        When one fails, the others still starting are waited for (to the same deadline) before this
+        returns: they read the same pack, and the one that says why in words must not be stopped first.
+        """
         for i in range(self.count):
             self.spawn(i)
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(w.ready for w in self.workers.values()):
+        failed: set[int] = set()
+        while True:
             if self.stopping:
                 return False
-            pending = [w for w in self.workers.values() if not w.ready]
+            pending = [w for w in self.workers.values() if not w.ready and w.index not in failed]
             for w in pending:
                 if not w.process.is_alive() and not (w.conn is not None and w.conn.poll()):
                     log.error(
                         "worker_failed_to_start",
                         extra={"worker": w.index, "worker_pid": w.pid, "exitcode": w.process.exitcode},
                     )
-                    return False
+                    failed.add(w.index)
+            pending = [w for w in pending if w.index not in failed]
+            if not pending:
+                return not failed
             if time.monotonic() > deadline:
                 log.error("workers_not_ready", extra={"timeout_s": READY_TIMEOUT})
                 return False
@@ -743,7 +751,6 @@ class Supervisor:
                 for w in pending:
                     if c is w.conn:
                         self._read_ready(w)
-        return True
 
     def _reap(self) -> None:
         now = time.monotonic()
