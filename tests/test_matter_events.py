@@ -4,6 +4,7 @@ its three backends (memory, SQLite, a real PostgreSQL)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -185,6 +186,10 @@ def test_handing_on_names_the_new_owner_and_keeps_the_first_receiver() -> None:
 def test_the_state_round_trips_through_json() -> None:
     st1 = fold("m-1", [decision("d1", T0)], [rec("x", "EXTENDED", T0 + DAY), rec("a", "ACCEPTED", T0)])
     assert MatterState.from_json(st1.to_json()) == st1
+    # every field, by name, and plain dicts a later change to the state cannot reach
+    j = st1.to_json()
+    assert j == dataclasses.asdict(st1) and json.loads(json.dumps(j)) == j
+    assert j["deadlines"] is not st1.deadlines and j["met"] is not st1.met
 
 
 # a valid history: each step is drawn so that the whole stays possible, times strictly increasing
@@ -338,6 +343,23 @@ def test_overdue_lists_by_due_time_and_filters(store: MatterStore) -> None:
     assert [i.state.matter_id for i in store.overdue(later, colour="YELLOW")] == [c]
     assert [i.state.matter_id for i in store.overdue(later, owner_department="none")] == []
     assert [i.state.matter_id for i in store.overdue(later, limit=1)] == [a]
+
+
+@per_backend
+def test_a_later_decision_moves_its_matter_between_the_filtered_listings(store: MatterStore) -> None:
+    m = decided(store, "a", GRASS, "dec-a", T0)
+    later = T0 + 40 * DAY
+    assert [i.state.matter_id for i in store.overdue(later, colour="YELLOW")] == [m]
+    store.record_event(event("f", "FAILED", T0 + H, matter_id=m))  # the round ends; the next decides
+    b = store.record(sighting("b", GRASS_AGAIN, complainant={"phone": PHONE}, channel="PHONE"))
+    assert b.matter_id == m
+    assert store.set_decision(decision("dec-b", T0 + DAY, cid="b", colour="RED", tier="BANNER"))
+    st = store.state(m)
+    assert st is not None and (st.colour, st.tier, st.rounds) == ("RED", "BANNER", 2)
+    assert [i.state for i in store.overdue(later, colour="RED")] == [st]
+    assert [i.state for i in store.overdue(later, tier="BANNER")] == [st]
+    assert list(store.overdue(later, colour="YELLOW")) == list(store.overdue(later, tier="TOWNSHIP")) == []
+    assert [(c.colour, c.tier, c.open) for c in store.open_counts(later)] == [("RED", "BANNER", 1)]
 
 
 @per_backend

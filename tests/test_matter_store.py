@@ -425,6 +425,19 @@ def test_the_one_step_minhash_equals_datasketchs_value_for_value() -> None:
     texts += [GRASS, GRASS_AGAIN, WAGE, "", "！！", "a", "的的的", "ＡＢＣ１２３ abc"]
     for t in texts:
         assert sig.signature(t) == sig.signature_reference(t)
+        assert sig.signature(t) == sig.signature_reference(t)  # again, from the hashes kept
+
+
+def test_the_kept_shingle_hashes_stay_bounded_and_change_no_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fenliu.matter import signature as sig
+
+    monkeypatch.setattr(sig, "HASHES_KEPT", 40)
+    monkeypatch.setattr(sig, "_HASHES", {})
+    for t in [GRASS, GRASS_AGAIN, WAGE, GRASS, WAGE]:
+        assert sig.signature(t) == sig.signature_reference(t)
+        assert len(sig._HASHES) <= 40 + len(sig.shingles(t))
 
 
 def test_the_closest_candidates_are_a_stable_sorts_first_ones() -> None:

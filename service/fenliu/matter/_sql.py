@@ -613,13 +613,26 @@ def state_params(st: MatterState, first_received_at: int) -> tuple[SqlValue, ...
     )
 
 
+_STATE_NAMES: Final = tuple(c.strip() for c in STATE_COLUMNS.split(","))
+
+
 def write_state(cur: Cursor, d: Dialect, st: MatterState, first_received_at: int) -> None:
+    """Insert the state row, or set the columns that changed: the table has seven indexes, and SQLite
+    rewrites those of the columns an UPDATE sets (a new state usually moves one or two of them)."""
     p = d.param
-    cur.execute(f"DELETE FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
-    cur.execute(
-        f"INSERT INTO matter_state ({STATE_COLUMNS}) VALUES ({', '.join([p] * 10)})",
-        state_params(st, first_received_at),
-    )
+    row = state_params(st, first_received_at)
+    cur.execute(f"SELECT {STATE_COLUMNS} FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
+    old = cur.fetchone()
+    if old is None:
+        cur.execute(f"INSERT INTO matter_state ({STATE_COLUMNS}) VALUES ({', '.join([p] * 10)})", row)
+        return
+    changed = [i for i in range(1, len(row)) if row[i] != old[i]]
+    if changed:
+        sets = ", ".join(f"{_STATE_NAMES[i]} = {p}" for i in changed)
+        cur.execute(
+            f"UPDATE matter_state SET {sets} WHERE matter_id = {p}",
+            [*(row[i] for i in changed), st.matter_id],
+        )
 
 
 def refresh_state(cur: Cursor, d: Dialect, matter_id: str) -> MatterState | None:

@@ -81,6 +81,12 @@ def _permutations() -> tuple[U32, U32]:
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
+#: The hash of each shingle seen, at most ``HASHES_KEPT`` of them (about 10 MiB): complaints share most
+#: of their characters and pairs, and the SHA-1 of each was half the cost of a MinHash.
+HASHES_KEPT: Final = 50_000
+_HASHES: dict[str, bytes] = {}
+
+
 def _fmix32(hv: U32) -> U32:
     """MurmurHash3's 32-bit finalizer, as datasketch's ``affine32`` scheme pre-mixes each hash."""
     hv = hv ^ (hv >> np.uint32(16))
@@ -95,7 +101,13 @@ def minhash_values(sh: set[str]) -> U32:
     """The MinHash of the shingles: datasketch's ``MinHash(num_perm, seed, scheme="affine32")`` with
     its default hash (the first 4 bytes of SHA-1, little-endian), computed in one step; equal value
     for value to ``MinHash.update_batch`` (a test compares them)."""
-    hv = np.frombuffer(b"".join([hashlib.sha1(x.encode()).digest()[:4] for x in sh]), dtype="<u4")
+    known = _HASHES
+    if len(known) > HASHES_KEPT:  # a bound on memory: forget them all, they come back as they are used
+        known.clear()
+    hv = np.frombuffer(
+        b"".join([known.get(x) or known.setdefault(x, hashlib.sha1(x.encode()).digest()[:4]) for x in sh]),
+        dtype="<u4",
+    )
     a, b = _permutations()
     out: U32 = (_fmix32(hv.astype(np.uint32))[:, None] * a + b).min(axis=0)
     return out
