@@ -49,15 +49,18 @@ def test_split_is_the_fixed_stratified_one() -> None:
     from tools.split_corpus import split
 
     rows = _rows()
-    # written in two rounds (parts a and b, then c and d): each round split on its own, and the second
-    # moved no complaint of the first between the splits
-    first = [r for r in rows if r["id"][:2] in ("a-", "b-")]
-    second = [r for r in rows if r["id"][:2] in ("c-", "d-")]
-    assert len(first) + len(second) == len(rows) and second
-    bare = [[{k: v for k, v in r.items() if k != "split"} for r in part] for part in (first, second)]
-    assert [r["split"] for r in split(bare[0])] == [r["split"] for r in first]
-    assert [r["split"] for r in split(first + bare[1])] == [r["split"] for r in first + second]
-    for part in (first, second):
+    # written in three rounds (parts a and b; c and d; e, by other writers): each round split on its own,
+    # and no later round moved a complaint of an earlier one between the splits
+    rounds = [
+        [r for r in rows if r["id"][:2] in prefixes] for prefixes in (("a-", "b-"), ("c-", "d-"), ("e-",))
+    ]
+    assert sum(map(len, rounds)) == len(rows) and all(rounds)
+    bare = [[{k: v for k, v in r.items() if k != "split"} for r in part] for part in rounds]
+    earlier: list[dict[str, object]] = []
+    for part, plain in zip(rounds, bare, strict=True):
+        assert [r["split"] for r in split(earlier + plain)] == [r["split"] for r in earlier + part]
+        earlier += part
+    for part in rounds:
         for cat, n in Counter(r["category"] for r in part).items():
             test = sum(1 for r in part if r["category"] == cat and r["split"] == "test")
             assert abs(test - 0.2 * n) <= 1
