@@ -49,10 +49,11 @@ def test_split_is_the_fixed_stratified_one() -> None:
     from tools.split_corpus import split
 
     rows = _rows()
-    # written in three rounds (parts a and b; c and d; e, by other writers): each round split on its own,
-    # and no later round moved a complaint of an earlier one between the splits
+    # written in four rounds (parts a and b; c and d; e; f, by other writers): each round split on its
+    # own, and no later round moved a complaint of an earlier one between the splits
     rounds = [
-        [r for r in rows if r["id"][:2] in prefixes] for prefixes in (("a-", "b-"), ("c-", "d-"), ("e-",))
+        [r for r in rows if r["id"][:2] in prefixes]
+        for prefixes in (("a-", "b-"), ("c-", "d-"), ("e-",), ("f-",))
     ]
     assert sum(map(len, rounds)) == len(rows) and all(rounds)
     bare = [[{k: v for k, v in r.items() if k != "split"} for r in part] for part in rounds]
