@@ -434,3 +434,26 @@ def test_the_report_says_which_goals_allow_less_than_the_least_a_call_costs() ->
     assert "**62.0 µs**" in text and "**44.0 µs**" in text
     assert "even in process: stream shared (40 µs), unary pinned (26 µs)." in text
     assert "unary shared (" not in text  # 56 µs is more than the 44 µs the least call costs
+
+
+def test_store_step_times_every_step_and_puts_the_functions_back() -> None:
+    import importlib
+
+    from bench import store_step
+
+    before = [
+        getattr(getattr(importlib.import_module(m), o) if o else importlib.import_module(m), f)
+        for _, m, o, f in store_step.STEPS
+    ]
+    r = store_step.run(n=20, rounds=1)
+    assert [len(r["cpu_us"][k]) for k in ("off", "on")] == [1, 1]
+    assert all(v > 0 for v in r["cpu_us"]["off"] + r["cpu_us"]["on"])
+    # each step was reached: a renamed function would leave its step at zero
+    assert set(r["steps_us"]) == {label for label, *_ in store_step.STEPS}
+    assert all(us > 0 for us in r["steps_us"].values()), r["steps_us"]
+    after = [
+        getattr(getattr(importlib.import_module(m), o) if o else importlib.import_module(m), f)
+        for _, m, o, f in store_step.STEPS
+    ]
+    assert after == before
+    assert "on ÷ off" in store_step.render(r)
