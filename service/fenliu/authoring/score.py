@@ -22,7 +22,7 @@ from fenliu.authoring.train import Labelled, read_labelled
 from fenliu.domain.errors import Problem
 from fenliu.domain.model import LOCAL_TZ, UNCLASSIFIED, Complaint, Suggestion
 from fenliu.engine.decider import Decider
-from fenliu.engine.enrich import enrichment_for
+from fenliu.engine.enrich import Enrichment, LexiconEnricher, ModelEnricher
 from fenliu.i18n import N_, _
 from fenliu.packs.types import Pack
 
@@ -123,9 +123,10 @@ def score(pack: Pack, items: Sequence[Labelled], decider: Decider | None = None)
     own = decider is None
     d = decider if decider is not None else Decider(pack, backend="python", memoize=False)
     try:
-        lexicon_only = enrichment_for(pack, model=False)
         full = d.enrichment
-        has_model = any(e.name == "model" for e in full.enrichers)
+        # the decider's own lexicon scorer, not a second one built again (at every load and reload)
+        lexicon_only = Enrichment([e for e in full.enrichers if isinstance(e, LexiconEnricher)])
+        has_model = any(isinstance(e, ModelEnricher) for e in full.enrichers)
         reports = {w: Report(w) for w in WAYS if has_model or w == "lexicon"}
         for item in items:
             c = _complaint(item)
