@@ -441,19 +441,18 @@ def test_store_step_times_every_step_and_puts_the_functions_back() -> None:
 
     from bench import store_step
 
-    before = [
-        getattr(getattr(importlib.import_module(m), o) if o else importlib.import_module(m), f)
-        for _, m, o, f in store_step.STEPS
-    ]
+    def timed_functions() -> list[object]:
+        return [
+            getattr(getattr(importlib.import_module(m), o) if o else importlib.import_module(m), f)
+            for _, m, o, f in store_step.STEPS
+        ]
+
+    before = timed_functions()
     r = store_step.run(n=20, rounds=1)
     assert [len(r["cpu_us"][k]) for k in ("off", "on")] == [1, 1]
     assert all(v > 0 for v in r["cpu_us"]["off"] + r["cpu_us"]["on"])
     # each step was reached: a renamed function would leave its step at zero
     assert set(r["steps_us"]) == {label for label, *_ in store_step.STEPS}
     assert all(us > 0 for us in r["steps_us"].values()), r["steps_us"]
-    after = [
-        getattr(getattr(importlib.import_module(m), o) if o else importlib.import_module(m), f)
-        for _, m, o, f in store_step.STEPS
-    ]
-    assert after == before
+    assert timed_functions() == before
     assert "on ÷ off" in store_step.render(r)
