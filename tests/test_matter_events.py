@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fenliu.matter import MatterStore, open_store
@@ -411,6 +411,88 @@ def test_a_store_folds_any_arrival_order_alike(
         )
     finally:
         s.close()
+
+
+_EXAMPLE = iter(range(1_000_000))
+
+
+@per_backend
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(histories(), st.sampled_from(["as it happens", "decisions late", "events first"]))
+def test_a_store_moves_its_state_on_by_each_new_decision_as_a_whole_fold_would(
+    store: MatterStore, h: tuple[list[DecisionFacts], list[RecordedEvent]], order: str
+) -> None:
+    """Complaints and events written as they happen (each decision the latest thing on its matter: the
+    store moves its state on without folding it again); every decision first and in reverse (each one
+    late); or the first decision, then the events, then the other decisions (each earlier than events
+    already stored; those that were impossible without it are refused): the state is the fold of all
+    that was stored, after every step."""
+    n = next(_EXAMPLE)
+    decisions = [dataclasses.replace(x, decision_id=f"x{n}-{x.decision_id}", complaint_id="") for x in h[0]]
+    decisions = [dataclasses.replace(x, complaint_id=f"c-{x.decision_id}") for x in decisions]
+    events = [
+        dataclasses.replace(
+            r, event=dataclasses.replace(r.event, idempotency_key=f"x{n}-{r.event.idempotency_key}")
+        )
+        for r in h[1]
+    ]
+    phone = f"1370{n:07d}"
+    region = {"township_code": f"15{n:07d}", "village_code": f"15{n:07d}001"}
+    matter = ""
+
+    def decide(i: int, x: DecisionFacts) -> None:
+        nonlocal matter
+        r = store.record(  # a township of its own: no earlier example's matter is near in words
+            sighting(x.complaint_id, [GRASS, GRASS_AGAIN][i % 2], complainant={"phone": phone}, region=region)
+        )
+        assert matter in ("", r.matter_id)
+        matter = r.matter_id
+        assert store.set_decision(x)
+
+    def placed(upto: int) -> tuple[list[DecisionFacts], list[RecordedEvent]]:
+        return (
+            [x for x in decisions if x.received_at <= upto],
+            [r for r in events if r.event.occurred_at <= upto],
+        )
+
+    def same(got: MatterState | None, want: MatterState) -> None:
+        assert got is not None
+        assert dataclasses.replace(got, last_outcome_event="") == dataclasses.replace(
+            want, last_outcome_event=""
+        )
+
+    if order == "decisions late":
+        for i, x in enumerate(reversed(decisions)):
+            decide(i, x)
+        same(store.state(matter), fold(matter, decisions, []))
+        for r in events:
+            store.record_event(dataclasses.replace(r.event, matter_id=matter))
+    elif order == "events first":
+        decide(0, decisions[0])
+        kept = []
+        for r in events:
+            try:
+                store.record_event(dataclasses.replace(r.event, matter_id=matter))
+                kept.append(dataclasses.replace(r, event_id=""))
+            except EventRejected:
+                pass
+        for i, x in enumerate(decisions[1:], 1):
+            decide(i, x)
+            same(store.state(matter), fold(matter, decisions[: i + 1], kept))
+        events = kept
+    else:
+        timeline = sorted(
+            [(x.received_at, 0, x) for x in decisions] + [(r.event.occurred_at, 1, r) for r in events],
+            key=lambda t: (t[0], t[1]),
+        )
+        for i, (at, _, item) in enumerate(timeline):
+            if isinstance(item, DecisionFacts):
+                decide(i, item)
+            else:
+                store.record_event(dataclasses.replace(item.event, matter_id=matter))
+            ds, es = placed(at)
+            same(store.state(matter), fold(matter, ds, [dataclasses.replace(r, event_id="") for r in es]))
+    same(store.state(matter), fold(matter, decisions, [dataclasses.replace(r, event_id="") for r in events]))
 
 
 def test_the_overdue_of_a_township_is_an_index_range_scan(tmp_path: Path) -> None:

@@ -462,11 +462,41 @@ def set_decision(cur: Cursor, d: Dialect, facts: DecisionFacts) -> bool:
         )
     if facts.decision_id:
         cur.execute(f"DELETE FROM decisions WHERE decision_id = {p}", (facts.decision_id,))
+        replaced = cur.rowcount > 0
         cur.execute(
             f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join([p] * 14)})",
             decision_params(facts, matter_id),
         )
-        refresh_state(cur, d, matter_id)
+        if replaced or not advance_state(cur, d, matter_id, facts):
+            refresh_state(cur, d, matter_id)
+    return True
+
+
+def advance_state(cur: Cursor, d: Dialect, matter_id: str, facts: DecisionFacts) -> bool:
+    """Move the matter's stored state on by a new decision ``facts`` without folding its history again,
+    when the decision is the latest thing on the matter (as a new complaint's is): received after every
+    event and after every other decision. False, writing nothing, when it is not (a decision that
+    arrived late, or the matter's first): then the whole history is folded again."""
+    p = d.param
+    cur.execute(
+        f"SELECT received_at, decision_id FROM decisions WHERE matter_id = {p} AND received_at >= {p} "
+        f"AND decision_id <> {p}",
+        (matter_id, facts.received_at, facts.decision_id),
+    )
+    key = (facts.received_at, facts.decision_id)  # the fold's order of decisions, compared here
+    if any((int(at), str(did)) > key for at, did in cur.fetchall()):
+        return False
+    cur.execute(f"SELECT MAX(occurred_at) FROM events WHERE matter_id = {p}", (matter_id,))
+    latest = cur.fetchone()
+    if latest is not None and latest[0] is not None and int(latest[0]) >= facts.received_at:
+        return False  # at one second the fold puts a decision before the events
+    cur.execute(f"SELECT {STATE_COLUMNS} FROM matter_state WHERE matter_id = {p}", (matter_id,))
+    old = cur.fetchone()
+    if old is None:
+        return False
+    before = MatterState.from_json(json.loads(str(old[-1])))
+    st = events_mod.then_decided(before, facts)
+    write_state(cur, d, st, min(int(old[7]), facts.received_at), old=old)
     return True
 
 
@@ -616,13 +646,17 @@ def state_params(st: MatterState, first_received_at: int) -> tuple[SqlValue, ...
 _STATE_NAMES: Final = tuple(c.strip() for c in STATE_COLUMNS.split(","))
 
 
-def write_state(cur: Cursor, d: Dialect, st: MatterState, first_received_at: int) -> None:
+def write_state(
+    cur: Cursor, d: Dialect, st: MatterState, first_received_at: int, *, old: Sequence[Any] | None = None
+) -> None:
     """Insert the state row, or set the columns that changed: the table has seven indexes, and SQLite
-    rewrites those of the columns an UPDATE sets (a new state usually moves one or two of them)."""
+    rewrites those of the columns an UPDATE sets (a new state usually moves one or two of them).
+    ``old`` is the row as stored (:data:`STATE_COLUMNS`) when the caller has just read it."""
     p = d.param
     row = state_params(st, first_received_at)
-    cur.execute(f"SELECT {STATE_COLUMNS} FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
-    old = cur.fetchone()
+    if old is None:
+        cur.execute(f"SELECT {STATE_COLUMNS} FROM matter_state WHERE matter_id = {p}", (st.matter_id,))
+        old = cur.fetchone()
     if old is None:
         cur.execute(f"INSERT INTO matter_state ({STATE_COLUMNS}) VALUES ({', '.join([p] * 10)})", row)
         return

@@ -480,6 +480,13 @@ def fold(matter_id: str, decisions: Sequence[DecisionFacts], events: Sequence[Re
     return _fold(matter_id, decisions, events, lambda r: False)[0]
 
 
+def then_decided(state: MatterState, decision: DecisionFacts) -> MatterState:
+    """The state after ``decision``, when the fold that made ``state`` would place it last: received
+    after every event and (by received time, then id) after every other decision of the matter. Equal to
+    folding the whole history again (a test compares them); a store checks that order before using it."""
+    return _decide(state, decision)[0]
+
+
 def check(
     matter_id: str,
     decisions: Sequence[DecisionFacts],
