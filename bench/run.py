@@ -144,6 +144,11 @@ GOALS = {
         60.0,
         False,
     ),
+    "start": ("start to SERVING, `fenliu serve`, 1 worker, text model on, s", 1.5, False),
+    "reload": ("a reload with the pack's cases, floors and text model, s", 1.0, False),
+    "store_sqlite": ("matter store, lookup-and-write p99 at 1,000,000 matters, SQLite", 2.0, False),
+    "store_postgresql": ("matter store, lookup-and-write p99 at 1,000,000 matters, PostgreSQL", 3.0, False),
+    "store_ratio": ("gRPC unary throughput, 2 workers: store on ÷ store off", 0.85, True),
 }
 
 
@@ -480,6 +485,57 @@ class Run:
         for k, v in self.results["reload"].items():
             log(f"  {k}: {v:.1f}")
 
+    def derived_goals(self) -> None:
+        """The goals read from the results of parts ``startup``, ``text`` and ``matters`` (also when a
+        saved run is rendered again: ``--render``)."""
+        res = self.results
+        if "startup" in res:
+            st = res["startup"]
+            self.ratios["start"] = (
+                st["fenliu workers=1"],
+                f"{st['fenliu workers=1'] * 1000:.0f} ms with 1 worker, {st['fenliu workers=2'] * 1000:.0f} ms "
+                f"with 2; the echo server {st['echo workers=1'] * 1000:.0f} ms (median of the part's starts)",
+            )
+        reloads = [("part startup", res["reload"]["reload_ms"])] if "reload" in res else []
+        if "text" in res:
+            reloads.append(("part text", res["text"]["load"]["reload_ms"]))
+        if reloads:  # the same reload measured twice in the run, at two moments: the slower one counts
+            self.ratios["reload"] = (
+                max(ms for _, ms in reloads) / 1000,
+                "; ".join(f"{ms:.0f} ms in {where}" for where, ms in reloads)
+                + (
+                    f" (the same reload twice: the slower counts); of a reload, the pack's "
+                    f"{res['reload']['cases']:.0f} cases {res['reload']['cases_ms']:.0f} ms and parsing it "
+                    f"{res['reload']['parse_ms']:.0f} ms"
+                    if "reload" in res
+                    else ""
+                ),
+            )
+        m = res.get("matters")
+        if m:
+            for backend in ("sqlite", "postgresql"):
+                b = m["backends"].get(backend)
+                if b:
+                    self.ratios[f"store_{backend}"] = (
+                        b["p99_ms"],
+                        f"p50 {b['p50_ms']:.2f} ms, CPU p50 / p99 {b['cpu_p50_ms']:.2f} / {b['cpu_p99_ms']:.2f} ms; "
+                        f"load {b['load']}",
+                    )
+            g = m.get("grpc")
+            if g:
+                on, off = g["runs"]["store on (SQLite)"], g["runs"]["store off"]
+                stored = (
+                    f"; {on['stored']:,.0f} of {on['requests']:,.0f} calls recorded within the store's "
+                    "deadline, the others answered without history and queued"
+                    if "stored" in on
+                    else ""
+                )
+                self.ratios["store_ratio"] = (
+                    g["ratio"],
+                    f"{on['rps']:,.0f}/s ÷ {off['rps']:,.0f}/s; server CPU per request {on['cpu_us']:.0f} µs vs "
+                    f"{off['cpu_us']:.0f} µs{stored}",
+                )
+
     def text(self) -> None:
         from bench import text
 
@@ -561,7 +617,17 @@ class Run:
 # The report
 
 
-_UNIT: Final = {"memory": " MB", "text": " µs", "replay": " s", "latency300": " ms", "latency600": " ms"}
+_UNIT: Final = {
+    "memory": " MB",
+    "text": " µs",
+    "replay": " s",
+    "latency300": " ms",
+    "latency600": " ms",
+    "start": " s",
+    "reload": " s",
+    "store_sqlite": " ms",
+    "store_postgresql": " ms",
+}
 
 
 def _shown(key: str, value: float) -> str:
@@ -572,8 +638,10 @@ def _shown(key: str, value: float) -> str:
         return f"{value:.1f} µs"
     if key == "replay":
         return f"{value:.0f} s"
-    if key.startswith("latency"):
+    if key.startswith("latency") or key in ("store_sqlite", "store_postgresql"):
         return f"{value:.2f} ms"
+    if key in ("start", "reload"):
+        return f"{value:.2f} s"
     return f"{value:.2f}×"
 
 
@@ -794,7 +862,7 @@ def _lexicon_section(r: Run) -> list[str]:
     ]
     for k, row in x["sizes"].items():
         out.append(
-            f"| {k:,} | {row['against']} | {row['together']} | {row['text_step_us']:.1f} | "
+            f"| {int(k):,} | {row['against']} | {row['together']} | {row['text_step_us']:.1f} | "
             f"{row['lexicon_us']:.1f} |"
         )
     out += [
@@ -1101,6 +1169,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     ap.add_argument("--json", help="also write every number as JSON here")
     ap.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: write the report again from a run's saved --json (after a change to the report)",
+    )
+    ap.add_argument(
         "--store",
         choices=("auto", "on", "off"),
         default="auto",
@@ -1112,6 +1185,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
 
+    if args.render:
+        saved = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        again = Run.__new__(Run)
+        head = saved.get("head", {})
+        again.quick, again.results, again.errors = bool(head.get("quick")), saved["results"], saved["errors"]
+        again.s = QUICK if again.quick else FULL
+        again.ratios = {k: (v[0], v[1]) for k, v in saved["ratios"].items()}
+        again.timings = saved.get("timings", {})
+        again.derived_goals()
+        Path(args.out).write_text(
+            report(again, saved["machine"], head.get("started", "?"), head.get("seconds", 0.0)),
+            encoding="utf-8",
+        )
+        return 0
     # Stopped with SIGTERM, unwind like Ctrl-C so that servers and clients are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -1131,14 +1218,23 @@ def main(argv: list[str] | None = None) -> int:
         if name in parts:
             run.part(name, getattr(run, name))
     info["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    text = report(run, info, started, time.monotonic() - t0)
+    run.derived_goals()
+    seconds = time.monotonic() - t0
+    text = report(run, info, started, seconds)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"machine": info, "results": run.results, "errors": run.errors, "ratios": run.ratios},
+                {
+                    "machine": info,
+                    "results": run.results,
+                    "errors": run.errors,
+                    "ratios": run.ratios,
+                    "timings": run.timings,
+                    "head": {"started": started, "seconds": seconds, "quick": run.quick},
+                },
                 ensure_ascii=False,
                 indent=1,
                 default=str,

@@ -387,6 +387,51 @@ def test_run_writes_the_report_and_exits_0(tmp_path: Path, monkeypatch: pytest.M
     assert "fenliu ÷ echo, pinned" in text and "| fenliu | 2 | pinned | stream |" in text
     assert "NOT MEASURED" not in text and "Parts that failed" not in text
     assert text.count("PASS") + text.count("MISS") + text.count("UNSURE") >= len(run.GOALS)
+    for key in ("start", "reload", "store_sqlite", "store_postgresql", "store_ratio"):
+        assert f"| {run.GOALS[key][0]} |" in text, key
+    # the saved numbers render to the same report, byte for byte
+    again = tmp_path / "again.md"
+    assert run.main(["--render", str(tmp_path / "bench.json"), "--out", str(again)]) == 0
+    assert again.read_text(encoding="utf-8") == text
+
+
+def test_the_goals_read_from_start_reload_and_the_matter_store() -> None:
+    from bench import run
+
+    r = run.Run(dict(run.QUICK, corpus=5), quick=True)
+    r.results.update(
+        startup={"echo workers=1": 0.2, "fenliu workers=1": 1.2, "fenliu workers=2": 1.8},
+        reload={"reload_ms": 800.0, "cases": 300, "cases_ms": 100.0, "parse_ms": 250.0},
+        text={"load": {"first_load_ms": 900.0, "reload_ms": 1100.0}},
+        matters={
+            "backends": {
+                b: {"p50_ms": 1.0, "p99_ms": p99, "cpu_p50_ms": 0.9, "cpu_p99_ms": 2.0, "load": "1.0"}
+                for b, p99 in (("sqlite", 1.9), ("postgresql", 3.2))
+            },
+            "grpc": {
+                "ratio": 0.9,
+                "runs": {
+                    "store off": {"rps": 1000.0, "cpu_us": 1000.0},
+                    "store on (SQLite)": {"rps": 900.0, "cpu_us": 1100.0, "stored": 90.0, "requests": 100.0},
+                },
+            },
+        },
+    )
+    r.derived_goals()
+    said = {
+        k: run.verdict(k, r.ratios[k][0], r)
+        for k in ("start", "reload", "store_sqlite", "store_postgresql", "store_ratio")
+    }
+    # the slower of the run's two reloads counts; each store against its own goal
+    assert said == {
+        "start": "PASS",
+        "reload": "MISS",
+        "store_sqlite": "PASS",
+        "store_postgresql": "MISS",
+        "store_ratio": "PASS",
+    }
+    assert r.ratios["reload"][0] == 1.1
+    assert "90 of 100 calls recorded within the store's deadline" in r.ratios["store_ratio"][1]
 
 
 def test_a_two_worker_ratio_the_load_clients_capped_is_not_a_pass() -> None:
