@@ -279,6 +279,32 @@ def test_personal_data_appears_neither_in_the_decision_log_nor_in_metrics(
     assert '"complainant":{"name":"hmac:' in logged
 
 
+def test_an_amount_shaped_like_personal_data_is_masked_in_the_decision_log(
+    triage: Triage, tmp_path: Path
+) -> None:
+    """A phone or an id number typed into the amount is masked like one in any text (the amount is a
+    number, which a text's masking never saw); an ordinary amount is kept as the number it is."""
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path, max_bytes=1 << 20, backups=1, hash_key=KEY)
+    typed = [
+        ({"amount_yuan": 13947712345}, "13947712345"),
+        ({"amount_yuan": 150627800101002.0}, "150627800101002"),
+    ]
+    for i, (fields, shown) in enumerate(typed):
+        c, d = decide(
+            triage, {"id": f"n{i}", "text": "拖欠农民工工资", "complainant": {"name": NAME}, **fields}
+        )
+        log.write(d, c)
+        line = path.read_text(encoding="utf-8").splitlines()[-1]
+        assert shown not in line, fields
+        assert "[phone]" in line or "[id-number]" in line, fields
+    c, d = decide(triage, {"id": "plain", "text": "拖欠农民工工资", "amount_yuan": 86000.5})
+    log.write(d, c)
+    last = json.loads(path.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["complaint"]["amount_yuan"] == 86000.5
+    log.close()
+
+
 @pytest.mark.parametrize(("flags", "redacted"), [([], True), (["--decision-log-keep-text"], False)])
 def test_serve_option_keeps_the_words_only_when_asked(
     triage: Triage, tmp_path: Path, flags: list[str], redacted: bool

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -561,7 +562,7 @@ def test_a_guarded_store_answers_events_within_its_deadline_and_never_queues(tmp
     from fenliu.matter import GuardedStore, StoreUnavailable
 
     inner = open_store(f"sqlite:///{tmp_path / 'm.db'}")
-    guarded = GuardedStore(inner, tmp_path / "queue", event_deadline_s=0.3)
+    guarded = GuardedStore(inner, tmp_path / "queue", deadline_s=2.0, event_deadline_s=0.3)
     try:
         m = decided(guarded, "a", GRASS, "dec-a", T0)
         _, ok, st = guarded.record_event(event("k", "ACCEPTED", T0 + H, matter_id=m))
@@ -579,5 +580,37 @@ def test_a_guarded_store_answers_events_within_its_deadline_and_never_queues(tmp
             blocker.rollback()
             blocker.close()
         assert guarded.pending() == 0  # events are not queued
+    finally:
+        guarded.close()
+
+
+def test_a_decisions_write_back_answers_within_the_deadline_and_lands_when_the_store_answers(
+    tmp_path: Path,
+) -> None:
+    """Another writer holds the database when a decision is written back: the call returns at the
+    guard's deadline, not after the store's busy timeout (5 s), and the write goes on and lands once the
+    database is free."""
+    from fenliu.matter import GuardedStore
+
+    inner = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    guarded = GuardedStore(inner, tmp_path / "queue", deadline_s=0.2)
+    try:
+        r = guarded.record(sighting("a", GRASS, complainant={"phone": PHONE}))
+        assert r.available
+        blocker = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            start = time.monotonic()
+            assert guarded.set_decision(decision("dec-a", T0, cid="a")) is False
+            assert time.monotonic() - start < 2.5
+        finally:
+            blocker.rollback()
+            blocker.close()
+        end = time.monotonic() + 10
+        while inner.state(r.matter_id) is None and time.monotonic() < end:
+            time.sleep(0.05)
+        st = inner.state(r.matter_id)
+        assert st is not None and st.rounds == 1 and st.owner_department == "township_government"
+        assert guarded.pending() == 0  # written, not queued
     finally:
         guarded.close()

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fenliu import ComplaintError, Triage, complaint_from_dict
 from fenliu._proto.fenliu.v1 import triage_pb2 as pb
-from fenliu.domain.personal import ID_MASK, PHONE_MASK, looks_personal, mask
+from fenliu.domain import personal
+from fenliu.domain.personal import ID_MASK, PHONE_MASK, SHORTEST, looks_personal, mask
 from fenliu.serving import convert
 from fenliu.serving.decision_log import DecisionLog
 from fenliu.serving.logs import setup_logging
@@ -54,6 +57,14 @@ ID_NUMBER, OLD_ID, PHONE = "150626199012301234", "150626901230123", "13947712345
 def test_mask_hides_what_is_shaped_like_an_id_number_or_a_mobile(text: str, masked: str) -> None:
     assert mask(text) == masked
     assert looks_personal(text) == (masked in (ID_MASK, PHONE_MASK))
+
+
+@given(st.text(alphabet="0123456789０１２３４５６７８９+＋ -－Xx８６１３", max_size=SHORTEST + 8))
+def test_no_text_shorter_than_a_mobile_number_holds_anything_to_mask(text: str) -> None:
+    """``mask`` skips texts under ``SHORTEST`` characters: none of them matches either shape."""
+    if len(text) < SHORTEST:
+        assert personal.ID_NUMBER.search(text) is None and personal.MOBILE.search(text) is None
+    assert mask(text) == personal.MOBILE.sub(PHONE_MASK, personal.ID_NUMBER.sub(ID_MASK, text))
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,13 @@ ID_MASK: Final = "[id-number]"
 PHONE_MASK: Final = "[phone]"
 
 
+#: The fewest characters a match can have (a mobile number's 11 digits): a shorter text holds none.
+SHORTEST: Final = 11
+
+
 def mask(text: str) -> str:
     """``text`` with every id-number-shaped and mobile-shaped run replaced by a placeholder."""
-    if _DIGIT.search(text) is None:
+    if len(text) < SHORTEST or _DIGIT.search(text) is None:  # most strings a line holds are short
         return text
     text = ID_NUMBER.sub(ID_MASK, text)
     return MOBILE.sub(PHONE_MASK, text)

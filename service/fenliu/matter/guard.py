@@ -150,10 +150,26 @@ class GuardedStore:
         return Recognition.unavailable()
 
     def set_decision(self, facts: DecisionFacts) -> bool:
+        """Write a decision's facts within the deadline, as a recording is: past it the write goes on in
+        the store's thread (it lands when the store answers) and the call returns False, so a store
+        that is locked or slow (a purge, a failover) never holds up the answer. Never raises."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            fut = self._pool.submit(self._write_decision, facts)
+        except RuntimeError:  # shut down
+            self._slots.release()
+            return False
+        try:
+            return fut.result(timeout=self.deadline_s)
+        except Exception:  # past the deadline (still being written), or the store's trouble
+            return False
+
+    def _write_decision(self, facts: DecisionFacts) -> bool:
         try:
             return self.store.set_decision(facts)
-        except Exception:
-            return False
+        finally:
+            self._slots.release()
 
     # -- following matters: within a deadline, never queued
 

@@ -127,8 +127,29 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         ) from None
 
 
+def _number(v: int | float) -> object:
+    """A number as it is, or, when its digits are shaped like an id number or a mobile (a phone typed
+    into the amount), their masked text: 13800138000.0 is logged as "[phone].0"."""
+    if abs(v) < 1e10:
+        return v
+    text = repr(v)
+    masked = mask(text)
+    return v if masked == text else masked
+
+
 def _plain(v: object) -> object:
     """A JSON-ready copy of ``v`` whose every string is masked (:func:`fenliu.domain.personal.mask`)."""
+    t = type(v)  # the exact types first: a line holds a few hundred values, and an ABC check is slow
+    if t is str:
+        return mask(v)  # type: ignore[arg-type]
+    if t is dict:
+        return {mask(str(k)): _plain(x) for k, x in v.items()}  # type: ignore[attr-defined]
+    if t is list or t is tuple:
+        return [_plain(x) for x in v]  # type: ignore[attr-defined]
+    if t is int or t is float:
+        return _number(v)  # type: ignore[arg-type]
+    if t is bool or v is None:
+        return v
     if isinstance(v, str):
         return mask(v)
     if isinstance(v, datetime):
