@@ -91,3 +91,25 @@ def test_enrich_seam_memory_store_from_many_threads() -> None:
     assert len(store) == 2000
     assert store.get("3-499") == 499
     assert store.get("missing") is None
+
+
+def test_enrich_seam_one_pass_gives_the_first_enrichers_alone_and_all_of_them() -> None:
+    """``through(c, n)`` is (the first n enrichers alone, all of them): what ``fenliu score`` reads
+    as the lexicon alone and as both, from one lexicon pass."""
+    d = Decider(PACK, backend="python")
+    try:
+        full = d.enrichment
+        assert [e.name for e in full.enrichers[:2]] == ["lexicon", "model"]
+        first = Enrichment(full.enrichers[:1])
+        texts = ["邻居家的排水管把我家院墙泡塌了", "干了三个月一分没见着", "谢谢你们", "草场网围栏被拆了"]
+        for i, text in enumerate(texts):
+            c = complaint_from_dict({"id": f"t{i}", "text": text})
+            alone, whole = full.through(c, 1)
+            assert alone == first(c) and whole == full(c)
+            assert (
+                alone.enriched and alone.model_category == "" and alone.text_category == whole.text_category
+            )
+            assert full.through(c, len(full.enrichers)) == (whole, whole)
+            assert full.through(whole, 1) == (whole, whole)  # an enriched complaint is left as it is
+    finally:
+        d.close()
