@@ -103,13 +103,29 @@ class GuardedStore:
 
     # -- recording
 
-    def record(self, sighting: Sighting) -> Recognition:
+    def _submit(self, fn: Callable[[], T]) -> cf.Future[T]:
+        """``fn()`` in the store's pool, holding one of the ``max_in_flight`` slots until it ends;
+        :class:`StoreUnavailable` when every slot is taken (calls still running past their deadline)
+        or the pool is shut down."""
         if not self._slots.acquire(blocking=False):
-            return self._defer(sighting)
+            raise StoreUnavailable("the matter store is busy")
+
+        def call() -> T:
+            try:
+                return fn()
+            finally:
+                self._slots.release()
+
         try:
-            fut = self._pool.submit(self._call, sighting)
+            return self._pool.submit(call)
         except RuntimeError:  # shut down
             self._slots.release()
+            raise StoreUnavailable("the matter store is closed") from None
+
+    def record(self, sighting: Sighting) -> Recognition:
+        try:
+            fut = self._submit(lambda: self.store.record(sighting))
+        except StoreUnavailable:
             return self._defer(sighting)
         try:
             return fut.result(timeout=self.deadline_s)
@@ -126,12 +142,6 @@ class GuardedStore:
         except Exception as e:  # a driver error of any kind is the store's trouble, not the caller's
             _log.warning("matter store: %s", type(e).__name__)
             return self._defer(sighting)
-
-    def _call(self, sighting: Sighting) -> Recognition:
-        try:
-            return self.store.record(sighting)
-        finally:
-            self._slots.release()
 
     def _written_late(self, complaint_id: str) -> bool:
         """Whether the call that missed its deadline for this complaint has written it since (waiting
@@ -153,41 +163,15 @@ class GuardedStore:
         """Write a decision's facts within the deadline, as a recording is: past it the write goes on in
         the store's thread (it lands when the store answers) and the call returns False, so a store
         that is locked or slow (a purge, a failover) never holds up the answer. Never raises."""
-        if not self._slots.acquire(blocking=False):
-            return False
         try:
-            fut = self._pool.submit(self._write_decision, facts)
-        except RuntimeError:  # shut down
-            self._slots.release()
+            return self._submit(lambda: self.store.set_decision(facts)).result(timeout=self.deadline_s)
+        except Exception:  # busy, past the deadline (still being written), or the store's trouble
             return False
-        try:
-            return fut.result(timeout=self.deadline_s)
-        except Exception:  # past the deadline (still being written), or the store's trouble
-            return False
-
-    def _write_decision(self, facts: DecisionFacts) -> bool:
-        try:
-            return self.store.set_decision(facts)
-        finally:
-            self._slots.release()
 
     # -- following matters: within a deadline, never queued
 
     def _within(self, fn: Callable[[], T]) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise StoreUnavailable("the matter store is busy")
-
-        def call() -> T:
-            try:
-                return fn()
-            finally:
-                self._slots.release()
-
-        try:
-            fut = self._pool.submit(call)
-        except RuntimeError:  # shut down
-            self._slots.release()
-            raise StoreUnavailable("the matter store is closed") from None
+        fut = self._submit(fn)
         try:
             return fut.result(timeout=self.event_deadline_s)
         except cf.TimeoutError:
