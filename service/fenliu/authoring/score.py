@@ -128,21 +128,19 @@ def score(pack: Pack, items: Sequence[Labelled], decider: Decider | None = None)
         lexicons = [e for e in full.enrichers if isinstance(e, LexiconEnricher)]
         lexicon_only = Enrichment(lexicons)
         # the lexicon first: one pass gives the lexicon alone and both (Enrichment.through)
-        one_pass = list(full.enrichers[: len(lexicons)]) == lexicons
+        one_pass = bool(lexicons) and list(full.enrichers[: len(lexicons)]) == lexicons
         has_model = any(isinstance(e, ModelEnricher) for e in full.enrichers)
         reports = {w: Report(w) for w in WAYS if has_model or w == "lexicon"}
         for item in items:
             c = _complaint(item)
-            if has_model and one_pass:
+            if one_pass:
                 alone, enriched = full.through(c, len(lexicons))
             else:
-                alone, enriched = lexicon_only(c), c
+                alone, enriched = lexicon_only(c), (full(c) if has_model else c)
             lx = d.decide(alone)
             reports["lexicon"].add(item, lx.outcome.category, lx.suggestions)
             if not has_model:
                 continue
-            if not one_pass:
-                enriched = full(c)
             got = enriched.model_category if enriched.model_confident else UNCLASSIFIED
             ev = enriched.evidence
             ranked = [Suggestion(cat, p) for cat, p in (ev.model if ev else ()) if cat != UNCLASSIFIED][:3]

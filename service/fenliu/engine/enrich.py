@@ -187,20 +187,18 @@ class Enrichment:
         text = complaint_text(c.title, c.text)
         derived: dict[str, Any] = {}
         allowed: frozenset[str] = frozenset()
-        early: dict[str, Any] | None = {} if first <= 0 else None
-        for i, (e, own) in enumerate(zip(self.enrichers, self._allowed, strict=True), 1):
+        early: dict[str, Any] | None = None  # what the first ``first`` wrote (none when they are all)
+        for i, (e, own) in enumerate(zip(self.enrichers, self._allowed, strict=True)):
+            if i == first:
+                early = dict(derived)
             e(c, text, derived)
             allowed |= own
             # A key that starts with "_" is an intermediate one enricher hands the next (the lexicon's
             # scores, for the model); it never reaches the complaint.
             if not allowed.issuperset(k for k in derived if not k.startswith("_")):
                 raise ValueError(f"enricher {e.name} set fields it does not declare")
-            if i == first:
-                early = dict(derived)
         whole = _with_derived(c, derived)
-        if early is None or first >= len(self.enrichers):
-            return whole, whole
-        return _with_derived(c, early), whole
+        return (whole if early is None else _with_derived(c, early)), whole
 
 
 def _rebuilder() -> Callable[[Complaint, dict[str, Any]], Complaint]:
