@@ -48,6 +48,16 @@ def mask(text: str) -> str:
     return MOBILE.sub(PHONE_MASK, text)
 
 
+def mask_number(v: int | float) -> int | float | str:
+    """A number as it is, or, when its digits are shaped like an id number or a mobile (a phone typed
+    into a number field), their masked text: 13800138000.0 becomes "[phone].0"."""
+    if abs(v) < 1e10:  # fewer digits than a mobile number
+        return v
+    text = repr(v)
+    masked = mask(text)
+    return v if masked == text else masked
+
+
 def looks_personal(text: str) -> bool:
     """Whether ``text``, as a whole (surrounding spaces aside), is shaped like an id number or a mobile."""
     t = text.strip()

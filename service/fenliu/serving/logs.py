@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import IO, Final
 
 from fenliu.domain.model import Json, JsonValue
-from fenliu.domain.personal import looks_personal, mask
+from fenliu.domain.personal import mask, mask_number
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=`` and is written out.
 _STANDARD: Final = frozenset(
@@ -36,10 +36,10 @@ _HANDLER_MARK: Final = "_fenliu_json"
 
 def _plain(value: object) -> JsonValue:
     """A JSON-ready copy of ``value`` whose every string is masked (:func:`fenliu.domain.personal.mask`)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**10:
-        return mask(str(value)) if looks_personal(str(value)) else value  # an int typed from a phone
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int | float):
+        return mask_number(value)  # a phone typed into a number
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
