@@ -496,21 +496,20 @@ class Run:
                 f"{st['fenliu workers=1'] * 1000:.0f} ms with 1 worker, {st['fenliu workers=2'] * 1000:.0f} ms "
                 f"with 2; the echo server {st['echo workers=1'] * 1000:.0f} ms (median of the part's starts)",
             )
-        reloads = [("part startup", res["reload"]["reload_ms"])] if "reload" in res else []
+        rl = res.get("reload")
+        reloads = [("part startup", rl["reload_ms"])] if rl else []
         if "text" in res:
             reloads.append(("part text", res["text"]["load"]["reload_ms"]))
         if reloads:  # the same reload measured twice in the run, at two moments: the slower one counts
-            self.ratios["reload"] = (
-                max(ms for _, ms in reloads) / 1000,
-                "; ".join(f"{ms:.0f} ms in {where}" for where, ms in reloads)
-                + (
-                    f" (the same reload twice: the slower counts); of a reload, the pack's "
-                    f"{res['reload']['cases']:.0f} cases {res['reload']['cases_ms']:.0f} ms and parsing it "
-                    f"{res['reload']['parse_ms']:.0f} ms"
-                    if "reload" in res
-                    else ""
-                ),
-            )
+            how = "; ".join(f"{ms:.0f} ms in {where}" for where, ms in reloads)
+            if len(reloads) > 1:
+                how += " (the same reload twice: the slower counts)"
+            if rl:
+                how += (
+                    f"; of a reload, the pack's {rl['cases']:.0f} cases {rl['cases_ms']:.0f} ms and parsing "
+                    f"it {rl['parse_ms']:.0f} ms"
+                )
+            self.ratios["reload"] = (max(ms for _, ms in reloads) / 1000, how)
         m = res.get("matters")
         if m:
             for backend in ("sqlite", "postgresql"):
